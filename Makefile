@@ -1,0 +1,36 @@
+# moat's build and test entry points. `make test` is what CI runs.
+GO ?= go
+STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
+
+.PHONY: build run test check unit fuzz install
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/moat ./cmd/moat
+
+# Run moat's main job on the bundled development configuration.
+run: build
+	./bin/moat postconf -c examples/dev -n
+
+# Install every test dependency, then run every check and test.
+test:
+	./scripts/test-deps
+	$(MAKE) check unit
+
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+unit:
+	$(GO) test -count=1 -timeout 15m ./...
+
+# Run every fuzz target for FUZZTIME each (default 2m).
+FUZZTIME ?= 2m
+fuzz:
+	./scripts/fuzz $(FUZZTIME)
+
+install: build
+	install -d $(DESTDIR)/usr/sbin
+	install -m 0755 bin/moat $(DESTDIR)/usr/sbin/moat
+	for c in postconf postmap postalias; do ln -sf moat $(DESTDIR)/usr/sbin/$$c; done

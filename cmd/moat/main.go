@@ -1,0 +1,60 @@
+// Command moat is a mail transfer agent that speaks Postfix's configuration
+// language. One binary serves every role: `moat VERB ARGS...`, or, when
+// started through a link named like a Postfix command (postconf, postmap,
+// postalias, ...), that command.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"moat/internal/cli"
+	"moat/internal/postalias"
+	"moat/internal/postconf"
+	"moat/internal/postmap"
+)
+
+// command is the entry point of one verb: it gets the program name to print
+// in messages and the arguments after it, and returns the exit status.
+type command func(env *cli.Env, prog string, args []string) int
+
+var commands = map[string]command{
+	"postconf":  postconf.Main,
+	"postmap":   postmap.Main,
+	"postalias": postalias.Main,
+}
+
+func main() {
+	os.Exit(run(cli.OS(), os.Args))
+}
+
+func run(env *cli.Env, argv []string) int {
+	name := filepath.Base(argv[0])
+	if cmd, ok := commands[name]; ok {
+		return cmd(env, name, argv[1:])
+	}
+	if len(argv) < 2 {
+		usage(env)
+		return 1
+	}
+	verb := argv[1]
+	cmd, ok := commands[verb]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "moat: unknown command %q\n", verb)
+		usage(env)
+		return 1
+	}
+	return cmd(env, verb, argv[2:])
+}
+
+func usage(env *cli.Env) {
+	var verbs []string
+	for v := range commands {
+		verbs = append(verbs, v)
+	}
+	sort.Strings(verbs)
+	fmt.Fprintf(env.Stderr, "usage: moat COMMAND [ARGS...]\ncommands: %s\n", strings.Join(verbs, " "))
+}

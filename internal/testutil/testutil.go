@@ -1,0 +1,67 @@
+// Package testutil has helpers shared by moat's tests: locating the
+// repository, Postfix's test vectors in ../shared, and the Postfix binaries
+// used as an oracle in differential tests.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// RepoRoot returns the directory holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// PostfixTests returns ../shared/postfix-tests (or $MOAT_POSTFIX_TESTS).
+// The vectors are part of the project's contract, so a missing directory
+// fails the test instead of skipping it.
+func PostfixTests(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("MOAT_POSTFIX_TESTS")
+	if dir == "" {
+		dir = filepath.Join(RepoRoot(t), "..", "shared", "postfix-tests")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.md")); err != nil {
+		t.Fatalf("Postfix test vectors not found at %s: %v", dir, err)
+	}
+	return dir
+}
+
+// PostfixTool returns the path of a Postfix command (postconf, postmap,
+// postalias) from Debian's postfix package. The differential tests need it:
+// when it is missing the test fails under CI (where scripts/test-deps
+// installs it) and is skipped elsewhere.
+func PostfixTool(t testing.TB, name string) string {
+	t.Helper()
+	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("Postfix's %s is not installed; run scripts/test-deps", name)
+	}
+	t.Skipf("Postfix's %s is not installed (scripts/test-deps installs it)", name)
+	return ""
+}
