@@ -1,0 +1,98 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Used returns the names postconf counts as used, as Postfix's postconf
+// does: every built-in parameter, every name referenced as $name in a
+// main.cf value (in any branch of a conditional), every name listed in
+// smtpd_restriction_classes, and the extra names the caller adds (master.cf
+// "-o" names and the names their values reference).
+func (c *Config) Used(extra []string) map[string]bool {
+	used := map[string]bool{}
+	for _, n := range c.table.Names() {
+		used[n] = true
+	}
+	for n := range c.service {
+		used[n] = true
+	}
+	for n := range c.program {
+		used[n] = true
+	}
+	for _, e := range c.entries {
+		References(e.Value, func(n string) { used[n] = true })
+	}
+	for _, n := range SplitList(c.Get("smtpd_restriction_classes")) {
+		used[n] = true
+	}
+	for _, n := range extra {
+		used[n] = true
+	}
+	return used
+}
+
+// Unused returns main.cf's definitions that nothing uses (see Used), in file
+// order; Postfix's postconf warns "unused parameter" for each.
+func (c *Config) Unused(extra []string) []Entry {
+	used := c.Used(extra)
+	var out []Entry
+	for _, e := range c.order {
+		if last := c.entries[e.Name]; last.Line != e.Line || used[e.Name] {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// Check reports every configuration error in main.cf: obsolete parameters
+// and restrictions (each naming its replacement), values that do not expand,
+// and values of the wrong type or out of range. Each line reads
+// "/path/main.cf, line N: ...".
+func (c *Config) Check() error {
+	var errs []error
+	obsolete := map[string]string{}
+	for _, o := range ObsoleteParams() {
+		obsolete[o.Name] = o.Replacement
+	}
+	obsRestr := map[string]string{}
+	for _, o := range ObsoleteRestrictions() {
+		obsRestr[o.Name] = o.Replacement
+	}
+	classes := map[string]bool{}
+	for _, n := range SplitList(c.Get("smtpd_restriction_classes")) {
+		classes[n] = true
+	}
+	entries := c.Entries()
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Line < entries[j].Line })
+	for _, e := range entries {
+		where := fmt.Sprintf("%s, line %d", c.Path, e.Line)
+		if r, ok := obsolete[e.Name]; ok {
+			errs = append(errs, fmt.Errorf("%s: parameter %s is obsolete: use %s", where, e.Name, r))
+			continue
+		}
+		p, known := c.table.Lookup(e.Name)
+		if known && p.Type == TypeRestrictions || classes[e.Name] {
+			for _, tok := range SplitList(e.Value) {
+				if r, ok := obsRestr[tok]; ok {
+					errs = append(errs, fmt.Errorf("%s: parameter %s: restriction %s is obsolete: use %s", where, e.Name, tok, r))
+				}
+			}
+		}
+		v, err := c.Expand(e.Value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: parameter %s: bad value %q: %v", where, e.Name, e.Value, err))
+			continue
+		}
+		if !known {
+			continue
+		}
+		if err := p.Validate(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: parameter %s: bad value %q: %v", where, e.Name, v, err))
+		}
+	}
+	return errors.Join(errs...)
+}
