@@ -1,0 +1,561 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"regexp/syntax"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// pcreDialect is pcre_table(5) on Go's RE2 engine. Perl syntax is mostly
+// shared, so the pattern is passed through a checker (CheckPCRE) that
+// refuses what RE2 cannot do, naming the construct, and rewrites the few
+// spellings Go lacks (\e, \cX, \o{}, octal \0nn, \h, \v, \R, \N, (?#...),
+// (?'name'...), the x flag's whitespace and comments).
+//
+// Flags (pcre_table(5) "TABLE FORMAT"): i (on by default), m, s (on by
+// default), x, A (anchored: the pattern is wrapped in \A(?:...)), E, U,
+// and X, which PCRE2 dropped and Postfix ignores with a warning.
+//
+// Known differences from PCRE, each harmless for Postfix's keys:
+//   - "$" without the m flag matches only at the very end of the key,
+//     where PCRE also matches before a final newline; \Z is read as \z.
+//     Keys Postfix looks up (addresses, header lines without their line
+//     end, client names) never end in a newline, so E is implied.
+//   - Matching is by UTF-8 character, not by byte; a pattern that is not
+//     valid UTF-8 is refused.
+//   - A repeat count above 1000 is refused (RE2's limit; PCRE allows
+//     65535).
+type pcreDialect struct{}
+
+func (pcreDialect) kind() string        { return "pcre" }
+func (pcreDialect) secondPattern() bool { return false }
+
+func (pcreDialect) flag(st *reFlags, c byte) (string, bool) {
+	switch c {
+	case 'i':
+		st.icase = !st.icase
+	case 'm':
+		st.multiline = !st.multiline
+	case 's':
+		st.dotall = !st.dotall
+	case 'x':
+		st.extended = !st.extended
+	case 'A':
+		st.anchored = !st.anchored
+	case 'E':
+		st.dollarEnd = !st.dollarEnd
+	case 'U':
+		st.ungreedy = !st.ungreedy
+	case 'X':
+		return `ignoring obsolete regexp option "X"`, true
+	default:
+		return "", false
+	}
+	return "", true
+}
+
+func (pcreDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) {
+	// reFlags.extended starts true for the POSIX dialect's REG_EXTENDED;
+	// for PCRE the x flag toggles it off from that default, so "x given"
+	// is !extended.
+	goPat, err := translatePCRE(pattern, !st.extended)
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if st.icase {
+		prefix += "(?i)"
+	}
+	if st.multiline {
+		prefix += "(?m)"
+	}
+	if st.dotall {
+		prefix += "(?s)"
+	}
+	if st.ungreedy {
+		prefix += "(?U)"
+	}
+	full := prefix + goPat
+	if st.anchored {
+		full = prefix + `\A(?:` + goPat + ")"
+	}
+	re, err := regexp.Compile(full)
+	if err != nil {
+		return nil, pcreCompileError(pattern, err)
+	}
+	return re, nil
+}
+
+// pcreCompileError rewords Go's parse error as PCRE2 would put it
+// ("error in regex at offset N: ..."), so log watchers see one format.
+func pcreCompileError(pattern string, err error) error {
+	var se *syntax.Error
+	if !errors.As(err, &se) {
+		return &patternSyntaxError{msg: "error in regex: " + err.Error()}
+	}
+	off := len(pattern)
+	if k := strings.Index(pattern, se.Expr); k >= 0 && se.Expr != "" {
+		off = k + len(se.Expr)
+	}
+	msg := string(se.Code)
+	switch se.Code {
+	case syntax.ErrMissingParen:
+		msg, off = "missing closing parenthesis", len(pattern)
+	case syntax.ErrUnexpectedParen:
+		msg = "unmatched closing parenthesis"
+		if k := strings.LastIndexByte(pattern, ')'); k >= 0 {
+			off = k
+		}
+	case syntax.ErrMissingBracket:
+		msg, off = "missing terminating ] for character class", len(pattern)
+	case syntax.ErrMissingRepeatArgument, syntax.ErrInvalidRepeatOp:
+		msg = "quantifier does not follow a repeatable item"
+	case syntax.ErrInvalidRepeatSize:
+		if strings.Contains(err.Error(), "invalid repeat count") {
+			return &unsupported{construct: se.Expr, what: "repeat count", hint: "RE2 allows at most 1000 repetitions"}
+		}
+		msg = "numbers out of order in {} quantifier"
+	case syntax.ErrInvalidEscape:
+		msg = "unrecognized character follows \\"
+	case syntax.ErrTrailingBackslash:
+		msg = "\\ at end of pattern"
+	case syntax.ErrInvalidCharRange:
+		msg = "range out of order in character class"
+	case syntax.ErrInvalidCharClass:
+		msg = "unknown POSIX class name"
+	case syntax.ErrInvalidNamedCapture:
+		msg = "syntax error in subpattern name (missing terminator?)"
+	case syntax.ErrInvalidPerlOp:
+		msg = "unrecognized character after (? or (?-"
+	case syntax.ErrNestingDepth, syntax.ErrLarge:
+		msg = "regular expression is too large"
+	}
+	return &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: %s", off, msg)}
+}
+
+// CheckPCRE reports the first construct in a Perl-compatible pattern that
+// moat's RE2 engine cannot match (backreferences, lookaround, atomic
+// groups, possessive quantifiers, recursion, conditionals, verbs, \K, \G
+// ...), or nil. extended is the x flag. It is what makes a pcre: table
+// fail to open instead of silently misreading a rule; postmap and
+// "moat postfix check" can use it to lint header_checks.
+func CheckPCRE(pattern string, extended bool) error {
+	_, err := translatePCRE(pattern, extended)
+	var u *unsupported
+	if errors.As(err, &u) {
+		return err
+	}
+	return nil
+}
+
+type pcreTranslator struct {
+	src      string
+	extended bool
+	out      strings.Builder
+}
+
+func translatePCRE(src string, extended bool) (string, error) {
+	if !utf8.ValidString(src) {
+		return "", &unsupported{construct: "(a byte that is not UTF-8)", what: "non-UTF-8 pattern text", hint: "write the pattern in UTF-8"}
+	}
+	t := &pcreTranslator{src: src, extended: extended}
+	if err := t.run(); err != nil {
+		return "", err
+	}
+	return t.out.String(), nil
+}
+
+func pcreUnsup(construct, what, hint string) error {
+	return &unsupported{construct: construct, what: what, hint: hint}
+}
+
+func (t *pcreTranslator) run() error {
+	s := t.src
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case t.extended && reIsSpace(c):
+			i++
+		case t.extended && c == '#':
+			for i < len(s) && s[i] != '\n' {
+				i++
+			}
+		case c == '\\':
+			n, err := t.escape(i, false)
+			if err != nil {
+				return err
+			}
+			i += n
+		case c == '[':
+			n, err := t.class(i)
+			if err != nil {
+				return err
+			}
+			i += n
+		case c == '(':
+			n, err := t.group(i)
+			if err != nil {
+				return err
+			}
+			i += n
+		case c == '*' || c == '+' || c == '?':
+			t.out.WriteByte(c)
+			i++
+			if err := t.afterQuantifier(i, s[i-1:i]); err != nil {
+				return err
+			}
+		case c == '{':
+			if n := quantifierLen(s[i:]); n > 0 {
+				body := s[i+1 : i+n-1]
+				for _, part := range strings.Split(body, ",") {
+					if v, err := strconv.Atoi(part); err == nil && v > 1000 {
+						return pcreUnsup(s[i:i+n], "repeat count", "RE2 allows at most 1000 repetitions")
+					}
+				}
+				t.out.WriteString(s[i : i+n])
+				i += n
+				if err := t.afterQuantifier(i, s[i-n:i]); err != nil {
+					return err
+				}
+				break
+			}
+			t.out.WriteString(`\{`)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r >= utf8.RuneSelf {
+				t.out.WriteString(regexp.QuoteMeta(string(r)))
+			} else {
+				t.out.WriteByte(c)
+			}
+			i += size
+		}
+	}
+	return nil
+}
+
+// quantifierLen returns the length of a {n}, {n,} or {n,m} quantifier at
+// the start of s, or 0 when the brace is a literal (PCRE2 10.42).
+func quantifierLen(s string) int {
+	j := 1
+	digits := func() int {
+		k := j
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		return j - k
+	}
+	if digits() == 0 {
+		return 0
+	}
+	if j < len(s) && s[j] == ',' {
+		j++
+		digits()
+	}
+	if j < len(s) && s[j] == '}' {
+		return j + 1
+	}
+	return 0
+}
+
+func (t *pcreTranslator) afterQuantifier(i int, q string) error {
+	if i < len(t.src) && t.src[i] == '+' {
+		return pcreUnsup(q+"+", "possessive quantifier", "drop the trailing + (RE2 never backtracks, so the greedy form usually matches the same keys)")
+	}
+	return nil
+}
+
+// group handles "(" at s[i].
+func (t *pcreTranslator) group(i int) (int, error) {
+	s := t.src[i:]
+	lookaround := map[string]string{"(?=": "lookahead", "(?!": "negative lookahead", "(?<=": "lookbehind", "(?<!": "negative lookbehind",
+		"(*pla:": "lookahead", "(*nla:": "negative lookahead", "(*plb:": "lookbehind", "(*nlb:": "negative lookbehind"}
+	for _, p := range []string{"(?<=", "(?<!", "(?=", "(?!"} {
+		if strings.HasPrefix(s, p) {
+			return 0, pcreUnsup(p, lookaround[p], "rewrite the pattern (an if/endif block can often express the condition)")
+		}
+	}
+	switch {
+	case strings.HasPrefix(s, "(*"):
+		end := strings.IndexByte(s, ')')
+		if end < 0 {
+			end = len(s) - 1
+		}
+		return 0, pcreUnsup(s[:min(end+1, 12)], "verb or option setting", "remove it")
+	case !strings.HasPrefix(s, "(?"):
+		t.out.WriteByte('(')
+		return 1, nil
+	case strings.HasPrefix(s, "(?#"):
+		end := strings.IndexByte(s, ')')
+		if end < 0 {
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing ) at end of (?# comment", len(t.src))}
+		}
+		return end + 1, nil
+	case strings.HasPrefix(s, "(?>"):
+		return 0, pcreUnsup("(?>", "atomic group", "use a plain group (?:...)")
+	case strings.HasPrefix(s, "(?|"):
+		return 0, pcreUnsup("(?|", "branch reset group", "number the groups separately")
+	case strings.HasPrefix(s, "(?("):
+		return 0, pcreUnsup("(?(", "conditional group", "use if/endif blocks in the table")
+	case strings.HasPrefix(s, "(?P="):
+		return 0, pcreUnsup("(?P=", "named backreference", "RE2 cannot match repeated text")
+	case strings.HasPrefix(s, "(?P>"), strings.HasPrefix(s, "(?&"), strings.HasPrefix(s, "(?R"),
+		len(s) > 2 && (s[2] >= '0' && s[2] <= '9'),
+		len(s) > 3 && (s[2] == '+' || s[2] == '-') && s[3] >= '0' && s[3] <= '9':
+		end := min(len(s), 4)
+		return 0, pcreUnsup(s[:end], "recursion or subroutine call", "rewrite the pattern without it")
+	case strings.HasPrefix(s, "(?C"):
+		return 0, pcreUnsup("(?C", "callout", "remove it")
+	case strings.HasPrefix(s, "(?'"):
+		end := strings.IndexByte(s[3:], '\'')
+		if end < 0 {
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: syntax error in subpattern name (missing terminator?)", i+3)}
+		}
+		t.out.WriteString("(?P<" + s[3:3+end] + ">")
+		return 3 + end + 1, nil
+	case strings.HasPrefix(s, "(?<"), strings.HasPrefix(s, "(?P<"), strings.HasPrefix(s, "(?:"):
+		t.out.WriteString("(?")
+		return 2, nil
+	}
+	// Inline option setting: (?imsU-imsU) or (?imsU-imsU:...).
+	j := 2
+	for j < len(s) && s[j] != ')' && s[j] != ':' {
+		switch s[j] {
+		case 'i', 'm', 's', 'U', '-':
+		case 'x', 'n', 'J', 'X', '^':
+			return 0, pcreUnsup("(?"+s[2:j+1], "inline option", "use the table's flags after the closing delimiter instead")
+		default:
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: unrecognized character after (? or (?-", i+j+1)}
+		}
+		j++
+	}
+	t.out.WriteString("(?")
+	return 2, nil
+}
+
+// escape handles a backslash at s[i], inside a character class or not.
+func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
+	s := t.src
+	if i+1 >= len(s) {
+		return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: \\ at end of pattern", len(s))}
+	}
+	c := s[i+1]
+	switch {
+	case c >= '1' && c <= '9' && !inClass:
+		return 0, pcreUnsup(s[i:i+2], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
+	case c >= '0' && c <= '7':
+		j := i + 1
+		for j < len(s) && j < i+4 && s[j] >= '0' && s[j] <= '7' {
+			j++
+		}
+		v, _ := strconv.ParseUint(s[i+1:j], 8, 32)
+		t.out.WriteString(fmt.Sprintf(`\x{%x}`, v))
+		return j - i, nil
+	case c == 'g' || c == 'k':
+		return 0, pcreUnsup(s[i:min(len(s), i+3)], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
+	case c == 'K':
+		return 0, pcreUnsup(`\K`, "match reset", "rewrite the pattern without it")
+	case c == 'G':
+		return 0, pcreUnsup(`\G`, "end-of-previous-match anchor", "use ^ or \\A")
+	case c == 'X' || c == 'C':
+		return 0, pcreUnsup(s[i:i+2], "escape", "match characters explicitly")
+	case c == 'Z':
+		t.out.WriteString(`\z`)
+	case c == 'e':
+		t.out.WriteString(`\x{1b}`)
+	case c == 'c':
+		if i+2 >= len(s) || s[i+2] >= utf8.RuneSelf {
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: \\c at end of pattern", len(s))}
+		}
+		x := s[i+2]
+		if x >= 'a' && x <= 'z' {
+			x -= 'a' - 'A'
+		}
+		t.out.WriteString(fmt.Sprintf(`\x{%x}`, x^0x40))
+		return 3, nil
+	case c == 'o':
+		end := strings.IndexByte(s[i:], '}')
+		if i+2 >= len(s) || s[i+2] != '{' || end < 0 {
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing opening brace after \\o", i+2)}
+		}
+		v, err := strconv.ParseUint(s[i+3:i+end], 8, 21)
+		if err != nil {
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: non-octal character in \\o{} (closing brace missing?)", i+3)}
+		}
+		t.out.WriteString(fmt.Sprintf(`\x{%x}`, v))
+		return end + 1, nil
+	case c == 'x':
+		if i+2 < len(s) && s[i+2] == '{' {
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing terminating }", len(s))}
+			}
+			t.out.WriteString(s[i : i+end+1])
+			return end + 1, nil
+		}
+		j := i + 2
+		for j < len(s) && j < i+4 && pcreIsHex(s[j]) {
+			j++
+		}
+		v := uint64(0)
+		if j > i+2 {
+			v, _ = strconv.ParseUint(s[i+2:j], 16, 8)
+		}
+		t.out.WriteString(fmt.Sprintf(`\x{%x}`, v))
+		return j - i, nil
+	case c == 'h':
+		t.out.WriteString(classOrInline(`\t \x{a0}\x{1680}\x{180e}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}`, false, inClass))
+	case c == 'H':
+		if inClass {
+			return 0, pcreUnsup(`\H`, "negated class escape inside []", "use [^...] instead")
+		}
+		t.out.WriteString(classOrInline(`\t \x{a0}\x{1680}\x{180e}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}`, true, false))
+	case c == 'v':
+		t.out.WriteString(classOrInline(`\n\x{b}\f\r\x{85}\x{2028}\x{2029}`, false, inClass))
+	case c == 'V':
+		if inClass {
+			return 0, pcreUnsup(`\V`, "negated class escape inside []", "use [^...] instead")
+		}
+		t.out.WriteString(classOrInline(`\n\x{b}\f\r\x{85}\x{2028}\x{2029}`, true, false))
+	case c == 'R' && !inClass:
+		t.out.WriteString(`(?:\r\n|[\n\x{b}\f\r\x{85}\x{2028}\x{2029}])`)
+	case c == 'N' && !inClass:
+		if i+2 < len(s) && s[i+2] == '{' {
+			return 0, pcreUnsup(`\N{`, "named character", `use \x{...}`)
+		}
+		t.out.WriteString(`[^\n]`)
+	case c == 'b' && inClass:
+		t.out.WriteString(`\x{8}`)
+	case c == 'E':
+		// A stray \E is ignored by PCRE.
+	case c == 'Q':
+		end := strings.Index(s[i+2:], `\E`)
+		lit := s[i+2:]
+		n := len(s) - i
+		if end >= 0 {
+			lit = s[i+2 : i+2+end]
+			n = 2 + end + 2
+		}
+		for _, r := range lit {
+			if inClass {
+				t.out.WriteString(reClassRune(r))
+			} else {
+				t.out.WriteString(regexp.QuoteMeta(string(r)))
+			}
+		}
+		return n, nil
+	case c == 'p' || c == 'P':
+		if i+2 < len(s) && s[i+2] == '{' {
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: malformed \\P or \\p sequence", len(s))}
+			}
+			t.out.WriteString(s[i : i+end+1])
+			return end + 1, nil
+		}
+		if i+2 >= len(s) {
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: malformed \\P or \\p sequence", len(s))}
+		}
+		r, size := utf8.DecodeRuneInString(s[i+2:])
+		t.out.WriteString(s[i:i+2] + "{" + string(r) + "}")
+		return 2 + size, nil
+	case strings.IndexByte("aftnrdDsSwW", c) >= 0 || !inClass && strings.IndexByte("bBAz", c) >= 0:
+		t.out.WriteString(s[i : i+2])
+	case c < utf8.RuneSelf && reIsAlnum(c):
+		return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: unrecognized character follows \\", i+2)}
+	default:
+		r, size := utf8.DecodeRuneInString(s[i+1:])
+		if inClass {
+			t.out.WriteString(reClassRune(r))
+		} else {
+			t.out.WriteString(regexp.QuoteMeta(string(r)))
+		}
+		return 1 + size, nil
+	}
+	return 2, nil
+}
+
+func pcreIsHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// classOrInline spells a set of characters as a class of its own, or as
+// bare members when already inside one.
+func classOrInline(members string, neg, inClass bool) string {
+	if inClass {
+		return members
+	}
+	if neg {
+		return "[^" + members + "]"
+	}
+	return "[" + members + "]"
+}
+
+// class handles a character class starting at s[i] == '['.
+func (t *pcreTranslator) class(i int) (int, error) {
+	s := t.src
+	j := i + 1
+	t.out.WriteByte('[')
+	if j < len(s) && s[j] == '^' {
+		t.out.WriteByte('^')
+		j++
+	}
+	if j < len(s) && s[j] == ']' {
+		t.out.WriteString(`\]`)
+		j++
+	}
+	for j < len(s) {
+		c := s[j]
+		switch {
+		case c == ']':
+			t.out.WriteByte(']')
+			return j + 1 - i, nil
+		case c == '\\':
+			n, err := t.escape(j, true)
+			if err != nil {
+				return 0, err
+			}
+			j += n
+		case c == '[' && j+1 < len(s) && (s[j+1] == ':' || s[j+1] == '.' || s[j+1] == '='):
+			end := strings.Index(s[j+2:], string(s[j+1])+"]")
+			if end < 0 {
+				t.out.WriteString(`\[`)
+				j++
+				break
+			}
+			item := s[j : j+2+end+2]
+			if s[j+1] != ':' || item == "[:<:]]" || item == "[:>:]]" {
+				return 0, pcreUnsup(item, "POSIX collating element or word boundary", `use \b outside the class`)
+			}
+			t.out.WriteString(item)
+			j += len(item)
+		case c == '[':
+			t.out.WriteString(`\[`)
+			j++
+		default:
+			r, size := utf8.DecodeRuneInString(s[j:])
+			if r == '-' || r == '^' {
+				t.out.WriteByte(byte(r))
+			} else {
+				t.out.WriteString(reClassRune(r))
+			}
+			j += size
+		}
+	}
+	return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing terminating ] for character class", len(s))}
+}
+
+// openPCRE opens a pcre_table(5) file on Go's RE2 engine.
+func openPCRE(name string, opts Options) (Table, error) {
+	return openPatternFile(pcreDialect{}, name, opts)
+}
+
+// ParsePCRETable parses pcre_table(5) source text (for tests, fuzzing and
+// tools that already hold the bytes). name is used in messages.
+func ParsePCRETable(name string, data []byte) (Table, error) {
+	return parseRegexpSource(pcreDialect{}, name, data)
+}

@@ -1,0 +1,232 @@
+package maps
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"moat/internal/testutil"
+)
+
+// diffCase is one table and the keys queried against it, both with
+// Debian's `postmap -q KEY TYPE:FILE` and with moat.
+type diffCase struct {
+	typ  string
+	name string
+	src  string
+	keys []string
+}
+
+// diffCorpus covers regexp:, pcre: and cidr: tables. Every key is
+// compared on value and exit status, and each table's warnings on text.
+var diffCorpus = []diffCase{
+	{"regexp", "basic", `
+/^(a)(b)$/	x$1-${2}-$$-$(1)
+/^[\.]+$/	bracket-backslash
+/^k{2}{3}$/	stacked
+/^q+?$/	plus-then-optional
+/^y{,2}z$/	upto
+/^Case$/i	exact-case
+/^x(y|yy)(y*)$/	longest:$1:$2
+/(a|ab)(c|bcd)(d*)/	alt:$1:$2:$3
+/^(a*)(a*)$/	greedy:$1:$2
+/^(o)?p$/	opt:$1:
+/^a\)b$/	lit-paren
+/^(r)s)$/	lone-paren
+/^\(u\)$/x	bre-group:$1
+/^v+$/x	bre-plus-literal
+/^w\{2\}$/x	bre-interval
+/^[^]a]z$/	neg-rbracket
+/^[[:digit:]]+$/	digits
+/^\w+\.\W$/	word
+/^user@(.*)$/	domain=$1
+/^(.+)@example\.com$/	local ${1}!
+`, []string{"ab", `\.`, "kkkkkk", "q", "qqq", "z", "yyz", "Case", "case", "xyy", "abcd", "aaa", "p", "op", "a)b", "rs)", "u", "v+", "ww", "bz", "]z", "12345", "ab_1.!", "user@Example.ORG", "Joe@EXAMPLE.com", "nomatch"}},
+	{"regexp", "nesting", `
+# comment
+if /^mail\./
+/^mail\.(spam|junk)\./	REJECT $1 host
+!/^mail\.ok\./	DUNNO
+endif
+if !/\.test$/
+/^www\./	web
+  continued
+endif
+/^a/!/b/	a-not-b
+/^c/	
+IF /^Z/
+/^zz$/	nested-upper
+ENDIF
+endif
+/(/	broken
+/x/y	badflag
+/(1)/	$2
+!/(n)/	$1
+/^end$/	$$$$ ${1
+/^last$/	last
+`, []string{"mail.spam.example", "mail.ok.example", "mail.x.example", "www.test", "www.example", "ac", "abc", "c", "zz", "ZZ", "end", "last", "n"}},
+	{"pcre", "basic", `
+/^(a)(b)$/	x$1-${2}-$$
+/^q+?$/	lazy
+/^(?i:CaSe)$/	inline-i
+/^Case$/i	exact-case
+/^([a-z]+)-\d{2,3}$/	code $1
+/^\Qa.b\E$/	quoted
+/^a\x41\e?$/	hex
+/^x   y # comment
+ $/x	extended
+/^[\w.-]+@(example\.com)$/	dom=$1
+/^(?<user>[^@]+)@/	named $1
+/^line1.line2$/	dotall
+/^line1.line2$/s	no-dotall
+/^m$/m	multiline
+/^\d+$/	digits
+/^[]a]b$/	rbracket
+/^tab\tx$/	tabbed
+/A/A	anchored-A
+/^b(.*?)(c*)$/	lazy2:$1:$2
+/^u(.*)v/U	ungreedy:$1
+/^h\h$/	hspace
+`, []string{"ab", "q", "qqqq", "case", "CASE", "Case", "abc-12", "abc-1234", "a.b", "aXb", "aA", "aA\x1b", "xy", "x y", "joe@example.com", "bob@x", "line1\nline2", "m", "a\nm\nz", "123", "]b", "tab\tx", "Abc", "bA", "bxxcc", "uavbv", "h x", "h\tx", "h\x20"}},
+	{"pcre", "nesting", `
+if /^mail\./
+/^mail\.(spam|junk)\./	REJECT $1 host
+endif
+/^a/!/b/	a-not-b
+/(/	broken
+/a)/	broken2
+/[a/	broken3
+/x/X	obsolete-X
+/y/Q	bad-option
+/(1)/	$2
+/^last$/	last
+`, []string{"mail.spam.example", "mail.x", "abc", "x", "y", "last"}},
+	{"cidr", "basic", `
+192.168.0.0/16	private-192
+10.0.0.0/8	private-10
+!172.16.0.0/12	not-172
+172.16.1.1	host
+2001:db8::/32	doc6
+::ffff:1.2.3.0/120	mapped
+::1	loopback6
+[192.0.2.0]/24	bracket1
+[198.51.100.0/24]	bracket2
+1.2.3.4/24	hostbits
+1.2.3.0/33	badlen
+1.2.3.0/2x	badmask
+1.2.3.999	badaddr
+01.2.3.4	leadingzero
+fe80::1%eth0	zone
+203.0.113.0/24	
+if 203.0.113.0/24 junk
+endif junk
+endif
+0.0.0.0/0	any4
+`, []string{"192.168.1.1", "10.1.2.3", "172.16.1.1", "172.17.0.1", "8.8.8.8", "2001:db8::1", "2001:db9::1", "::ffff:1.2.3.4", "1.2.3.4", "::1", "192.0.2.7", "198.51.100.9", "junk", "", "[192.168.1.1]", "192.168.1.01", "fe80::1%eth0"}},
+	{"cidr", "blocks", `
+if 10.0.0.0/8
+if !10.1.0.0/16
+10.2.3.4	ten-not-ten-one
+endif
+10.1.2.3	ten-one
+endif
+IF ::/0
+::f4/126	v6-block
+ENDIF
+! ! 0.0.0.0/0	double-negation
+if
+if !
+!
+`, []string{"10.2.3.4", "10.1.2.3", "10.1.2.4", "::f5", "::f8", "1.1.1.1", "::1"}},
+}
+
+func writeDiffTable(t *testing.T, dir string, c diffCase) string {
+	t.Helper()
+	p := filepath.Join(dir, c.typ+"-"+c.name)
+	if err := os.WriteFile(p, []byte(strings.TrimPrefix(c.src, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// diffAllowedWarnings lists the Postfix warnings moat words differently,
+// with the reason, keyed by table.
+var diffAllowedWarnings = map[string]map[string]string{
+	// PCRE2 reports the offset where it noticed the error; moat's
+	// offsets are approximations from Go's parser, the text is the same.
+	"pcre-nesting": {
+		"error in regex at offset 2: unmatched closing parenthesis": "error in regex at offset 1: unmatched closing parenthesis",
+	},
+}
+
+func TestPostmapDifferential(t *testing.T) {
+	postmap := testutil.PostfixTool(t, "postmap")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	queries := 0
+	for _, c := range diffCorpus {
+		path := writeDiffTable(t, dir, c)
+		tab, err := Open(c.typ+":"+path, DefaultOptions())
+		if err != nil {
+			t.Errorf("%s %s: open: %v", c.typ, c.name, err)
+			continue
+		}
+		var pfWarnings []string
+		for i, key := range c.keys {
+			cmd := exec.Command(postmap, "-c", dir, "-q", key, c.typ+":"+path)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			status := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				status = ee.ExitCode()
+			} else if err != nil {
+				t.Fatalf("run postmap: %v", err)
+			}
+			if i == 0 {
+				for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+					if l != "" {
+						pfWarnings = append(pfWarnings, strings.TrimPrefix(l, "postmap: warning: "))
+					}
+				}
+			}
+			want := strings.TrimSuffix(stdout.String(), "\n")
+			got, found, lerr := tab.Lookup(key)
+			gotStatus := 1
+			if found {
+				gotStatus = 0
+			}
+			if lerr != nil || gotStatus != status || (found && got != want) {
+				t.Errorf("%s %s: key %q: moat %q (status %d, err %v), postmap %q (status %d)",
+					c.typ, c.name, key, got, gotStatus, lerr, want, status)
+			}
+			queries++
+		}
+		allowed := diffAllowedWarnings[c.typ+"-"+c.name]
+		for i, w := range pfWarnings {
+			w = strings.ReplaceAll(w, dir+"/", "")
+			if alt, ok := allowed[strings.TrimPrefix(w, w[:strings.Index(w, ": ")+2])]; ok && strings.Contains(w, "line") {
+				w = w[:strings.Index(w, ": ")+2] + alt
+			}
+			pfWarnings[i] = w
+		}
+		var mWarnings []string
+		for _, w := range tab.(Warner).Warnings() {
+			mWarnings = append(mWarnings, strings.ReplaceAll(w, dir+"/", ""))
+		}
+		if strings.Join(pfWarnings, "\n") != strings.Join(mWarnings, "\n") {
+			t.Errorf("%s %s: warnings differ\npostmap:\n%s\nmoat:\n%s", c.typ, c.name, strings.Join(pfWarnings, "\n"), strings.Join(mWarnings, "\n"))
+		}
+	}
+	if queries < 60 {
+		t.Errorf("only %d differential queries; want at least 60", queries)
+	}
+	t.Logf("%d postmap -q queries compared", queries)
+}
