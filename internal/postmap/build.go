@@ -1,0 +1,231 @@
+package postmap
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"moat/internal/maps"
+)
+
+// source is what postmap knows about the file a table is built from: its
+// owner and mode decide the owner and mode of the index (postmap(1) -o, -p).
+type source struct {
+	uid, gid int
+	perm     fs.FileMode
+	exists   bool
+}
+
+func statSource(name string) source {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return source{perm: 0o644}
+	}
+	s := source{perm: fi.Mode().Perm(), exists: true}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.uid, s.gid = int(st.Uid), int(st.Gid)
+	}
+	return s
+}
+
+// build creates (or, with -i, updates) the index for one TYPE:FILE.
+func (o *opts) build(arg string) error {
+	typ, name, err := o.splitSpec(arg, true)
+	if err != nil {
+		return err
+	}
+	var data []byte
+	srcName := name
+	if !o.incremental {
+		data, err = os.ReadFile(name)
+		if err != nil {
+			return fatalf("open %s: %s", name, strerror(err))
+		}
+	}
+	if !indexed(typ) {
+		return fatalf("unsupported dictionary type: %s does not support bulk-mode creation.", typ)
+	}
+	if o.base64 {
+		// -F stores the base64 of the files a value names; moat's
+		// tables do not read base64 values yet, so refuse rather than
+		// build a table nothing can use.
+		return fatalf("-F (base64 file values) is not supported when creating a table")
+	}
+	if o.incremental {
+		data, err = io.ReadAll(o.env.Stdin)
+		if err != nil {
+			return fatalf("read stdin: %v", err)
+		}
+		srcName = "stdin"
+	}
+	src := statSource(name)
+	idx := o.backend.IndexPath(typ, name)
+	if err := o.checkWritable(idx, src); err != nil {
+		return err
+	}
+	var recs []maps.Record
+	if o.incremental {
+		recs, err = o.backend.ReadIndex(idx)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fatalf("open database %s: %s", idx, strerror(err))
+		}
+	}
+	parsed, warns := o.flavor.Parse(srcName, data, o.fold)
+	recs = o.merge(dupLabel(typ, name, idx), recs, parsed, warns)
+	if o.flavor.Sentinel {
+		recs = put(recs, maps.Record{Key: "@", Value: "@"})
+	}
+	return o.writeIndex(idx, recs, src)
+}
+
+// dupLabel is how Postfix names a table in "duplicate entry" warnings; it
+// differs by database type, and moat keeps the spelling of each.
+func dupLabel(typ, name, idx string) string {
+	switch typ {
+	case "lmdb":
+		return typ + ":" + name
+	case "cdb":
+		return name
+	}
+	return idx
+}
+
+// merge adds parsed records to recs in source order, printing the source
+// warnings where Postfix would (as it reaches their line). A duplicate key
+// keeps the first value and warns, unless -r (replace silently) or -w
+// (keep the first silently) was given.
+func (o *opts) merge(label string, recs, parsed []maps.Record, warns []Warning) []maps.Record {
+	at := make(map[string]int, len(recs)+len(parsed))
+	for i, r := range recs {
+		at[r.Key] = i
+	}
+	w := 0
+	for _, r := range parsed {
+		for ; w < len(warns) && warns[w].Line <= r.Line; w++ {
+			o.env.Warnf(o.prog, "%s", warns[w].Text)
+		}
+		if i, ok := at[r.Key]; ok {
+			switch {
+			case o.dupReplace:
+				recs[i].Value = r.Value
+			case !o.dupQuiet:
+				o.env.Warnf(o.prog, "%s: duplicate entry: %q", label, r.Key)
+			}
+			continue
+		}
+		at[r.Key] = len(recs)
+		recs = append(recs, r)
+	}
+	for ; w < len(warns); w++ {
+		o.env.Warnf(o.prog, "%s", warns[w].Text)
+	}
+	return recs
+}
+
+// put sets r.Key to r.Value, replacing an existing entry.
+func put(recs []maps.Record, r maps.Record) []maps.Record {
+	for i := range recs {
+		if recs[i].Key == r.Key {
+			recs[i].Value = r.Value
+			return recs
+		}
+	}
+	return append(recs, r)
+}
+
+// checkWritable refuses to build an index the source file's owner could not
+// create. Postfix's postmap, run as root on a file owned by someone else,
+// drops to that owner's identity before touching the database (-o keeps
+// root); moat stays one process and checks the directory's permission
+// bits for that identity instead, with the same message.
+func (o *opts) checkWritable(idx string, src source) error {
+	if os.Geteuid() != 0 || o.keepRoot || !src.exists || src.uid == 0 {
+		return nil
+	}
+	fi, err := os.Stat(filepath.Dir(idx))
+	if err != nil {
+		return nil // the write itself will report it
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	perm := fi.Mode().Perm()
+	var can bool
+	switch {
+	case int(st.Uid) == src.uid:
+		can = perm&0o300 == 0o300
+	case int(st.Gid) == src.gid:
+		can = perm&0o030 == 0o030
+	default:
+		can = perm&0o003 == 0o003
+	}
+	if !can {
+		return fatalf("open database %s: Permission denied", idx)
+	}
+	return nil
+}
+
+// writeIndex replaces the index and gives it the owner and mode postmap
+// would: an existing index keeps its own; a new one gets the source file's
+// owner (unless -o) and the source's permissions (unless -p, then 0644),
+// never writable by group or others, because whoever can write a table
+// can change mail policy.
+func (o *opts) writeIndex(idx string, recs []maps.Record, src source) error {
+	uid, gid, perm := src.uid, src.gid, src.perm&0o644
+	if o.defaultPerms || !src.exists {
+		perm = 0o644
+	}
+	if o.keepRoot || !src.exists {
+		uid, gid = os.Geteuid(), os.Getegid()
+	}
+	if fi, err := os.Stat(idx); err == nil {
+		perm = fi.Mode().Perm() &^ 0o022
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	}
+	if err := o.backend.WriteIndex(idx, recs); err != nil {
+		return fatalf("%s: %v", idx, err)
+	}
+	// TODO: ask internal/maps for a WriteIndex that takes owner and mode,
+	// so the index never exists, even briefly, with the wrong ones.
+	if err := os.Chmod(idx, perm); err != nil {
+		return fatalf("chmod %s: %s", idx, strerror(err))
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(idx, uid, gid); err != nil {
+			return fatalf("chown %s: %s", idx, strerror(err))
+		}
+	}
+	return nil
+}
+
+// strerror gives the C library's wording of err's errno ("No such file or
+// directory"), which Postfix prints; Go's is the same text in lower case.
+func strerror(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		s := errno.Error()
+		if s != "" && s[0] >= 'a' && s[0] <= 'z' {
+			s = string(s[0]-'a'+'A') + s[1:]
+		}
+		return s
+	}
+	return err.Error()
+}
+
+// statMainCF checks that DIR/main.cf can be read, as every Postfix command
+// does before its real work.
+func statMainCF(dir string) error {
+	f, err := os.Open(filepath.Join(dir, "main.cf"))
+	if err != nil {
+		return fatalf("open %s: %s", filepath.Join(dir, "main.cf"), strerror(err))
+	}
+	f.Close()
+	return nil
+}
+

@@ -1,0 +1,296 @@
+package postmap
+
+import (
+	"bufio"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"moat/internal/maps"
+)
+
+// openTable opens one TYPE:NAME argument for reading, turning errors into
+// Postfix's messages.
+func (o *opts) openTable(arg string) (maps.Table, string, error) {
+	typ, name, err := o.splitSpec(arg, false)
+	if err != nil {
+		return nil, "", err
+	}
+	spec := typ + ":" + name
+	t, err := o.backend.Open(spec, o.tableOptions())
+	if err != nil {
+		return nil, "", openError(typ, name, err)
+	}
+	return t, spec, nil
+}
+
+// openError words a failure to open a table as Postfix does: files behind
+// a database type are a "database", regexp-style files are just opened.
+func openError(typ, name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Op == "open" {
+		if indexed(typ) || typ == "texthash" {
+			return fatalf("open database %s: %s", pe.Path, strerror(pe.Err))
+		}
+		return fatalf("open %s: %s", pe.Path, strerror(pe.Err))
+	}
+	var f *fatal
+	if errors.As(err, &f) {
+		return err
+	}
+	return fatalf("%v", err)
+}
+
+// lookup asks one table for key and decodes the value under -F.
+func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
+	v, ok, err := t.Lookup(key)
+	if err != nil {
+		return "", false, fatalf("table %s: query error: %v", spec, err)
+	}
+	if ok && o.base64 {
+		v, err = o.decode(spec, key, v)
+	}
+	return v, ok, err
+}
+
+func (o *opts) decode(spec, key, v string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return "", fatalf("table %s: key %s: malformed BASE64 value: %.30s", spec, key, v)
+	}
+	return string(b), nil
+}
+
+// query is -q KEY and -q -. A single key opens the tables one at a time and
+// stops at the first that has it, so a later missing table is only an
+// error when it is reached; "-q -" opens them all first, as Postfix does.
+func (o *opts) query() (int, error) {
+	if o.key != "-" {
+		for _, arg := range o.files {
+			t, spec, err := o.openTable(arg)
+			if err != nil {
+				return 1, err
+			}
+			v, ok, err := o.lookup(t, spec, o.key)
+			t.Close()
+			if err != nil {
+				return 1, err
+			}
+			if ok {
+				fmt.Fprintln(o.env.Stdout, v)
+				return 0, nil
+			}
+		}
+		return 1, nil
+	}
+	if o.msgMode != 0 || o.mime {
+		return 1, fatalf("message header and body query modes (-b, -h, -m) are not supported")
+	}
+	tables, specs, err := o.openAll()
+	if err != nil {
+		return 1, err
+	}
+	defer closeAll(tables)
+	status := 1
+	err = eachLine(o.env.Stdin, func(key string) error {
+		for i, t := range tables {
+			v, ok, err := o.lookup(t, specs[i], key)
+			if err != nil {
+				return err
+			}
+			if ok {
+				fmt.Fprintf(o.env.Stdout, "%s%s\t%s\n", key, o.flavor.KeySuffix, v)
+				status = 0
+				return nil
+			}
+		}
+		return nil
+	})
+	return status, err
+}
+
+func (o *opts) openAll() ([]maps.Table, []string, error) {
+	var tables []maps.Table
+	var specs []string
+	for _, arg := range o.files {
+		t, spec, err := o.openTable(arg)
+		if err != nil {
+			closeAll(tables)
+			return nil, nil, err
+		}
+		tables, specs = append(tables, t), append(specs, spec)
+	}
+	return tables, specs, nil
+}
+
+func closeAll(ts []maps.Table) {
+	for _, t := range ts {
+		t.Close()
+	}
+}
+
+// eachLine calls fn with every line of r, newline removed and nothing else:
+// Postfix takes keys from stdin verbatim, spaces included.
+func eachLine(r io.Reader, fn func(string) error) error {
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			if err := fn(strings.TrimSuffix(line, "\n")); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fatalf("read stdin: %v", err)
+		}
+	}
+}
+
+// sequencer is implemented by tables that can list their entries, for -s.
+type sequencer interface {
+	Records() ([]maps.Record, error)
+}
+
+// dump is -s: list the first table. Postfix lists only the first table
+// named, whatever follows.
+func (o *opts) dump() (int, error) {
+	typ, name, err := o.splitSpec(o.files[0], false)
+	if err != nil {
+		return 1, err
+	}
+	spec := typ + ":" + name
+	var recs []maps.Record
+	switch {
+	case indexed(typ):
+		idx := o.backend.IndexPath(typ, name)
+		recs, err = o.backend.ReadIndex(idx)
+		if err != nil {
+			return 1, openError(typ, name, err)
+		}
+	case typ == "texthash":
+		recs, err = o.textHash(name)
+		if err != nil {
+			return 1, err
+		}
+	default:
+		t, _, err := o.openTable(o.files[0])
+		if err != nil {
+			return 1, err
+		}
+		defer t.Close()
+		s, ok := t.(sequencer)
+		if typ == "fail" {
+			return 1, fatalf("table %s: sequence error: Application error", spec)
+		}
+		if !ok {
+			return 1, fatalf("table %s: sequence operation is not supported", spec)
+		}
+		if recs, err = s.Records(); err != nil {
+			return 1, fatalf("table %s: sequence error: %v", spec, err)
+		}
+	}
+	for _, r := range recs {
+		v := r.Value
+		if o.base64 {
+			if v, err = o.decode(spec, r.Key, v); err != nil {
+				return 1, err
+			}
+		}
+		fmt.Fprintf(o.env.Stdout, "%s%s\t%s\n", r.Key, o.flavor.KeySuffix, v)
+	}
+	return 0, nil
+}
+
+// textHash reads a texthash source for -s the way the texthash table does:
+// postmap's format whatever the command, first value of a key wins.
+func (o *opts) textHash(name string) ([]maps.Record, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fatalf("open database %s: %s", name, strerror(err))
+	}
+	parsed, warns := ParseTable(name, data, o.fold)
+	var recs []maps.Record
+	seen := map[string]bool{}
+	w := 0
+	for _, r := range parsed {
+		for ; w < len(warns) && warns[w].Line <= r.Line; w++ {
+			o.env.Warnf(o.prog, "%s", warns[w].Text)
+		}
+		if seen[r.Key] {
+			o.env.Warnf(o.prog, "%s, line %d: duplicate entry: %q", name, r.Line, r.Key)
+			continue
+		}
+		seen[r.Key] = true
+		recs = append(recs, r)
+	}
+	for ; w < len(warns); w++ {
+		o.env.Warnf(o.prog, "%s", warns[w].Text)
+	}
+	return recs, nil
+}
+
+// delete is -d KEY and -d -: remove one entry per table for each key.
+func (o *opts) delete() (int, error) {
+	type table struct {
+		idx     string
+		recs    []maps.Record
+		src     source
+		changed bool
+	}
+	var tables []*table
+	for _, arg := range o.files {
+		typ, name, err := o.splitSpec(arg, false)
+		if err != nil {
+			return 1, err
+		}
+		if !indexed(typ) {
+			return 1, fatalf("%s:%s map requires O_RDONLY access mode", typ, name)
+		}
+		idx := o.backend.IndexPath(typ, name)
+		recs, err := o.backend.ReadIndex(idx)
+		if err != nil {
+			return 1, openError(typ, name, err)
+		}
+		tables = append(tables, &table{idx: idx, recs: recs, src: statSource(name)})
+	}
+	status := 1
+	del := func(key string) error {
+		key = o.fold1(key)
+		for _, t := range tables {
+			for i, r := range t.recs {
+				if r.Key == key {
+					t.recs = append(t.recs[:i:i], t.recs[i+1:]...)
+					t.changed = true
+					status = 0
+					break
+				}
+			}
+		}
+		return nil
+	}
+	var err error
+	if o.key == "-" {
+		err = eachLine(o.env.Stdin, del)
+	} else {
+		err = del(o.key)
+	}
+	for _, t := range tables {
+		if !t.changed {
+			continue
+		}
+		if werr := o.writeIndex(t.idx, t.recs, t.src); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		return 1, err
+	}
+	return status, nil
+}
