@@ -7,6 +7,7 @@ package maps
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -36,6 +37,21 @@ type Options struct {
 	// (mail_owner's uid). A table owned by anyone else, or writable by group
 	// or others, is refused: a writer could otherwise change access policy.
 	TrustedUIDs []int
+	// Warn receives the non-fatal problems Postfix logs as warnings: a
+	// malformed texthash line, a duplicate key, an index older than its
+	// source file. nil writes them to standard error, so a command-line
+	// tool shows them; daemons route them to the mail log.
+	Warn func(msg string)
+}
+
+// warnf reports a non-fatal problem through Options.Warn.
+func (o Options) warnf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if o.Warn != nil {
+		o.Warn(msg)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "warning: %s\n", msg)
 }
 
 // DefaultOptions are what a daemon uses when opening a table from main.cf.
@@ -96,3 +112,7 @@ func Open(spec string, opts Options) (Table, error) {
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnsupported, spec)
 }
+
+// errNotYet is returned by placeholder table types whose implementation is
+// still being written (stub files); keep it until no stub uses it.
+var errNotYet = errors.New("not implemented yet")
