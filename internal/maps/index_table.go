@@ -30,7 +30,7 @@ type indexedTable struct {
 	// freshness check between seconds.
 	lastCheck atomic.Int64
 
-	mu  sync.RWMutex
+	mu     sync.RWMutex
 	cur    *mappedIndex
 	err    error // why the current file could not be loaded; lookups fail
 	closed bool

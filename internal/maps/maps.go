@@ -112,7 +112,3 @@ func Open(spec string, opts Options) (Table, error) {
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnsupported, spec)
 }
-
-// errNotYet is returned by placeholder table types whose implementation is
-// still being written (stub files); keep it until no stub uses it.
-var errNotYet = errors.New("not implemented yet")
