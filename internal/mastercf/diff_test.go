@@ -1,0 +1,104 @@
+package mastercf
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"moat/internal/testutil"
+)
+
+// corpus returns the master.cf files of testdata/mastercf that must parse.
+func corpus(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(testutil.RepoRoot(t), "testdata", "mastercf", "*.cf"))
+	if err != nil || len(files) < 10 {
+		t.Fatalf("testdata/mastercf: want at least 10 master.cf files, got %d (%v)", len(files), err)
+	}
+	return files
+}
+
+// postconf runs Debian's postconf on a copy of src with an empty main.cf.
+func postconf(t *testing.T, tool, src string, args ...string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "master.cf"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Postfix waits, 300ms at a time, while a configuration file's mtime
+	// is under a second old (it might still be being written); backdate.
+	old := time.Now().Add(-time.Hour)
+	for _, name := range []string{"master.cf", "main.cf"} {
+		if err := os.Chtimes(filepath.Join(dir, name), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(tool, append([]string{"-c", dir}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/bin"}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("postconf %v on %s: %v\n%s", args, src, err, errb.String())
+	}
+	return out.String(), errb.String()
+}
+
+// filterSets are the selections each corpus file is printed with, per
+// option: -M takes service[/type], -F service/type/field and -P
+// service/type/parameter.
+func filterSets() map[string][][]string {
+	return map[string][][]string{
+		"-M": {nil, {"smtp"}, {"smtp/inet", "relay/unix", "nosuch"}, {"*/unix"}, {"submission", "smtp/*", "smtp"}, {"smtp//", "*"}},
+		"-F": {nil, {"smtp/inet/chroot", "*/*/command", "smtp//", "relay/unix/*"}, {"*/unix/process_limit", "submission"}},
+		"-P": {nil, {"*/*/syslog_name", "smtp/inet", "relay//"}, {"*/*/smtpd_sasl_auth_enable", "*/inet/*", "smtps"}},
+	}
+}
+
+// TestDifferential compares WriteM, WriteM(fold), WriteF and WriteP with
+// Debian's postconf -M, -Mf, -F and -P byte for byte.
+func TestDifferential(t *testing.T) {
+	tool := testutil.PostfixTool(t, "postconf")
+	sets := filterSets()
+	for _, path := range corpus(t) {
+		f, err := Load(path)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		for _, mode := range []string{"-M", "-Mf", "-F", "-P"} {
+			for _, fs := range sets[mode[:2]] {
+				args := append([]string{mode}, fs...)
+				want, _ := postconf(t, tool, path, args...)
+				var got bytes.Buffer
+				switch mode {
+				case "-M":
+					err = f.WriteM(&got, false, fs)
+				case "-Mf":
+					err = f.WriteM(&got, true, fs)
+				case "-F":
+					err = f.WriteF(&got, fs)
+				case "-P":
+					err = f.WriteP(&got, fs)
+				}
+				if err != nil {
+					t.Errorf("%s %v: %v", filepath.Base(path), args, err)
+					continue
+				}
+				if got.String() != want {
+					t.Errorf("%s: postconf %v differs\n--- postconf\n%s--- moat\n%s",
+						filepath.Base(path), args, want, got.String())
+				}
+			}
+		}
+	}
+}
