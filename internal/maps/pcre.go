@@ -528,7 +528,7 @@ func (t *pcreTranslator) class(i int) (int, error) {
 				break
 			}
 			item := s[j : j+2+end+2]
-			if s[j+1] != ':' || item == "[:<:]]" || item == "[:>:]]" {
+			if s[j+1] != ':' || item == "[:<:]" || item == "[:>:]" {
 				return 0, pcreUnsup(item, "POSIX collating element or word boundary", `use \b outside the class`)
 			}
 			t.out.WriteString(item)

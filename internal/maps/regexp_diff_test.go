@@ -91,7 +91,15 @@ endif
 /^b(.*?)(c*)$/	lazy2:$1:$2
 /^u(.*)v/U	ungreedy:$1
 /^h\h$/	hspace
-`, []string{"ab", "q", "qqqq", "case", "CASE", "Case", "abc-12", "abc-1234", "a.b", "aXb", "aA", "aA\x1b", "xy", "x y", "joe@example.com", "bob@x", "line1\nline2", "m", "a\nm\nz", "123", "]b", "tab\tx", "Abc", "bA", "bxxcc", "uavbv", "h x", "h\tx", "h\x20"}},
+/^a(?#comment)b$/	comment
+/^(?'word'\w+)!$/	named:$1
+/^\cA\e\o{101}\x42\0101$/	controls
+/^r\Rr$/	linebreak
+/^n\Nn$/	not-newline
+/^[\b]$/	backspace
+/^{,2}$/	literal-brace
+/^v\vv$/	vspace
+`, []string{"ab", "hi!", "\x01\x1bAB\b1", "r\r\nr", "r\nr", "nxn", "n\nn", "\b", "{,2}", "v\nv", "ab", "q", "qqqq", "case", "CASE", "Case", "abc-12", "abc-1234", "a.b", "aXb", "aA", "aA\x1b", "xy", "x y", "joe@example.com", "bob@x", "line1\nline2", "m", "a\nm\nz", "123", "]b", "tab\tx", "Abc", "bA", "bxxcc", "uavbv", "h x", "h\tx", "h\x20"}},
 	{"pcre", "nesting", `
 if /^mail\./
 /^mail\.(spam|junk)\./	REJECT $1 host
@@ -121,6 +129,9 @@ endif
 1.2.3.999	badaddr
 01.2.3.4	leadingzero
 fe80::1%eth0	zone
+::1.2.3.5/127	compat
+1::5/120	v6hostbits
+::ffff:1.2.3.5/127	mappedbits
 203.0.113.0/24	
 if 203.0.113.0/24 junk
 endif junk
