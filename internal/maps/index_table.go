@@ -25,6 +25,7 @@ const staleGrace = 100 * time.Second
 type indexedTable struct {
 	typ, name, path string
 	opts            Options
+	recheck         time.Duration // recheckInterval; tests shorten it
 
 	// lastCheck (unix nanoseconds) lets lookups skip the lock-taking
 	// freshness check between seconds.
@@ -49,7 +50,7 @@ func openIndexed(typ, name string, opts Options) (Table, error) {
 	if name == "" {
 		return nil, fmt.Errorf("need dictionary type:name, got %q", typ+":")
 	}
-	t := &indexedTable{typ: typ, name: name, path: IndexPath(typ, name), opts: opts}
+	t := &indexedTable{typ: typ, name: name, path: IndexPath(typ, name), opts: opts, recheck: recheckInterval}
 	m, err := t.load()
 	if err != nil {
 		return nil, err
@@ -161,7 +162,7 @@ func (m *mappedIndex) lookup(key, path string) (value string, found bool, err er
 func (t *indexedTable) maybeReload() {
 	now := time.Now().UnixNano()
 	last := t.lastCheck.Load()
-	if now-last < int64(recheckInterval) || !t.lastCheck.CompareAndSwap(last, now) {
+	if now-last < int64(t.recheck) || !t.lastCheck.CompareAndSwap(last, now) {
 		return
 	}
 	fi, statErr := os.Stat(t.path)
