@@ -132,7 +132,7 @@ func TestStatic(t *testing.T) {
 		}
 	}
 	for spec, want := range map[string]string{
-		"static:{ a b":   `bad static:name syntax: missing '}' in "{ a b"`,
+		"static:{ a b":    `bad static:name syntax: missing '}' in "{ a b"`,
 		"static:{ a b }x": `bad static:name syntax: syntax error after '}' in "{ a b }x"`,
 		"static:{ a b } ": `bad static:name syntax: syntax error after '}' in "{ a b } "`,
 		"static:":         `static:: empty value`,
