@@ -186,7 +186,18 @@ func readLogicalLines(path string, data []byte, warn func(string)) []logicalLine
 		lines = lines[:len(lines)-1]
 	}
 	flushOrphan := func(text string) {
-		warn(fmt.Sprintf("%s: logical line must not start with whitespace: %q", path, text))
+		// Postfix shows at most 30 bytes, non-printables as '?'.
+		b := []byte(text)
+		suffix := ""
+		if len(b) > 30 {
+			b, suffix = b[:30], "..."
+		}
+		for i, c := range b {
+			if c < 0x20 || c >= 0x7f {
+				b[i] = '?'
+			}
+		}
+		warn(fmt.Sprintf("%s: logical line must not start with whitespace: \"%s%s\"", path, b, suffix))
 	}
 	var orphanText string
 	for i, l := range lines {

@@ -23,6 +23,7 @@ type diffCase struct {
 
 // diffCorpus covers regexp:, pcre: and cidr: tables. Every key is
 // compared on value and exit status, and each table's warnings on text.
+// The key "-" is never used: `postmap -q -` reads keys from standard input.
 var diffCorpus = []diffCase{
 	{"regexp", "basic", `
 /^(a)(b)$/	x$1-${2}-$$-$(1)
@@ -69,6 +70,37 @@ endif
 /^end$/	$$$$ ${1
 /^last$/	last
 `, []string{"mail.spam.example", "mail.ok.example", "mail.x.example", "www.test", "www.example", "ac", "abc", "c", "zz", "ZZ", "end", "last", "n"}},
+	{"regexp", "edges", `
+  /^orphan$/	orphan
+    still-orphan
+/^a\]]$/	bs-bracket
+/^[a\]]+$/	bs-bracket2
+/^[]-a]$/	rb-range
+/^[a-]$/	trailing-dash
+/^[0-A]$/	icase-range
+/^[_-z]$/	icase-bad-range
+/^[_-z]$/i	case-range
+/^[[:alpha:][:digit:]_]+$/	classes
+/^(|x)y$/	empty-alt:$1
+/^b{,}c$/	empty-interval
+/^[A-C]+$/	range-icase
+"^d/e$"	quote-delim
+#^comment$#	never
+|^p\|q$|	pipe-delim
+/^l1$/m	ml-first
+/^l2$/m	ml-second
+/^f.g$/	f-dot-g
+/^[^x]h$/m	neg-class-ml
+if ! /^skip/
+/^s(.)(.)$/	two:$2$1
+endif
+/^tt$/ix	bre-exact
+/^t\{1,\}u$/x	bre-brace
+/^\(v\)*w$/x	bre-star
+/^*z$/x	bre-leading-star
+/^a\|b$/x	gnu-alt
+` + "/\\`q/\tstart-anchor\n" + `/e\'/	end-anchor
+`, []string{"orphan", "a]]", "a]", "\\]", "a]]a", "]", "^", "a", "A", "_", "abc123_", "y", "xy", "bbbc", "c", "abc", "d/e", "#^comment$#", "p|q", "l1\nl2", "zz\nl2", "f\ng", "\nh", "ah", "sab", "skip", "TT", "tt", "tu", "tttu", "vvw", "w", "*z", "a|b", "a", "qq", "xe", "ex"}},
 	{"pcre", "basic", `
 /^(a)(b)$/	x$1-${2}-$$
 /^q+?$/	lazy

@@ -52,7 +52,7 @@ func (posixDialect) flag(st *reFlags, c byte) (string, bool) {
 }
 
 func (posixDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) {
-	goPat, err := translatePOSIX(pattern, st.extended, st.multiline)
+	goPat, err := translatePOSIX(pattern, st.extended, st.multiline, st.icase)
 	if err != nil {
 		return nil, err
 	}
@@ -92,17 +92,18 @@ type posixTranslator struct {
 	src       string
 	ere       bool
 	newline   bool // REG_NEWLINE: [^x] must not match \n
+	icase     bool // REG_ICASE: range ends compare case-folded
 	out       strings.Builder
 	atomStart int  // where the last quantifiable atom begins in out, -1 if none
 	quantif   bool // the last atom already carries a quantifier
 	groups    []int
 }
 
-func translatePOSIX(src string, ere, newline bool) (string, error) {
+func translatePOSIX(src string, ere, newline, icase bool) (string, error) {
 	if !utf8.ValidString(src) {
 		return "", &unsupported{construct: "(a byte that is not UTF-8)", what: "non-UTF-8 pattern text", hint: "write the pattern in UTF-8"}
 	}
-	t := &posixTranslator{src: src, ere: ere, newline: newline, atomStart: -1}
+	t := &posixTranslator{src: src, ere: ere, newline: newline, icase: icase, atomStart: -1}
 	if err := t.run(); err != nil {
 		return "", err
 	}
@@ -468,6 +469,12 @@ func (t *posixTranslator) classRange(s string, j int, lo rune, b *strings.Builde
 		} else {
 			hi, size = utf8.DecodeRuneInString(s[j+1:])
 		}
+		if t.icase {
+			// glibc compares the ends of a range case-folded to upper
+			// case under REG_ICASE: [_-z] is an error, [0-A] also
+			// matches "a".
+			lo, hi = asciiUpper(lo), asciiUpper(hi)
+		}
 		if hi < lo {
 			return 0, &patternSyntaxError{msg: posixErrRange}
 		}
@@ -489,4 +496,11 @@ func reClassRune(r rune) string {
 		return `\` + string(r)
 	}
 	return string(r)
+}
+
+func asciiUpper(r rune) rune {
+	if r >= 'a' && r <= 'z' {
+		return r - ('a' - 'A')
+	}
+	return r
 }
