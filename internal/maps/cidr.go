@@ -250,5 +250,9 @@ func openCIDR(name string, opts Options) (Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read cidr:%s: %w", name, err)
 	}
-	return parseCIDRSource(name, data), nil
+	t := parseCIDRSource(name, data)
+	for _, w := range t.warnings {
+		opts.warnf("%s", w)
+	}
+	return t, nil
 }

@@ -16,8 +16,9 @@ import (
 
 // Warner is implemented by tables whose source file had problems that
 // Postfix reports as warnings while still opening the table (a bad rule is
-// skipped, not fatal). Callers such as postmap print them the way Postfix
-// does ("warning: regexp map NAME, line N: ...").
+// skipped, not fatal). Open also passes each one to Options.Warn as it
+// opens the table; Warner lets a caller such as "postfix check" ask again
+// later. The text is Postfix's ("regexp map NAME, line N: ...").
 type Warner interface {
 	// Warnings returns the open-time warnings in the order Postfix prints
 	// them, without the "program: warning: " prefix.
@@ -541,6 +542,9 @@ func openPatternFile(d reDialect, name string, opts Options) (Table, error) {
 	t, err := parseRegexpSource(d, name, data)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range t.warnings {
+		opts.warnf("%s", w)
 	}
 	return t, nil
 }
