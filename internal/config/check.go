@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Used returns the names postconf counts as used, as Postfix's postconf
@@ -22,8 +23,20 @@ func (c *Config) Used(extra []string) map[string]bool {
 	for n := range c.program {
 		used[n] = true
 	}
+	// Values in effect count, defaults included: virtual_alias_maps
+	// defaults to $virtual_maps, so a main.cf virtual_maps is used.
+	for _, n := range c.BuiltinNames() {
+		if c.IsRaw(n) {
+			continue
+		}
+		if v, ok := c.Raw(n); ok && strings.Contains(v, "$") {
+			References(v, func(n string) { used[n] = true })
+		}
+	}
 	for _, e := range c.entries {
-		References(e.Value, func(n string) { used[n] = true })
+		if !c.IsRaw(e.Name) {
+			References(e.Value, func(n string) { used[n] = true })
+		}
 	}
 	for _, n := range SplitList(c.Get("smtpd_restriction_classes")) {
 		used[n] = true
@@ -32,6 +45,33 @@ func (c *Config) Used(extra []string) map[string]bool {
 		used[n] = true
 	}
 	return used
+}
+
+// Undefined warns, as Postfix's postconf does, about each name a main.cf
+// value refers to that is neither a known parameter nor defined in main.cf
+// (it expands to nothing, which is usually a typo).
+func (c *Config) Undefined() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range c.order {
+		if c.IsRaw(e.Name) {
+			continue
+		}
+		References(e.Value, func(n string) {
+			if seen[n] || c.IsBuiltin(n) {
+				return
+			}
+			if _, ok := c.entries[n]; ok {
+				return
+			}
+			if _, ok := c.program[n]; ok {
+				return
+			}
+			seen[n] = true
+			out = append(out, fmt.Sprintf("%s: undefined parameter: %s", c.Path, n))
+		})
+	}
+	return out
 }
 
 // Unused returns main.cf's definitions that nothing uses (see Used), in file
@@ -81,6 +121,9 @@ func (c *Config) Check() error {
 					errs = append(errs, fmt.Errorf("%s: parameter %s: restriction %s is obsolete: use %s", where, e.Name, tok, r))
 				}
 			}
+		}
+		if known && p.Raw {
+			continue
 		}
 		v, err := c.Expand(e.Value)
 		if err != nil {

@@ -60,6 +60,10 @@ func Open(dir string) (*Config, error) {
 		return nil, err
 	}
 	for _, e := range entries {
+		if p, ok := c.table.Lookup(e.Name); ok && p.ReadOnly {
+			c.warnings = append(c.warnings, fmt.Sprintf("%s: read-only parameter assignment: %s=%s", c.Path, e.Name, e.Value))
+			continue
+		}
 		if old, ok := c.entries[e.Name]; ok {
 			c.warnings = append(c.warnings, fmt.Sprintf("%s, line %d: overriding earlier entry: %s=%s", c.Path, e.Line, old.Name, old.Value))
 		}
@@ -236,9 +240,20 @@ func (c *Config) Expand(s string) (string, error) {
 	return v, nil
 }
 
-// GetErr returns the expanded value of name.
+// IsRaw reports whether name is a parameter Postfix never expands when
+// reading main.cf (its value holds run-time macros; see Param.Raw).
+func (c *Config) IsRaw(name string) bool {
+	p, ok := c.table.Lookup(name)
+	return ok && p.Raw
+}
+
+// GetErr returns the expanded value of name; a raw parameter's value is
+// returned as is.
 func (c *Config) GetErr(name string) (string, error) {
 	raw, _ := c.Raw(name)
+	if c.IsRaw(name) {
+		return raw, nil
+	}
 	v, err := c.Expand(raw)
 	if err != nil {
 		return "", fmt.Errorf("parameter %s: %w", name, err)
@@ -314,6 +329,7 @@ func (c *Config) List(name string) ([]string, error) {
 // unused parameters.
 func (c *Config) Warnings() []string {
 	out := append([]string(nil), c.warnings...)
+	out = append(out, c.Undefined()...)
 	for _, e := range c.Unused(nil) {
 		out = append(out, fmt.Sprintf("%s: unused parameter: %s=%s", c.Path, e.Name, e.Value))
 	}

@@ -58,6 +58,12 @@ type Param struct {
 	// Computed defaults depend on the host (hostname, interfaces, pid);
 	// Default holds the generating machine's value for reference only.
 	Computed bool
+	// Raw parameters hold run-time macros ($rbl_code, $home) and are
+	// never expanded from main.cf (postconf -x prints them as is).
+	Raw bool
+	// ReadOnly parameters describe the running process; main.cf cannot
+	// set them.
+	ReadOnly bool
 }
 
 // Table is the set of parameters moat knows, indexed by name.

@@ -69,6 +69,44 @@ type param struct {
 	min            int64
 	enum           []string
 	computed       bool
+	raw, readOnly  bool
+}
+
+// probeRaw finds the parameters Postfix never expands (their values hold
+// run-time macros such as $rbl_code) and the read-only ones, by setting
+// every parameter to "$mail_name" and asking postconf -x: a raw parameter
+// prints "$mail_name" unchanged, a read-only one draws a warning.
+func probeRaw(postconf, dir, defaults string) (map[string]bool, map[string]bool, error) {
+	var mc strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(defaults), "\n") {
+		name, _, _ := strings.Cut(line, " =")
+		if name != "mail_name" && name != "config_directory" {
+			fmt.Fprintf(&mc, "%s = $mail_name\n", name)
+		}
+	}
+	if err := os.WriteFile(dir+"/main.cf", []byte(mc.String()), 0o644); err != nil {
+		return nil, nil, err
+	}
+	defer os.Remove(dir + "/main.cf")
+	cmd := exec.Command(postconf, "-c", dir, "-x")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, nil, fmt.Errorf("%s -x: %w: %s", postconf, err, errb.String())
+	}
+	raw, ro := map[string]bool{}, map[string]bool{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if name, ok := strings.CutSuffix(line, " = $mail_name"); ok {
+			raw[name] = true
+		}
+	}
+	for _, line := range strings.Split(errb.String(), "\n") {
+		if _, rest, ok := strings.Cut(line, "read-only parameter assignment: "); ok {
+			name, _, _ := strings.Cut(rest, "=")
+			ro[name] = true
+		}
+	}
+	return raw, ro, nil
 }
 
 func run(out, postconf, man string) error {
@@ -89,6 +127,10 @@ func run(out, postconf, man string) error {
 	if err != nil {
 		return err
 	}
+	raw, readOnly, err := probeRaw(postconf, empty, stdout.String())
+	if err != nil {
+		return err
+	}
 	var params []param
 	sc := bufio.NewScanner(&stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -98,7 +140,9 @@ func run(out, postconf, man string) error {
 			return fmt.Errorf("bad postconf line %q", sc.Text())
 		}
 		def = strings.TrimPrefix(def, " ")
-		params = append(params, classify(name, def, units))
+		p := classify(name, def, units)
+		p.raw, p.readOnly = raw[name], readOnly[name]
+		params = append(params, p)
 	}
 	sort.Slice(params, func(i, j int) bool { return params[i].name < params[j].name })
 	var b bytes.Buffer
@@ -118,6 +162,12 @@ func run(out, postconf, man string) error {
 		if p.computed {
 			b.WriteString(", Computed: true")
 		}
+		if p.raw {
+			b.WriteString(", Raw: true")
+		}
+		if p.readOnly {
+			b.WriteString(", ReadOnly: true")
+		}
 		b.WriteString("},\n")
 	}
 	b.WriteString("\t}\n}\n")
@@ -132,6 +182,9 @@ var digits = regexp.MustCompile(`^[0-9]+$`)
 var timeVal = regexp.MustCompile(`^[0-9]+[smhdw]$`)
 
 func classify(name, def string, units map[string]byte) param {
+	if name == "process_id" {
+		def = "" // differs on every run
+	}
 	p := param{name: name, def: def, typ: "TypeString"}
 	for _, c := range computedNames {
 		if c == name {
