@@ -25,8 +25,9 @@ import (
 //     where PCRE also matches before a final newline; \Z is read as \z.
 //     Keys Postfix looks up (addresses, header lines without their line
 //     end, client names) never end in a newline, so E is implied.
-//   - Matching is by UTF-8 character, not by byte; a pattern that is not
-//     valid UTF-8 is refused.
+//   - \p{...} Unicode properties see bytes from 0x80 up as unassigned
+//     (see toByteRunes), where PCRE without UTF mode reads them as
+//     Latin-1 code points.
 //   - A repeat count above 1000 is refused (RE2's limit; PCRE allows
 //     65535).
 type pcreDialect struct{}
@@ -62,6 +63,7 @@ func (pcreDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) {
 	// reFlags.extended starts true for the POSIX dialect's REG_EXTENDED;
 	// for PCRE the x flag toggles it off from that default, so "x given"
 	// is !extended.
+	pattern = toByteRunes(pattern)
 	goPat, err := translatePCRE(pattern, !st.extended)
 	if err != nil {
 		return nil, err
@@ -144,7 +146,7 @@ func pcreCompileError(pattern string, err error) error {
 // fail to open instead of silently misreading a rule; postmap and
 // "moat postfix check" can use it to lint header_checks.
 func CheckPCRE(pattern string, extended bool) error {
-	_, err := translatePCRE(pattern, extended)
+	_, err := translatePCRE(toByteRunes(pattern), extended)
 	var u *unsupported
 	if errors.As(err, &u) {
 		return err
@@ -158,10 +160,9 @@ type pcreTranslator struct {
 	out      strings.Builder
 }
 
+// translatePCRE rewrites a pattern (already passed through toByteRunes)
+// into Go syntax.
 func translatePCRE(src string, extended bool) (string, error) {
-	if !utf8.ValidString(src) {
-		return "", &unsupported{construct: "(a byte that is not UTF-8)", what: "non-UTF-8 pattern text", hint: "write the pattern in UTF-8"}
-	}
 	t := &pcreTranslator{src: src, extended: extended}
 	if err := t.run(); err != nil {
 		return "", err
@@ -353,7 +354,11 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 			j++
 		}
 		v, _ := strconv.ParseUint(s[i+1:j], 8, 32)
-		t.out.WriteString(fmt.Sprintf(`\x{%x}`, v))
+		cu, err := pcreCodeUnit(v, i)
+		if err != nil {
+			return 0, err
+		}
+		t.out.WriteString(cu)
 		return j - i, nil
 	case c == 'g' || c == 'k':
 		return 0, pcreUnsup(s[i:min(len(s), i+3)], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
@@ -386,7 +391,11 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		if err != nil {
 			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: non-octal character in \\o{} (closing brace missing?)", i+3)}
 		}
-		t.out.WriteString(fmt.Sprintf(`\x{%x}`, v))
+		cu, err := pcreCodeUnit(v, i+end)
+		if err != nil {
+			return 0, err
+		}
+		t.out.WriteString(cu)
 		return end + 1, nil
 	case c == 'x':
 		if i+2 < len(s) && s[i+2] == '{' {
@@ -394,7 +403,15 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 			if end < 0 {
 				return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing terminating }", len(s))}
 			}
-			t.out.WriteString(s[i : i+end+1])
+			v, err := strconv.ParseUint(s[i+3:i+end], 16, 32)
+			if err != nil {
+				return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: non-hex character in \\x{} (closing brace missing?)", i+3)}
+			}
+			cu, err := pcreCodeUnit(v, i+end)
+			if err != nil {
+				return 0, err
+			}
+			t.out.WriteString(cu)
 			return end + 1, nil
 		}
 		j := i + 2
@@ -405,7 +422,8 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		if j > i+2 {
 			v, _ = strconv.ParseUint(s[i+2:j], 16, 8)
 		}
-		t.out.WriteString(fmt.Sprintf(`\x{%x}`, v))
+		cu, _ := pcreCodeUnit(v, j)
+		t.out.WriteString(cu)
 		return j - i, nil
 	case c == 'h':
 		t.out.WriteString(classOrInline(`\t \x{a0}\x{1680}\x{180e}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}`, false, inClass))
@@ -477,6 +495,19 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		return 1 + size, nil
 	}
 	return 2, nil
+}
+
+// pcreCodeUnit spells a character code from \x, \o or an octal escape.
+// Postfix's PCRE runs without UTF mode, so codes are bytes: up to 0xff,
+// those from 0x80 up written as their toByteRunes stand-ins.
+func pcreCodeUnit(v uint64, off int) (string, error) {
+	switch {
+	case v > 0xff:
+		return "", &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: character code point value in \\x{} or \\o{} is too large", off)}
+	case v >= 0x80:
+		return fmt.Sprintf(`\x{%x}`, byteRuneBase+v), nil
+	}
+	return fmt.Sprintf(`\x{%x}`, v), nil
 }
 
 func pcreIsHex(c byte) bool {

@@ -118,6 +118,7 @@ func (t *regexpTable) Warnings() []string { return t.warnings }
 // Postfix's IF/ENDIF nesting: a rule is considered only when every
 // enclosing IF matched.
 func (t *regexpTable) Lookup(key string) (string, bool, error) {
+	key = toByteRunes(key)
 	nesting := 0
 	for i := range t.rules {
 		r := &t.rules[i]
@@ -161,7 +162,59 @@ func expandRepl(parts []replPart, key string, sub []int) string {
 			continue
 		}
 		if 2*p.group+1 < len(sub) && sub[2*p.group] >= 0 {
-			b.WriteString(key[sub[2*p.group]:sub[2*p.group+1]])
+			b.WriteString(fromByteRunes(key[sub[2*p.group]:sub[2*p.group+1]]))
+		}
+	}
+	return b.String()
+}
+
+// Postfix runs in the C locale and its regex libraries match bytes: "."
+// is one byte, [é] is a set of two bytes, case folding is ASCII only, and
+// a table in Latin-1 is as valid as one in UTF-8. Go matches UTF-8
+// characters, so both the pattern and the key are rewritten with every
+// byte from 0x80 up standing for one Private Use Area character
+// (U+F780..U+F7FF). Those have no case and belong to no class, exactly
+// like high bytes in the C locale, and $n substitutions map them back.
+const byteRuneBase = 0xF700
+
+// toByteRunes maps the bytes of s from 0x80 up to their stand-ins.
+func toByteRunes(s string) string {
+	i := 0
+	for i < len(s) && s[i] < 0x80 {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 2*(len(s)-i))
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x80 {
+			b.WriteByte(c)
+		} else {
+			b.WriteRune(byteRuneBase + rune(c))
+		}
+	}
+	return b.String()
+}
+
+// fromByteRunes undoes toByteRunes.
+func fromByteRunes(s string) string {
+	i := 0
+	for i < len(s) && s[i] < 0x80 {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for _, r := range s[i:] {
+		if r >= byteRuneBase+0x80 && r <= byteRuneBase+0xff {
+			b.WriteByte(byte(r - byteRuneBase))
+		} else {
+			b.WriteRune(r)
 		}
 	}
 	return b.String()
@@ -431,7 +484,7 @@ func (p *reParser) compile(line int, pat string, st reFlags) (*regexp.Regexp, bo
 	}
 	var u *unsupported
 	if errors.As(err, &u) {
-		p.err = &UnsupportedError{Map: p.d.kind() + ":" + p.name, Line: line, Construct: u.construct, What: u.what, Hint: u.hint}
+		p.err = &UnsupportedError{Map: p.d.kind() + ":" + p.name, Line: line, Construct: fromByteRunes(u.construct), What: u.what, Hint: u.hint}
 		return nil, false
 	}
 	p.warnf(line, "%s", err.Error())

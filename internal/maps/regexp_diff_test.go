@@ -101,6 +101,10 @@ endif
 /^a\|b$/x	gnu-alt
 ` + "/\\`q/\tstart-anchor\n" + `/e\'/	end-anchor
 `, []string{"orphan", "a]]", "a]", "\\]", "a]]a", "]", "^", "a", "A", "_", "abc123_", "y", "xy", "bbbc", "c", "abc", "d/e", "#^comment$#", "p|q", "l1\nl2", "zz\nl2", "f\ng", "\nh", "ah", "sab", "skip", "TT", "tt", "tu", "tttu", "vvw", "w", "*z", "a|b", "a", "qq", "xe", "ex"}},
+	{"regexp", "bytes", "/^.$/\tone-byte\n/^..$/\ttwo-bytes\n/^[\xc3\xa9x]+$/\tbyte-class\n/^caf(.)(.)!$/\tcaf:$1$2\n/^\xe9t\xe9$/\tlatin1\n/^\xc3\xa9t\xc3\xa9$/\tutf8\n/^[[:alpha:]]+$/\talpha\n/^[^a]{3}$/\tnot-a-3\n",
+		[]string{"\u00e9", "\u00c9", "\xc3\xc3", "x\xa9", "caf\u00e9!", "\xe9t\xe9", "\u00e9t\u00e9", "\u00c9T\u00c9", "abc", "\u00e9\u00e9", "a\u00e9", "\u212a"}},
+	{"pcre", "bytes", "/^.$/\tone-byte\n/^..$/\ttwo-bytes\n/^[\xc3\xa9x]+$/\tbyte-class\n/^caf(.)(.)!$/\tcaf:$1$2\n/^\\xe9t\\x{E9}$/\tlatin1-escape\n/^\xc3\xa9t\xc3\xa9$/\tutf8\n/^\\w+$/\tword\n/^k$/\tkay\n/^\\x{100}$/\ttoo-large\n",
+		[]string{"\u00e9", "\u00c9", "\xc3\xc3", "x\xa9", "caf\u00e9!", "\xe9t\xe9", "\u00e9t\u00e9", "\u00c9T\u00c9", "abc", "\u00e9\u00e9", "\u212a", "K"}},
 	{"pcre", "basic", `
 /^(a)(b)$/	x$1-${2}-$$
 /^q+?$/	lazy

@@ -27,6 +27,8 @@ import (
 //   - With x toggled off the pattern is a basic regular expression
 //     (\( \) \{ \} groups and intervals, + ? | literal).
 //
+// Matching is by byte, as in Postfix's C locale (see toByteRunes).
+//
 // Constructs Go cannot match (backreferences \1..\9, the word anchors \<
 // and \>, multi-character collating elements) are refused with an
 // *UnsupportedError. An escaped letter with no GNU meaning (such as "\d",
@@ -52,7 +54,7 @@ func (posixDialect) flag(st *reFlags, c byte) (string, bool) {
 }
 
 func (posixDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) {
-	goPat, err := translatePOSIX(pattern, st.extended, st.multiline, st.icase)
+	goPat, err := translatePOSIX(toByteRunes(pattern), st.extended, st.multiline, st.icase)
 	if err != nil {
 		return nil, err
 	}
@@ -100,9 +102,6 @@ type posixTranslator struct {
 }
 
 func translatePOSIX(src string, ere, newline, icase bool) (string, error) {
-	if !utf8.ValidString(src) {
-		return "", &unsupported{construct: "(a byte that is not UTF-8)", what: "non-UTF-8 pattern text", hint: "write the pattern in UTF-8"}
-	}
 	t := &posixTranslator{src: src, ere: ere, newline: newline, icase: icase, atomStart: -1}
 	if err := t.run(); err != nil {
 		return "", err
