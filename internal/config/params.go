@@ -131,6 +131,12 @@ func (p *Param) Validate(v string) error {
 			return err
 		}
 	}
+	if p.Name == "compatibility_level" {
+		// postconf(5) compatibility_level: "major[.minor[.patch]]".
+		if _, ok := parseLevel(strings.TrimSpace(v)); !ok {
+			return fmt.Errorf("expected a compatibility level such as 2 or 3.6")
+		}
+	}
 	if p.Enum != nil {
 		for _, e := range p.Enum {
 			if strings.EqualFold(e, strings.TrimSpace(v)) {

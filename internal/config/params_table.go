@@ -69,7 +69,7 @@ func builtinParams() []Param {
 		{Name: "command_execution_directory", Default: "", Type: TypeString, Raw: true},
 		{Name: "command_expansion_filter", Default: "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", Type: TypeString},
 		{Name: "command_time_limit", Default: "1000s", Type: TypeTime, Unit: 's'},
-		{Name: "compatibility_level", Default: "0", Type: TypeInt},
+		{Name: "compatibility_level", Default: "0", Type: TypeString},
 		{Name: "config_directory", Default: "/etc/postfix", Type: TypeString, Computed: true},
 		{Name: "confirm_delay_cleared", Default: "no", Type: TypeBool},
 		{Name: "connection_cache_protocol_timeout", Default: "5s", Type: TypeTime, Unit: 's'},

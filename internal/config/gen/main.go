@@ -203,7 +203,7 @@ func classify(name, def string, units map[string]byte) param {
 	case contains(longNames, name):
 		p.typ = "TypeLong"
 		return p
-	case digits.MatchString(def) && name != "mail_release_date" && name != "process_id":
+	case digits.MatchString(def) && name != "mail_release_date" && name != "process_id" && name != "compatibility_level":
 		p.typ = "TypeInt"
 		if n, _ := strconv.ParseInt(def, 10, 64); n > 0 && !strings.HasSuffix(name, "_code") {
 			p.min = 0
