@@ -426,21 +426,21 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		t.out.WriteString(cu)
 		return j - i, nil
 	case c == 'h':
-		t.out.WriteString(classOrInline(`\t \x{a0}\x{1680}\x{180e}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}`, false, inClass))
+		t.out.WriteString(classOrInline(pcreHSpace, false, inClass))
 	case c == 'H':
 		if inClass {
 			return 0, pcreUnsup(`\H`, "negated class escape inside []", "use [^...] instead")
 		}
-		t.out.WriteString(classOrInline(`\t \x{a0}\x{1680}\x{180e}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}`, true, false))
+		t.out.WriteString(classOrInline(pcreHSpace, true, false))
 	case c == 'v':
-		t.out.WriteString(classOrInline(`\n\x{b}\f\r\x{85}\x{2028}\x{2029}`, false, inClass))
+		t.out.WriteString(classOrInline(pcreVSpace, false, inClass))
 	case c == 'V':
 		if inClass {
 			return 0, pcreUnsup(`\V`, "negated class escape inside []", "use [^...] instead")
 		}
-		t.out.WriteString(classOrInline(`\n\x{b}\f\r\x{85}\x{2028}\x{2029}`, true, false))
+		t.out.WriteString(classOrInline(pcreVSpace, true, false))
 	case c == 'R' && !inClass:
-		t.out.WriteString(`(?:\r\n|[\n\x{b}\f\r\x{85}\x{2028}\x{2029}])`)
+		t.out.WriteString(`(?:\r\n|[` + pcreVSpace + `])`)
 	case c == 'N' && !inClass:
 		if i+2 < len(s) && s[i+2] == '{' {
 			return 0, pcreUnsup(`\N{`, "named character", `use \x{...}`)
@@ -481,7 +481,15 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		r, size := utf8.DecodeRuneInString(s[i+2:])
 		t.out.WriteString(s[i:i+2] + "{" + string(r) + "}")
 		return 2 + size, nil
-	case strings.IndexByte("aftnrdDsSwW", c) >= 0 || !inClass && strings.IndexByte("bBAz", c) >= 0:
+	case c == 's':
+		t.out.WriteString(classOrInline(pcreSpace, false, inClass))
+	case c == 'S':
+		if inClass {
+			t.out.WriteString(pcreNotSpace)
+		} else {
+			t.out.WriteString("[" + pcreNotSpace + "]")
+		}
+	case strings.IndexByte("aftnrdDwW", c) >= 0 || !inClass && strings.IndexByte("bBAz", c) >= 0:
 		t.out.WriteString(s[i : i+2])
 	case c < utf8.RuneSelf && reIsAlnum(c):
 		return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: unrecognized character follows \\", i+2)}
@@ -509,6 +517,16 @@ func pcreCodeUnit(v uint64, off int) (string, error) {
 	}
 	return fmt.Sprintf(`\x{%x}`, v), nil
 }
+
+// Character sets of PCRE2's escapes without UTF mode, where they match
+// bytes (0x85 and 0xa0 as their toByteRunes stand-ins). Go's \s lacks
+// the vertical tab that PCRE2's includes.
+const (
+	pcreSpace    = `\t\n\x{b}\f\r `
+	pcreNotSpace = `\x{0}-\x{8}\x{e}-\x{1f}\x{21}-\x{10ffff}`
+	pcreHSpace   = `\t \x{f7a0}`
+	pcreVSpace   = `\n\x{b}\f\r\x{f785}`
+)
 
 func pcreIsHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

@@ -44,9 +44,10 @@ var diffCorpus = []diffCase{
 /^[^]a]z$/	neg-rbracket
 /^[[:digit:]]+$/	digits
 /^\w+\.\W$/	word
+/^s\s\S$/	space-nonspace
 /^user@(.*)$/	domain=$1
 /^(.+)@example\.com$/	local ${1}!
-`, []string{"ab", `\.`, "kkkkkk", "q", "qqq", "z", "yyz", "Case", "case", "xyy", "abcd", "aaa", "p", "op", "a)b", "rs)", "u", "v+", "ww", "bz", "]z", "12345", "ab_1.!", "user@Example.ORG", "Joe@EXAMPLE.com", "nomatch"}},
+`, []string{"ab", `\.`, "kkkkkk", "q", "qqq", "z", "yyz", "Case", "case", "xyy", "abcd", "aaa", "p", "op", "a)b", "rs)", "u", "v+", "ww", "bz", "]z", "12345", "ab_1.!", "s\v\v", "s \t", "s\tx", "user@Example.ORG", "Joe@EXAMPLE.com", "nomatch"}},
 	{"regexp", "nesting", `
 # comment
 if /^mail\./
@@ -135,7 +136,10 @@ endif
 /^[\b]$/	backspace
 /^{,2}$/	literal-brace
 /^v\vv$/	vspace
-`, []string{"ab", "hi!", "\x01\x1bAB\b1", "r\r\nr", "r\nr", "nxn", "n\nn", "\b", "{,2}", "v\nv", "ab", "q", "qqqq", "case", "CASE", "Case", "abc-12", "abc-1234", "a.b", "aXb", "aA", "aA\x1b", "xy", "x y", "joe@example.com", "bob@x", "line1\nline2", "m", "a\nm\nz", "123", "]b", "tab\tx", "Abc", "bA", "bxxcc", "uavbv", "h x", "h\tx", "h\x20"}},
+/^s\s\S$/	space-nonspace
+/^c[\s][\S]$/	class-space
+/^hh\h$/	hspace-byte
+`, []string{"ab", "hi!", "\x01\x1bAB\b1", "r\r\nr", "r\nr", "nxn", "n\nn", "\b", "{,2}", "v\nv", "v\x85v", "s\v\v", "s \t", "s\tx", "c\v\v", "c\vx", "hh\xa0", "hh\u00a0", "ab", "q", "qqqq", "case", "CASE", "Case", "abc-12", "abc-1234", "a.b", "aXb", "aA", "aA\x1b", "xy", "x y", "joe@example.com", "bob@x", "line1\nline2", "m", "a\nm\nz", "123", "]b", "tab\tx", "Abc", "bA", "bxxcc", "uavbv", "h x", "h\tx", "h\x20"}},
 	{"pcre", "nesting", `
 if /^mail\./
 /^mail\.(spam|junk)\./	REJECT $1 host

@@ -355,8 +355,17 @@ func (t *posixTranslator) escape(i int) (int, error) {
 		return 0, &unsupported{construct: t.src[i : i+2], what: "backreference", hint: "RE2 cannot match repeated text; rewrite the pattern without it"}
 	case c == '<' || c == '>':
 		return 0, &unsupported{construct: t.src[i : i+2], what: "word anchor", hint: `use \b instead`}
-	case c == 'w' || c == 'W' || c == 's' || c == 'S':
+	case c == 'w' || c == 'W':
 		t.atom(t.src[i : i+2])
+	case c == 's':
+		// GNU \s is [[:space:]], which has the vertical tab Go's \s lacks.
+		t.atom(`[[:space:]]`)
+	case c == 'S':
+		if t.newline {
+			t.atom(`[^[:space:]\n]`)
+		} else {
+			t.atom(`[^[:space:]]`)
+		}
 	case c == 'b' || c == 'B':
 		t.noAtom(t.src[i : i+2])
 	case c == '`':
