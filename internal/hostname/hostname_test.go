@@ -148,3 +148,38 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckMailLiteral(t *testing.T) {
+	for lit, want := range map[string]string{
+		"[192.0.2.1]":                       "",
+		"[IPv6:2001:db8::1]":                "",
+		"[ipv6:::1]":                        "",
+		"192.0.2.1":                         "valid_mailhost_literal: '[' expected at start: 192.0.2.1",
+		"[192.0.2.1":                        "valid_mailhost_literal: ']' expected at end: [192.0.2.1",
+		"[192.0.2.1]x":                      "valid_mailhost_literal: unexpected text after ']': [192.0.2.1]x",
+		"[2001:db8::1]":                     "valid_ipv4_hostaddr: invalid octet value: 2001:db8::1",
+		"[IPv6:192.0.2.1]":                  "valid_ipv6_hostaddr: malformed IPv4-in-IPv6 address: 192.0.2.1",
+		"[" + strings.Repeat("1", 46) + "]": "valid_mailhost_literal: too much text: [" + strings.Repeat("1", 46) + "]",
+	} {
+		if got := errText(CheckMailLiteral(lit)); got != want {
+			t.Errorf("CheckMailLiteral(%q) = %q, want %q", lit, got, want)
+		}
+	}
+	if bare, err := CheckMailAddr("IPv6:::1"); err != nil || bare != "::1" {
+		t.Errorf("CheckMailAddr(IPv6:::1) = %q, %v", bare, err)
+	}
+}
+
+func FuzzCheckMailLiteral(f *testing.F) {
+	for _, s := range []string{"[1.2.3.4]", "[IPv6:::1]", "[", "[]", "[IPv6:]", "x]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if CheckMailLiteral(s) == nil {
+			inner := s[1 : len(s)-1]
+			if _, err := CheckMailAddr(inner); err != nil {
+				t.Fatalf("literal %q valid but its address is not", s)
+			}
+		}
+	})
+}
