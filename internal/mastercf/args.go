@@ -126,7 +126,7 @@ func (s *Service) parseArgs(toks []token, lines []int) (int, error) {
 		p := ps[i]
 		if s.optEnd >= 0 {
 			s.Args = append(s.Args, p.text)
-			if p.braced && hasSpace(p.text) {
+			if hasSpace(p.text) {
 				s.display = append(s.display, "{"+p.text+"}")
 			} else {
 				s.display = append(s.display, p.text)
@@ -141,6 +141,13 @@ func (s *Service) parseArgs(toks []token, lines []int) (int, error) {
 			s.Args = append(s.Args, p.text)
 			s.display = append(s.display, p.text)
 			continue
+		}
+		if p.braced {
+			return p.line, fmt.Errorf("{ %s }: write daemon options such as %q without braces", p.text, p.text)
+		}
+		if !validOption(p.text) {
+			return p.line, fmt.Errorf("%q: not a daemon option; options are letters after \"-\" "+
+				"(-v, -D, -o name=value), and \"--\" ends them", p.text)
 		}
 		parts := splitOption(p.text)
 		if len(parts) > 1 {
@@ -275,4 +282,22 @@ func checkStray(ps []piece, i int) error {
 			"write -o name=value or -o { name = value }", ps[i].text)
 	}
 	return nil
+}
+
+// validOption accepts "-" followed by option letters (-v, -D, -vv), where
+// anything may follow an "o", which takes a value ("-oname=value").
+func validOption(arg string) bool {
+	if len(arg) < 2 {
+		return false
+	}
+	for i := 1; i < len(arg); i++ {
+		c := arg[i]
+		if c == 'o' {
+			return true
+		}
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }

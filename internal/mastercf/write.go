@@ -171,10 +171,16 @@ func (s *Service) format(fold bool) string {
 			breakNext = true
 			continue
 		}
-		if breakNext || (len(line) > len(indent) && len(line)+1+len(tok) >= foldLimit) {
+		// Postfix measures an argument before wrapping it back in braces,
+		// so "{a b}" counts as three columns when deciding to fold.
+		if breakNext || (len(line) > len(indent) && len(line)+1+len(s.Args[j]) >= foldLimit) {
 			b.WriteString(line + "\n")
 			line = indent + tok
 			breakNext = false
+			continue
+		}
+		if line == indent {
+			line += tok // after an empty argument: no separator yet
 			continue
 		}
 		line += " " + tok
