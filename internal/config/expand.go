@@ -40,12 +40,19 @@ type Expander struct {
 
 	status int
 	depth  int
+	steps  int
 }
+
+// maxSteps bounds the work of one expansion: a main.cf such as
+// "a = $b$b$b$b", "b = $c$c$c$c", ... would otherwise grow exponentially.
+// No real configuration comes near it.
+const maxSteps = 1 << 20
 
 // Expand returns s with every macro replaced, and the status bits.
 func (e *Expander) Expand(s string) (string, int) {
 	e.status = 0
 	e.depth = 0
+	e.steps = 0
 	var out strings.Builder
 	e.expand(&out, s)
 	return out.String(), e.status
@@ -153,6 +160,10 @@ func (e *Expander) expand(out *strings.Builder, s string) bool {
 
 // name expands a plain $name reference.
 func (e *Expander) name(out *strings.Builder, name string) bool {
+	if e.steps++; e.steps > maxSteps || out.Len() > maxSteps {
+		e.warnf("macro expansion too large at: \"%s\"", name)
+		return false
+	}
 	if e.Refs != nil {
 		e.Refs(name)
 		return true

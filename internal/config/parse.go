@@ -3,6 +3,7 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -28,9 +29,16 @@ func ParseFile(path string) ([]Entry, []string, error) {
 	return Parse(path, data)
 }
 
+// unwrapPathErr drops the path (the caller names it) and capitalizes the
+// system error as C's strerror does, so "open /x/main.cf: No such file or
+// directory" reads as Postfix prints it.
 func unwrapPathErr(err error) error {
 	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
+		msg := pe.Err.Error()
+		if msg != "" && msg[0] >= 'a' && msg[0] <= 'z' {
+			msg = string(msg[0]-'a'+'A') + msg[1:]
+		}
+		return errors.New(msg)
 	}
 	return err
 }

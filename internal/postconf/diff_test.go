@@ -295,3 +295,15 @@ func TestDifferential(t *testing.T) {
 		})
 	}
 }
+
+// TestDifferentialMissingMainCF compares the fatal error for a directory
+// without main.cf.
+func TestDifferentialMissingMainCF(t *testing.T) {
+	tool := testutil.PostfixTool(t, "postconf")
+	dir := filepath.Join(t.TempDir(), "nonexistent")
+	_, perr, prc := runPostfix(t, tool, "-c", dir, "myhostname")
+	_, merr, mrc := runMoat("-c", dir, "myhostname")
+	if perr != merr || prc != mrc {
+		t.Errorf("postfix %d %q, moat %d %q", prc, perr, mrc, merr)
+	}
+}

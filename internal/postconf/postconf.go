@@ -160,7 +160,7 @@ func showMaster(env *cli.Env, prog, dir string, o options, filters []string) int
 // the names -o settings make "used". A missing file gives Postfix's
 // warning; a master.cf moat cannot read is reported and ignored here, since
 // postconf's main.cf view does not depend on it.
-func readMaster(env *cli.Env, prog, dir string, c *config.Config) []string {
+func readMaster(env *cli.Env, prog, dir string, c *config.Config) ([]string, []mastercf.Override) {
 	path := filepath.Join(dir, "master.cf")
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -168,22 +168,47 @@ func readMaster(env *cli.Env, prog, dir string, c *config.Config) []string {
 		} else {
 			env.Warnf(prog, "%v", err)
 		}
-		return nil
+		return nil, nil
 	}
 	f, err := mastercf.Load(path)
 	if err != nil {
 		env.Warnf(prog, "%v", err)
-		return nil
+		return nil, nil
 	}
 	var used []string
+	var ovs []mastercf.Override
 	for _, s := range f.Services {
 		c.AddServiceParams(s.Name, s.Command)
 		for _, ov := range s.Overrides {
 			used = append(used, ov.Name)
+			ovs = append(ovs, ov)
 			config.References(ov.Value, func(n string) { used = append(used, n) })
 		}
 	}
-	return used
+	return used, ovs
+}
+
+// unusedOverrides warns, as Postfix's postconf does, about master.cf "-o"
+// settings of names that are neither parameters nor defined in main.cf nor
+// referenced as $name anywhere.
+func unusedOverrides(env *cli.Env, prog, dir string, c *config.Config, ovs []mastercf.Override) {
+	refs := map[string]bool{}
+	for _, e := range c.Entries() {
+		if !c.IsRaw(e.Name) {
+			config.References(e.Value, func(n string) { refs[n] = true })
+		}
+	}
+	for _, ov := range ovs {
+		config.References(ov.Value, func(n string) { refs[n] = true })
+	}
+	seen := map[string]bool{}
+	for _, ov := range ovs {
+		if _, inMain := c.Entry(ov.Name); c.IsBuiltin(ov.Name) || inMain || refs[ov.Name] || seen[ov.Name+"="+ov.Value] {
+			continue
+		}
+		seen[ov.Name+"="+ov.Value] = true
+		env.Warnf(prog, "%s: unused parameter: %s=%s", filepath.Join(dir, "master.cf"), ov.Name, ov.Value)
+	}
 }
 
 // showMain prints main.cf parameters: all of them, the non-default ones
@@ -206,7 +231,7 @@ func showMain(env *cli.Env, prog, dir string, explicitDir bool, o options, names
 		}
 	}
 	c.ProcessName = prog
-	masterUsed := readMaster(env, prog, dir, c)
+	masterUsed, overrides := readMaster(env, prog, dir, c)
 	if len(o.overrides) > 0 {
 		c = c.WithOverrides(o.overrides)
 	}
@@ -216,6 +241,7 @@ func showMain(env *cli.Env, prog, dir string, explicitDir bool, o options, names
 				env.Warnf(prog, "%s", w)
 			}
 		}
+		unusedOverrides(env, prog, dir, c, overrides)
 		for _, e := range c.Unused(masterUsed) {
 			env.Warnf(prog, "%s: unused parameter: %s=%s", c.Path, e.Name, e.Value)
 		}
