@@ -20,22 +20,22 @@ func editFile(path string, fn func([]byte) ([]byte, error), beforeRename func(tm
 	// Edit the file a symlink points to rather than replacing the link.
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return fmt.Errorf("postconf: edit %s: %w", path, err)
+		return fmt.Errorf("edit %s: %w", path, err)
 	}
 	data, err := os.ReadFile(real)
 	if err != nil {
-		return fmt.Errorf("postconf: edit %s: %w", path, err)
+		return fmt.Errorf("edit %s: %w", path, err)
 	}
 	fi, err := os.Stat(real)
 	if err != nil {
-		return fmt.Errorf("postconf: edit %s: %w", path, err)
+		return fmt.Errorf("edit %s: %w", path, err)
 	}
 	out, err := fn(data)
 	if err != nil {
 		return err
 	}
 	if err := replace(real, out, fi, beforeRename); err != nil {
-		return fmt.Errorf("postconf: edit %s: %w", path, err)
+		return fmt.Errorf("edit %s: %w", path, err)
 	}
 	return nil
 }

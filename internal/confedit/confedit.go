@@ -35,6 +35,9 @@ type Assignment struct {
 	Name, Value string
 }
 
+// Error texts follow Postfix's postconf where it has one, so that scripts
+// and admins see the messages they know; callers add the program prefix.
+
 // ParseAssignment validates a `postconf -e` argument as Postfix does: a name
 // (text up to whitespace or "="), optional whitespace, "=", and a value whose
 // surrounding whitespace is dropped. "a = b" is therefore the same as "a=b".
@@ -42,7 +45,7 @@ type Assignment struct {
 // continuation or a parameter of its own.
 func ParseAssignment(arg string) (Assignment, error) {
 	if strings.ContainsRune(arg, '\n') {
-		return Assignment{}, fmt.Errorf("postconf -e %q: -e, -X, or -# accepts no multi-line input", arg)
+		return Assignment{}, errors.New("-e, -X, or -# accepts no multi-line input")
 	}
 	s := arg
 	i := 0
@@ -58,10 +61,10 @@ func ParseAssignment(arg string) (Assignment, error) {
 		i++
 	}
 	if name == "" {
-		return Assignment{}, fmt.Errorf("postconf -e: missing attribute name: %q", trimSpace(arg))
+		return Assignment{}, fmt.Errorf("missing attribute name: %q", trimSpace(arg))
 	}
 	if i >= len(s) || s[i] != '=' {
-		return Assignment{}, fmt.Errorf("postconf -e: missing '=' after attribute name: %q", trimSpace(arg))
+		return Assignment{}, fmt.Errorf("missing '=' after attribute name: %q", trimSpace(arg))
 	}
 	return Assignment{Name: name, Value: trimSpace(s[i+1:])}, nil
 }
@@ -72,14 +75,14 @@ func checkNames(opt string, names []string) ([]string, error) {
 	seen := make(map[string]bool)
 	for _, n := range names {
 		if strings.ContainsRune(n, '\n') {
-			return nil, fmt.Errorf("postconf %s %q: -e, -X, or -# accepts no multi-line input", opt, n)
+			return nil, errors.New("-e, -X, or -# accepts no multi-line input")
 		}
 		n = trimSpace(n)
 		if n == "" {
-			return nil, fmt.Errorf("postconf %s: -X or -# requires non-blank parameter names", opt)
+			return nil, errors.New("-X or -# requires non-blank parameter names")
 		}
 		if strings.ContainsRune(n, '=') {
-			return nil, fmt.Errorf("postconf %s %q: a parameter name cannot contain '='; use -e name=value to set a value", opt, n)
+			return nil, fmt.Errorf("%s %q: a parameter name cannot contain '='; use -e name=value to set a value", opt, n)
 		}
 		// Postfix crashes on a repeated name; once is enough.
 		if !seen[n] {
@@ -176,7 +179,7 @@ func apply(data []byte, m mode, order []string, values map[string]string) []byte
 // wins, as in Postfix.
 func EditSet(data []byte, assignments []string) ([]byte, error) {
 	if len(assignments) == 0 {
-		return nil, errors.New("postconf -e: no name=value given")
+		return nil, errors.New("-e requires name=value argument")
 	}
 	values := make(map[string]string)
 	var order []string

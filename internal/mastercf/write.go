@@ -39,7 +39,7 @@ func parseFilters(opt string, args []string, max int, usage string) ([]filter, e
 	var out []filter
 	for _, a := range args {
 		if a == "" || a[0] == '/' {
-			return nil, fmt.Errorf("postconf: %s option requires %s", opt, usage)
+			return nil, fmt.Errorf("%s option requires %s", opt, usage)
 		}
 		var parts []string
 		for _, p := range strings.Split(a, "/") {
@@ -48,11 +48,11 @@ func parseFilters(opt string, args []string, max int, usage string) ([]filter, e
 			}
 		}
 		if len(parts) > max {
-			return nil, fmt.Errorf("postconf: %s option requires %s", opt, usage)
+			return nil, fmt.Errorf("%s option requires %s", opt, usage)
 		}
 		for _, p := range parts {
 			if p != "*" && strings.Contains(p, "*") {
-				return nil, fmt.Errorf("postconf: %s option requires %s", opt, usage)
+				return nil, fmt.Errorf("%s option requires %s", opt, usage)
 			}
 		}
 		fl := filter{arg: a, service: parts[0]}
@@ -125,7 +125,7 @@ func (f *File) WriteM(w io.Writer, fold bool, filters []string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postconf -M: %w", err)
+		return fmt.Errorf("print master.cf: %w", err)
 	}
 	return bw.Flush()
 }
@@ -207,7 +207,7 @@ func (f *File) WriteF(w io.Writer, filters []string) error {
 	}
 	for _, fl := range fls {
 		if fl.third != "" && fl.third != "*" && !contains(fieldNames(), fl.third) {
-			return fmt.Errorf("postconf: invalid service attribute name: %q", fl.third)
+			return fmt.Errorf("invalid service attribute name: %q", fl.third)
 		}
 	}
 	names := fieldNames()
@@ -235,7 +235,7 @@ func (f *File) WriteF(w io.Writer, filters []string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("postconf -F: %w", err)
+		return fmt.Errorf("print master.cf: %w", err)
 	}
 	return bw.Flush()
 }
@@ -277,7 +277,7 @@ func (f *File) WriteP(w io.Writer, filters []string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("postconf -P: %w", err)
+		return fmt.Errorf("print master.cf: %w", err)
 	}
 	return bw.Flush()
 }
