@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -79,6 +80,9 @@ endif
 /^[]-a]$/	rb-range
 /^[a-]$/	trailing-dash
 /^[0-A]$/	icase-range
+/^[[.hyphen.]]$/	collating-name
+/^[[=ab=]]$/	equivalence-name
+/^[[.-.]a]$/	collating-char
 /^[_-z]$/	icase-bad-range
 /^[_-z]$/i	case-range
 /^[[:alpha:][:digit:]_]+$/	classes
@@ -282,4 +286,66 @@ func TestPostmapDifferential(t *testing.T) {
 		t.Errorf("only %d differential queries; want at least 60", queries)
 	}
 	t.Logf("%d postmap -q queries compared", queries)
+}
+
+// refusedCase is a rule Postfix accepts but moat refuses to load, with
+// the reason. The test proves both halves: postmap loads the rule without
+// a warning (and answers the key as shown), moat's Open fails with an
+// *UnsupportedError naming the construct.
+type refusedCase struct {
+	typ, rule, key, postfix, reason string
+}
+
+var refusedCorpus = []refusedCase{
+	{"regexp", `/^(a)\1$/ R`, "aa", "R", "RE2 has no backreferences"},
+	{"regexp", `/\<qq/ R`, "a qq", "R", "RE2 has no start-of-word anchor; \\b is the replacement"},
+	{"regexp", `/q\>/ R`, "q a", "R", "RE2 has no end-of-word anchor"},
+	{"regexp", `/^\d$/ R`, "d", "", "glibc silently matches nothing for \\d; moat says so instead of loading a dead rule"},
+	{"regexp", `/^a{1001}$/ R`, "a", "", "RE2 allows at most 1000 repetitions"},
+	{"pcre", `/^a(?=b)/ R`, "ab", "R", "RE2 has no lookahead"},
+	{"pcre", `/^a(?!b)/ R`, "ac", "R", "RE2 has no negative lookahead"},
+	{"pcre", `/(?<=a)b/ R`, "ab", "R", "RE2 has no lookbehind"},
+	{"pcre", `/(?<!a)b/ R`, "cb", "R", "RE2 has no negative lookbehind"},
+	{"pcre", `/^(a)\1$/ R`, "aa", "R", "RE2 has no backreferences"},
+	{"pcre", `/^(?<x>a)\k<x>$/ R`, "aa", "R", "RE2 has no backreferences"},
+	{"pcre", `/^(a)\g1$/ R`, "aa", "R", "RE2 has no backreferences"},
+	{"pcre", `/^(?P<x>a)(?P=x)$/ R`, "aa", "R", "RE2 has no backreferences"},
+	{"pcre", `/^a++$/ R`, "aa", "R", "RE2 has no possessive quantifiers"},
+	{"pcre", `/^(?>a+)$/ R`, "aa", "R", "RE2 has no atomic groups"},
+	{"pcre", `/\((?:[^()]|(?R))*\)/ R`, "(())", "R", "RE2 has no recursion"},
+	{"pcre", `/^(a)?(?(1)b|c)$/ R`, "ab", "R", "RE2 has no conditional groups"},
+	{"pcre", `/^(?|(a)|(b))$/ R`, "b", "R", "RE2 has no branch reset groups"},
+	{"pcre", `/^a\Kb$/ R`, "ab", "R", "RE2 has no match reset"},
+	{"pcre", `/(*UTF)^a$/ R`, "a", "R", "RE2 has no PCRE verbs"},
+	{"pcre", `/(?x)^a b$/ R`, "ab", "R", "Go has no inline x option (the table's x flag works)"},
+	{"pcre", `/^a{1001}$/ R`, "a", "", "RE2 allows at most 1000 repetitions"},
+}
+
+func TestPostmapRefusedConstructs(t *testing.T) {
+	postmap := testutil.PostfixTool(t, "postmap")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range refusedCorpus {
+		path := filepath.Join(dir, c.typ+strconv.Itoa(i))
+		if err := os.WriteFile(path, []byte(c.rule+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(postmap, "-c", dir, "-q", c.key, c.typ+":"+path).CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSuffix(string(out), "\n"); got != c.postfix {
+			t.Errorf("%s %s: postmap said %q, the corpus says %q", c.typ, c.rule, got, c.postfix)
+		}
+		opts := DefaultOptions()
+		opts.Warn = func(string) {}
+		_, oerr := Open(c.typ+":"+path, opts)
+		var u *UnsupportedError
+		if !errors.As(oerr, &u) || u.Line != 1 {
+			t.Errorf("%s %s: moat opened it (err %v); want an UnsupportedError (%s)", c.typ, c.rule, oerr, c.reason)
+		}
+	}
 }

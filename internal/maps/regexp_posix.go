@@ -30,8 +30,9 @@ import (
 // Matching is by byte, as in Postfix's C locale (see toByteRunes).
 //
 // Constructs Go cannot match (backreferences \1..\9, the word anchors \<
-// and \>, multi-character collating elements) are refused with an
-// *UnsupportedError. An escaped letter with no GNU meaning (such as "\d",
+// and \>, repeat counts above 1000) are refused with an
+// *UnsupportedError; a multi-character collating element is the same
+// error as in the C locale. An escaped letter with no GNU meaning (such as "\d",
 // which glibc silently matches as nothing) is refused too, so that a rule
 // never quietly does something other than what its author meant.
 type posixDialect struct{}
@@ -87,6 +88,8 @@ const (
 	posixErrRange     = "Invalid range end"
 	posixErrClass     = "Invalid character class name"
 	posixErrRParen    = `Unmatched ) or \)`
+	// The C locale has no multi-character collating elements.
+	posixErrCollate = "Invalid collation character"
 )
 
 // posixTranslator walks one POSIX pattern and writes the Go equivalent.
@@ -430,7 +433,7 @@ func (t *posixTranslator) bracket(i int) (int, error) {
 			}
 			r, size := utf8.DecodeRuneInString(name)
 			if name == "" || size != len(name) {
-				return 0, &unsupported{construct: "[" + string(kind) + name + string(kind) + "]", what: "multi-character collating element", hint: "list the characters instead"}
+				return 0, &patternSyntaxError{msg: posixErrCollate}
 			}
 			n, err := t.classRange(s, j, r, &b)
 			if err != nil {
@@ -469,7 +472,7 @@ func (t *posixTranslator) classRange(s string, j int, lo rune, b *strings.Builde
 			name := s[j+3 : j+3+end]
 			r, sz := utf8.DecodeRuneInString(name)
 			if name == "" || sz != len(name) {
-				return 0, &unsupported{construct: "[" + string(kind) + name + string(kind) + "]", what: "multi-character collating element", hint: "list the characters instead"}
+				return 0, &patternSyntaxError{msg: posixErrCollate}
 			}
 			hi, size = r, 3+end+2
 		} else if s[j+1] == '[' && j+2 < len(s) && s[j+2] == ':' {
