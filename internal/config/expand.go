@@ -33,9 +33,11 @@ type Expander struct {
 	// Warn receives each diagnostic in Postfix's words (without a
 	// "prog: warning: " prefix). Nil discards them.
 	Warn func(msg string)
-	// Refs, when set, is called for every $name the text refers to, in
-	// every branch, without expanding anything: postconf uses it to decide
-	// which user-defined parameters are "used".
+	// Refs, when set, turns expansion into a scan, as Postfix's postconf
+	// scans main.cf values: Refs is called for every $name in every branch
+	// of conditionals, and a "$" before a non-name character is only a
+	// warning. With Lookup also set, names expand to their values so
+	// comparisons (such as "<level") are still checked.
 	Refs func(name string)
 
 	status int
@@ -151,6 +153,13 @@ func (e *Expander) expand(out *strings.Builder, s string) bool {
 			}
 			i = j
 		default:
+			if e.Refs != nil {
+				if e.Warn != nil {
+					e.Warn(fmt.Sprintf("empty macro name: \"%s\"", s))
+				}
+				out.WriteByte('$')
+				continue
+			}
 			e.warnf("empty macro name: \"%s\"", s)
 			return false
 		}
@@ -166,6 +175,11 @@ func (e *Expander) name(out *strings.Builder, name string) bool {
 	}
 	if e.Refs != nil {
 		e.Refs(name)
+		if e.Lookup != nil {
+			sub := &Expander{Lookup: e.Lookup, Recurse: true}
+			v, _ := sub.Expand("$" + "{" + name + "}")
+			out.WriteString(v)
+		}
 		return true
 	}
 	v, ok := e.Lookup(name)
@@ -346,7 +360,7 @@ func (e *Expander) relational(out *strings.Builder, s string, i int) bool {
 		return false
 	}
 	var cond bool
-	if e.Refs != nil {
+	if e.Refs != nil && e.Lookup == nil {
 		e.sub(lhs)
 		e.sub(rhs)
 	} else {

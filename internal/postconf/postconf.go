@@ -256,10 +256,10 @@ func showMain(env *cli.Env, prog, dir string, explicitDir bool, o options, names
 			if c.IsRaw(e.Name) {
 				continue
 			}
-			var msg string
-			x := &config.Expander{Refs: func(string) {}, Warn: func(m string) { msg = m }}
+			// Postfix's postconf scans every main.cf value this way
+			// before printing anything; a bad one is fatal.
+			x := &config.Expander{Refs: func(string) {}, Lookup: c.Raw, Warn: func(m string) { env.Warnf(prog, "%s", m) }}
 			if _, st := x.Expand(e.Value); st&config.StatError != 0 {
-				env.Warnf(prog, "%s", msg)
 				return env.Fatalf(prog, "macro processing error")
 			}
 		}
