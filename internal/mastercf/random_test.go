@@ -57,7 +57,7 @@ func randomRound(t *testing.T, tool string, pool []string, seed int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []string{"-M", "-Mf", "-F", "-P"} {
+	for _, mode := range []string{"-M", "-Mf", "-F", "-Ff", "-P", "-Pf"} {
 		want, _ := postconf(t, tool, path, mode)
 		var got strings.Builder
 		switch mode {
@@ -67,8 +67,12 @@ func randomRound(t *testing.T, tool string, pool []string, seed int64) {
 			err = f.WriteM(&got, true, nil)
 		case "-F":
 			err = f.WriteF(&got, nil)
-		default:
+		case "-Ff":
+			err = f.WriteFields(&got, true, nil)
+		case "-P":
 			err = f.WriteP(&got, nil)
+		default:
+			err = f.WriteParams(&got, true, nil)
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -159,8 +159,20 @@ func (s *Service) format(fold bool) string {
 		}
 		return line + "\n"
 	}
+	return s.foldArgs(line)
+}
+
+// foldArgs appends the arguments to start (the entry's columns, or -Ff's
+// "service/type/command = command") folding as -Mf does, and returns the
+// text with a final newline.
+func (s *Service) foldArgs(start string) string {
 	const indent = "    "
 	var b strings.Builder
+	line := start
+	if k := strings.LastIndexByte(start, '\n'); k >= 0 {
+		b.WriteString(start[:k+1])
+		line = start[k+1:]
+	}
 	breakNext := false
 	for j := 0; j < len(s.display); j++ {
 		tok := s.display[j]
@@ -201,6 +213,12 @@ func (s *Service) fields() []string {
 // WriteF prints fields as `postconf -F` (`service/type/field = value`);
 // filters are "service[/type[/field]]".
 func (f *File) WriteF(w io.Writer, filters []string) error {
+	return f.WriteFields(w, false, filters)
+}
+
+// WriteFields is WriteF with postconf's -f: the command field's arguments
+// fold as in -Mf (`postconf -Ff`).
+func (f *File) WriteFields(w io.Writer, fold bool, filters []string) error {
 	fls, err := parseFilters("-F", filters, 3, "service_name[/type[/field]]")
 	if err != nil {
 		return err
@@ -228,7 +246,11 @@ func (f *File) WriteF(w io.Writer, filters []string) error {
 			if len(prefix)+len(first) > foldLimit {
 				prefix += "\n    "
 			}
-			if _, err := fmt.Fprintf(bw, "%s%s\n", prefix, v); err != nil {
+			text := prefix + v + "\n"
+			if fold && names[i] == "command" {
+				text = s.foldArgs(prefix + s.Command)
+			}
+			if _, err := bw.WriteString(text); err != nil {
 				return err
 			}
 		}
@@ -254,8 +276,15 @@ func (s *Service) effective() []Override {
 
 // WriteP prints per-service parameters as `postconf -P`
 // (`service/type/parameter = value`); filters are
-// "service[/type[/parameter]]".
+// "service[/type[/parameter]]". Like postconf, it shows each value with
+// runs of whitespace collapsed to one space.
 func (f *File) WriteP(w io.Writer, filters []string) error {
+	return f.WriteParams(w, false, filters)
+}
+
+// WriteParams is WriteP with postconf's -f (`postconf -Pf`): words wrap
+// onto lines indented by four spaces, none ending past column 80.
+func (f *File) WriteParams(w io.Writer, fold bool, filters []string) error {
 	fls, err := parseFilters("-P", filters, 3, "service_name[/type[/parameter]]")
 	if err != nil {
 		return err
@@ -266,11 +295,8 @@ func (f *File) WriteP(w io.Writer, filters []string) error {
 			if fl.third != "" && fl.third != "*" && fl.third != o.Name {
 				continue
 			}
-			sep := " = "
-			if o.Value == "" {
-				sep = " ="
-			}
-			if _, err := fmt.Fprintf(bw, "%s/%s/%s%s%s\n", s.Name, s.Type, o.Name, sep, o.Value); err != nil {
+			words := append([]string{s.Name + "/" + s.Type + "/" + o.Name, "="}, strings.Fields(o.Value)...)
+			if _, err := bw.WriteString(wrapWords(words, fold)); err != nil {
 				return err
 			}
 		}
@@ -280,4 +306,28 @@ func (f *File) WriteP(w io.Writer, filters []string) error {
 		return fmt.Errorf("print master.cf: %w", err)
 	}
 	return bw.Flush()
+}
+
+// wrapWords joins words with single spaces; folded, a word that would end
+// past column 80 starts a new line indented by four spaces (postconf -f).
+func wrapWords(words []string, fold bool) string {
+	if !fold {
+		return strings.Join(words, " ") + "\n"
+	}
+	var b strings.Builder
+	cur := 0
+	for i, w := range words {
+		switch {
+		case i == 0:
+			b.WriteString(w)
+			cur = len(w)
+		case cur+1+len(w) > foldLimit:
+			b.WriteString("\n    " + w)
+			cur = 4 + len(w)
+		default:
+			b.WriteString(" " + w)
+			cur += 1 + len(w)
+		}
+	}
+	return b.String() + "\n"
 }
