@@ -8,11 +8,17 @@ import (
 	"syscall"
 )
 
-// editFile reads path, transforms it with fn and replaces it atomically: a
-// temporary file in the same directory is written, given the original's
-// mode and owner, fsynced and renamed over the original, and the directory
-// is fsynced so that the rename itself survives a crash. Until the rename
-// the original is untouched, so any failure leaves it intact.
+// editFile reads path, transforms it with fn and replaces it atomically.
+//
+// Like Postfix's edit_file(3), it writes to PATH.tmp, a fixed name that is
+// also the lock: an editor opens it, takes an exclusive lock and checks
+// that the name still refers to the file it locked (a previous editor may
+// have renamed or removed it meanwhile). Only then is the original read, so
+// two concurrent `postconf -e` runs cannot lose each other's changes. The
+// temporary file gets the original's mode and owner, is fsynced and
+// renamed over the original, and the directory is fsynced so the rename
+// survives a crash. Until the rename the original is untouched, so any
+// failure leaves it intact.
 //
 // beforeRename, when not nil, runs just before the rename; tests use it to
 // simulate a failure at the last moment.
@@ -22,6 +28,19 @@ func editFile(path string, fn func([]byte) ([]byte, error), beforeRename func(tm
 	if err != nil {
 		return fmt.Errorf("edit %s: %w", path, err)
 	}
+	tmpPath := real + ".tmp"
+	tmp, err := lockTemp(tmpPath)
+	if err != nil {
+		return fmt.Errorf("edit %s: %w", path, err)
+	}
+	// Closing releases the lock; on failure the temporary file goes too.
+	done := false
+	defer func() {
+		if !done {
+			os.Remove(tmpPath)
+		}
+		tmp.Close()
+	}()
 	data, err := os.ReadFile(real)
 	if err != nil {
 		return fmt.Errorf("edit %s: %w", path, err)
@@ -34,61 +53,81 @@ func editFile(path string, fn func([]byte) ([]byte, error), beforeRename func(tm
 	if err != nil {
 		return err
 	}
-	if err := replace(real, out, fi, beforeRename); err != nil {
+	if err := fill(tmp, out, fi); err != nil {
+		return fmt.Errorf("edit %s: write %s: %w", path, tmpPath, err)
+	}
+	if beforeRename != nil {
+		if err := beforeRename(tmpPath); err != nil {
+			return fmt.Errorf("edit %s: %w", path, err)
+		}
+	}
+	if err := os.Rename(tmpPath, real); err != nil {
 		return fmt.Errorf("edit %s: %w", path, err)
+	}
+	done = true
+	if err := syncDir(filepath.Dir(real)); err != nil {
+		return fmt.Errorf("edit %s: renamed, but sync directory: %w", path, err)
 	}
 	return nil
 }
 
-// replace writes data to a temporary file beside path and renames it over
-// path, keeping fi's permission bits and owner.
-func replace(path string, data []byte, fi os.FileInfo, beforeRename func(string) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer func() {
+// lockTemp opens and exclusively locks the temporary file, retrying when
+// another editor replaced or removed it while this one waited.
+func lockTemp(tmpPath string) (*os.File, error) {
+	for {
+		f, err := os.OpenFile(tmpPath, os.O_CREATE|os.O_WRONLY, 0o600)
 		if err != nil {
-			tmp.Close()
-			os.Remove(name)
+			return nil, err
 		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", tmpPath, err)
+		}
+		held, err1 := f.Stat()
+		named, err2 := os.Stat(tmpPath)
+		if err1 == nil && err2 == nil && os.SameFile(held, named) {
+			return f, nil
+		}
+		f.Close()
+		if err1 != nil {
+			return nil, err1
+		}
+		if err2 != nil && !errors.Is(err2, os.ErrNotExist) {
+			return nil, err2
+		}
+	}
+}
+
+// fill replaces the temporary file's content with data and gives it fi's
+// permission bits and owner, then flushes it to disk.
+func fill(tmp *os.File, data []byte, fi os.FileInfo) error {
+	if err := tmp.Truncate(0); err != nil {
 		return err
 	}
-	if err = tmp.Chmod(fi.Mode().Perm()); err != nil {
+	if _, err := tmp.WriteAt(data, 0); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
 		return err
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if err = tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
+		if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
 			// Without the right to give the file its owner back, the
 			// rename would silently change who owns main.cf.
 			return fmt.Errorf("keep owner %d:%d: %w", st.Uid, st.Gid, err)
 		}
 	}
-	if err = tmp.Sync(); err != nil {
+	return tmp.Sync()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
 		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if beforeRename != nil {
-		if err = beforeRename(name); err != nil {
-			return err
-		}
-	}
-	if err = os.Rename(name, path); err != nil {
-		return err
-	}
-	d, derr := os.Open(dir)
-	if derr != nil {
-		return fmt.Errorf("renamed, but sync directory: %w", derr)
 	}
 	defer d.Close()
-	if derr := d.Sync(); derr != nil && !errors.Is(derr, syscall.EINVAL) {
-		return fmt.Errorf("renamed, but sync directory: %w", derr)
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
 	}
 	return nil
 }

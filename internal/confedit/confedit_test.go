@@ -2,6 +2,7 @@ package confedit
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,5 +160,34 @@ func TestSymlink(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(target); len(data) != 0 {
 		t.Errorf("target %q, want empty", data)
+	}
+}
+
+// TestConcurrent checks that simultaneous edits do not lose each other's
+// changes: each editor holds the lock on main.cf.tmp while it reads,
+// edits and renames.
+func TestConcurrent(t *testing.T) {
+	main := filepath.Join(t.TempDir(), "main.cf")
+	if err := os.WriteFile(main, []byte("# start\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() { errs <- Set(main, []string{fmt.Sprintf("p%d=%d", i, i)}) }()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if !strings.Contains(string(data), fmt.Sprintf("p%d = %d\n", i, i)) {
+			t.Errorf("p%d lost:\n%s", i, data)
+		}
 	}
 }
