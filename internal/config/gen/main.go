@@ -204,9 +204,11 @@ func classify(name, def string, units map[string]byte) param {
 		p.typ = "TypeLong"
 		return p
 	case digits.MatchString(def) && name != "mail_release_date" && name != "process_id" && name != "compatibility_level":
+		// Postfix's integer parameters are counts, limits and codes:
+		// none is negative (Param.Min is 0 unless set).
 		p.typ = "TypeInt"
-		if n, _ := strconv.ParseInt(def, 10, 64); n > 0 && !strings.HasSuffix(name, "_code") {
-			p.min = 0
+		if n, _ := strconv.ParseInt(def, 10, 64); n > 2147483647 {
+			p.typ = "TypeLong"
 		}
 		return p
 	case timeVal.MatchString(def):
