@@ -30,7 +30,8 @@ func trimSpace(s string) string {
 	return s[i:j]
 }
 
-// Assignment is one validated `name=value` of postconf -e.
+// Assignment is one validated `name=value` of postconf -e (postconf(1),
+// -e), parsed once so that the edit and its error report agree.
 type Assignment struct {
 	Name, Value string
 }
@@ -220,17 +221,21 @@ func editNames(data []byte, opt string, m mode, names []string) ([]byte, error) 
 	return apply(data, m, nil, values), nil
 }
 
-// Set implements `postconf -e name=value...`.
+// Set implements `postconf -e name=value...` (postconf(1), -e) on the
+// main.cf at path, replacing it atomically.
 func Set(path string, assignments []string) error {
 	return editFile(path, func(b []byte) ([]byte, error) { return EditSet(b, assignments) }, nil)
 }
 
-// Remove implements `postconf -X name...`.
+// Remove implements `postconf -X name...` (postconf(1), -X): the named
+// parameters' logical lines are removed; the file is replaced atomically.
 func Remove(path string, names []string) error {
 	return editFile(path, func(b []byte) ([]byte, error) { return EditRemove(b, names) }, nil)
 }
 
-// Comment implements `postconf -# name...`.
+// Comment implements `postconf -# name...` (postconf(1), -#): the named
+// parameters' lines get a "#" prefix, keeping the old setting visible for
+// the admin; the file is replaced atomically.
 func Comment(path string, names []string) error {
 	return editFile(path, func(b []byte) ([]byte, error) { return EditComment(b, names) }, nil)
 }

@@ -121,6 +121,7 @@ func (s *Service) parseArgs(toks []token, lines []int) (int, error) {
 		}
 		ps = append(ps, p)
 	}
+	ps = expandOptions(ps)
 	s.optEnd = -1
 	for i := 0; i < len(ps); i++ {
 		p := ps[i]
@@ -148,17 +149,6 @@ func (s *Service) parseArgs(toks []token, lines []int) (int, error) {
 		if !validOption(p.text) {
 			return p.line, fmt.Errorf("%q: not a daemon option; options are letters after \"-\" "+
 				"(-v, -D, -o name=value), and \"--\" ends them", p.text)
-		}
-		parts := splitOption(p.text)
-		if len(parts) > 1 {
-			// Re-queue the split parts so that "-o" takes its value next.
-			rest := make([]piece, 0, len(parts)+len(ps)-i-1)
-			for _, x := range parts {
-				rest = append(rest, piece{text: x, line: p.line})
-			}
-			ps = append(append(ps[:i:i], rest...), ps[i+1:]...)
-			i--
-			continue
 		}
 		if p.text != "-o" {
 			s.Args = append(s.Args, p.text)
@@ -300,4 +290,40 @@ func validOption(arg string) bool {
 		}
 	}
 	return true
+}
+
+// expandOptions splits option clusters in the daemon options ("-vo x=1"
+// is "-v -o x=1", "-ox=1" is "-o x=1"), tracking, as parseArgs does, where
+// the options end and which words are -o values, which are never split.
+func expandOptions(ps []piece) []piece {
+	out := make([]piece, 0, len(ps))
+	inOpts, wantValue := true, false
+	var pending []piece
+	for _, p := range ps {
+		pending = append(pending[:0], p)
+		for len(pending) > 0 {
+			q := pending[0]
+			pending = pending[1:]
+			switch {
+			case wantValue || !inOpts:
+				wantValue = false
+			case q.text == "" || q.text[0] != '-' || q.text == "--":
+				inOpts = false
+			case q.braced || !validOption(q.text):
+				// parseArgs reports it.
+			default:
+				if parts := splitOption(q.text); len(parts) > 1 {
+					split := make([]piece, 0, len(parts)+len(pending))
+					for _, x := range parts {
+						split = append(split, piece{text: x, line: q.line})
+					}
+					pending = append(split, pending...)
+					continue
+				}
+				wantValue = q.text == "-o"
+			}
+			out = append(out, q)
+		}
+	}
+	return out
 }

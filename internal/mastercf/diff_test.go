@@ -110,3 +110,15 @@ func TestDifferential(t *testing.T) {
 		}
 	}
 }
+
+// TestSeed002Misreading documents why the spaced form is an error: Postfix
+// accepts seed 002's entry as written but drops the spaced overrides and
+// every override after them.
+func TestSeed002Misreading(t *testing.T) {
+	tool := testutil.PostfixTool(t, "postconf")
+	path := filepath.Join(testutil.RepoRoot(t), "testdata", "mastercf", "bad", "seed002-spaced.cf")
+	out, _ := postconf(t, tool, path, "-P")
+	if want := "submission/inet/smtpd_sasl_auth_enable = yes\n"; out != want {
+		t.Errorf("Postfix's reading changed: %q, want only %q", out, want)
+	}
+}

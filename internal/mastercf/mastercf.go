@@ -18,7 +18,8 @@ import (
 	"strings"
 )
 
-// File is a parsed master.cf.
+// File is a parsed master.cf: its services in file order, which postconf
+// -M/-F/-P print in and the master starts them in.
 type File struct {
 	Path     string
 	Services []*Service
@@ -59,7 +60,9 @@ type Override struct {
 // serviceTypes are the transport types master(5) allows in column 2.
 func serviceTypes() []string { return []string{"inet", "unix", "unix-dgram", "fifo", "pass"} }
 
-// Load reads a master.cf file.
+// Load reads and validates a master.cf file (master(5)); any error names
+// the file and line, so a bad entry stops a start or reload with a
+// message the admin can act on.
 func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -68,7 +71,8 @@ func Load(path string) (*File, error) {
 	return Parse(path, data)
 }
 
-// Parse parses master.cf text; path is used only in error messages.
+// Parse is Load on text already read (tests, fuzzing, config checks);
+// path is used only in error messages.
 func Parse(path string, data []byte) (*File, error) {
 	f := &File{Path: path}
 	seen := make(map[string]int)
@@ -97,6 +101,7 @@ func Parse(path string, data []byte) (*File, error) {
 // whitespace continues a logical line.").
 type logicalLine struct {
 	text         string // physical lines joined with '\n'
+	parts        []string
 	line         int    // first physical line number
 	lines        []int  // physical line number of each joined line
 	continuation bool   // the first physical line started with whitespace
@@ -118,11 +123,15 @@ func logicalLines(data []byte) []logicalLine {
 			continue
 		}
 		if trimmed != l && len(out) > 0 && !out[len(out)-1].continuation {
-			out[len(out)-1].text += "\n" + l
+			out[len(out)-1].parts = append(out[len(out)-1].parts, l)
 			out[len(out)-1].lines = append(out[len(out)-1].lines, i+1)
 			continue
 		}
-		out = append(out, logicalLine{text: l, line: i + 1, lines: []int{i + 1}, continuation: trimmed != l})
+		out = append(out, logicalLine{parts: []string{l}, line: i + 1, lines: []int{i + 1}, continuation: trimmed != l})
+	}
+	for i := range out {
+		out[i].text = strings.Join(out[i].parts, "\n")
+		out[i].parts = nil
 	}
 	return out
 }
@@ -215,7 +224,9 @@ func (s *Service) OverrideMap() map[string]string {
 	return m
 }
 
-// Lookup returns the service with the given name and type, or nil.
+// Lookup returns the service with the given name and type, or nil; a
+// service is identified by both (master(5): the same name may appear once
+// per type, e.g. smtp/inet and smtp/unix).
 func (f *File) Lookup(name, typ string) *Service {
 	for _, s := range f.Services {
 		if s.Name == name && s.Type == typ {

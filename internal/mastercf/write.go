@@ -112,8 +112,9 @@ func (f *File) selected(filters []filter, fn func(*Service, filter) error) error
 	return nil
 }
 
-// WriteM prints services as `postconf -M` (fold: `-Mf`); filters are
-// "service" or "service/type" arguments.
+// WriteM prints services as `postconf -M` (fold: `-Mf`), byte for byte as
+// Postfix 3.7 does, so admins' and scripts' habits keep working (postconf(1),
+// -M); filters are "service" or "service/type" arguments, "*" matching any.
 func (f *File) WriteM(w io.Writer, fold bool, filters []string) error {
 	fls, err := parseFilters("-M", filters, 2, "service_name[/type]")
 	if err != nil {
@@ -210,8 +211,9 @@ func (s *Service) fields() []string {
 	return []string{s.Name, s.Type, s.Private, s.Unpriv, s.Chroot, s.Wakeup, s.Maxproc, cmd}
 }
 
-// WriteF prints fields as `postconf -F` (`service/type/field = value`);
-// filters are "service[/type[/field]]".
+// WriteF prints fields as `postconf -F` (`service/type/field = value`,
+// postconf(1), -F), as Postfix 3.7 does; filters are
+// "service[/type[/field]]".
 func (f *File) WriteF(w io.Writer, filters []string) error {
 	return f.WriteFields(w, false, filters)
 }
@@ -275,7 +277,8 @@ func (s *Service) effective() []Override {
 }
 
 // WriteP prints per-service parameters as `postconf -P`
-// (`service/type/parameter = value`); filters are
+// (`service/type/parameter = value`, postconf(1), -P), sorted by name and
+// each name once with its last value, as Postfix 3.7 does; filters are
 // "service[/type[/parameter]]". Like postconf, it shows each value with
 // runs of whitespace collapsed to one space.
 func (f *File) WriteP(w io.Writer, filters []string) error {
