@@ -35,6 +35,7 @@ type Error struct {
 	Text string
 }
 
+// Error returns "FUNC: TEXT", what Postfix logs after "warning: ".
 func (e *Error) Error() string { return e.Func + ": " + e.Text }
 
 // clip limits the echoed input as Postfix's "%.100s" does, so a hostile

@@ -118,7 +118,7 @@ func pcreCompileError(pattern string, err error) error {
 		msg = "quantifier does not follow a repeatable item"
 	case syntax.ErrInvalidRepeatSize:
 		if strings.Contains(err.Error(), "invalid repeat count") {
-			return &unsupported{construct: se.Expr, what: "repeat count", hint: "RE2 allows at most 1000 repetitions"}
+			return &unsupported{construct: se.Expr, what: "repeat count", hint: repeatHint}
 		}
 		msg = "numbers out of order in {} quantifier"
 	case syntax.ErrInvalidEscape:
@@ -214,7 +214,7 @@ func (t *pcreTranslator) run() error {
 				body := s[i+1 : i+n-1]
 				for _, part := range strings.Split(body, ",") {
 					if v, err := strconv.Atoi(part); err == nil && v > 1000 {
-						return pcreUnsup(s[i:i+n], "repeat count", "RE2 allows at most 1000 repetitions")
+						return pcreUnsup(s[i:i+n], "repeat count", repeatHint)
 					}
 				}
 				t.out.WriteString(s[i : i+n])

@@ -31,12 +31,14 @@ type Warner interface {
 // reinterpreting such a rule would change mail policy without notice.
 type UnsupportedError struct {
 	Map       string // "regexp:/etc/postfix/x" or "pcre:/etc/postfix/x"
-	Line      int
+	Line      int    // first line of the rule's logical line
 	Construct string // the offending text, such as "(?="
 	What      string // its name, such as "lookahead"
 	Hint      string // how to rewrite it
 }
 
+// Error names the table, line and construct first, so the message read in
+// the mail log or from "postfix check" points straight at what to fix.
 func (e *UnsupportedError) Error() string {
 	s := fmt.Sprintf("%s line %d: %s %s is not supported by moat's RE2 engine", e.Map, e.Line, e.What, e.Construct)
 	if e.Hint != "" {

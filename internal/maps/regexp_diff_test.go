@@ -319,6 +319,8 @@ var refusedCorpus = []refusedCase{
 	{"pcre", `/(*UTF)^a$/ R`, "a", "R", "RE2 has no PCRE verbs"},
 	{"pcre", `/(?x)^a b$/ R`, "ab", "R", "Go has no inline x option (the table's x flag works)"},
 	{"pcre", `/^a{1001}$/ R`, "a", "", "RE2 allows at most 1000 repetitions"},
+	{"pcre", `/^(a{100}){100}$/ R`, "a", "", "RE2 multiplies nested counts against its limit of 1000"},
+	{"regexp", `/^(a{100}){100}$/ R`, "a", "", "RE2 multiplies nested counts against its limit of 1000"},
 }
 
 func TestPostmapRefusedConstructs(t *testing.T) {

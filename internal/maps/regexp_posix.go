@@ -1,8 +1,10 @@
 package maps
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -68,14 +70,19 @@ func (posixDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) 
 	}
 	re, err := regexp.Compile(prefix + goPat)
 	if err != nil {
-		if strings.Contains(err.Error(), "invalid repeat count") {
-			return nil, &unsupported{construct: "{n} with n > 1000", what: "repeat count", hint: "RE2 allows at most 1000"}
+		var se *syntax.Error
+		if errors.As(err, &se) && se.Code == syntax.ErrInvalidRepeatSize {
+			return nil, &unsupported{construct: se.Expr, what: "repeat count", hint: repeatHint}
 		}
 		return nil, &patternSyntaxError{msg: err.Error()}
 	}
 	re.Longest()
 	return re, nil
 }
+
+// repeatHint explains RE2's limit: each count, and the product of nested
+// counts such as (a{100}){100}, must stay within 1000.
+const repeatHint = "RE2 allows at most 1000 repetitions, nested counts multiplied"
 
 // glibc's regerror(3) texts, which Postfix prints after the map and line.
 const (
@@ -300,7 +307,7 @@ func (t *posixTranslator) interval(i int) (int, error) {
 		return 0, &patternSyntaxError{msg: posixErrBraceBody}
 	}
 	if loN > 1000 || hiN > 1000 {
-		return 0, &unsupported{construct: "{" + body + "}", what: "repeat count", hint: "RE2 allows at most 1000 repetitions"}
+		return 0, &unsupported{construct: "{" + body + "}", what: "repeat count", hint: repeatHint}
 	}
 	q := "{" + strconv.Itoa(loN)
 	if comma {

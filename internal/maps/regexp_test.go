@@ -158,6 +158,7 @@ func TestRegexpUnsupported(t *testing.T) {
 		{"# c\n/\\<qq/ W", `regexp:t.map line 2: word anchor \< is not supported`},
 		{`/\d/ D`, `escape \d is not supported`},
 		{`/a{1001}/ D`, `repeat count {1001} is not supported`},
+		{`/(a{100}){100}/ D`, `repeat count {100} is not supported by moat's RE2 engine; RE2 allows at most 1000 repetitions, nested counts multiplied`},
 	} {
 		_, err := parseRegexpSource(posixDialect{}, "t.map", []byte(c.src))
 		var u *UnsupportedError
