@@ -52,7 +52,7 @@ func Parse(path string, data []byte, fold bool) ([]Alias, []Warning) {
 	var warns []Warning
 	for _, o := range orphans {
 		warns = append(warns, Warning{Path: path, Line: o.Num, Orphan: true,
-			Msg: fmt.Sprintf("logical line must not start with whitespace: %q", o.Text)})
+			Msg: OrphanMessage(o.Text)})
 	}
 	for _, l := range lines {
 		a, msg := parseLine(l.Text)
@@ -133,4 +133,13 @@ func Targets(value string) []string {
 	}
 	flush()
 	return out
+}
+
+// OrphanMessage is Postfix's complaint about a logical line that starts
+// with whitespace: it quotes at most 30 bytes of it, then "...".
+func OrphanMessage(text string) string {
+	if len(text) > 30 {
+		text = text[:30] + "..."
+	}
+	return fmt.Sprintf("logical line must not start with whitespace: \"%s\"", text)
 }

@@ -112,7 +112,7 @@ func (o *opts) merge(label string, recs, parsed []maps.Record, warns []Warning) 
 			case o.dupReplace:
 				recs[i].Value = r.Value
 			case !o.dupQuiet:
-				o.env.Warnf(o.prog, "%s: duplicate entry: %q", label, r.Key)
+				o.env.Warnf(o.prog, "%s: duplicate entry: \"%s\"", label, r.Key)
 			}
 			continue
 		}
@@ -228,4 +228,3 @@ func statMainCF(dir string) error {
 	f.Close()
 	return nil
 }
-

@@ -75,26 +75,25 @@ func fatalf(format string, args ...any) error {
 
 // opts is the parsed command line.
 type opts struct {
-	configDir     string
-	mode          byte // 0 (build), 'q', 's' or 'd'
-	key           string
-	fold          bool
-	incremental   bool
-	dupReplace    bool
-	dupQuiet      bool
-	keepRoot      bool
-	defaultPerms  bool
-	base64        bool
-	msgMode       byte // 'b', 'h' or 0
-	mime          bool
-	files         []string
-	defaultType   string
-	trustedUIDs   []int
-	flavor        Flavor
-	backend       Backend
-	env           *cli.Env
-	prog          string
-	foundAnything bool
+	configDir    string
+	mode         byte // 0 (build), 'q', 's' or 'd'
+	key          string
+	fold         bool
+	incremental  bool
+	dupReplace   bool
+	dupQuiet     bool
+	keepRoot     bool
+	defaultPerms bool
+	base64       bool
+	msgMode      byte // 'b', 'h' or 0
+	mime         bool
+	files        []string
+	defaultType  string
+	trustedUIDs  []int
+	flavor       Flavor
+	backend      Backend
+	env          *cli.Env
+	prog         string
 }
 
 // Run is the command shared by postmap and postalias.
@@ -137,9 +136,10 @@ func (o *opts) run(args []string) (int, error) {
 		case 'i':
 			o.incremental = true
 		case 'r':
-			o.dupReplace = true
+			// -r and -w cancel each other; the last one counts.
+			o.dupReplace, o.dupQuiet = true, false
 		case 'w':
-			o.dupQuiet = true
+			o.dupReplace, o.dupQuiet = false, true
 		case 'o':
 			o.keepRoot = true
 		case 'p':
@@ -234,8 +234,10 @@ func (o *opts) splitSpec(arg string, build bool) (typ, name string, err error) {
 	if i := strings.IndexByte(arg, ':'); i > 0 {
 		typ, name = arg[:i], arg[i+1:]
 	}
-	if name == "" {
-		return "", "", fatalf("open dictionary: expecting \"type:name\" form instead of %q", arg)
+	if name == "" && !(build && !o.incremental) {
+		// Building opens the (empty) source name first and fails
+		// there, as Postfix does.
+		return "", "", fatalf("open dictionary: expecting \"type:name\" form instead of \"%s\"", arg)
 	}
 	if !slices.Contains(maps.Types, typ) {
 		if build {

@@ -49,6 +49,11 @@ func openError(typ, name string, err error) error {
 func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
 	v, ok, err := t.Lookup(key)
 	if err != nil {
+		if strings.HasPrefix(spec, "fail:") {
+			// fail: exists to fail; Postfix words it as its
+			// generic application error.
+			return "", false, fatalf("table %s: query error: Application error", spec)
+		}
 		return "", false, fatalf("table %s: query error: %v", spec, err)
 	}
 	if ok && o.base64 {
@@ -90,15 +95,22 @@ func (o *opts) query() (int, error) {
 	if o.msgMode != 0 || o.mime {
 		return 1, fatalf("message header and body query modes (-b, -h, -m) are not supported")
 	}
-	tables, specs, err := o.openAll()
-	if err != nil {
-		return 1, err
-	}
+	// Tables are opened when a key first needs them, as Postfix does: a
+	// missing second table is no error while the first answers.
+	tables := make([]maps.Table, len(o.files))
+	specs := make([]string, len(o.files))
 	defer closeAll(tables)
 	status := 1
-	err = eachLine(o.env.Stdin, func(key string) error {
-		for i, t := range tables {
-			v, ok, err := o.lookup(t, specs[i], key)
+	err := eachLine(o.env.Stdin, func(key string) error {
+		for i := range tables {
+			if tables[i] == nil {
+				t, spec, err := o.openTable(o.files[i])
+				if err != nil {
+					return err
+				}
+				tables[i], specs[i] = t, spec
+			}
+			v, ok, err := o.lookup(tables[i], specs[i], key)
 			if err != nil {
 				return err
 			}
@@ -113,23 +125,11 @@ func (o *opts) query() (int, error) {
 	return status, err
 }
 
-func (o *opts) openAll() ([]maps.Table, []string, error) {
-	var tables []maps.Table
-	var specs []string
-	for _, arg := range o.files {
-		t, spec, err := o.openTable(arg)
-		if err != nil {
-			closeAll(tables)
-			return nil, nil, err
-		}
-		tables, specs = append(tables, t), append(specs, spec)
-	}
-	return tables, specs, nil
-}
-
 func closeAll(ts []maps.Table) {
 	for _, t := range ts {
-		t.Close()
+		if t != nil {
+			t.Close()
+		}
 	}
 }
 
@@ -215,7 +215,8 @@ func (o *opts) textHash(name string) ([]maps.Record, error) {
 	if err != nil {
 		return nil, fatalf("open database %s: %s", name, strerror(err))
 	}
-	parsed, warns := ParseTable(name, data, o.fold)
+	// Postfix's texthash names a duplicate key as written, not folded.
+	parsed, warns := parseTable(name, data, false, true)
 	var recs []maps.Record
 	seen := map[string]bool{}
 	w := 0
@@ -223,12 +224,13 @@ func (o *opts) textHash(name string) ([]maps.Record, error) {
 		for ; w < len(warns) && warns[w].Line <= r.Line; w++ {
 			o.env.Warnf(o.prog, "%s", warns[w].Text)
 		}
-		if seen[r.Key] {
-			o.env.Warnf(o.prog, "%s, line %d: duplicate entry: %q", name, r.Line, r.Key)
+		key := o.fold1(r.Key)
+		if seen[key] {
+			o.env.Warnf(o.prog, "%s, line %d: duplicate entry: \"%s\"", name, r.Line, r.Key)
 			continue
 		}
-		seen[r.Key] = true
-		recs = append(recs, r)
+		seen[key] = true
+		recs = append(recs, maps.Record{Key: key, Value: r.Value, Line: r.Line})
 	}
 	for ; w < len(warns); w++ {
 		o.env.Warnf(o.prog, "%s", warns[w].Text)
@@ -237,50 +239,42 @@ func (o *opts) textHash(name string) ([]maps.Record, error) {
 }
 
 // delete is -d KEY and -d -: remove one entry per table for each key.
+// With one key Postfix works through the tables in turn, so a missing
+// later table stops it after the earlier ones were changed; with "-d -" it
+// opens them all before reading a key.
 func (o *opts) delete() (int, error) {
-	type table struct {
-		idx     string
-		recs    []maps.Record
-		src     source
-		changed bool
-	}
-	var tables []*table
-	for _, arg := range o.files {
-		typ, name, err := o.splitSpec(arg, false)
-		if err != nil {
-			return 1, err
-		}
-		if !indexed(typ) {
-			return 1, fatalf("%s:%s map requires O_RDONLY access mode", typ, name)
-		}
-		idx := o.backend.IndexPath(typ, name)
-		recs, err := o.backend.ReadIndex(idx)
-		if err != nil {
-			return 1, openError(typ, name, err)
-		}
-		tables = append(tables, &table{idx: idx, recs: recs, src: statSource(name)})
-	}
 	status := 1
-	del := func(key string) error {
-		key = o.fold1(key)
-		for _, t := range tables {
-			for i, r := range t.recs {
-				if r.Key == key {
-					t.recs = append(t.recs[:i:i], t.recs[i+1:]...)
-					t.changed = true
-					status = 0
-					break
+	if o.key != "-" {
+		for _, arg := range o.files {
+			t, err := o.openForUpdate(arg)
+			if err != nil {
+				return 1, err
+			}
+			if t.remove(o.fold1(o.key)) {
+				status = 0
+				if err := o.writeIndex(t.idx, t.recs, t.src); err != nil {
+					return 1, err
 				}
 			}
 		}
+		return status, nil
+	}
+	var tables []*updatable
+	for _, arg := range o.files {
+		t, err := o.openForUpdate(arg)
+		if err != nil {
+			return 1, err
+		}
+		tables = append(tables, t)
+	}
+	err := eachLine(o.env.Stdin, func(key string) error {
+		for _, t := range tables {
+			if t.remove(o.fold1(key)) {
+				status = 0
+			}
+		}
 		return nil
-	}
-	var err error
-	if o.key == "-" {
-		err = eachLine(o.env.Stdin, del)
-	} else {
-		err = del(o.key)
-	}
+	})
 	for _, t := range tables {
 		if !t.changed {
 			continue
@@ -293,4 +287,40 @@ func (o *opts) delete() (int, error) {
 		return 1, err
 	}
 	return status, nil
+}
+
+// updatable is an index read into memory for -d.
+type updatable struct {
+	idx     string
+	recs    []maps.Record
+	src     source
+	changed bool
+}
+
+func (o *opts) openForUpdate(arg string) (*updatable, error) {
+	typ, name, err := o.splitSpec(arg, false)
+	if err != nil {
+		return nil, err
+	}
+	if !indexed(typ) {
+		return nil, fatalf("%s:%s map requires O_RDONLY access mode", typ, name)
+	}
+	idx := o.backend.IndexPath(typ, name)
+	recs, err := o.backend.ReadIndex(idx)
+	if err != nil {
+		return nil, openError(typ, name, err)
+	}
+	return &updatable{idx: idx, recs: recs, src: statSource(name)}, nil
+}
+
+// remove deletes the entry for key, reporting whether there was one.
+func (t *updatable) remove(key string) bool {
+	for i, r := range t.recs {
+		if r.Key == key {
+			t.recs = append(t.recs[:i:i], t.recs[i+1:]...)
+			t.changed = true
+			return true
+		}
+	}
+	return false
 }

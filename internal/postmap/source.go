@@ -22,10 +22,30 @@ type Warning struct {
 // goes on. A key ending in ':' is kept with Postfix's hint that the file
 // may be an aliases(5) file meant for postalias.
 func ParseTable(path string, data []byte, fold bool) ([]maps.Record, []Warning) {
+	return parseTable(path, data, fold, false)
+}
+
+// parseTable is ParseTable; texthash selects the texthash table's wording
+// of a line without a value, which adds "-- ignoring this line".
+func parseTable(path string, data []byte, fold, texthash bool) ([]maps.Record, []Warning) {
 	recs, err := maps.ParseSource(path, data, fold)
 	var warns []Warning
 	for _, le := range maps.LineErrors(err) {
-		warns = append(warns, Warning{le.Line, le.Error()})
+		if strings.HasPrefix(le.Msg, "logical line must not start with whitespace") {
+			// Reported below for the whole logical line, as
+			// postmap does, not once per physical line.
+			continue
+		}
+		// texthash says "-- ignoring this line"; postmap itself does not.
+		msg := le.Error()
+		if !texthash {
+			msg = strings.TrimSuffix(msg, " -- ignoring this line")
+		}
+		warns = append(warns, Warning{le.Line, msg})
+	}
+	_, orphans := aliases.Lines(data)
+	for _, o := range orphans {
+		warns = append(warns, Warning{o.Num, path + ": " + aliases.OrphanMessage(o.Text)})
 	}
 	for _, r := range recs {
 		if strings.HasSuffix(r.Key, ":") {

@@ -1,0 +1,239 @@
+package postmap_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// keysOf returns lookup keys worth asking a table for: each line's first
+// word as written, upper- and lower-cased, plus keys nobody stored.
+func keysOf(t *testing.T, w workdirs, file string, alias bool) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(w.pfx, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var keys []string
+	add := func(k string) {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimRight(l, "\r")
+		if l == "" || l[0] == ' ' || l[0] == '\t' || l[0] == '#' {
+			continue
+		}
+		k := strings.Fields(l)[0]
+		if alias {
+			k, _, _ = strings.Cut(l, ":")
+			k = strings.Trim(k, "\" \t")
+		}
+		add(k)
+		add(strings.ToUpper(k))
+		add(strings.ToLower(k))
+	}
+	add("no-such-key")
+	add("")
+	return keys
+}
+
+func queries(prog, spec string, keys []string, extra ...string) []step {
+	var steps []step
+	for _, k := range keys {
+		steps = append(steps, step{prog: prog, args: append(append([]string{}, extra...), "-q", k, spec)})
+	}
+	return steps
+}
+
+func TestDiffPostmapTables(t *testing.T) {
+	total := 0
+	for _, file := range []string{"basic.map", "dups.map", "odd.map", "access.map", "long.map"} {
+		t.Run(file, func(t *testing.T) {
+			w := setup(t)
+			keys := keysOf(t, w, file, false)
+			steps := []step{
+				{prog: "postmap", args: []string{file}},
+				{prog: "postmap", args: []string{"-s", file}, sorted: true},
+			}
+			steps = append(steps, queries("postmap", file, keys)...)
+			steps = append(steps, queries("postmap", "hash:"+file, keys[:min(6, len(keys))])...)
+			steps = append(steps,
+				step{prog: "postmap", args: []string{"-q", "-", file}, stdin: strings.Join(keys, "\n") + "\n"},
+				step{prog: "postmap", args: []string{"-q", "-", file, file}, stdin: strings.Join(keys, "\n")},
+				step{prog: "postmap", args: []string{"-f", file}},
+				step{prog: "postmap", args: []string{"-s", file}, sorted: true},
+			)
+			steps = append(steps, queries("postmap", file, keys, "-f")...)
+			steps = append(steps,
+				step{prog: "postmap", args: []string{"-r", file}},
+				step{prog: "postmap", args: []string{"-s", file}, sorted: true},
+				step{prog: "postmap", args: []string{"-w", file}},
+				step{prog: "postmap", args: []string{"-s", file}, sorted: true},
+				step{prog: "postmap", args: []string{"-rw", file}},
+				step{prog: "postmap", args: []string{"-s", file}, sorted: true},
+				step{prog: "postmap", args: []string{"-wr", file}},
+				step{prog: "postmap", args: []string{"-s", file}, sorted: true},
+				step{prog: "postmap", args: []string{"-i", file}, stdin: "new1 v1\nNEW2 v2\n" + keys[0] + " replaced?\nbadline\n"},
+				step{prog: "postmap", args: []string{"-s", file}, sorted: true},
+				step{prog: "postmap", args: []string{"-ir", file}, stdin: keys[0] + " replaced\n"},
+				step{prog: "postmap", args: []string{"-q", keys[0], file}},
+				step{prog: "postmap", args: []string{"-d", keys[0], file}},
+				step{prog: "postmap", args: []string{"-d", keys[0], file}},
+				step{prog: "postmap", args: []string{"-d", "-", file}, stdin: strings.Join(keys[1:5], "\n") + "\nmissing\n"},
+				step{prog: "postmap", args: []string{"-d", "-", file}, stdin: "missing\n"},
+				step{prog: "postmap", args: []string{"-s", file}, sorted: true},
+				step{prog: "postmap", args: []string{"-s", "texthash:" + file}, sorted: true},
+			)
+			steps = append(steps, queries("postmap", "texthash:"+file, keys[:min(8, len(keys))])...)
+			total += script(t, file, w, steps, false)
+		})
+	}
+	t.Logf("%d postmap steps compared", total)
+}
+
+func TestDiffPostalias(t *testing.T) {
+	total := 0
+	for _, file := range []string{"basic.aliases", "odd.aliases", "debian.aliases"} {
+		t.Run(file, func(t *testing.T) {
+			w := setup(t)
+			keys := keysOf(t, w, file, true)
+			steps := []step{
+				{prog: "postalias", args: []string{file}},
+				{prog: "postalias", args: []string{"-s", file}, sorted: true},
+			}
+			steps = append(steps, queries("postalias", file, keys)...)
+			steps = append(steps, queries("postalias", file, []string{"@"})...)
+			steps = append(steps,
+				step{prog: "postalias", args: []string{"-q", "-", file}, stdin: strings.Join(keys, "\n") + "\n@\n"},
+				step{prog: "postalias", args: []string{"-f", file}},
+				step{prog: "postalias", args: []string{"-s", file}, sorted: true},
+				step{prog: "postalias", args: []string{"-r", file}},
+				step{prog: "postalias", args: []string{"-s", file}, sorted: true},
+				step{prog: "postalias", args: []string{"-w", file}},
+				step{prog: "postalias", args: []string{"-i", file}, stdin: "new: a, b\nbad line\n"},
+				step{prog: "postalias", args: []string{"-s", file}, sorted: true},
+				step{prog: "postalias", args: []string{"-d", keys[0], file}},
+				step{prog: "postalias", args: []string{"-d", "-", file}, stdin: "new\nmissing\n"},
+				step{prog: "postalias", args: []string{"-s", file}, sorted: true},
+				// A postmap-format reading of an alias file.
+				step{prog: "postmap", args: []string{file}},
+			)
+			total += script(t, file, w, steps, false)
+		})
+	}
+	t.Logf("%d postalias steps compared", total)
+}
+
+func lines(t *testing.T, w workdirs, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(w.pfx, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+}
+
+func TestDiffPatternTables(t *testing.T) {
+	total := 0
+	for _, spec := range []string{"regexp:test.regexp", "pcre:test.pcre", "cidr:test.cidr"} {
+		t.Run(spec, func(t *testing.T) {
+			w := setup(t)
+			file := strings.SplitN(spec, ":", 2)[1]
+			keys := lines(t, w, file+".queries")
+			steps := queries("postmap", spec, keys)
+			steps = append(steps, queries("postmap", spec, keys[:3], "-f")...)
+			steps = append(steps,
+				step{prog: "postmap", args: []string{"-q", "-", spec}, stdin: strings.Join(keys, "\n") + "\n"},
+				step{prog: "postmap", args: []string{"-s", spec}},
+				step{prog: "postmap", args: []string{spec}},
+				step{prog: "postmap", args: []string{"-i", spec}, stdin: "a b\n"},
+				step{prog: "postmap", args: []string{"-d", "a", spec}},
+			)
+			total += script(t, spec, w, steps, false)
+		})
+	}
+	t.Logf("%d pattern-table steps compared", total)
+}
+
+func TestDiffOtherTypes(t *testing.T) {
+	w := setup(t)
+	var steps []step
+	for _, q := range [][]string{
+		{"-q", "a", "inline:{a=b}"},
+		{"-q", "A", "inline:{a=b, c=d}"},
+		{"-q", "c", "inline:{ a = b , { c = d e } }"},
+		{"-q", "x", "inline:{a=b"},
+		{"-q", "x", "inline:{}"},
+		{"-q", "x", "inline:{x}"},
+		{"-s", "inline:{a=b,c=d}"},
+		{"inline:{a=b}"},
+		{"-q", "x", "static:hi"},
+		{"-q", "", "static:hi"},
+		{"-q", "x", "static:{a b}"},
+		{"-s", "static:hi"},
+		{"static:basic.map"},
+		{"static:hi"},
+		{"-q", "x", "static:"},
+		{"-q", "foo", "fail:x"},
+		{"-s", "fail:x"},
+		{"-q", "root", "unix:passwd.byname"},
+		{"-q", "no-such-user-x", "unix:passwd.byname"},
+		{"-s", "unix:passwd.byname"},
+		{"unix:basic.map"},
+		{"-q", "foo", "texthash:basic.map"},
+		{"-q", "nope", "texthash:nosuch"},
+		{"texthash:basic.map"},
+		{"-d", "foo", "texthash:basic.map"},
+		{"-d", "a", "regexp:test.regexp"},
+		{"-q", "a", "foo:basic.map"},
+		{"foo:basic.map"},
+		{"-q", "a", "hash:"},
+		{"hash:"},
+		{"-q", "a", "nosuch"},
+		{"nosuch"},
+		{"regexp:/nonexist"},
+		{"-q", "a", "regexp:/nonexist"},
+		{"-s", "regexp:/nonexist"},
+		{"-s", "nosuch"},
+		{"-d", "a", "nosuch"},
+	} {
+		steps = append(steps, step{prog: "postmap", args: q})
+	}
+	for _, q := range [][]string{
+		{}, {"-x"}, {"-q"}, {"-q", "a"}, {"-d"}, {"-c"},
+		{"-s", "-q", "a", "basic.map"}, {"-d", "a", "-q", "b", "basic.map"},
+		{"-q", "a", "-q", "b", "basic.map"}, {"-b", "basic.map"}, {"-h", "-q", "a", "basic.map"},
+		{"-m", "basic.map"}, {"-b"},
+	} {
+		steps = append(steps, step{prog: "postmap", args: q}, step{prog: "postalias", args: q})
+	}
+	n := script(t, "other", w, steps, true)
+	steps = []step{}
+	steps = append(steps,
+		step{prog: "postmap", args: []string{"basic.map", "dups.map"}},
+		step{prog: "postmap", args: []string{"-q", "a", "basic.map", "dups.map"}},
+		step{prog: "postmap", args: []string{"-q", "zz", "basic.map", "nosuch"}},
+		step{prog: "postmap", args: []string{"-q", "foo", "basic.map", "nosuch"}},
+		step{prog: "postmap", args: []string{"-q", "-", "basic.map", "nosuch"}, stdin: "foo\n"},
+		step{prog: "postmap", args: []string{"-s", "dups.map", "basic.map"}, sorted: true},
+		step{prog: "postmap", args: []string{"-s", "-s", "dups.map"}, sorted: true},
+		step{prog: "postmap", args: []string{"-d", "a", "dups.map", "nosuch"}},
+		step{prog: "postmap", args: []string{"-d", "a", "basic.map", "dups.map"}},
+		step{prog: "postmap", args: []string{"-q", "a", "dups.map"}},
+		step{prog: "postmap", args: []string{"-i", "basic.map", "dups.map"}, stdin: "x y\n"},
+		step{prog: "postmap", args: []string{"-q", "x", "dups.map"}},
+		step{prog: "postmap", args: []string{"-i", "fresh"}, stdin: "k v\n"},
+		step{prog: "postmap", args: []string{"-s", "fresh"}},
+		step{prog: "postmap", args: []string{"btree:dups.map"}},
+		step{prog: "postmap", args: []string{"-q", "b", "btree:dups.map"}},
+		step{prog: "postalias", args: []string{"-q", "x", "nosuch"}},
+		step{prog: "postalias", args: []string{"nosuch"}},
+	)
+	n += script(t, "other", w, steps, false)
+	t.Logf("%d other steps compared", n)
+}
