@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func postconf(t *testing.T, tool, src string, args ...string) (string, string) {
 // service/type/parameter.
 func filterSets() map[string][][]string {
 	return map[string][][]string{
-		"-M": {nil, {"smtp"}, {"smtp/inet", "relay/unix", "nosuch"}, {"*/unix"}, {"submission", "smtp/*", "smtp"}, {"smtp//", "*"}},
+		"-M": {nil, {"smtp"}, {"smtp/inet", "relay/unix", "nosuch"}, {"*/unix"}, {"submission", "smtp/*", "smtp"}, {"smtp//", "*", "smtp//inet", "smtp/bogus"}},
 		"-F": {nil, {"smtp/inet/chroot", "*/*/command", "smtp//", "relay/unix/*"}, {"*/unix/process_limit", "submission"}},
 		"-P": {nil, {"*/*/syslog_name", "smtp/inet", "relay//"}, {"*/*/smtpd_sasl_auth_enable", "*/inet/*", "smtps"}},
 	}
@@ -82,7 +83,16 @@ func TestDifferential(t *testing.T) {
 					continue // selections: a few files suffice, keep the run short
 				}
 				args := append([]string{mode}, fs...)
-				want, _ := postconf(t, tool, path, args...)
+				want, stderr := postconf(t, tool, path, args...)
+				var warned []string
+				for _, l := range strings.Split(stderr, "\n") {
+					if _, arg, ok := strings.Cut(l, "warning: unmatched request: "); ok {
+						warned = append(warned, strings.Trim(arg, `"`))
+					}
+				}
+				if um := f.Unmatched(mode[1], fs); strings.Join(um, " ") != strings.Join(warned, " ") {
+					t.Errorf("%s %v: Unmatched %q, postconf warned about %q", filepath.Base(path), args, um, warned)
+				}
 				var got bytes.Buffer
 				switch mode {
 				case "-M":

@@ -102,9 +102,9 @@ func Parse(path string, data []byte) (*File, error) {
 type logicalLine struct {
 	text         string // physical lines joined with '\n'
 	parts        []string
-	line         int    // first physical line number
-	lines        []int  // physical line number of each joined line
-	continuation bool   // the first physical line started with whitespace
+	line         int   // first physical line number
+	lines        []int // physical line number of each joined line
+	continuation bool  // the first physical line started with whitespace
 }
 
 // logicalLines splits master.cf into logical lines. Blank lines and lines
