@@ -25,8 +25,11 @@ import (
 // jumps to one slot and, at a load factor of at most one half, usually
 // reads exactly one record — two memory touches in the mmap'd file, no
 // parsing and no allocation at open time, so a table with millions of
-// entries opens instantly and costs no heap (BenchmarkLookup compares it
-// with texthash's in-memory map: the same order of magnitude). Records in
+// entries opens instantly and costs no heap. BenchmarkLookup, 100,000 keys,
+// on the 2-core development VM: a lookup costs ~130 ns of CPU against ~25
+// ns for texthash's Go map (the price of touching two cold pages of the
+// mapping), while opening takes 0.3 ms and 1 KB instead of 145 ms and 44 MB
+// of heap — and every process shares the one page-cache copy. Records in
 // source order make `postmap -s` a sequential scan. Berkeley DB's format
 // would buy nothing but a C dependency; moat runs without cgo.
 const (

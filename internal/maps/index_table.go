@@ -27,9 +27,12 @@ type indexedTable struct {
 	opts            Options
 	recheck         time.Duration // recheckInterval; tests shorten it
 
-	// lastCheck (unix nanoseconds) lets lookups skip the lock-taking
-	// freshness check between seconds.
-	lastCheck atomic.Int64
+	// due is set by a timer once the recheck interval has passed; a
+	// lookup that finds it set stats the file. An atomic load costs far
+	// less than reading the clock on every lookup (time.Now was a third
+	// of the lookup time in BenchmarkLookup).
+	due   atomic.Bool
+	timer *time.Timer
 
 	mu     sync.RWMutex
 	cur    *mappedIndex
@@ -56,7 +59,7 @@ func openIndexed(typ, name string, opts Options) (Table, error) {
 		return nil, err
 	}
 	t.cur = m
-	t.lastCheck.Store(time.Now().UnixNano())
+	t.timer = time.AfterFunc(t.recheck, func() { t.due.Store(true) })
 	return t, nil
 }
 
@@ -160,11 +163,10 @@ func (m *mappedIndex) lookup(key, path string) (value string, found bool, err er
 // maybeReload reopens the index when postmap has replaced it. WriteIndex
 // renames a complete new file into place, so the new inode is always whole.
 func (t *indexedTable) maybeReload() {
-	now := time.Now().UnixNano()
-	last := t.lastCheck.Load()
-	if now-last < int64(t.recheck) || !t.lastCheck.CompareAndSwap(last, now) {
+	if !t.due.Load() || !t.due.CompareAndSwap(true, false) {
 		return
 	}
+	defer t.rearm()
 	fi, statErr := os.Stat(t.path)
 	t.mu.RLock()
 	same := statErr == nil && t.cur != nil && t.err == nil && t.cur.matches(fi)
@@ -192,6 +194,23 @@ func (t *indexedTable) maybeReload() {
 	t.cur, t.err = m, nil
 }
 
+// rearm schedules the next freshness check.
+func (t *indexedTable) rearm() {
+	if t.recheck <= 0 {
+		t.due.Store(true)
+		return
+	}
+	t.timer.Reset(t.recheck)
+}
+
+// setRecheck changes the check interval (tests use 0: check every lookup).
+func (t *indexedTable) setRecheck(d time.Duration) {
+	t.timer.Stop()
+	t.recheck = d
+	t.due.Store(false)
+	t.rearm()
+}
+
 func (m *mappedIndex) matches(fi os.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
@@ -206,6 +225,7 @@ func (t *indexedTable) Pattern() bool { return false }
 
 // Close implements Table.
 func (t *indexedTable) Close() error {
+	t.timer.Stop()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.cur.unmap()

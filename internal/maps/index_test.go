@@ -176,7 +176,7 @@ func TestIndexReopen(t *testing.T) {
 	}
 	defer tbl.Close()
 	it := tbl.(*indexedTable)
-	it.recheck = 0
+	it.setRecheck(0)
 	if v, _, _ := tbl.Lookup("a"); v != "old" {
 		t.Fatalf("before rebuild: %q", v)
 	}
@@ -199,8 +199,7 @@ func TestIndexReopen(t *testing.T) {
 		t.Errorf("after repair: %q, %v", v, err)
 	}
 	// With the default interval, a rebuild is not noticed at once.
-	it.recheck = time.Hour
-	it.lastCheck.Store(time.Now().UnixNano())
+	it.setRecheck(time.Hour)
 	buildIndex(t, dir, "a later\n")
 	if v, _, _ := tbl.Lookup("a"); v != "again" {
 		t.Errorf("within the interval: %q, want the open file's answer", v)
@@ -222,7 +221,7 @@ func TestIndexTruncatedInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tbl.Close()
-	tbl.(*indexedTable).recheck = time.Hour
+	tbl.(*indexedTable).setRecheck(time.Hour)
 	if err := os.Truncate(name+".db", 0); err != nil {
 		t.Fatal(err)
 	}
