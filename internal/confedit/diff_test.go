@@ -58,8 +58,20 @@ recipient_delimiter = +
 inet_interfaces = all
 `
 
-func editCases() []editCase {
+func editCases(t *testing.T) []editCase {
+	// Debian's main.cf.dist: long, commented, with whitespace-only lines
+	// and a multi-line debugger_command.
+	distData, err := os.ReadFile(filepath.Join("testdata", "main.cf.dist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dist := string(distData)
 	return []editCase{
+		{name: "dist: replace multi-line value", in: dist, opt: "-e", args: []string{"debugger_command=gdb"}},
+		{name: "dist: set commented-out and existing", in: dist, opt: "-e",
+			args: []string{"myhostname=mx.example.org", "mynetworks=10.0.0.0/8"}},
+		{name: "dist: remove and comment", in: dist, opt: "-X", args: []string{"sendmail_path", "debugger_command", "inet_protocols"}},
+		{name: "dist: comment multi-line", in: dist, opt: "-#", args: []string{"debugger_command", "smtpd_banner"}},
 		{name: "replace simple", in: sample, opt: "-e", args: []string{"biff=yes"}},
 		{name: "replace no spaces", in: sample, opt: "-e", args: []string{"smtpd_tls_security_level=encrypt"}},
 		{name: "replace with tab continuations", in: sample, opt: "-e",
@@ -171,7 +183,7 @@ func sortTail(s string, n int) string {
 
 func TestDifferential(t *testing.T) {
 	tool := testutil.PostfixTool(t, "postconf")
-	cases := editCases()
+	cases := editCases(t)
 	if len(cases) < 15 {
 		t.Fatalf("want at least 15 differential cases, have %d", len(cases))
 	}

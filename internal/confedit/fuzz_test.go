@@ -2,6 +2,8 @@ package confedit
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -16,6 +18,9 @@ func FuzzEdit(f *testing.F) {
 	f.Add([]byte("a = 1\r\n\tx\r\n\n  y\nb=1"), "a", "$b")
 	f.Add([]byte("  lead\n=x\na b = 1\n"), "a", "")
 	f.Add([]byte(sample), "mydestination", "$myhostname")
+	if dist, err := os.ReadFile(filepath.Join("testdata", "main.cf.dist")); err == nil {
+		f.Add(dist, "debugger_command", "gdb")
+	}
 	f.Fuzz(func(t *testing.T, data []byte, name, value string) {
 		as, err := ParseAssignment(name + "=" + value)
 		if err != nil {
