@@ -1,11 +1,14 @@
 package postmap
 
 import (
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"moat/internal/maps"
@@ -48,12 +51,6 @@ func (o *opts) build(arg string) error {
 	if !indexed(typ) {
 		return fatalf("unsupported dictionary type: %s does not support bulk-mode creation.", typ)
 	}
-	if o.base64 {
-		// -F stores the base64 of the files a value names; moat's
-		// tables do not read base64 values yet, so refuse rather than
-		// build a table nothing can use.
-		return fatalf("-F (base64 file values) is not supported when creating a table")
-	}
 	if o.incremental {
 		data, err = io.ReadAll(o.env.Stdin)
 		if err != nil {
@@ -74,11 +71,49 @@ func (o *opts) build(arg string) error {
 		}
 	}
 	parsed, warns := o.flavor.Parse(srcName, data, o.fold)
+	if o.base64 {
+		parsed, warns = fileValues(srcName, parsed, warns)
+	}
 	recs = o.merge(dupLabel(typ, name, idx), recs, parsed, warns)
 	if o.flavor.Sentinel {
 		recs = put(recs, maps.Record{Key: "@", Value: "@"})
 	}
 	return o.writeIndex(idx, recs, src)
+}
+
+// fileValues implements postmap -F: each value names files (separated by
+// commas and/or whitespace) whose contents, joined with a newline, are
+// stored base64-encoded, so certificates and keys can live in a table
+// (postmap(1) "INPUT FILE FORMAT"). An unreadable file skips the entry
+// with a warning, as Postfix does.
+func fileValues(path string, recs []maps.Record, warns []Warning) ([]maps.Record, []Warning) {
+	var out []maps.Record
+	for _, r := range recs {
+		names := strings.FieldsFunc(r.Value, func(c rune) bool {
+			return c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
+		})
+		var buf []byte
+		ok := true
+		for i, n := range names {
+			data, err := os.ReadFile(n)
+			if err != nil {
+				warns = append(warns, Warning{r.Line, fmt.Sprintf("%s, line %d: open %s: %s: skipping this entry",
+					path, r.Line, n, strerror(err))})
+				ok = false
+				break
+			}
+			if i > 0 {
+				buf = append(buf, '\n')
+			}
+			buf = append(buf, data...)
+		}
+		if ok {
+			r.Value = base64.StdEncoding.EncodeToString(buf)
+			out = append(out, r)
+		}
+	}
+	sortWarnings(warns)
+	return out, warns
 }
 
 // dupLabel is how Postfix names a table in "duplicate entry" warnings; it

@@ -75,25 +75,25 @@ func fatalf(format string, args ...any) error {
 
 // opts is the parsed command line.
 type opts struct {
-	configDir    string
-	mode         byte // 0 (build), 'q', 's' or 'd'
-	key          string
-	fold         bool
-	incremental  bool
-	dupReplace   bool
-	dupQuiet     bool
-	keepRoot     bool
-	defaultPerms bool
-	base64       bool
-	msgMode      byte // 'b', 'h' or 0
-	mime         bool
-	files        []string
-	defaultType  string
-	trustedUIDs  []int
-	flavor       Flavor
-	backend      Backend
-	env          *cli.Env
-	prog         string
+	configDir     string
+	mode          byte // 0 (build), 'q', 's' or 'd'
+	key           string
+	fold          bool
+	incremental   bool
+	dupReplace    bool
+	dupQuiet      bool
+	keepRoot      bool
+	defaultPerms  bool
+	base64        bool
+	headers, body bool // -h, -b: stdin is a message
+	mime          bool
+	files         []string
+	defaultType   string
+	trustedUIDs   []int
+	flavor        Flavor
+	backend       Backend
+	env           *cli.Env
+	prog          string
 }
 
 // Run is the command shared by postmap and postalias.
@@ -146,8 +146,10 @@ func (o *opts) run(args []string) (int, error) {
 			o.defaultPerms = true
 		case 'F':
 			o.base64 = true
-		case 'b', 'h':
-			o.msgMode = p.Flag
+		case 'b':
+			o.body = true
+		case 'h':
+			o.headers = true
 		case 'm':
 			o.mime = true
 		case 'N', 'n', 'u', 'U', 'v':
@@ -161,7 +163,7 @@ func (o *opts) run(args []string) (int, error) {
 	if err := o.loadConfig(); err != nil {
 		return 1, err
 	}
-	if (o.msgMode != 0 || o.mime) && !(o.mode == 'q' && o.key == "-") {
+	if (o.headers || o.body || o.mime) && !(o.mode == 'q' && o.key == "-") {
 		return 1, fatalf("specify -b -h or -m only with \"-q -\"")
 	}
 	if len(files) == 0 {

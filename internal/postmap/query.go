@@ -57,17 +57,33 @@ func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
 		return "", false, fatalf("table %s: query error: %v", spec, err)
 	}
 	if ok && o.base64 {
-		v, err = o.decode(spec, key, v)
+		var good bool
+		if v, good = o.decode(spec, key, v); !good {
+			return "", false, fatalf("table %s: query error", o.dictName(spec))
+		}
 	}
-	return v, ok, err
+	return v, ok, nil
 }
 
-func (o *opts) decode(spec, key, v string) (string, error) {
+// decode base64-decodes a -F value, warning as Postfix does when it is
+// not base64.
+func (o *opts) decode(spec, key, v string) (string, bool) {
 	b, err := base64.StdEncoding.DecodeString(v)
 	if err != nil {
-		return "", fatalf("table %s: key %s: malformed BASE64 value: %.30s", spec, key, v)
+		o.env.Warnf(o.prog, "table %s: key %s: malformed BASE64 value: %.30s", o.dictName(spec), key, v)
+		return "", false
 	}
-	return string(b), nil
+	return string(b), true
+}
+
+// dictName is how Postfix names an open table in -F messages: indexed
+// tables by their database file.
+func (o *opts) dictName(spec string) string {
+	typ, name, _ := strings.Cut(spec, ":")
+	if indexed(typ) {
+		return typ + ":" + o.backend.IndexPath(typ, name)
+	}
+	return spec
 }
 
 // query is -q KEY and -q -. A single key opens the tables one at a time and
@@ -92,8 +108,8 @@ func (o *opts) query() (int, error) {
 		}
 		return 1, nil
 	}
-	if o.msgMode != 0 || o.mime {
-		return 1, fatalf("message header and body query modes (-b, -h, -m) are not supported")
+	if o.mime {
+		return 1, fatalf("MIME parsing (-m) is not supported; use -h or -b without it")
 	}
 	// Tables are opened when a key first needs them, as Postfix does: a
 	// missing second table is no error while the first answers.
@@ -101,7 +117,11 @@ func (o *opts) query() (int, error) {
 	specs := make([]string, len(o.files))
 	defer closeAll(tables)
 	status := 1
-	err := eachLine(o.env.Stdin, func(key string) error {
+	each := func(r io.Reader, fn func(string) error) error { return eachLine(r, fn) }
+	if o.headers || o.body {
+		each = o.messageKeys
+	}
+	err := each(o.env.Stdin, func(key string) error {
 		for i := range tables {
 			if tables[i] == nil {
 				t, spec, err := o.openTable(o.files[i])
@@ -135,7 +155,7 @@ func closeAll(ts []maps.Table) {
 
 // eachLine calls fn with every line of r, newline removed and nothing else:
 // Postfix takes keys from stdin verbatim, spaces included.
-func eachLine(r io.Reader, fn func(string) error) error {
+func eachLine(r io.Reader, fn func(string) error, atEOF ...func() error) error {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadString('\n')
@@ -145,12 +165,82 @@ func eachLine(r io.Reader, fn func(string) error) error {
 			}
 		}
 		if err == io.EOF {
+			for _, f := range atEOF {
+				if err := f(); err != nil {
+					return err
+				}
+			}
 			return nil
 		}
 		if err != nil {
 			return fatalf("read stdin: %v", err)
 		}
 	}
+}
+
+// messageKeys reads stdin as an RFC 5322 message for -h and -b: each
+// logical header (continuation lines joined with their newlines) is a
+// header key; the end of the headers is one empty body key, and every
+// line after it is a body key. This is how header_checks and body_checks see a message
+// without MIME processing (-m).
+func (o *opts) messageKeys(r io.Reader, fn func(string) error) error {
+	var hdr string
+	inHeaders, have := true, false
+	return eachLine(r, func(line string) error {
+		if inHeaders {
+			if have && line != "" && (line[0] == ' ' || line[0] == '\t') {
+				hdr += "\n" + line
+				return nil
+			}
+			if have && o.headers {
+				if err := fn(hdr); err != nil {
+					return err
+				}
+			}
+			have = false
+			if isHeader(line) {
+				hdr, have = line, true
+				return nil
+			}
+			inHeaders = false
+			// Postfix's message parser hands the end of the headers
+			// to body checks as one empty line: the separator
+			// itself, or one it supplies before a non-header line.
+			if o.body {
+				if err := fn(""); err != nil {
+					return err
+				}
+			}
+			if line == "" {
+				return nil
+			}
+		}
+		if o.body {
+			return fn(line)
+		}
+		return nil
+	}, func() error {
+		if have && o.headers {
+			return fn(hdr)
+		}
+		return nil
+	})
+}
+
+// isHeader reports whether line starts an RFC 5322 header field: a name of
+// printable ASCII other than ':', optional blanks, then ':'.
+func isHeader(line string) bool {
+	i := 0
+	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	return i < len(line) && line[i] == ':'
 }
 
 // sequencer is implemented by tables that can list their entries, for -s.
@@ -199,8 +289,9 @@ func (o *opts) dump() (int, error) {
 	for _, r := range recs {
 		v := r.Value
 		if o.base64 {
-			if v, err = o.decode(spec, r.Key, v); err != nil {
-				return 1, err
+			var good bool
+			if v, good = o.decode(spec, r.Key, v); !good {
+				continue
 			}
 		}
 		fmt.Fprintf(o.env.Stdout, "%s%s\t%s\n", r.Key, o.flavor.KeySuffix, v)

@@ -160,6 +160,35 @@ func TestDiffPatternTables(t *testing.T) {
 	t.Logf("%d pattern-table steps compared", total)
 }
 
+func TestDiffMessageModes(t *testing.T) {
+	w := setup(t)
+	var steps []step
+	for _, msg := range []string{"message.txt", "mboxmsg.txt"} {
+		data, err := os.ReadFile(filepath.Join(w.pfx, msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, flags := range []string{"-h", "-b", "-hb", "-bh", "-hm", "-bm"} {
+			steps = append(steps, step{prog: "postmap", args: []string{flags, "-q", "-", "regexp:hb.regexp"}, stdin: string(data)})
+		}
+	}
+	steps = append(steps,
+		step{prog: "postmap", args: []string{"b64.map"}},
+		step{prog: "postmap", args: []string{"-F", "-q", "k", "b64.map"}},
+		step{prog: "postmap", args: []string{"-F", "-q", "k2", "b64.map"}},
+		step{prog: "postmap", args: []string{"-F", "-q", "-", "b64.map"}, stdin: "k\nk2\nnone\n"},
+		step{prog: "postmap", args: []string{"-F", "-q", "bad", "b64.map"}},
+		step{prog: "postmap", args: []string{"-F", "-s", "b64.map"}, sorted: true},
+		step{prog: "postmap", args: []string{"-F", "b64.map"}},
+		step{prog: "postmap", args: []string{"-F", "files.map"}},
+		step{prog: "postmap", args: []string{"-s", "files.map"}, sorted: true},
+		step{prog: "postmap", args: []string{"-F", "-s", "files.map"}, sorted: true},
+		step{prog: "postmap", args: []string{"-F", "-q", "k2", "files.map"}},
+	)
+	n := script(t, "message", w, steps, false)
+	t.Logf("%d message-mode and -F steps compared", n)
+}
+
 func TestDiffOtherTypes(t *testing.T) {
 	w := setup(t)
 	var steps []step
