@@ -139,3 +139,36 @@ func (c *Config) Check() error {
 	}
 	return errors.Join(errs...)
 }
+
+// CheckOverride validates one master.cf "-o name=value" setting the way
+// Check validates main.cf (obsolete names and restrictions, expansion and
+// type), so a service whose override is wrong fails closed; the caller
+// prefixes the master.cf file and line.
+func (c *Config) CheckOverride(name, value string) error {
+	for _, o := range ObsoleteParams() {
+		if o.Name == name {
+			return fmt.Errorf("parameter %s is obsolete: use %s", name, o.Replacement)
+		}
+	}
+	p, known := c.table.Lookup(name)
+	if known && p.Type == TypeRestrictions {
+		for _, tok := range SplitList(value) {
+			for _, o := range ObsoleteRestrictions() {
+				if o.Name == tok {
+					return fmt.Errorf("parameter %s: restriction %s is obsolete: use %s", name, tok, o.Replacement)
+				}
+			}
+		}
+	}
+	if !known || p.Raw {
+		return nil
+	}
+	v, err := c.WithOverrides(map[string]string{name: value}).Expand(value)
+	if err != nil {
+		return fmt.Errorf("parameter %s: bad value %q: %v", name, value, err)
+	}
+	if err := p.Validate(v); err != nil {
+		return fmt.Errorf("parameter %s: bad value %q: %v", name, v, err)
+	}
+	return nil
+}

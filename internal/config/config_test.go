@@ -248,3 +248,23 @@ func TestSplitList(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckOverride(t *testing.T) {
+	c, err := Load(writeMain(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{"smtpd_sasl_auth_enable", "yes", ""},
+		{"smtpd_recipient_restrictions", "permit_sasl_authenticated,reject", ""},
+		{"smtpd_tls_security_level", "sometimes", `parameter smtpd_tls_security_level: bad value "sometimes": expected one of`},
+		{"smtpd_client_restrictions", "reject_maps_rbl", "restriction reject_maps_rbl is obsolete: use reject_rbl_client DOMAIN"},
+		{"smtpd_tls_dcert_file", "/x", "parameter smtpd_tls_dcert_file is obsolete: use smtpd_tls_eccert_file"},
+		{"unknown_name", "anything", ""},
+	} {
+		err := c.CheckOverride(tc.name, tc.value)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckOverride(%s, %s) = %v, want %q", tc.name, tc.value, err, tc.want)
+		}
+	}
+}

@@ -73,6 +73,10 @@ func FuzzExpand(f *testing.F) {
 		if utf8.ValidString(s) && !strings.Contains(s, "$") && !utf8.ValidString(out) {
 			t.Fatal("invalid UTF-8 from valid input")
 		}
+		scan := &Expander{Refs: func(string) {}, Lookup: e.Lookup}
+		if _, st := scan.Expand(s); st&^(StatError|StatUndef) != 0 {
+			t.Fatalf("scan status %d", st)
+		}
 		References(s, func(n string) {
 			for i := 0; i < len(n); i++ {
 				if !isNameChar(n[i]) {

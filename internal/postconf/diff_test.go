@@ -307,3 +307,19 @@ func TestDifferentialMissingMainCF(t *testing.T) {
 		t.Errorf("postfix %d %q, moat %d %q", prc, perr, mrc, merr)
 	}
 }
+
+// TestDifferentialMissingMasterCF compares -M and -P without master.cf.
+func TestDifferentialMissingMasterCF(t *testing.T) {
+	tool := testutil.PostfixTool(t, "postconf")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"-M", "-P", "-F"} {
+		pout, perr, prc := runPostfix(t, tool, "-c", dir, flag)
+		mout, merr, mrc := runMoat("-c", dir, flag)
+		if pout != mout || perr != merr || prc != mrc {
+			t.Errorf("%s: postfix %d %q %q, moat %d %q %q", flag, prc, pout, perr, mrc, mout, merr)
+		}
+	}
+}
