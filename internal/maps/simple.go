@@ -3,24 +3,32 @@ package maps
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 )
 
-// memTable is a fixed-key table held in memory: texthash:, inline: and
-// static: share it.
+// memTable is a fixed-key table held in memory: texthash: and inline:
+// share it.
 type memTable struct {
 	m    map[string]string
 	fold bool
-	// all, when set, is the answer to every key (static:).
-	all *string
+}
+
+// Records lists the entries sorted by key, for `postmap -s` (Postfix lists
+// them in hash order; sorting makes the output reproducible).
+func (t *memTable) Records() ([]Record, error) {
+	keys := slices.Sorted(maps.Keys(t.m))
+	recs := make([]Record, len(keys))
+	for i, k := range keys {
+		recs[i] = Record{Key: k, Value: t.m[k]}
+	}
+	return recs, nil
 }
 
 // Lookup implements Table.
 func (t *memTable) Lookup(key string) (string, bool, error) {
-	if t.all != nil {
-		return *t.all, true, nil
-	}
 	if t.fold {
 		key = foldKey(key)
 	}
@@ -196,8 +204,21 @@ func openStatic(name string, opts Options) (Table, error) {
 	if value == "" {
 		return nil, fmt.Errorf("static:%s: empty value", name)
 	}
-	return &memTable{all: &value}, nil
+	return staticTable(value), nil
 }
+
+// staticTable answers its value for every key. Like Postfix's, it cannot
+// be listed (no Records method).
+type staticTable string
+
+// Lookup implements Table.
+func (t staticTable) Lookup(string) (string, bool, error) { return string(t), true, nil }
+
+// Pattern implements Table.
+func (staticTable) Pattern() bool { return false }
+
+// Close implements Table.
+func (staticTable) Close() error { return nil }
 
 // failTable is fail:name: every lookup is a temporary error (Postfix 3.0,
 // DATABASE_README), to test or to force deferral.

@@ -260,3 +260,18 @@ func TestUnixDifferential(t *testing.T) {
 		}
 	}
 }
+
+func TestRecords(t *testing.T) {
+	tbl, err := Open("inline:{ B=2, a=1 }", DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := tbl.(interface{ Records() ([]Record, error) }).Records()
+	if err != nil || fmt.Sprint(recs) != "[{a 1 0} {b 2 0}]" {
+		t.Errorf("Records = %v, %v", recs, err)
+	}
+	st, _ := Open("static:x", DefaultOptions())
+	if _, ok := st.(interface{ Records() ([]Record, error) }); ok {
+		t.Error("static: cannot be listed, as in Postfix")
+	}
+}
