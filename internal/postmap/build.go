@@ -252,14 +252,3 @@ func strerror(err error) string {
 	}
 	return err.Error()
 }
-
-// statMainCF checks that DIR/main.cf can be read, as every Postfix command
-// does before its real work.
-func statMainCF(dir string) error {
-	f, err := os.Open(filepath.Join(dir, "main.cf"))
-	if err != nil {
-		return fatalf("open %s: %s", filepath.Join(dir, "main.cf"), strerror(err))
-	}
-	f.Close()
-	return nil
-}

@@ -187,28 +187,19 @@ func (o *opts) run(args []string) (int, error) {
 }
 
 // loadConfig reads what the commands need from main.cf: the default table
-// type and mail_owner, whose files are trusted like root's.
+// type and mail_owner, whose files are trusted like root's. It uses
+// config.Open, not Load: like Postfix's postmap, building a table must not
+// fail over an unrelated main.cf problem that the daemons will report.
 func (o *opts) loadConfig() error {
-	dir := o.env.ConfigDir(o.configDir)
-	// Postfix insists on main.cf even for a query; say so in its words.
-	if err := statMainCF(dir); err != nil {
-		return err
+	cfg, err := config.Open(o.env.ConfigDir(o.configDir))
+	if err != nil {
+		return fatalf("%v", err)
 	}
-	o.defaultType = "hash"
-	owner := "postfix"
-	cfg, err := config.Load(dir)
-	switch {
-	case err == nil:
-		if v := cfg.Get("default_database_type"); v != "" {
-			o.defaultType = v
-		}
-		if v := cfg.Get("mail_owner"); v != "" {
-			owner = v
-		}
-	case strings.Contains(err.Error(), "not implemented"):
-		// TODO: drop this fallback to Postfix's defaults when
-		// internal/config lands.
-	default:
+	if o.defaultType, err = cfg.GetErr("default_database_type"); err != nil {
+		return fatalf("%v", err)
+	}
+	owner, err := cfg.GetErr("mail_owner")
+	if err != nil {
 		return fatalf("%v", err)
 	}
 	if u, err := user.Lookup(owner); err == nil {

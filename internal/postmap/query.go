@@ -56,6 +56,15 @@ func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
 		}
 		return "", false, fatalf("table %s: query error: %v", spec, err)
 	}
+	if ok && v == "" {
+		// Postfix names the table by its spec for -q KEY and by its
+		// database file for "-q -".
+		name := spec
+		if o.key == "-" {
+			name = o.dictName(spec)
+		}
+		o.emptyResult(name, key)
+	}
 	if ok && o.base64 {
 		var good bool
 		if v, good = o.decode(spec, key, v); !good {
@@ -63,6 +72,13 @@ func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
 		}
 	}
 	return v, ok, nil
+}
+
+// emptyResult repeats Postfix's complaint about a table that returns an
+// empty value (a stored "k: \\" alias, say); the value is still printed.
+func (o *opts) emptyResult(table, key string) {
+	o.env.Warnf(o.prog, "table %s: key %s: empty string result is not allowed", table, key)
+	o.env.Warnf(o.prog, "table %s should return NO RESULT in case of NOT FOUND", table)
 }
 
 // decode base64-decodes a -F value, warning as Postfix does when it is
@@ -288,6 +304,9 @@ func (o *opts) dump() (int, error) {
 	}
 	for _, r := range recs {
 		v := r.Value
+		if v == "" {
+			o.emptyResult(spec, r.Key)
+		}
 		if o.base64 {
 			var good bool
 			if v, good = o.decode(spec, r.Key, v); !good {

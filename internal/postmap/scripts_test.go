@@ -98,7 +98,7 @@ func TestDiffPostmapTables(t *testing.T) {
 
 func TestDiffPostalias(t *testing.T) {
 	total := 0
-	for _, file := range []string{"basic.aliases", "odd.aliases", "debian.aliases"} {
+	for _, file := range []string{"basic.aliases", "odd.aliases", "debian.aliases", "empty.aliases"} {
 		t.Run(file, func(t *testing.T) {
 			w := setup(t)
 			keys := keysOf(t, w, file, true)
@@ -260,6 +260,11 @@ func TestDiffOtherTypes(t *testing.T) {
 		step{prog: "postmap", args: []string{"-s", "fresh"}},
 		step{prog: "postmap", args: []string{"btree:dups.map"}},
 		step{prog: "postmap", args: []string{"-q", "b", "btree:dups.map"}},
+		step{prog: "postmap", args: []string{"lmdb:dups.map"}},
+		step{prog: "postmap", args: []string{"cdb:dups.map"}},
+		step{prog: "postmap", args: []string{"-q", "a", "lmdb:dups.map"}},
+		step{prog: "postmap", args: []string{"-q", "b", "cdb:dups.map"}},
+		step{prog: "postmap", args: []string{"-q", "a", "cdb:nosuch"}},
 		step{prog: "postalias", args: []string{"-q", "x", "nosuch"}},
 		step{prog: "postalias", args: []string{"nosuch"}},
 	)
