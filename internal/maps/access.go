@@ -69,8 +69,10 @@ func LookupDomain(t Table, domain string, o AccessOptions) (AccessResult, error)
 // LookupClient searches t for an SMTP client (check_client_access): the
 // host name and its parent domains, then the address and its shorter
 // network prefixes ("HOST NAME/ADDRESS PATTERNS"). A pattern table is
-// asked the whole name, then the whole address. Pass name "" when the
-// client has no verified name, to skip the name lookups.
+// asked the whole name, then the whole address. Postfix's smtpd passes
+// "unknown" as the name of a client without a verified name, and so looks
+// that word up like a domain (a table may list it); name "" skips the name
+// lookups altogether.
 func LookupClient(t Table, name, addr string, o AccessOptions) (AccessResult, error) {
 	if t.Pattern() {
 		var keys []string

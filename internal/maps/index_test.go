@@ -341,3 +341,37 @@ func TestIndexDifferential(t *testing.T) {
 		tbl.Close()
 	}
 }
+
+// TestIndexConcurrentRebuild: lookups running while postmap rebuilds the
+// table always get a whole answer, old or new, never an error.
+func TestIndexConcurrentRebuild(t *testing.T) {
+	dir := t.TempDir()
+	name := buildIndex(t, dir, "k v0\n")
+	tbl, err := Open("hash:"+name, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Close()
+	tbl.(*indexedTable).setRecheck(0)
+	done := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for range 500 {
+				v, ok, err := tbl.Lookup("k")
+				if err != nil || !ok || !strings.HasPrefix(v, "v") {
+					done <- fmt.Errorf("lookup = %q %v %v", v, ok, err)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := range 20 {
+		buildIndex(t, dir, fmt.Sprintf("k v%d\n", i+1))
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

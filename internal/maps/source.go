@@ -23,6 +23,7 @@ type LineError struct {
 	Msg  string
 }
 
+// Error formats the problem as Postfix's warning does: "FILE, line N: ...".
 func (e *LineError) Error() string {
 	if e.Line == 0 {
 		return fmt.Sprintf("%s: %s", e.Path, e.Msg)
