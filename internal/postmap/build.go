@@ -217,22 +217,51 @@ func (o *opts) writeIndex(idx string, recs []maps.Record, src source) error {
 	if o.keepRoot || !src.exists {
 		uid, gid = os.Geteuid(), os.Getegid()
 	}
+	created := false
 	if fi, err := os.Stat(idx); err == nil {
 		perm = fi.Mode().Perm() &^ 0o022
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
+	} else {
+		// maps.WriteIndex gives the new file the mode of the one it
+		// replaces, so an empty placeholder with the right mode makes
+		// sure a table of secrets (sasl_passwd) is never readable by
+		// others, not even between the rename and a later chmod.
+		if err := o.placeholder(idx, perm, uid, gid); err != nil {
+			return err
+		}
+		created = true
 	}
 	if err := o.backend.WriteIndex(idx, recs); err != nil {
+		if created {
+			os.Remove(idx)
+		}
 		return fatalf("%s: %v", idx, err)
 	}
-	// TODO: ask internal/maps for a WriteIndex that takes owner and mode,
-	// so the index never exists, even briefly, with the wrong ones.
 	if err := os.Chmod(idx, perm); err != nil {
 		return fatalf("chmod %s: %s", idx, strerror(err))
 	}
 	if os.Geteuid() == 0 {
 		if err := os.Lchown(idx, uid, gid); err != nil {
+			return fatalf("chown %s: %s", idx, strerror(err))
+		}
+	}
+	return nil
+}
+
+// placeholder creates an empty idx with the given mode and owner.
+func (o *opts) placeholder(idx string, perm os.FileMode, uid, gid int) error {
+	f, err := os.OpenFile(idx, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fatalf("open database %s: %s", idx, strerror(err))
+	}
+	defer f.Close()
+	if err := f.Chmod(perm); err != nil {
+		return fatalf("chmod %s: %s", idx, strerror(err))
+	}
+	if os.Geteuid() == 0 {
+		if err := f.Chown(uid, gid); err != nil {
 			return fatalf("chown %s: %s", idx, strerror(err))
 		}
 	}
