@@ -89,7 +89,10 @@ func (t *indexedTable) load() (*mappedIndex, error) {
 		}
 		m.mem = buf
 	}
-	d, err := parseIndex(buf)
+	var d *indexData
+	if ferr := guardFault(t.path, func() { d, err = parseIndex(buf) }); ferr != nil {
+		err = ferr
+	}
 	if err != nil {
 		m.unmap()
 		if errors.Is(err, errNotIndex) {
@@ -144,20 +147,33 @@ func (t *indexedTable) Lookup(key string) (value string, found bool, err error) 
 // that into a recoverable panic, reported as a temporary lookup error
 // instead of killing the daemon.
 func (m *mappedIndex) lookup(key, path string) (value string, found bool, err error) {
+	ferr := guardFault(path, func() {
+		value, found, err = m.data.lookup(key)
+	})
+	if ferr != nil {
+		return "", false, ferr
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", path, err)
+	}
+	return value, found, err
+}
+
+// guardFault runs fn, which reads a mapping of path, and turns a memory
+// fault (the file shrank under the mapping) into an error. Other panics
+// are bugs and propagate.
+func guardFault(path string, fn func()) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			if _, ok := r.(interface{ Addr() uintptr }); !ok {
 				panic(r)
 			}
-			value, found, err = "", false, fmt.Errorf("%s: file changed during lookup", path)
+			err = fmt.Errorf("%s: file changed during lookup", path)
 		}
 	}()
-	value, found, err = m.data.lookup(key)
-	if err != nil {
-		err = fmt.Errorf("%s: %w", path, err)
-	}
-	return value, found, err
+	fn()
+	return nil
 }
 
 // maybeReload reopens the index when postmap has replaced it. WriteIndex
