@@ -4,7 +4,10 @@
 package postalias
 
 import (
+	"strings"
+
 	"moat/internal/cli"
+	"moat/internal/config"
 	"moat/internal/postmap"
 )
 
@@ -24,4 +27,31 @@ func Flavor() postmap.Flavor {
 // exit status.
 func Main(env *cli.Env, prog string, args []string) int {
 	return postmap.Run(env, prog, args, Flavor(), postmap.RealBackend())
+}
+
+// Newaliases rebuilds every table named by alias_database, what
+// `newaliases` (Sendmail's `sendmail -bI`) does in Postfix: postalias runs
+// once with the whole list. It takes no arguments; the configuration
+// directory comes from MAIL_CONFIG or the default. cmd/moat has to
+// register it for the `newaliases` name.
+func Newaliases(env *cli.Env, prog string, args []string) int {
+	if len(args) != 0 {
+		return env.Fatalf(prog, "usage: %s", prog)
+	}
+	dir := env.ConfigDir("")
+	cfg, err := config.Open(dir)
+	if err != nil {
+		return env.Fatalf(prog, "%v", err)
+	}
+	list, err := cfg.GetErr("alias_database")
+	if err != nil {
+		return env.Fatalf(prog, "%v", err)
+	}
+	files := strings.FieldsFunc(list, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+	})
+	if len(files) == 0 {
+		return 0
+	}
+	return postmap.Run(env, prog, append([]string{"-c", dir}, files...), Flavor(), postmap.RealBackend())
 }

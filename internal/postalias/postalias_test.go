@@ -48,3 +48,30 @@ func TestBuildAndQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestNewaliases(t *testing.T) {
+	dir := t.TempDir()
+	a1, a2 := filepath.Join(dir, "a1"), filepath.Join(dir, "a2")
+	cf := "alias_database = hash:" + a1 + ", " + a2 + "\n"
+	for p, data := range map[string]string{filepath.Join(dir, "main.cf"): cf, a1: "x: y\n", a2: "z: w\n"} {
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	env := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out,
+		Getenv: func(k string) string {
+			if k == "MAIL_CONFIG" {
+				return dir
+			}
+			return ""
+		}}
+	if st := Newaliases(env, "newaliases", nil); st != 0 {
+		t.Fatalf("status %d: %s", st, out.String())
+	}
+	for _, p := range []string{a1, a2} {
+		if _, err := os.Stat(p + ".db"); err != nil {
+			t.Errorf("%s not built: %v", p, err)
+		}
+	}
+}
