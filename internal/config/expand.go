@@ -39,6 +39,11 @@ type Expander struct {
 	// warning. With Lookup also set, names expand to their values so
 	// comparisons (such as "<level") are still checked.
 	Refs func(name string)
+	// Suffixes are the relational operator suffixes accepted, as
+	// registered with Postfix's mac_expand_add_relop(): main.cf knows only
+	// "level" (compatibility levels), which nil means; Postfix's
+	// mac_expand test driver registers "length".
+	Suffixes []string
 
 	status int
 	depth  int
@@ -139,6 +144,10 @@ func (e *Expander) expand(out *strings.Builder, s string) bool {
 				e.warnf("truncated macro reference: \"%s\"", s)
 				return false
 			}
+			if j-1 == i+1 {
+				e.warnf("empty macro name: \"%s\"", s)
+				return false
+			}
 			if !e.expr(out, s[i+1:j-1]) {
 				return false
 			}
@@ -221,7 +230,9 @@ func (e *Expander) expr(out *strings.Builder, s string) bool {
 	}
 	name := s[start:i]
 	j := skipSpace(s, i)
-	if name == "" || j < len(s) && s[j] != '?' && s[j] != ':' {
+	// Postfix looks up an all-blank name ("${ }") as the empty name
+	// rather than calling it a syntax error.
+	if name == "" && j < len(s) || j < len(s) && s[j] != '?' && s[j] != ':' {
 		e.warnf("attribute name syntax error at: \"...%s>>>%s\"", s[:i], first20(s[i:]))
 		return false
 	}
@@ -341,13 +352,13 @@ func (e *Expander) relational(out *strings.Builder, s string, i int) bool {
 		e.warnf("%s at: \"...%s}>>>%s\"", opExpected, lhs, first20(s[j:]))
 		return false
 	}
-	if suffix != "" && suffix != "length" && suffix != "level" {
+	if suffix != "" && !e.suffixOK(suffix) {
 		e.warnf("bad operator suffix at: \"...%s>>>%s\"", op, suffix)
 		return false
 	}
 	n := skipSpace(s, m)
 	if n >= len(s) || s[n] != '{' {
-		e.warnf("\"{expression}\" expected at: \"...{%s} %s>>>%s\"", lhs, op+suffix, first20(s[n:]))
+		e.warnf("\"{expression}\" expected at: \"...{%s} %s>>>%s\"", lhs, op+suffix, first20(s[m:]))
 		return false
 	}
 	rhs, p, ok := e.braced(s, n)
@@ -356,7 +367,7 @@ func (e *Expander) relational(out *strings.Builder, s string, i int) bool {
 	}
 	p = skipSpace(s, p)
 	if p < len(s) && s[p] != '?' && s[p] != ':' {
-		e.warnf("\"?\" or \":\" expected at: \"...%s}>>>%s\"", rhs, first20(s[p:]))
+		e.warnf("\"?\" or \":\" expected at: \"...}>>>%s\"", first20(s[p:]))
 		return false
 	}
 	var cond bool
@@ -384,6 +395,18 @@ func (e *Expander) relational(out *strings.Builder, s string, i int) bool {
 		return true
 	}
 	return e.conditional(out, s, p, cond, rhs)
+}
+
+func (e *Expander) suffixOK(suffix string) bool {
+	if e.Suffixes == nil {
+		return suffix == "level"
+	}
+	for _, x := range e.Suffixes {
+		if x == suffix {
+			return true
+		}
+	}
+	return false
 }
 
 // compare evaluates a relational operator. Without a suffix, operands that

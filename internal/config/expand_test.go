@@ -50,6 +50,8 @@ func runMacExpandScript(in string) string {
 			e := &Expander{
 				Lookup: func(n string) (string, bool) { v, ok := table[n]; return v, ok },
 				Warn:   func(m string) { fmt.Fprintf(&out, "unknown: warning: %s\n", m) },
+				// The test driver registers the "length" operator suffix.
+				Suffixes: []string{"length"},
 			}
 			res, st := e.Expand(line)
 			fmt.Fprintf(&out, "stat=%d result=%s\n", st, res)

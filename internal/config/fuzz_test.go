@@ -46,7 +46,7 @@ func FuzzParse(f *testing.F) {
 func FuzzExpand(f *testing.F) {
 	for _, s := range []string{
 		"$name1", "${name1?x}", "${name2:{$name1}}", "${{$name1} == {a}?{y}:{n}}", "$$", "$(name1",
-		"${{1} <level {3.6}}", "${{a} >=length {bb} ? {x} : {y} z}", "$loop", "${ name1 }", "$",
+		"${{1} <level {3.6}}", "${{a} >=level {1} ? {x} : {y} z}", "$loop", "${ name1 }", "$",
 		"${{${{x}=={x}}} == {true}}", "${amp}",
 	} {
 		f.Add(s)
