@@ -1,8 +1,10 @@
 // Package postmap implements the postmap(1) command, and the engine that
 // postalias(1) shares with it: building an indexed table from a source
-// file, incremental updates (-i), deletions (-d), queries (-q) and dumps
-// (-s). Output, warnings and exit statuses follow Debian's Postfix 3.7
-// byte for byte, so scripts and cron jobs written for Postfix keep working.
+// file, incremental updates (-i), deletions (-d), queries (-q, also of a
+// whole message's headers and body lines with -h/-b/-m, to test
+// header_checks and body_checks) and dumps (-s). Output, warnings and exit
+// statuses follow Debian's Postfix 3.7 byte for byte, so scripts and cron
+// jobs written for Postfix keep working.
 package postmap
 
 import (

@@ -124,9 +124,6 @@ func (o *opts) query() (int, error) {
 		}
 		return 1, nil
 	}
-	if o.mime {
-		return 1, fatalf("MIME parsing (-m) is not supported; use -h or -b without it")
-	}
 	// Tables are opened when a key first needs them, as Postfix does: a
 	// missing second table is no error while the first answers.
 	tables := make([]maps.Table, len(o.files))
@@ -192,55 +189,6 @@ func eachLine(r io.Reader, fn func(string) error, atEOF ...func() error) error {
 			return fatalf("read stdin: %v", err)
 		}
 	}
-}
-
-// messageKeys reads stdin as an RFC 5322 message for -h and -b: each
-// logical header (continuation lines joined with their newlines) is a
-// header key; the end of the headers is one empty body key, and every
-// line after it is a body key. This is how header_checks and body_checks see a message
-// without MIME processing (-m).
-func (o *opts) messageKeys(r io.Reader, fn func(string) error) error {
-	var hdr string
-	inHeaders, have := true, false
-	return eachLine(r, func(line string) error {
-		if inHeaders {
-			if have && line != "" && (line[0] == ' ' || line[0] == '\t') {
-				hdr += "\n" + line
-				return nil
-			}
-			if have && o.headers {
-				if err := fn(hdr); err != nil {
-					return err
-				}
-			}
-			have = false
-			if isHeader(line) {
-				hdr, have = line, true
-				return nil
-			}
-			inHeaders = false
-			// Postfix's message parser hands the end of the headers
-			// to body checks as one empty line: the separator
-			// itself, or one it supplies before a non-header line.
-			if o.body {
-				if err := fn(""); err != nil {
-					return err
-				}
-			}
-			if line == "" {
-				return nil
-			}
-		}
-		if o.body {
-			return fn(line)
-		}
-		return nil
-	}, func() error {
-		if have && o.headers {
-			return fn(hdr)
-		}
-		return nil
-	})
 }
 
 // isHeader reports whether line starts an RFC 5322 header field: a name of

@@ -163,13 +163,15 @@ func TestDiffPatternTables(t *testing.T) {
 func TestDiffMessageModes(t *testing.T) {
 	w := setup(t)
 	var steps []step
-	for _, msg := range []string{"message.txt", "mboxmsg.txt"} {
+	for _, msg := range []string{"message.txt", "mboxmsg.txt", "mime1.txt", "mime2.txt", "mime3.txt"} {
 		data, err := os.ReadFile(filepath.Join(w.pfx, msg))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, flags := range []string{"-h", "-b", "-hb", "-bh", "-hm", "-bm"} {
-			steps = append(steps, step{prog: "postmap", args: []string{flags, "-q", "-", "regexp:hb.regexp"}, stdin: string(data)})
+		for _, flags := range []string{"-h", "-b", "-hb", "-bh", "-hm", "-bm", "-hbm"} {
+			steps = append(steps,
+				step{prog: "postmap", args: []string{flags, "-q", "-", "regexp:hb.regexp"}, stdin: string(data)},
+				step{prog: "postmap", args: []string{flags, "-q", "-", "regexp:any.regexp"}, stdin: string(data)})
 		}
 	}
 	steps = append(steps,
