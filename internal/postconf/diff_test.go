@@ -282,6 +282,7 @@ func TestDifferential(t *testing.T) {
 		{"no_such_parameter", "myhostname", "also_unknown"},
 		{"-n", "myhostname", "smtpd_banner"},
 		{"-d", "smtpd_banner", "mynetworks_style", "no_such_parameter"},
+		{"-o", "myhostname=o.example", "-n"},
 	}
 	for _, e := range ents {
 		if !e.IsDir() {

@@ -279,6 +279,9 @@ func showMain(env *cli.Env, prog, dir string, explicitDir bool, o options, names
 		if _, ok := c.Entry(name); ok {
 			return true
 		}
+		if _, ok := o.overrides[name]; ok && !o.defaults {
+			return true
+		}
 		return name == "config_directory" && explicitDir
 	}
 	var list []string
@@ -315,12 +318,14 @@ func showMain(env *cli.Env, prog, dir string, explicitDir bool, o options, names
 			if explicitDir {
 				add("config_directory")
 			}
+			// -o name=value counts as set, as in Postfix.
+			for n := range o.overrides {
+				if c.IsBuiltin(n) {
+					add(n)
+				}
+			}
 		}
-		if o.nonDefault {
-			sort.Strings(list)
-		} else {
-			sort.Strings(list)
-		}
+		sort.Strings(list)
 	}
 	for _, n := range list {
 		var v string

@@ -119,3 +119,12 @@ func TestMasterWiring(t *testing.T) {
 		t.Errorf("-M: rc %d out %q err %q", rc, out, errOut)
 	}
 }
+
+func TestOverrideShownAsSet(t *testing.T) {
+	dir := tempConfig(t, "mydomain = d.example\n")
+	out, _, _ := runMoat("-c", dir, "-o", "myhostname=h.example", "-o", "mydomain=o.example", "-n")
+	want := "config_directory = " + dir + "\nmydomain = o.example\nmyhostname = h.example\n"
+	if out != want {
+		t.Errorf("got %q, want %q", out, want)
+	}
+}
