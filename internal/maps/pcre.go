@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -64,8 +65,9 @@ func (pcreDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) {
 	// for PCRE the x flag toggles it off from that default, so "x given"
 	// is !extended.
 	pattern = toByteRunes(pattern)
-	goPat, err := translatePCRE(pattern, !st.extended)
-	if err != nil {
+	goPat, refs, err := translatePCRERefs(pattern, !st.extended)
+	var pending *unsupported
+	if err != nil && !errors.As(err, &pending) {
 		return nil, err
 	}
 	prefix := ""
@@ -88,6 +90,16 @@ func (pcreDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(full)
 	if err != nil {
 		return nil, pcreCompileError(pattern, err)
+	}
+	// PCRE2 resolves backreferences after the whole pattern is read;
+	// one to a group that does not exist is a compile error.
+	for _, r := range refs {
+		if r.num > re.NumSubexp() || r.name != "" && !slices.Contains(re.SubexpNames(), r.name) {
+			return nil, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: reference to non-existent subpattern", r.off)}
+		}
+	}
+	if pending != nil {
+		return re, pending
 	}
 	return re, nil
 }
@@ -146,7 +158,7 @@ func pcreCompileError(pattern string, err error) error {
 // fail to open instead of silently misreading a rule; postmap and
 // "moat postfix check" can use it to lint header_checks.
 func CheckPCRE(pattern string, extended bool) error {
-	_, err := translatePCRE(toByteRunes(pattern), extended)
+	_, err := pcreDialect{}.compile(pattern, reFlags{icase: true, extended: !extended, dotall: true})
 	var u *unsupported
 	if errors.As(err, &u) {
 		return err
@@ -158,20 +170,67 @@ type pcreTranslator struct {
 	src      string
 	extended bool
 	out      strings.Builder
+	pending  *unsupported // first construct RE2 cannot do
+	refs     []pcreRef
+	// canRepeat is false where PCRE2 refuses a quantifier: at the
+	// start, after "(" or "|", after an anchor or assertion. Go would
+	// accept "^*" or "\b?" and match something Postfix never loads.
+	canRepeat bool
+}
+
+// quantifier checks that a quantifier at src offset i has something to
+// repeat.
+func (t *pcreTranslator) quantifier(i int) error {
+	if !t.canRepeat {
+		return &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: quantifier does not follow a repeatable item", i)}
+	}
+	return nil
 }
 
 // translatePCRE rewrites a pattern (already passed through toByteRunes)
-// into Go syntax.
+// into Go syntax. As with translatePOSIX, a syntax error anywhere wins
+// over an unsupported construct, which comes back as an *unsupported
+// error together with a translation that has a stand-in for it.
 func translatePCRE(src string, extended bool) (string, error) {
-	t := &pcreTranslator{src: src, extended: extended}
-	if err := t.run(); err != nil {
-		return "", err
-	}
-	return t.out.String(), nil
+	goPat, _, err := translatePCRERefs(src, extended)
+	return goPat, err
 }
 
-func pcreUnsup(construct, what, hint string) error {
-	return &unsupported{construct: construct, what: what, hint: hint}
+// pcreRef is a backreference, by number or name, at offset off; the
+// stand-in compiled in its place cannot say whether the group exists.
+type pcreRef struct {
+	num  int
+	name string
+	off  int
+}
+
+func translatePCRERefs(src string, extended bool) (string, []pcreRef, error) {
+	t := &pcreTranslator{src: src, extended: extended}
+	if err := t.run(); err != nil {
+		return "", nil, err
+	}
+	if t.pending != nil {
+		return t.out.String(), t.refs, t.pending
+	}
+	return t.out.String(), t.refs, nil
+}
+
+// note records an unsupported construct and lets the walk go on.
+func (t *pcreTranslator) note(construct, what, hint string) {
+	if t.pending == nil {
+		t.pending = &unsupported{construct: construct, what: what, hint: hint}
+	}
+}
+
+// skipGroup consumes a construct that ends at the next ")" (a verb,
+// recursion, callout, named backreference), leaving stand-in in its place.
+func (t *pcreTranslator) skipGroup(s, standIn string) (int, error) {
+	end := strings.IndexByte(s, ')')
+	if end < 0 {
+		return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing closing parenthesis", len(t.src))}
+	}
+	t.out.WriteString(standIn)
+	return end + 1, nil
 }
 
 func (t *pcreTranslator) run() error {
@@ -190,12 +249,14 @@ func (t *pcreTranslator) run() error {
 			if err != nil {
 				return err
 			}
+			t.canRepeat = i+1 >= len(s) || strings.IndexByte("bBAzZGK", s[i+1]) < 0
 			i += n
 		case c == '[':
 			n, err := t.class(i)
 			if err != nil {
 				return err
 			}
+			t.canRepeat = true
 			i += n
 		case c == '(':
 			n, err := t.group(i)
@@ -203,30 +264,44 @@ func (t *pcreTranslator) run() error {
 				return err
 			}
 			i += n
-		case c == '*' || c == '+' || c == '?':
+		case c == ')':
 			t.out.WriteByte(c)
+			t.canRepeat = true
 			i++
-			if err := t.afterQuantifier(i, s[i-1:i]); err != nil {
+		case c == '|' || c == '^' || c == '$':
+			t.out.WriteByte(c)
+			t.canRepeat = false
+			i++
+		case c == '*' || c == '+' || c == '?':
+			if err := t.quantifier(i); err != nil {
 				return err
 			}
+			t.out.WriteByte(c)
+			i++
+			i += t.afterQuantifier(i, s[i-1:i])
 		case c == '{':
 			if n := quantifierLen(s[i:]); n > 0 {
-				body := s[i+1 : i+n-1]
-				for _, part := range strings.Split(body, ",") {
-					if v, err := strconv.Atoi(part); err == nil && v > 1000 {
-						return pcreUnsup(s[i:i+n], "repeat count", repeatHint)
-					}
-				}
-				t.out.WriteString(s[i : i+n])
-				i += n
-				if err := t.afterQuantifier(i, s[i-n:i]); err != nil {
+				if err := t.quantifier(i); err != nil {
 					return err
 				}
+				body := s[i+1 : i+n-1]
+				q := s[i : i+n]
+				for _, part := range strings.Split(body, ",") {
+					if v, err := strconv.Atoi(part); err == nil && v > 1000 {
+						t.note(q, "repeat count", repeatHint)
+						q = "*"
+					}
+				}
+				t.out.WriteString(q)
+				i += n
+				i += t.afterQuantifier(i, s[i-n:i])
 				break
 			}
 			t.out.WriteString(`\{`)
+			t.canRepeat = true
 			i++
 		default:
+			t.canRepeat = true
 			r, size := utf8.DecodeRuneInString(s[i:])
 			if r >= utf8.RuneSelf {
 				t.out.WriteString(regexp.QuoteMeta(string(r)))
@@ -263,11 +338,16 @@ func quantifierLen(s string) int {
 	return 0
 }
 
-func (t *pcreTranslator) afterQuantifier(i int, q string) error {
+// afterQuantifier notes a possessive "+" after quantifier q and returns
+// the bytes it consumed.
+func (t *pcreTranslator) afterQuantifier(i int, q string) int {
 	if i < len(t.src) && t.src[i] == '+' {
-		return pcreUnsup(q+"+", "possessive quantifier", "drop the trailing + (RE2 never backtracks, so the greedy form usually matches the same keys)")
+		t.note(q+"+", "possessive quantifier", "drop the trailing + (RE2 never backtracks, so the greedy form usually matches the same keys)")
+		// Nothing may follow a possessive quantifier as a quantifier.
+		t.canRepeat = false
+		return 1
 	}
-	return nil
+	return 0
 }
 
 // group handles "(" at s[i].
@@ -275,9 +355,11 @@ func (t *pcreTranslator) group(i int) (int, error) {
 	s := t.src[i:]
 	lookaround := map[string]string{"(?=": "lookahead", "(?!": "negative lookahead", "(?<=": "lookbehind", "(?<!": "negative lookbehind",
 		"(*pla:": "lookahead", "(*nla:": "negative lookahead", "(*plb:": "lookbehind", "(*nlb:": "negative lookbehind"}
-	for _, p := range []string{"(?<=", "(?<!", "(?=", "(?!"} {
+	for _, p := range []string{"(?<=", "(?<!", "(?=", "(?!", "(*pla:", "(*nla:", "(*plb:", "(*nlb:"} {
 		if strings.HasPrefix(s, p) {
-			return 0, pcreUnsup(p, lookaround[p], "rewrite the pattern (an if/endif block can often express the condition)")
+			t.note(p, lookaround[p], "rewrite the pattern (an if/endif block can often express the condition)")
+			t.out.WriteString("(?:")
+			return len(p), nil
 		}
 	}
 	switch {
@@ -286,9 +368,11 @@ func (t *pcreTranslator) group(i int) (int, error) {
 		if end < 0 {
 			end = len(s) - 1
 		}
-		return 0, pcreUnsup(s[:min(end+1, 12)], "verb or option setting", "remove it")
+		t.note(s[:min(end+1, 12)], "verb or option setting", "remove it")
+		return t.skipGroup(s, "")
 	case !strings.HasPrefix(s, "(?"):
 		t.out.WriteByte('(')
+		t.canRepeat = false
 		return 1, nil
 	case strings.HasPrefix(s, "(?#"):
 		end := strings.IndexByte(s, ')')
@@ -297,20 +381,31 @@ func (t *pcreTranslator) group(i int) (int, error) {
 		}
 		return end + 1, nil
 	case strings.HasPrefix(s, "(?>"):
-		return 0, pcreUnsup("(?>", "atomic group", "use a plain group (?:...)")
+		t.note("(?>", "atomic group", "use a plain group (?:...)")
+		t.out.WriteString("(?:")
+		return 3, nil
 	case strings.HasPrefix(s, "(?|"):
-		return 0, pcreUnsup("(?|", "branch reset group", "number the groups separately")
+		t.note("(?|", "branch reset group", "number the groups separately")
+		t.out.WriteString("(?:")
+		return 3, nil
 	case strings.HasPrefix(s, "(?("):
-		return 0, pcreUnsup("(?(", "conditional group", "use if/endif blocks in the table")
+		t.note("(?(", "conditional group", "use if/endif blocks in the table")
+		n, err := t.skipGroup(s[2:], "(?:")
+		return 2 + n, err
 	case strings.HasPrefix(s, "(?P="):
-		return 0, pcreUnsup("(?P=", "named backreference", "RE2 cannot match repeated text")
+		t.note("(?P=", "named backreference", "RE2 cannot match repeated text")
+		if end := strings.IndexByte(s, ')'); end > 4 {
+			t.refs = append(t.refs, pcreRef{name: s[4:end], off: i + end})
+		}
+		return t.skipGroup(s, "(?:)")
 	case strings.HasPrefix(s, "(?P>"), strings.HasPrefix(s, "(?&"), strings.HasPrefix(s, "(?R"),
 		len(s) > 2 && (s[2] >= '0' && s[2] <= '9'),
 		len(s) > 3 && (s[2] == '+' || s[2] == '-') && s[3] >= '0' && s[3] <= '9':
-		end := min(len(s), 4)
-		return 0, pcreUnsup(s[:end], "recursion or subroutine call", "rewrite the pattern without it")
+		t.note(s[:min(len(s), 4)], "recursion or subroutine call", "rewrite the pattern without it")
+		return t.skipGroup(s, "(?:)")
 	case strings.HasPrefix(s, "(?C"):
-		return 0, pcreUnsup("(?C", "callout", "remove it")
+		t.note("(?C", "callout", "remove it")
+		return t.skipGroup(s, "")
 	case strings.HasPrefix(s, "(?'"):
 		end := strings.IndexByte(s[3:], '\'')
 		if end < 0 {
@@ -328,7 +423,17 @@ func (t *pcreTranslator) group(i int) (int, error) {
 		switch s[j] {
 		case 'i', 'm', 's', 'U', '-':
 		case 'x', 'n', 'J', 'X', '^':
-			return 0, pcreUnsup("(?"+s[2:j+1], "inline option", "use the table's flags after the closing delimiter instead")
+			t.note("(?"+s[2:j+1], "inline option", "use the table's flags after the closing delimiter instead")
+			for j < len(s) && s[j] != ')' && s[j] != ':' {
+				j++
+			}
+			switch {
+			case j == len(s):
+				return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing closing parenthesis", len(t.src))}
+			case s[j] == ':':
+				t.out.WriteString("(?:")
+			}
+			return j + 1, nil
 		default:
 			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: unrecognized character after (? or (?-", i+j+1)}
 		}
@@ -347,7 +452,15 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 	c := s[i+1]
 	switch {
 	case c >= '1' && c <= '9' && !inClass:
-		return 0, pcreUnsup(s[i:i+2], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
+		t.note(s[i:i+2], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
+		j := i + 1
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		n, _ := strconv.Atoi(s[i+1 : min(j, i+6)])
+		t.refs = append(t.refs, pcreRef{num: n, off: i + 1})
+		t.out.WriteString("(?:)")
+		return j - i, nil
 	case c >= '0' && c <= '7':
 		j := i + 1
 		for j < len(s) && j < i+4 && s[j] >= '0' && s[j] <= '7' {
@@ -360,14 +473,58 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		}
 		t.out.WriteString(cu)
 		return j - i, nil
-	case c == 'g' || c == 'k':
-		return 0, pcreUnsup(s[i:min(len(s), i+3)], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
-	case c == 'K':
-		return 0, pcreUnsup(`\K`, "match reset", "rewrite the pattern without it")
-	case c == 'G':
-		return 0, pcreUnsup(`\G`, "end-of-previous-match anchor", "use ^ or \\A")
-	case c == 'X' || c == 'C':
-		return 0, pcreUnsup(s[i:i+2], "escape", "match characters explicitly")
+	case (c == 'g' || c == 'k') && !inClass:
+		t.note(s[i:min(len(s), i+3)], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
+		j := i + 2
+		bad := func() (int, error) {
+			what := "name"
+			if c == 'g' {
+				what = "name/number or by a plain number"
+			}
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: \\%c is not followed by a braced, angle-bracketed, or quoted %s", i+2, c, what)}
+		}
+		ref, refOff := "", i+2
+		if j < len(s) && (s[j] == '{' || s[j] == '<' || s[j] == '\'') {
+			refOff = j + 1
+			closer := map[byte]byte{'{': '}', '<': '>', '\'': '\''}[s[j]]
+			k := strings.IndexByte(s[j+1:], closer)
+			if k < 0 || k == 0 {
+				return bad()
+			}
+			ref = s[j+1 : j+1+k]
+			j += k + 2
+		} else if c == 'g' {
+			if j < len(s) && (s[j] == '-' || s[j] == '+') {
+				j++
+			}
+			for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+				j++
+			}
+			ref = s[i+2 : j]
+			if ref == "" || ref == "-" || ref == "+" {
+				return bad()
+			}
+		} else {
+			return bad()
+		}
+		if n, err := strconv.Atoi(ref); err == nil {
+			if n > 0 {
+				t.refs = append(t.refs, pcreRef{num: n, off: refOff})
+			}
+		} else if ref[0] != '-' && ref[0] != '+' {
+			t.refs = append(t.refs, pcreRef{name: ref, off: refOff})
+		}
+		t.out.WriteString("(?:)")
+		return j - i, nil
+	case (c == 'K' || c == 'G') && !inClass:
+		if c == 'K' {
+			t.note(`\K`, "match reset", "rewrite the pattern without it")
+		} else {
+			t.note(`\G`, "end-of-previous-match anchor", "use ^ or \\A")
+		}
+	case (c == 'X' || c == 'C') && !inClass:
+		t.note(s[i:i+2], "escape", "match characters explicitly")
+		t.out.WriteString("(?:)")
 	case c == 'Z':
 		t.out.WriteString(`\z`)
 	case c == 'e':
@@ -429,21 +586,31 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		t.out.WriteString(classOrInline(pcreHSpace, false, inClass))
 	case c == 'H':
 		if inClass {
-			return 0, pcreUnsup(`\H`, "negated class escape inside []", "use [^...] instead")
+			t.note(`\H`, "negated class escape inside []", "use [^...] instead")
+			t.out.WriteString(`\x{0}`)
+			break
 		}
 		t.out.WriteString(classOrInline(pcreHSpace, true, false))
 	case c == 'v':
 		t.out.WriteString(classOrInline(pcreVSpace, false, inClass))
 	case c == 'V':
 		if inClass {
-			return 0, pcreUnsup(`\V`, "negated class escape inside []", "use [^...] instead")
+			t.note(`\V`, "negated class escape inside []", "use [^...] instead")
+			t.out.WriteString(`\x{0}`)
+			break
 		}
 		t.out.WriteString(classOrInline(pcreVSpace, true, false))
 	case c == 'R' && !inClass:
 		t.out.WriteString(`(?:\r\n|[` + pcreVSpace + `])`)
 	case c == 'N' && !inClass:
 		if i+2 < len(s) && s[i+2] == '{' {
-			return 0, pcreUnsup(`\N{`, "named character", `use \x{...}`)
+			t.note(`\N{`, "named character", `use \x{...}`)
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing terminating }", len(s))}
+			}
+			t.out.WriteString("(?:)")
+			return end + 1, nil
 		}
 		t.out.WriteString(`[^\n]`)
 	case c == 'b' && inClass:
@@ -578,7 +745,10 @@ func (t *pcreTranslator) class(i int) (int, error) {
 			}
 			item := s[j : j+2+end+2]
 			if s[j+1] != ':' || item == "[:<:]" || item == "[:>:]" {
-				return 0, pcreUnsup(item, "POSIX collating element or word boundary", `use \b outside the class`)
+				t.note(item, "POSIX collating element or word boundary", `use \b outside the class`)
+				t.out.WriteString(`\x{0}`)
+				j += len(item)
+				break
 			}
 			t.out.WriteString(item)
 			j += len(item)

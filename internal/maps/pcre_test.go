@@ -150,8 +150,12 @@ func FuzzCheckPCRE(f *testing.F) {
 				t.Fatalf("compile(%q) via %q: unexpected error %T: %v", pattern, goPat, cerr, cerr)
 			}
 		}
-		if (CheckPCRE(pattern, extended) != nil) != isUnsupported {
-			t.Fatalf("CheckPCRE disagrees with translatePCRE on %q", pattern)
+		_, cerr := (pcreDialect{}).compile(pattern, reFlags{icase: true, extended: !extended, dotall: true})
+		if (CheckPCRE(pattern, extended) != nil) != errors.As(cerr, &u) {
+			t.Fatalf("CheckPCRE disagrees with compile on %q", pattern)
+		}
+		if !isUnsupported && errors.As(cerr, &u) && !strings.Contains(cerr.Error(), "repeat count") {
+			t.Fatalf("compile refuses %q that translation accepted: %v", pattern, cerr)
 		}
 	})
 }

@@ -68,7 +68,9 @@ type reDialect interface {
 	// flag applies one option letter to the flag state, returning
 	// ok=false for an unknown letter, or a warning to print and go on.
 	flag(st *reFlags, c byte) (warning string, ok bool)
-	// compile translates and compiles pattern under st.
+	// compile translates and compiles pattern under st. An *unsupported
+	// error may come with a non-nil regexp (a stand-in took the
+	// construct's place) so that Postfix's later checks still run.
 	compile(pattern string, st reFlags) (*regexp.Regexp, error)
 	// secondPattern reports whether "/re1/!/re2/" is accepted.
 	secondPattern() bool
@@ -306,6 +308,10 @@ type reParser struct {
 	name     string // map name as given (path)
 	warnings []string
 	err      error
+	// pending is an unsupported construct in the rule being parsed. It
+	// becomes err only if the rule passes every check Postfix makes, so
+	// a rule Postfix would skip anyway gets Postfix's warning instead.
+	pending *UnsupportedError
 }
 
 func (p *reParser) warnf(line int, format string, args ...any) {
@@ -348,6 +354,16 @@ func parseRegexpSource(d reDialect, name string, data []byte) (*regexpTable, err
 }
 
 func (p *reParser) parseLine(line int, s string, nesting int) (reRule, bool) {
+	p.pending = nil
+	r, ok := p.parseStatement(line, s, nesting)
+	if ok && p.pending != nil {
+		p.err = p.pending
+		return reRule{}, false
+	}
+	return r, ok
+}
+
+func (p *reParser) parseStatement(line int, s string, nesting int) (reRule, bool) {
 	switch {
 	case !reIsAlnum(s[0]):
 		return p.parseMatch(line, s, nesting)
@@ -486,7 +502,15 @@ func (p *reParser) compile(line int, pat string, st reFlags) (*regexp.Regexp, bo
 	}
 	var u *unsupported
 	if errors.As(err, &u) {
-		p.err = &UnsupportedError{Map: p.d.kind() + ":" + p.name, Line: line, Construct: fromByteRunes(u.construct), What: u.what, Hint: u.hint}
+		ue := &UnsupportedError{Map: p.d.kind() + ":" + p.name, Line: line, Construct: fromByteRunes(u.construct), What: u.what, Hint: u.hint}
+		if re != nil {
+			// A stand-in compiled: finish Postfix's checks first.
+			if p.pending == nil {
+				p.pending = ue
+			}
+			return re, true
+		}
+		p.err = ue
 		return nil, false
 	}
 	p.warnf(line, "%s", err.Error())

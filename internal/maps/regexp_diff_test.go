@@ -70,6 +70,11 @@ endif
 /(1)/	$2
 !/(n)/	$1
 /^end$/	$$$$ ${1
+/(a)\2/	bad-backref
+/\a{/	escape-then-syntax
+/(a*\a-+/x	R($1)
+/^\?b$/x	bre-literal-question
+/^a**$/x	bre-stacked
 /^last$/	last
 `, []string{"mail.spam.example", "mail.ok.example", "mail.x.example", "www.test", "www.example", "ac", "abc", "c", "zz", "ZZ", "end", "last", "n"}},
 	{"regexp", "edges", `
@@ -155,8 +160,16 @@ endif
 /x/X	obsolete-X
 /y/Q	bad-option
 /(1)/	$2
+/^*/	anchor-star
+/a\b?/	boundary-optional
+/(a)\2/	missing-group
+/\k*/	bad-k
+/(?<n>a)\k<m>/	missing-name
+/k++?/	after-possessive
+/(?=a)(/	unsupported-then-syntax
+/(?>a)(/	atomic-then-syntax
 /^last$/	last
-`, []string{"mail.spam.example", "mail.x", "abc", "x", "y", "last"}},
+`, []string{"mail.spam.example", "mail.x", "abc", "x", "y", "last", "?b", "b"}},
 	{"cidr", "basic", `
 192.168.0.0/16	private-192
 10.0.0.0/8	private-10
@@ -309,6 +322,7 @@ var refusedCorpus = []refusedCase{
 	{"pcre", `/^(a)\1$/ R`, "aa", "R", "RE2 has no backreferences"},
 	{"pcre", `/^(?<x>a)\k<x>$/ R`, "aa", "R", "RE2 has no backreferences"},
 	{"pcre", `/^(a)\g1$/ R`, "aa", "R", "RE2 has no backreferences"},
+	{"pcre", `/^(?:\1b|(a))+$/ R`, "aab", "R", "RE2 has no backreferences (a forward one here)"},
 	{"pcre", `/^(?P<x>a)(?P=x)$/ R`, "aa", "R", "RE2 has no backreferences"},
 	{"pcre", `/^a++$/ R`, "aa", "R", "RE2 has no possessive quantifiers"},
 	{"pcre", `/^(?>a+)$/ R`, "aa", "R", "RE2 has no atomic groups"},

@@ -58,7 +58,8 @@ func (posixDialect) flag(st *reFlags, c byte) (string, bool) {
 
 func (posixDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) {
 	goPat, err := translatePOSIX(toByteRunes(pattern), st.extended, st.multiline, st.icase)
-	if err != nil {
+	var pending *unsupported
+	if err != nil && !errors.As(err, &pending) {
 		return nil, err
 	}
 	prefix := "(?s)"
@@ -77,6 +78,9 @@ func (posixDialect) compile(pattern string, st reFlags) (*regexp.Regexp, error) 
 		return nil, &patternSyntaxError{msg: err.Error()}
 	}
 	re.Longest()
+	if pending != nil {
+		return re, pending
+	}
 	return re, nil
 }
 
@@ -109,14 +113,32 @@ type posixTranslator struct {
 	atomStart int  // where the last quantifiable atom begins in out, -1 if none
 	quantif   bool // the last atom already carries a quantifier
 	groups    []int
+	closed    int          // groups completed so far (backreferences need one)
+	pending   *unsupported // first construct RE2 cannot do
 }
 
+// translatePOSIX returns the Go spelling of a POSIX pattern. A syntax
+// error wins over an unsupported construct anywhere in the pattern, as
+// Postfix would skip such a rule with a warning; when the only problem is
+// unsupported, the translation (with a stand-in for each such construct)
+// comes back together with the *unsupported error, so the caller can
+// still check what Postfix checks after compiling.
 func translatePOSIX(src string, ere, newline, icase bool) (string, error) {
 	t := &posixTranslator{src: src, ere: ere, newline: newline, icase: icase, atomStart: -1}
 	if err := t.run(); err != nil {
 		return "", err
 	}
+	if t.pending != nil {
+		return t.out.String(), t.pending
+	}
 	return t.out.String(), nil
+}
+
+// note records an unsupported construct and lets the walk go on.
+func (t *posixTranslator) note(construct, what, hint string) {
+	if t.pending == nil {
+		t.pending = &unsupported{construct: construct, what: what, hint: hint}
+	}
 }
 
 func (t *posixTranslator) atom(text string) {
@@ -135,6 +157,10 @@ func (t *posixTranslator) noAtom(text string) {
 // has a quantifier (POSIX stacks them; Go would not).
 func (t *posixTranslator) quantify(q string) error {
 	if t.atomStart < 0 {
+		return &patternSyntaxError{msg: posixErrPreceding}
+	}
+	if t.quantif && !t.ere {
+		// glibc stacks quantifiers only in extended REs.
 		return &patternSyntaxError{msg: posixErrPreceding}
 	}
 	if t.quantif {
@@ -242,6 +268,7 @@ func (t *posixTranslator) closeGroup() {
 	t.out.WriteString(")")
 	t.atomStart = start
 	t.quantif = false
+	t.closed++
 }
 
 // anchorStartOK: in a basic RE "^" anchors only at the start of the
@@ -307,7 +334,8 @@ func (t *posixTranslator) interval(i int) (int, error) {
 		return 0, &patternSyntaxError{msg: posixErrBraceBody}
 	}
 	if loN > 1000 || hiN > 1000 {
-		return 0, &unsupported{construct: "{" + body + "}", what: "repeat count", hint: repeatHint}
+		t.note("{"+body+"}", "repeat count", repeatHint)
+		loN, hiN = min(loN, 1000), min(hiN, 1000)
 	}
 	q := "{" + strconv.Itoa(loN)
 	if comma {
@@ -356,15 +384,25 @@ func (t *posixTranslator) escape(i int) (int, error) {
 			t.noAtom("|")
 			return 2, nil
 		case '+', '?':
-			// GNU extensions in basic REs.
+			// GNU extensions in basic REs; with nothing to repeat they
+			// are literals, like a leading "*".
+			if t.atomStart < 0 {
+				t.atom(`\` + string(c))
+				return 2, nil
+			}
 			return 2, t.quantify(string(c))
 		}
 	}
 	switch {
 	case c >= '1' && c <= '9':
-		return 0, &unsupported{construct: t.src[i : i+2], what: "backreference", hint: "RE2 cannot match repeated text; rewrite the pattern without it"}
+		if int(c-'0') > t.closed {
+			return 0, &patternSyntaxError{msg: "Invalid back reference"}
+		}
+		t.note(t.src[i:i+2], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
+		t.atom("(?:)")
 	case c == '<' || c == '>':
-		return 0, &unsupported{construct: t.src[i : i+2], what: "word anchor", hint: `use \b instead`}
+		t.note(t.src[i:i+2], "word anchor", `use \b instead`)
+		t.noAtom("")
 	case c == 'w' || c == 'W':
 		t.atom(t.src[i : i+2])
 	case c == 's':
@@ -383,7 +421,8 @@ func (t *posixTranslator) escape(i int) (int, error) {
 	case c == '\'':
 		t.noAtom(`\z`)
 	case c < utf8.RuneSelf && (reIsAlnum(c)):
-		return 0, &unsupported{construct: t.src[i : i+2], what: "escape", hint: "it has no meaning in a POSIX regular expression (Postfix's regex library matches nothing for it); use a bracket expression such as [0-9] or [[:space:]]"}
+		t.note(t.src[i:i+2], "escape", "it has no meaning in a POSIX regular expression (Postfix's regex library matches nothing for it); use a bracket expression such as [0-9] or [[:space:]]")
+		t.atom("(?:)")
 	default:
 		r, size := utf8.DecodeRuneInString(t.src[i+1:])
 		t.atom(regexp.QuoteMeta(string(r)))
@@ -433,7 +472,7 @@ func (t *posixTranslator) bracket(i int) (int, error) {
 					return 0, &patternSyntaxError{msg: posixErrClass}
 				}
 				if j+1 < len(s) && s[j] == '-' && s[j+1] != ']' {
-					return 0, &unsupported{construct: "[:" + name + ":]-", what: "range starting at a character class", hint: "list the characters instead"}
+					t.note("[:"+name+":]-", "range starting at a character class", "list the characters instead")
 				}
 				b.WriteString("[:" + name + ":]")
 				continue

@@ -244,3 +244,31 @@ func FuzzRegexpTable(f *testing.F) {
 		tab.Lookup(key)
 	})
 }
+
+// TestSyntaxErrorWinsOverUnsupported: a rule Postfix would skip with a
+// warning (a syntax error anywhere, an out-of-range $n) gets that warning
+// even when it also holds a construct RE2 cannot do; only a rule Postfix
+// would load makes the open fail.
+func TestSyntaxErrorWinsOverUnsupported(t *testing.T) {
+	for _, c := range []struct {
+		d         reDialect
+		src, warn string
+	}{
+		{posixDialect{}, `/\a{/ x`, `Unmatched \{`},
+		{posixDialect{}, `/(a)\2/ x`, "Invalid back reference"},
+		{posixDialect{}, `/(a*\a-+/x R($1)`, `out of range replacement index "1"`},
+		{pcreDialect{}, `/(?=a)(/ x`, "missing closing parenthesis"},
+		{pcreDialect{}, `/(a)\2/ x`, "reference to non-existent subpattern"},
+		{pcreDialect{}, `/k++?/ x`, "quantifier does not follow a repeatable item"},
+		{pcreDialect{}, `/(?>a)/ $1`, `out of range replacement index "1"`},
+	} {
+		tab, err := parseRegexpSource(c.d, "t", []byte(c.src))
+		if err != nil {
+			t.Errorf("%s %q: open failed: %v", c.d.kind(), c.src, err)
+			continue
+		}
+		if !strings.Contains(strings.Join(tab.warnings, "\n"), c.warn) {
+			t.Errorf("%s %q: warnings %q, want %q", c.d.kind(), c.src, tab.warnings, c.warn)
+		}
+	}
+}
