@@ -1,0 +1,77 @@
+// Package test holds moat's end-to-end tests: they build the real binary and
+// run it the way an admin does, through `moat VERB` and through links named
+// like Postfix's commands.
+package test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"moat/internal/testutil"
+)
+
+// buildMoat compiles cmd/moat into a temporary directory once per test.
+func buildMoat(t *testing.T) string {
+	t.Helper()
+	root := testutil.RepoRoot(t)
+	bin := filepath.Join(t.TempDir(), "moat")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/moat")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func run(t *testing.T, env []string, name string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %s: %v", name, err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestDispatch(t *testing.T) {
+	bin := buildMoat(t)
+	dev := filepath.Join(testutil.RepoRoot(t), "examples", "dev")
+
+	_, stderr, code := run(t, nil, bin)
+	if code == 0 || !strings.Contains(stderr, "usage: moat COMMAND") {
+		t.Errorf("moat without a verb: exit %d, stderr %q", code, stderr)
+	}
+	_, stderr, code = run(t, nil, bin, "nosuchverb")
+	if code == 0 || !strings.Contains(stderr, `unknown command "nosuchverb"`) {
+		t.Errorf("unknown verb: exit %d, stderr %q", code, stderr)
+	}
+
+	// The verb form, a link named postconf, and MAIL_CONFIG all reach the
+	// same configuration.
+	verb, stderr, code := run(t, nil, bin, "postconf", "-c", dev, "-n")
+	if code != 0 || !strings.Contains(verb, "myhostname = mx.moat.test\n") {
+		t.Fatalf("moat postconf -c %s -n: exit %d\n%s%s", dev, code, verb, stderr)
+	}
+	link := filepath.Join(t.TempDir(), "postconf")
+	if err := os.Symlink(bin, link); err != nil {
+		t.Fatal(err)
+	}
+	viaLink, _, code := run(t, nil, link, "-c", dev, "-n")
+	if code != 0 || viaLink != verb {
+		t.Errorf("postconf link: exit %d, output differs from moat postconf:\n%s", code, viaLink)
+	}
+	viaEnv, _, code := run(t, []string{"MAIL_CONFIG=" + dev}, link, "-n")
+	if code != 0 || viaEnv != verb {
+		t.Errorf("MAIL_CONFIG: exit %d, output differs:\n%s", code, viaEnv)
+	}
+}
