@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
+	"moat/internal/aliases"
 	"moat/internal/maps"
 )
 
@@ -70,7 +72,11 @@ func (o *opts) build(arg string) error {
 			return fatalf("open database %s: %s", idx, strerror(err))
 		}
 	}
-	parsed, warns := o.flavor.Parse(srcName, data, o.fold)
+	parsed, warns := o.flavor.Parse(srcName, data, false)
+	parsed, warns = o.checkUTF8(srcName, data, parsed, warns)
+	for i := range parsed {
+		parsed[i].Key = o.fold1(parsed[i].Key)
+	}
 	if o.base64 {
 		parsed, warns = fileValues(srcName, parsed, warns)
 	}
@@ -114,6 +120,38 @@ func fileValues(path string, recs []maps.Record, warns []Warning) ([]maps.Record
 	}
 	sortWarnings(warns)
 	return out, warns
+}
+
+// checkUTF8 drops, with Postfix's warning, every logical line that is
+// not valid UTF-8 when smtputf8_enable is on; Postfix refuses such lines
+// before it parses them, so their other warnings go too.
+func (o *opts) checkUTF8(path string, data []byte, recs []maps.Record, warns []Warning) ([]maps.Record, []Warning) {
+	if !o.utf8 || utf8.Valid(data) {
+		return recs, warns
+	}
+	lines, _ := aliases.Lines(data)
+	bad := map[int]bool{}
+	var out []Warning
+	for _, l := range lines {
+		if !utf8.ValidString(l.Text) {
+			bad[l.Num] = true
+			out = append(out, Warning{l.Num, fmt.Sprintf("%s, line %d: non-UTF-8 input \"%s\" -- ignoring this line",
+				path, l.Num, aliases.PrintableUTF8(l.Text))})
+		}
+	}
+	for _, w := range warns {
+		if !bad[w.Line] {
+			out = append(out, w)
+		}
+	}
+	var kept []maps.Record
+	for _, r := range recs {
+		if !bad[r.Line] {
+			kept = append(kept, r)
+		}
+	}
+	sortWarnings(out)
+	return kept, out
 }
 
 // dupLabel is how Postfix names a table in "duplicate entry" warnings; it

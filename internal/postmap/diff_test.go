@@ -19,6 +19,9 @@ import (
 // step is one command run the same way by Postfix and by moat.
 type step struct {
 	prog  string // "postmap" or "postalias"
+	// utf8 runs the step with compatibility_level = 3.6 (Debian's
+	// default main.cf), which turns smtputf8_enable on.
+	utf8 bool
 	args  []string
 	stdin string
 	// sorted compares stdout as sorted lines: -s prints in database
@@ -57,17 +60,24 @@ func knownDiff(id string) string {
 // Berkeley DB into x.db and moat its own format, so they never share one.
 type workdirs struct {
 	pfx, moat, cf string
+	cf8           string // main.cf with compatibility_level = 3.6
 	tools         map[string]string // Postfix tool name -> path
 }
 
 func setup(t *testing.T) workdirs {
 	t.Helper()
 	src := filepath.Join(testutil.RepoRoot(t), "testdata", "postmap")
-	w := workdirs{pfx: t.TempDir(), moat: t.TempDir(), cf: t.TempDir(), tools: map[string]string{
+	w := workdirs{pfx: t.TempDir(), moat: t.TempDir(), cf: t.TempDir(), cf8: t.TempDir(), tools: map[string]string{
 		"postmap":   testutil.PostfixTool(t, "postmap"),
 		"postalias": testutil.PostfixTool(t, "postalias"),
 	}}
-	if err := os.WriteFile(filepath.Join(w.cf, "main.cf"), nil, 0o644); err != nil {
+	// moat's own default compatibility_level is 3.6 (internal/config),
+	// Postfix's 0; say it outright so both run with smtputf8_enable off
+	// here and on under cf8.
+	if err := os.WriteFile(filepath.Join(w.cf, "main.cf"), []byte("compatibility_level = 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.cf8, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ents, err := os.ReadDir(src)
@@ -90,7 +100,7 @@ func setup(t *testing.T) workdirs {
 
 // postfixRun runs Debian's tool (w.tools has its path) in w.pfx.
 func postfixRun(w workdirs, s step) result {
-	cmd := exec.Command(w.tools[s.prog], append([]string{"-c", w.cf}, s.args...)...)
+	cmd := exec.Command(w.tools[s.prog], append([]string{"-c", w.confDir(s)}, s.args...)...)
 	cmd.Dir = w.pfx
 	cmd.Stdin = strings.NewReader(s.stdin)
 	var out, errb bytes.Buffer
@@ -104,13 +114,20 @@ func postfixRun(w workdirs, s step) result {
 	return result{out.String(), errb.String(), status, err}
 }
 
+func (w workdirs) confDir(s step) string {
+	if s.utf8 {
+		return w.cf8
+	}
+	return w.cf
+}
+
 func runMoat(t *testing.T, w workdirs, s step) result {
 	t.Helper()
 	t.Chdir(w.moat)
 	var out, errb bytes.Buffer
 	env := &cli.Env{Stdin: strings.NewReader(s.stdin), Stdout: &out, Stderr: &errb,
 		Getenv: func(string) string { return "" }}
-	args := append([]string{"-c", w.cf}, s.args...)
+	args := append([]string{"-c", w.confDir(s)}, s.args...)
 	var status int
 	if s.prog == "postalias" {
 		status = postalias.Main(env, s.prog, args)

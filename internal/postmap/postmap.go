@@ -89,13 +89,18 @@ type opts struct {
 	base64        bool
 	headers, body bool // -h, -b: stdin is a message
 	mime          bool
-	files         []string
-	defaultType   string
-	trustedUIDs   []int
-	flavor        Flavor
-	backend       Backend
-	env           *cli.Env
-	prog          string
+	noUTF8        bool // -u
+	// utf8 is smtputf8_enable (unless -u): keys must be valid UTF-8 and
+	// fold with full Unicode case folding, as Postfix's dict_utf8 layer
+	// does.
+	utf8        bool
+	files       []string
+	defaultType string
+	trustedUIDs []int
+	flavor      Flavor
+	backend     Backend
+	env         *cli.Env
+	prog        string
 }
 
 // Run is the command shared by postmap and postalias.
@@ -154,12 +159,14 @@ func (o *opts) run(args []string) (int, error) {
 			o.headers = true
 		case 'm':
 			o.mime = true
-		case 'N', 'n', 'u', 'U', 'v':
+		case 'u':
+			o.noUTF8 = true
+		case 'N', 'n', 'U', 'v':
 			// -N/-n choose whether Berkeley DB keys carry a trailing
 			// null; moat's index stores exact strings and finds a key
-			// either way, so there is nothing to choose. UTF-8 checks
-			// (-u/-U) and verbose logging (-v) are accepted for
-			// compatibility and change nothing.
+			// either way, so there is nothing to choose. -U forces
+			// UTF-8 checks on -b/-h keys, which moat never skips;
+			// verbose logging (-v) is accepted and changes nothing.
 		}
 	}
 	if err := o.loadConfig(); err != nil {
@@ -199,6 +206,11 @@ func (o *opts) loadConfig() error {
 	}
 	if o.defaultType, err = cfg.GetErr("default_database_type"); err != nil {
 		return fatalf("%v", err)
+	}
+	if !o.noUTF8 {
+		if o.utf8, err = cfg.Bool("smtputf8_enable"); err != nil {
+			return fatalf("%v", err)
+		}
 	}
 	owner, err := cfg.GetErr("mail_owner")
 	if err != nil {
@@ -249,6 +261,9 @@ func (o *opts) tableOptions() maps.Options {
 }
 
 func (o *opts) fold1(key string) string {
+	if o.fold && o.utf8 {
+		return aliases.FoldKeyUTF8(key)
+	}
 	if o.fold {
 		return aliases.FoldKey(key)
 	}

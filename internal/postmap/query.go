@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"unicode/utf8"
 
+	"moat/internal/aliases"
 	"moat/internal/maps"
 )
 
@@ -47,6 +49,17 @@ func openError(typ, name string, err error) error {
 
 // lookup asks one table for key and decodes the value under -F.
 func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
+	if o.utf8 {
+		if !utf8.ValidString(key) {
+			o.env.Warnf(o.prog, "%s: non-UTF-8 key \"%s\": malformed UTF-8 or invalid codepoint",
+				o.dictName(spec), aliases.PrintableUTF8(key))
+			return "", false, nil
+		}
+		if !t.Pattern() {
+			// maps folds ASCII only; Postfix folds the whole key.
+			key = o.fold1(key)
+		}
+	}
 	v, ok, err := t.Lookup(key)
 	if err != nil {
 		if strings.HasPrefix(spec, "fail:") {

@@ -191,6 +191,36 @@ func TestDiffMessageModes(t *testing.T) {
 	t.Logf("%d message-mode and -F steps compared", n)
 }
 
+func TestDiffUTF8(t *testing.T) {
+	w := setup(t)
+	u := func(prog string, args ...string) step { return step{prog: prog, args: args, utf8: true} }
+	keys := []string{"ÉCOLE", "école", "École", "STRASSE", "straße", "Strasse", "σας", "ΣΑΣ", "σασ",
+		"İX", "i̇x", "ix", "FILE", "ﬁle", "kelvink", "KELVINK", "Kelvin\u212a", "µicro", "μICRO",
+		"ǆ", "ǅ", "DŽ", "PLAIN", "bad\xff", "a", "no-such"}
+	steps := []step{
+		u("postmap", "utf8.map"),
+		u("postmap", "utf8-invalid.map"),
+		u("postalias", "utf8.aliases"),
+		{prog: "postmap", args: []string{"-s", "utf8.map"}, utf8: true, sorted: true},
+		{prog: "postalias", args: []string{"-s", "utf8.aliases"}, utf8: true, sorted: true},
+		{prog: "postmap", args: []string{"-q", "-", "utf8.map"}, utf8: true, stdin: strings.Join(keys, "\n") + "\n"},
+		u("postmap", "-d", "STRASSE", "utf8.map"),
+		u("postmap", "-q", "straße", "utf8.map"),
+		u("postmap", "-u", "utf8.map"),
+		{prog: "postmap", args: []string{"-u", "-s", "utf8.map"}, utf8: true, sorted: true},
+		u("postmap", "-u", "-q", "école", "utf8.map"),
+		u("postmap", "-u", "-q", "École", "utf8.map"),
+		u("postmap", "-f", "utf8.map"),
+		{prog: "postmap", args: []string{"-s", "utf8.map"}, utf8: true, sorted: true},
+		u("postmap", "-f", "-q", "ÉCOLE", "utf8.map"),
+	}
+	for _, k := range keys {
+		steps = append(steps, u("postmap", "-q", k, "utf8-invalid.map"), u("postalias", "-q", k, "utf8.aliases"))
+	}
+	n := script(t, "utf8", w, steps, false)
+	t.Logf("%d UTF-8 steps compared", n)
+}
+
 func TestDiffOtherTypes(t *testing.T) {
 	w := setup(t)
 	var steps []step
