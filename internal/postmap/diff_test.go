@@ -18,10 +18,10 @@ import (
 
 // step is one command run the same way by Postfix and by moat.
 type step struct {
-	prog  string // "postmap" or "postalias"
+	prog string // "postmap" or "postalias"
 	// utf8 runs the step with compatibility_level = 3.6 (Debian's
 	// default main.cf), which turns smtputf8_enable on.
-	utf8 bool
+	utf8  bool
 	args  []string
 	stdin string
 	// sorted compares stdout as sorted lines: -s prints in database
@@ -60,7 +60,7 @@ func knownDiff(id string) string {
 // Berkeley DB into x.db and moat its own format, so they never share one.
 type workdirs struct {
 	pfx, moat, cf string
-	cf8           string // main.cf with compatibility_level = 3.6
+	cf8           string            // main.cf with compatibility_level = 3.6
 	tools         map[string]string // Postfix tool name -> path
 }
 

@@ -90,6 +90,7 @@ type opts struct {
 	headers, body bool // -h, -b: stdin is a message
 	mime          bool
 	noUTF8        bool // -u
+	forceUTF8     bool // -U: check -b/-h keys too
 	// utf8 is smtputf8_enable (unless -u): keys must be valid UTF-8 and
 	// fold with full Unicode case folding, as Postfix's dict_utf8 layer
 	// does.
@@ -161,12 +162,13 @@ func (o *opts) run(args []string) (int, error) {
 			o.mime = true
 		case 'u':
 			o.noUTF8 = true
-		case 'N', 'n', 'U', 'v':
+		case 'U':
+			o.forceUTF8 = true
+		case 'N', 'n', 'v':
 			// -N/-n choose whether Berkeley DB keys carry a trailing
 			// null; moat's index stores exact strings and finds a key
-			// either way, so there is nothing to choose. -U forces
-			// UTF-8 checks on -b/-h keys, which moat never skips;
-			// verbose logging (-v) is accepted and changes nothing.
+			// either way, so there is nothing to choose. Verbose
+			// logging (-v) is accepted and changes nothing.
 		}
 	}
 	if err := o.loadConfig(); err != nil {

@@ -49,7 +49,9 @@ func openError(typ, name string, err error) error {
 
 // lookup asks one table for key and decodes the value under -F.
 func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
-	if o.utf8 {
+	// Message lines (-b, -h) are not checked unless -U asks: mail
+	// carries all kinds of bytes, and body_checks sees them as they are.
+	if o.utf8 && (!(o.headers || o.body) || o.forceUTF8) {
 		if !utf8.ValidString(key) {
 			o.env.Warnf(o.prog, "%s: non-UTF-8 key \"%s\": malformed UTF-8 or invalid codepoint",
 				o.dictName(spec), aliases.PrintableUTF8(key))

@@ -217,6 +217,16 @@ func TestDiffUTF8(t *testing.T) {
 	for _, k := range keys {
 		steps = append(steps, u("postmap", "-q", k, "utf8-invalid.map"), u("postalias", "-q", k, "utf8.aliases"))
 	}
+	msg, err := os.ReadFile(filepath.Join(w.pfx, "latin1msg.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps = append(steps, u("postmap", "hdr.map"))
+	for _, flags := range []string{"-hb", "-hbU", "-hbu"} {
+		for _, table := range []string{"regexp:any.regexp", "hdr.map"} {
+			steps = append(steps, step{prog: "postmap", args: []string{flags, "-q", "-", table}, stdin: string(msg), utf8: true})
+		}
+	}
 	n := script(t, "utf8", w, steps, false)
 	t.Logf("%d UTF-8 steps compared", n)
 }
