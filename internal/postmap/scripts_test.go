@@ -7,6 +7,15 @@ import (
 	"testing"
 )
 
+// skipShort skips the longer differential runs under -short: each runs
+// Debian's tools a few hundred times.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long differential run against Debian's postmap/postalias")
+	}
+}
+
 // keysOf returns lookup keys worth asking a table for: each line's first
 // word as written, upper- and lower-cased, plus keys nobody stored.
 func keysOf(t *testing.T, w workdirs, file string, alias bool) []string {
@@ -51,6 +60,7 @@ func queries(prog, spec string, keys []string, extra ...string) []step {
 }
 
 func TestDiffPostmapTables(t *testing.T) {
+	skipShort(t)
 	total := 0
 	for _, file := range []string{"basic.map", "dups.map", "odd.map", "access.map", "long.map"} {
 		t.Run(file, func(t *testing.T) {
@@ -97,6 +107,7 @@ func TestDiffPostmapTables(t *testing.T) {
 }
 
 func TestDiffPostalias(t *testing.T) {
+	skipShort(t)
 	total := 0
 	for _, file := range []string{"basic.aliases", "odd.aliases", "debian.aliases", "empty.aliases"} {
 		t.Run(file, func(t *testing.T) {
@@ -139,6 +150,7 @@ func lines(t *testing.T, w workdirs, file string) []string {
 }
 
 func TestDiffPatternTables(t *testing.T) {
+	skipShort(t)
 	total := 0
 	for _, spec := range []string{"regexp:test.regexp", "pcre:test.pcre", "cidr:test.cidr"} {
 		t.Run(spec, func(t *testing.T) {
@@ -192,6 +204,7 @@ func TestDiffMessageModes(t *testing.T) {
 }
 
 func TestDiffUTF8(t *testing.T) {
+	skipShort(t)
 	w := setup(t)
 	u := func(prog string, args ...string) step { return step{prog: prog, args: args, utf8: true} }
 	keys := []string{"ÉCOLE", "école", "École", "STRASSE", "straße", "Strasse", "σας", "ΣΑΣ", "σασ",
