@@ -62,7 +62,7 @@ func queries(prog, spec string, keys []string, extra ...string) []step {
 func TestDiffPostmapTables(t *testing.T) {
 	skipShort(t)
 	total := 0
-	for _, file := range []string{"basic.map", "dups.map", "odd.map", "access.map", "long.map"} {
+	for _, file := range []string{"basic.map", "dups.map", "odd.map", "access.map", "long.map", "whitespace.map"} {
 		t.Run(file, func(t *testing.T) {
 			w := setup(t)
 			keys := keysOf(t, w, file, false)

@@ -36,9 +36,10 @@ func parseTable(path string, data []byte, fold, texthash bool) ([]maps.Record, [
 			// postmap does, not once per physical line.
 			continue
 		}
-		// texthash says "-- ignoring this line"; postmap itself does not.
+		// texthash ends "expected format" with "-- ignoring this
+		// line"; postmap itself does not.
 		msg := le.Error()
-		if !texthash {
+		if !texthash && strings.HasPrefix(le.Msg, "expected format:") {
 			msg = strings.TrimSuffix(msg, " -- ignoring this line")
 		}
 		warns = append(warns, Warning{le.Line, msg})
