@@ -142,16 +142,21 @@ func showMaster(env *cli.Env, prog, dir string, o options, filters []string) int
 		}
 		return env.Fatalf(prog, "%v", err)
 	}
+	var kind byte
 	switch {
 	case o.master:
-		err = f.WriteM(env.Stdout, o.fold, filters)
+		kind, err = 'M', f.WriteM(env.Stdout, o.fold, filters)
 	case o.fields:
-		err = f.WriteF(env.Stdout, filters)
+		kind, err = 'F', f.WriteFields(env.Stdout, o.fold, filters)
 	default:
-		err = f.WriteP(env.Stdout, filters)
+		kind, err = 'P', f.WriteParams(env.Stdout, o.fold, filters)
 	}
 	if err != nil {
 		return env.Fatalf(prog, "%v", err)
+	}
+	// Postfix reports filters that selected nothing after the output.
+	for _, a := range f.Unmatched(kind, filters) {
+		env.Warnf(prog, "unmatched request: %q", a)
 	}
 	return 0
 }

@@ -118,6 +118,16 @@ func TestMasterWiring(t *testing.T) {
 	if rc != 0 || !strings.HasPrefix(out, "smtp ") {
 		t.Errorf("-M: rc %d out %q err %q", rc, out, errOut)
 	}
+	// Folded -F/-P reach mastercf's folding writers; a filter that selects
+	// nothing draws Postfix's warning after the output.
+	long := "smtp inet n - y - - smtpd\n  -o { smtpd_client_restrictions = " + strings.Repeat("check_client_access hash:/etc/postfix/x ", 4) + "}\n"
+	if err := os.WriteFile(filepath.Join(dir, "master.cf"), []byte(long), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, rc = runMoat("-c", dir, "-Pf", "nosuch", "smtp")
+	if rc != 0 || !strings.Contains(out, "\n    check_client_access") || errOut != "postconf: warning: unmatched request: \"nosuch\"\n" {
+		t.Errorf("-Pf: rc %d out %q err %q", rc, out, errOut)
+	}
 }
 
 func TestOverrideShownAsSet(t *testing.T) {
