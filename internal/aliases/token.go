@@ -31,6 +31,13 @@ func isOperator(c byte) bool {
 	return strings.IndexByte(specials, c) >= 0
 }
 
+// isTokenSpace reports whether c separates tokens. Unlike the line reader,
+// the address tokenizer does not count vertical tab and form feed as space:
+// Postfix keeps them inside words, and quotes those words ("\vb").
+func isTokenSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n'
+}
+
 // scan splits s into tokens. Unterminated quoted strings, comments and
 // domain literals end at the end of the line, as Postfix accepts them; a
 // backslash quotes the next byte, inside atoms too.
@@ -40,7 +47,7 @@ func scan(s string) []token {
 	for i < len(s) {
 		c := s[i]
 		switch {
-		case IsSpace(c):
+		case isTokenSpace(c):
 			i++
 		case c == '(':
 			j, depth := i+1, 1
@@ -95,7 +102,7 @@ func scan(s string) []token {
 					}
 					continue
 				}
-				if IsSpace(d) || isOperator(d) {
+				if isTokenSpace(d) || isOperator(d) {
 					break
 				}
 				b.WriteByte(d)

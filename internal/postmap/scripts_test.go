@@ -109,7 +109,7 @@ func TestDiffPostmapTables(t *testing.T) {
 func TestDiffPostalias(t *testing.T) {
 	skipShort(t)
 	total := 0
-	for _, file := range []string{"basic.aliases", "odd.aliases", "debian.aliases", "empty.aliases"} {
+	for _, file := range []string{"basic.aliases", "odd.aliases", "debian.aliases", "empty.aliases", "crlf.aliases", "ws.aliases"} {
 		t.Run(file, func(t *testing.T) {
 			w := setup(t)
 			keys := keysOf(t, w, file, true)
