@@ -12,6 +12,7 @@ import (
 // PCRE2 parses it, copies what Go reads the same way, rewrites what Go
 // spells differently, and notes what RE2 cannot do (see pcreDialect).
 
+// pcreTranslator is the state of one walk over a pattern.
 type pcreTranslator struct {
 	src      string
 	extended bool
