@@ -98,13 +98,12 @@ func parseLine(text string) (Alias, string) {
 	}
 	name := toks[:colon]
 	for _, t := range name {
-		if t.kind != operator {
-			continue
-		}
-		switch t.text {
-		case ",":
+		if t.kind == operator && t.text == "," {
 			return Alias{}, "need name:value pair"
-		case "@", "%":
+		}
+	}
+	for _, t := range name {
+		if t.kind == operator && (t.text == "@" || t.text == "%") {
 			return Alias{}, "name must be local"
 		}
 	}
@@ -141,5 +140,13 @@ func OrphanMessage(text string) string {
 	if len(text) > 30 {
 		text = text[:30] + "..."
 	}
+	// Control characters must not reach a log line.
+	b := []byte(text)
+	for i, c := range b {
+		if c < ' ' || c == 0x7f {
+			b[i] = '?'
+		}
+	}
+	text = string(b)
 	return fmt.Sprintf("logical line must not start with whitespace: \"%s\"", text)
 }

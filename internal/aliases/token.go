@@ -38,6 +38,15 @@ func isTokenSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n'
 }
 
+// quotedByte is how a byte inside quotes or after a backslash is stored:
+// Postfix turns tab and CR there into plain spaces.
+func quotedByte(c byte) byte {
+	if c == '\t' || c == '\r' {
+		return ' '
+	}
+	return c
+}
+
 // scan splits s into tokens. Unterminated quoted strings, comments and
 // domain literals end at the end of the line, as Postfix accepts them; a
 // backslash quotes the next byte, inside atoms too.
@@ -81,7 +90,7 @@ func scan(s string) []token {
 						break
 					}
 				}
-				b.WriteByte(s[j])
+				b.WriteByte(quotedByte(s[j]))
 				j++
 			}
 			if j < len(s) {
@@ -97,7 +106,7 @@ func scan(s string) []token {
 				if d == '\\' {
 					j++
 					if j < len(s) {
-						b.WriteByte(s[j])
+						b.WriteByte(quotedByte(s[j]))
 						j++
 					}
 					continue
@@ -152,8 +161,10 @@ func render(toks []token, quote bool) string {
 				b.WriteString(t.text)
 			}
 		case domlit:
+			// Postfix escapes only backslashes inside a domain
+			// literal: "[a\\]b]" is stored as "[a]b]".
 			b.WriteByte('[')
-			b.WriteString(t.text)
+			b.WriteString(strings.ReplaceAll(t.text, "\\", "\\\\"))
 			b.WriteByte(']')
 		default:
 			b.WriteString(t.text)

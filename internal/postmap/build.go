@@ -178,14 +178,14 @@ func (o *opts) merge(label string, recs, parsed []maps.Record, warns []Warning) 
 	w := 0
 	for _, r := range parsed {
 		for ; w < len(warns) && warns[w].Line <= r.Line; w++ {
-			o.env.Warnf(o.prog, "%s", warns[w].Text)
+			o.warnLine(warns[w])
 		}
 		if i, ok := at[r.Key]; ok {
 			switch {
 			case o.dupReplace:
 				recs[i].Value = r.Value
 			case !o.dupQuiet:
-				o.env.Warnf(o.prog, "%s: duplicate entry: \"%s\"", label, r.Key)
+				o.env.Warnf(o.prog, "%s: duplicate entry: \"%s\"", label, aliases.Printable(r.Key, o.utf8))
 			}
 			continue
 		}
@@ -193,7 +193,7 @@ func (o *opts) merge(label string, recs, parsed []maps.Record, warns []Warning) 
 		recs = append(recs, r)
 	}
 	for ; w < len(warns); w++ {
-		o.env.Warnf(o.prog, "%s", warns[w].Text)
+		o.warnLine(warns[w])
 	}
 	return recs
 }
@@ -318,4 +318,11 @@ func strerror(err error) string {
 		return s
 	}
 	return err.Error()
+}
+
+// warnLine prints a source-file warning. The line text some warnings quote
+// goes through Postfix's printable(), so a log line never carries control
+// characters (or, without smtputf8_enable, bytes outside ASCII).
+func (o *opts) warnLine(w Warning) {
+	o.env.Warnf(o.prog, "%s", aliases.Printable(w.Text, o.utf8))
 }

@@ -27,6 +27,9 @@ type step struct {
 	// sorted compares stdout as sorted lines: -s prints in database
 	// order, Berkeley DB's hash order for Postfix and moat's own for moat.
 	sorted bool
+	// sortedErr sorts stderr too: -s warns about entries as it meets
+	// them, in database order.
+	sortedErr bool
 }
 
 // result is what one run printed and returned.
@@ -152,11 +155,18 @@ func normalise(r result, s step) result {
 		r.stdout = strings.Join(keep, "")
 	}
 	if s.sorted {
-		lines := strings.SplitAfter(r.stdout, "\n")
-		slices.Sort(lines)
-		r.stdout = strings.Join(lines, "")
+		r.stdout = sortLines(r.stdout)
+	}
+	if s.sortedErr {
+		r.stderr = sortLines(r.stderr)
 	}
 	return r
+}
+
+func sortLines(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	slices.Sort(lines)
+	return strings.Join(lines, "")
 }
 
 // script runs steps in order in both directories and compares each.

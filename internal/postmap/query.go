@@ -267,6 +267,9 @@ func (o *opts) dump() (int, error) {
 	}
 	for _, r := range recs {
 		v := r.Value
+		if r.Key == "" {
+			o.env.Warnf(o.prog, "table %s: empty lookup key value is not allowed", spec)
+		}
 		if v == "" {
 			o.emptyResult(spec, r.Key)
 		}
@@ -295,7 +298,7 @@ func (o *opts) textHash(name string) ([]maps.Record, error) {
 	w := 0
 	for _, r := range parsed {
 		for ; w < len(warns) && warns[w].Line <= r.Line; w++ {
-			o.env.Warnf(o.prog, "%s", warns[w].Text)
+			o.warnLine(warns[w])
 		}
 		key := o.fold1(r.Key)
 		if seen[key] {
@@ -306,7 +309,7 @@ func (o *opts) textHash(name string) ([]maps.Record, error) {
 		recs = append(recs, maps.Record{Key: key, Value: r.Value, Line: r.Line})
 	}
 	for ; w < len(warns); w++ {
-		o.env.Warnf(o.prog, "%s", warns[w].Text)
+		o.warnLine(warns[w])
 	}
 	return recs, nil
 }
