@@ -98,7 +98,6 @@ const (
 	posixErrBackslash = "Trailing backslash"
 	posixErrRange     = "Invalid range end"
 	posixErrClass     = "Invalid character class name"
-	posixErrRParen    = `Unmatched ) or \)`
 	// The C locale has no multi-character collating elements.
 	posixErrCollate = "Invalid collation character"
 )
@@ -284,71 +283,115 @@ func (t *posixTranslator) anchorEndOK(i int) bool {
 	return rest == "" || strings.HasPrefix(rest, `\)`) || strings.HasPrefix(rest, `\|`)
 }
 
-// interval parses "m}", "m,}", "m,n}" or ",n}" at s[i:] (after the
-// opening brace) and applies it; it returns the bytes consumed.
+// interval parses the bound of "{m}", "{m,}", "{m,n}" or "{,n}" starting
+// at s[i] (after the opening brace) and applies it, returning the bytes
+// consumed. It reads the bound token by token as glibc does, so a
+// malformed one gets the same message: "Unmatched \{" when the pattern
+// ends first, "Invalid content of \{\}" otherwise.
 func (t *posixTranslator) interval(i int) (int, error) {
-	s := t.src
-	end := -1
-	closeSeq := "}"
-	if !t.ere {
-		closeSeq = `\}`
-	}
-	if k := strings.Index(s[i:], closeSeq); k >= 0 {
-		end = i + k
-	}
 	if t.atomStart < 0 {
 		return 0, &patternSyntaxError{msg: posixErrPreceding}
 	}
-	if end < 0 {
-		// glibc reads digits and a comma before it notices the missing brace.
-		j := i
-		for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] == ',') {
-			j++
+	j := i
+	var last intervalToken
+	fetch := func() int {
+		num := -1
+		for {
+			var n int
+			last, n = t.intervalToken(j)
+			j += n
+			switch {
+			case last == tokEnd:
+				return -2
+			case last == tokClose || last == tokComma:
+				return num
+			case last >= '0' && last <= '9' && num != -2:
+				num = max(num, 0)*10 + int(last-'0')
+				if num > 0x7fff { // RE_DUP_MAX
+					num = -2
+				}
+			default:
+				num = -2
+			}
 		}
-		if j < len(s) {
-			return 0, &patternSyntaxError{msg: posixErrBraceBody}
+	}
+	lo := fetch()
+	hi := -2
+	if lo == -1 {
+		if last != tokComma {
+			return 0, &patternSyntaxError{msg: posixErrBraceBody} // "{}"
 		}
-		return 0, &patternSyntaxError{msg: posixErrBrace}
+		lo = 0
 	}
-	body := s[i:end]
-	lo, hi, comma := body, "", false
-	if k := strings.IndexByte(body, ','); k >= 0 {
-		lo, hi, comma = body[:k], body[k+1:], true
+	if lo != -2 {
+		switch last {
+		case tokClose:
+			hi = lo
+		case tokComma:
+			hi = fetch() // -1 for "{m,}"
+		}
 	}
-	if !reAllDigits(lo) || !reAllDigits(hi) || (lo == "" && !comma) {
+	if lo == -2 || hi == -2 {
+		if last == tokEnd {
+			return 0, &patternSyntaxError{msg: posixErrBrace}
+		}
 		return 0, &patternSyntaxError{msg: posixErrBraceBody}
 	}
-	if lo == "" {
-		lo = "0"
-	}
-	loN, err1 := strconv.Atoi(lo)
-	hiN := -1
-	var err2 error
-	if hi != "" {
-		hiN, err2 = strconv.Atoi(hi)
-	}
-	if err1 != nil || err2 != nil || loN > 32767 || hiN > 32767 {
-		return 0, &patternSyntaxError{msg: "Regular expression too big"}
-	}
-	if hiN >= 0 && hiN < loN {
+	if hi != -1 && lo > hi || last != tokClose {
 		return 0, &patternSyntaxError{msg: posixErrBraceBody}
 	}
-	if loN > 1000 || hiN > 1000 {
-		t.note("{"+body+"}", "repeat count", repeatHint)
-		loN, hiN = min(loN, 1000), min(hiN, 1000)
+	if lo > 1000 || hi > 1000 {
+		t.note("{"+t.src[i:j], "repeat count", repeatHint)
+		lo, hi = min(lo, 1000), min(hi, 1000)
 	}
-	q := "{" + strconv.Itoa(loN)
-	if comma {
+	q := "{" + strconv.Itoa(lo)
+	switch {
+	case hi < 0:
 		q += ","
-		if hiN >= 0 {
-			q += strconv.Itoa(hiN)
-		}
+	case hi != lo:
+		q += "," + strconv.Itoa(hi)
 	}
-	q += "}"
-	if err := t.quantify(q); err != nil {
+	if err := t.quantify(q + "}"); err != nil {
 		return 0, err
 	}
-	return end - i + len(closeSeq), nil
+	return j - i, nil
+}
+
+// intervalToken classifies the token at s[j] inside an interval: the
+// closing brace, a comma, an unescaped digit (its byte), the end of the
+// pattern, or anything else; it returns the token's length.
+type intervalToken int
+
+const (
+	tokEnd intervalToken = -1 - iota
+	tokClose
+	tokComma
+	tokOther
+)
+
+func (t *posixTranslator) intervalToken(j int) (intervalToken, int) {
+	s := t.src
+	switch {
+	case j >= len(s):
+		return tokEnd, 0
+	case s[j] == '\\' && j+1 < len(s):
+		switch {
+		case !t.ere && s[j+1] == '}':
+			return tokClose, 2
+		case s[j+1] == ',':
+			return tokComma, 2
+		}
+		_, size := utf8.DecodeRuneInString(s[j+1:])
+		return tokOther, 1 + size
+	case t.ere && s[j] == '}':
+		return tokClose, 1
+	case s[j] == ',':
+		return tokComma, 1
+	case s[j] >= '0' && s[j] <= '9':
+		return intervalToken(s[j]), 1
+	}
+	_, size := utf8.DecodeRuneInString(s[j:])
+	return tokOther, size
 }
 
 func reAllDigits(s string) bool {
@@ -370,7 +413,8 @@ func (t *posixTranslator) escape(i int) (int, error) {
 			return 2, nil
 		case ')':
 			if len(t.groups) == 0 {
-				return 0, &patternSyntaxError{msg: posixErrRParen}
+				// glibc words an unmatched \) like an unmatched \(.
+				return 0, &patternSyntaxError{msg: posixErrParen}
 			}
 			t.closeGroup()
 			return 2, nil
@@ -447,6 +491,10 @@ func (t *posixTranslator) bracket(i int) (int, error) {
 		neg = true
 		b.WriteByte('^')
 		j++
+	}
+	if j == len(s) {
+		// glibc's message for "[" or "[^" at the very end.
+		return 0, &patternSyntaxError{msg: "Invalid regular expression"}
 	}
 	first := true
 	for {
