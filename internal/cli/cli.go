@@ -48,6 +48,12 @@ func (e *Env) Warnf(prog, format string, args ...any) {
 	fmt.Fprintf(e.Stderr, "%s: warning: %s\n", prog, fmt.Sprintf(format, args...))
 }
 
+// Errorf prints "prog: error: ..." to stderr, Postfix's msg_error format,
+// for problems that do not stop this command but would stop a daemon.
+func (e *Env) Errorf(prog, format string, args ...any) {
+	fmt.Fprintf(e.Stderr, "%s: error: %s\n", prog, fmt.Sprintf(format, args...))
+}
+
 // Fatalf prints "prog: fatal: ..." to stderr and returns exit status 1, as
 // Postfix's msg_fatal does, so callers can `return env.Fatalf(...)`.
 func (e *Env) Fatalf(prog, format string, args ...any) int {

@@ -250,9 +250,12 @@ func showMain(env *cli.Env, prog, dir string, explicitDir bool, o options, names
 		for _, e := range c.Unused(masterUsed) {
 			env.Warnf(prog, "%s: unused parameter: %s=%s", c.Path, e.Name, e.Value)
 		}
+		// Problems that make moat's daemons refuse the file: shown as
+		// errors, while the parameters are still printed so the admin
+		// can see and fix them.
 		if err := c.Check(); err != nil {
 			for _, line := range strings.Split(err.Error(), "\n") {
-				env.Warnf(prog, "%s", line)
+				env.Errorf(prog, "%s", line)
 			}
 		}
 	}

@@ -73,13 +73,15 @@ func TestNamesOverridesAndDefaults(t *testing.T) {
 	}
 }
 
-func TestObsoleteShownAsWarning(t *testing.T) {
+// Obsolete settings stop moat's daemons, so postconf labels them errors
+// while still printing the configuration.
+func TestObsoleteShownAsError(t *testing.T) {
 	dir := tempConfig(t, "maps_rbl_domains = relays.ordb.org\nsmtpd_recipient_restrictions = reject_maps_rbl\n")
 	out, errOut, rc := runMoat("-c", dir, "-n")
 	if rc != 0 || !strings.Contains(out, "maps_rbl_domains = relays.ordb.org\n") {
 		t.Errorf("rc %d out %q", rc, out)
 	}
-	if !strings.Contains(errOut, "line 1: parameter maps_rbl_domains is obsolete: use reject_rbl_client DOMAIN") ||
+	if !strings.Contains(errOut, "postconf: error: "+dir+"/main.cf, line 1: parameter maps_rbl_domains is obsolete: use reject_rbl_client DOMAIN") ||
 		!strings.Contains(errOut, "restriction reject_maps_rbl is obsolete") {
 		t.Errorf("stderr %q", errOut)
 	}
