@@ -80,9 +80,16 @@ func (o *opts) build(arg string) error {
 	if o.base64 {
 		parsed, warns = fileValues(srcName, parsed, warns)
 	}
+	sentinel := maps.Record{Key: "@", Value: "@", Line: 1 << 30}
+	if o.flavor.Sentinel && !o.incremental {
+		// Stored like any entry, so a source "@" alias wins with a
+		// duplicate warning (unless -r), as in Postfix.
+		parsed = append(parsed, sentinel)
+	}
 	recs = o.merge(dupLabel(typ, name, idx), recs, parsed, warns)
-	if o.flavor.Sentinel {
-		recs = put(recs, maps.Record{Key: "@", Value: "@"})
+	if o.flavor.Sentinel && o.incremental {
+		// An update replaces the entry silently.
+		recs = put(recs, sentinel)
 	}
 	return o.writeIndex(idx, recs, src)
 }

@@ -2,6 +2,7 @@ package postmap_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,6 +164,27 @@ func normalise(r result, s step) result {
 	return r
 }
 
+// firstDiff shows the first line where want and got differ, or "same".
+func firstDiff(want, got string) string {
+	if want == got {
+		return "same"
+	}
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl || i >= len(w) || i >= len(g) {
+			return fmt.Sprintf("line %d:\n  postfix %q\n  moat    %q", i+1, wl, gl)
+		}
+	}
+	return "same"
+}
+
 func sortLines(s string) string {
 	lines := strings.SplitAfter(s, "\n")
 	slices.Sort(lines)
@@ -219,8 +241,8 @@ func script(t *testing.T, name string, w workdirs, steps []step, independent boo
 			t.Logf("known difference in %s: %s", id, why)
 			continue
 		}
-		t.Errorf("step %d: %s (stdin %q)\npostfix: status %d\nstdout:\n%s\nstderr:\n%s\nmoat: status %d\nstdout:\n%s\nstderr:\n%s",
-			i, id, s.stdin, want.status, want.stdout, want.stderr, got.status, got.stdout, got.stderr)
+		t.Errorf("step %d: %s (stdin %.80q)\nstatus: postfix %d, moat %d\nstdout: %s\nstderr: %s",
+			i, id, s.stdin, want.status, got.status, firstDiff(want.stdout, got.stdout), firstDiff(want.stderr, got.stderr))
 	}
 	return len(steps)
 }

@@ -15,7 +15,7 @@ import (
 func randomTable(seed uint64, n int, alias bool) string {
 	r := rand.New(rand.NewPCG(seed, 0x6d6f6174))
 	alpha := []string{"a", "b", "Z", " ", "\t", "\"", "\\", "(", ")", "<", ">", "@", ",", ";", ":",
-		".", "[", "]", "!", "%", "|", "#", "\v", "\x01", "é", "x", "-", "/", "="}
+		".", "[", "]", "!", "%", "|", "#", "\v", "\x01", "é", "x", "-", "/", "=", "\r", "İ", "ß", "\xff"}
 	word := func(max int) string {
 		var b strings.Builder
 		for range r.IntN(max + 1) {
@@ -60,10 +60,20 @@ func TestDiffRandomTables(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			steps = append(steps,
-				step{prog: prog, args: []string{name}},
-				step{prog: prog, args: []string{"-s", name}, sorted: true, sortedErr: true},
-			)
+			var keys []string
+			for _, l := range strings.Split(data, "\n") {
+				k, _, _ := strings.Cut(l, " ")
+				k, _, _ = strings.Cut(k, ":")
+				keys = append(keys, k, strings.ToUpper(k), strings.ToLower(k))
+			}
+			stdin := strings.Join(keys, "\n") + "\n"
+			for _, utf8 := range []bool{false, true} {
+				steps = append(steps,
+					step{prog: prog, args: []string{name}, utf8: utf8},
+					step{prog: prog, args: []string{"-s", name}, sorted: true, sortedErr: true, utf8: utf8},
+					step{prog: prog, args: []string{"-q", "-", name}, stdin: stdin, utf8: utf8},
+				)
+			}
 		}
 	}
 	n := script(t, "random", w, steps, false)
