@@ -175,7 +175,7 @@ func TestDiffPatternTables(t *testing.T) {
 func TestDiffMessageModes(t *testing.T) {
 	w := setup(t)
 	var steps []step
-	for _, msg := range []string{"message.txt", "mboxmsg.txt", "mime1.txt", "mime2.txt", "mime3.txt"} {
+	for _, msg := range []string{"message.txt", "mboxmsg.txt", "mime1.txt", "mime2.txt", "mime3.txt", "mime4.txt", "mime5.txt"} {
 		data, err := os.ReadFile(filepath.Join(w.pfx, msg))
 		if err != nil {
 			t.Fatal(err)
