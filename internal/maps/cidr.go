@@ -220,12 +220,13 @@ func parseCIDRLine(s string, nesting int) (cidrRule, string) {
 	if pattern == "" {
 		return cidrRule{}, "no address pattern"
 	}
-	if value == "" {
-		return cidrRule{}, "no lookup result"
-	}
+	// Postfix judges the pattern before it misses the result.
 	p, why := parseCIDRPattern(pattern)
 	if why != "" {
 		return cidrRule{}, why
+	}
+	if value == "" {
+		return cidrRule{}, "no lookup result"
 	}
 	return cidrRule{op: opMatch, nesting: nesting, prefix: p, match: match, value: value}, ""
 }

@@ -61,6 +61,7 @@ func TestCIDRWarnings(t *testing.T) {
 		{"1.2.300.0/24 x", `bad network value in "1.2.300.0/24"`},
 		{"1.2.3 x", `bad address pattern: "1.2.3"`},
 		{"1.2.3.4", "no lookup result"},
+		{"! R", `bad address pattern: "R"`},
 		{"[1.2.3.4 x", `missing ']' character after "[1.2.3.4"`},
 		{"[1.2.3.4]x x", `garbage after "[1.2.3.4]"`},
 		{"endif", "ENDIF without IF: skipping this rule"},

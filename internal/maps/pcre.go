@@ -29,6 +29,10 @@ import (
 //     Latin-1 code points.
 //   - A repeat count above 1000 is refused (RE2's limit; PCRE allows
 //     65535).
+//   - A pattern PCRE2 rejects is skipped with a warning as in Postfix,
+//     "error in regex at offset N: ...", but for some errors (a range out
+//     of order inside a class, an escape invalid in a class, a group
+//     left open deep inside) the offset or wording differs.
 type pcreDialect struct{}
 
 func (pcreDialect) kind() string        { return "pcre" }

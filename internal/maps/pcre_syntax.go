@@ -19,6 +19,8 @@ type pcreTranslator struct {
 	out      strings.Builder
 	pending  *unsupported // first construct RE2 cannot do
 	refs     []pcreRef
+	depth    int // open groups: PCRE2 reports a stray ")" where it stands
+	captures int // capture groups opened so far (decides \10: group or octal)
 	// canRepeat is false where PCRE2 refuses a quantifier: at the
 	// start, after "(" or "|", after an anchor or assertion. Go would
 	// accept "^*" or "\b?" and match something Postfix never loads.
@@ -112,6 +114,10 @@ func (t *pcreTranslator) run() error {
 			}
 			i += n
 		case c == ')':
+			if t.depth == 0 {
+				return &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: unmatched closing parenthesis", i)}
+			}
+			t.depth--
 			t.out.WriteByte(c)
 			t.canRepeat = true
 			i++
@@ -128,7 +134,7 @@ func (t *pcreTranslator) run() error {
 			i += t.afterQuantifier(i, s[i-1:i])
 		case c == '{':
 			if n := quantifierLen(s[i:]); n > 0 {
-				if err := t.quantifier(i); err != nil {
+				if err := t.quantifier(i + n - 1); err != nil {
 					return err
 				}
 				body := s[i+1 : i+n-1]
@@ -185,13 +191,17 @@ func quantifierLen(s string) int {
 	return 0
 }
 
-// afterQuantifier notes a possessive "+" after quantifier q and returns
-// the bytes it consumed.
+// afterQuantifier copies a lazy "?" or notes a possessive "+" after
+// quantifier q, returning the bytes it consumed. No further quantifier
+// may follow (PCRE2 refuses "a**" and "a+?+" alike).
 func (t *pcreTranslator) afterQuantifier(i int, q string) int {
-	if i < len(t.src) && t.src[i] == '+' {
+	t.canRepeat = false
+	switch {
+	case i < len(t.src) && t.src[i] == '?':
+		t.out.WriteByte('?')
+		return 1
+	case i < len(t.src) && t.src[i] == '+':
 		t.note(q+"+", "possessive quantifier", "drop the trailing + (RE2 never backtracks, so the greedy form usually matches the same keys)")
-		// Nothing may follow a possessive quantifier as a quantifier.
-		t.canRepeat = false
 		return 1
 	}
 	return 0
@@ -206,11 +216,15 @@ func (t *pcreTranslator) group(i int) (int, error) {
 		if strings.HasPrefix(s, p) {
 			t.note(p, lookaround[p], "rewrite the pattern (an if/endif block can often express the condition)")
 			t.out.WriteString("(?:")
+			t.depth++
 			return len(p), nil
 		}
 	}
 	switch {
 	case strings.HasPrefix(s, "(*"):
+		if len(s) < 3 || !(s[2] >= 'A' && s[2] <= 'Z' || s[2] >= 'a' && s[2] <= 'z' || s[2] == '_' || s[2] == ':') {
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: (*VERB) not recognized or malformed", i+2)}
+		}
 		end := strings.IndexByte(s, ')')
 		if end < 0 {
 			end = len(s) - 1
@@ -220,6 +234,8 @@ func (t *pcreTranslator) group(i int) (int, error) {
 	case !strings.HasPrefix(s, "(?"):
 		t.out.WriteByte('(')
 		t.canRepeat = false
+		t.depth++
+		t.captures++
 		return 1, nil
 	case strings.HasPrefix(s, "(?#"):
 		end := strings.IndexByte(s, ')')
@@ -230,21 +246,27 @@ func (t *pcreTranslator) group(i int) (int, error) {
 	case strings.HasPrefix(s, "(?>"):
 		t.note("(?>", "atomic group", "use a plain group (?:...)")
 		t.out.WriteString("(?:")
+		t.depth++
 		return 3, nil
 	case strings.HasPrefix(s, "(?|"):
 		t.note("(?|", "branch reset group", "number the groups separately")
 		t.out.WriteString("(?:")
+		t.depth++
 		return 3, nil
 	case strings.HasPrefix(s, "(?("):
 		t.note("(?(", "conditional group", "use if/endif blocks in the table")
 		n, err := t.skipGroup(s[2:], "(?:")
+		t.depth++
 		return 2 + n, err
 	case strings.HasPrefix(s, "(?P="):
 		t.note("(?P=", "named backreference", "RE2 cannot match repeated text")
-		if end := strings.IndexByte(s, ')'); end > 4 {
-			t.refs = append(t.refs, pcreRef{name: s[4:end], off: i + end})
+		name, end, err := t.groupName(i+4, ')')
+		if err != nil {
+			return 0, err
 		}
-		return t.skipGroup(s, "(?:)")
+		t.refs = append(t.refs, pcreRef{name: name, off: i + 4})
+		t.out.WriteString("(?:)")
+		return end + 1 - i, nil
 	case strings.HasPrefix(s, "(?P>"), strings.HasPrefix(s, "(?&"), strings.HasPrefix(s, "(?R"),
 		len(s) > 2 && (s[2] >= '0' && s[2] <= '9'),
 		len(s) > 3 && (s[2] == '+' || s[2] == '-') && s[3] >= '0' && s[3] <= '9':
@@ -253,16 +275,27 @@ func (t *pcreTranslator) group(i int) (int, error) {
 	case strings.HasPrefix(s, "(?C"):
 		t.note("(?C", "callout", "remove it")
 		return t.skipGroup(s, "")
-	case strings.HasPrefix(s, "(?'"):
-		end := strings.IndexByte(s[3:], '\'')
-		if end < 0 {
-			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: syntax error in subpattern name (missing terminator?)", i+3)}
+	case strings.HasPrefix(s, "(?+"):
+		return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: digit expected after (?+ or (?-", i+2)}
+	case strings.HasPrefix(s, "(?<"), strings.HasPrefix(s, "(?P<"), strings.HasPrefix(s, "(?'"):
+		start, term := 3, byte('>')
+		if s[2] == 'P' {
+			start = 4
+		} else if s[2] == '\'' {
+			term = '\''
 		}
-		t.out.WriteString("(?P<" + s[3:3+end] + ">")
-		return 3 + end + 1, nil
-	case strings.HasPrefix(s, "(?<"), strings.HasPrefix(s, "(?P<"), strings.HasPrefix(s, "(?:"):
-		t.out.WriteString("(?")
-		return 2, nil
+		name, end, err := t.groupName(i+start, term)
+		if err != nil {
+			return 0, err
+		}
+		t.out.WriteString("(?P<" + name + ">")
+		t.depth++
+		t.captures++
+		return end + 1 - i, nil
+	case strings.HasPrefix(s, "(?:"):
+		t.out.WriteString("(?:")
+		t.depth++
+		return 3, nil
 	}
 	// Inline option setting: (?imsU-imsU) or (?imsU-imsU:...).
 	j := 2
@@ -279,15 +312,28 @@ func (t *pcreTranslator) group(i int) (int, error) {
 				return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing closing parenthesis", len(t.src))}
 			case s[j] == ':':
 				t.out.WriteString("(?:")
+				t.depth++
 			}
 			return j + 1, nil
 		default:
-			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: unrecognized character after (? or (?-", i+j+1)}
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: unrecognized character after (? or (?-", i+j)}
 		}
 		j++
 	}
-	t.out.WriteString("(?")
-	return 2, nil
+	if j == len(s) {
+		return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: missing closing parenthesis", len(t.src))}
+	}
+	if s[j] == ':' {
+		t.depth++
+		t.canRepeat = false
+	}
+	if j > 2 {
+		// "(?)" sets nothing; Go would reject the empty form.
+		t.out.WriteString(s[:j+1])
+	} else if s[j] == ':' {
+		t.out.WriteString("(?:")
+	}
+	return j + 1, nil
 }
 
 // escape handles a backslash at s[i], inside a character class or not.
@@ -299,12 +345,27 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 	c := s[i+1]
 	switch {
 	case c >= '1' && c <= '9' && !inClass:
-		t.note(s[i:i+2], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
 		j := i + 1
 		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
 			j++
 		}
 		n, _ := strconv.Atoi(s[i+1 : min(j, i+6)])
+		if n >= 10 && c <= '7' && n > t.captures {
+			// pcre2pattern(3): not a group that exists yet, so up to
+			// three octal digits.
+			k := i + 1
+			for k < len(s) && k < i+4 && s[k] >= '0' && s[k] <= '7' {
+				k++
+			}
+			v, _ := strconv.ParseUint(s[i+1:k], 8, 32)
+			cu, err := pcreCodeUnit(v, i)
+			if err != nil {
+				return 0, err
+			}
+			t.out.WriteString(cu)
+			return k - i, nil
+		}
+		t.note(s[i:j], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
 		t.refs = append(t.refs, pcreRef{num: n, off: i + 1})
 		t.out.WriteString("(?:)")
 		return j - i, nil
@@ -321,7 +382,11 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		t.out.WriteString(cu)
 		return j - i, nil
 	case (c == 'g' || c == 'k') && !inClass:
-		t.note(s[i:min(len(s), i+3)], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
+		if c == 'g' && i+2 < len(s) && (s[i+2] == '<' || s[i+2] == '\'') {
+			t.note(s[i:i+3], "subroutine call", "rewrite the pattern without it")
+		} else {
+			t.note(s[i:min(len(s), i+3)], "backreference", "RE2 cannot match repeated text; rewrite the pattern without it")
+		}
 		j := i + 2
 		bad := func() (int, error) {
 			what := "name"
@@ -334,12 +399,22 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		if j < len(s) && (s[j] == '{' || s[j] == '<' || s[j] == '\'') {
 			refOff = j + 1
 			closer := map[byte]byte{'{': '}', '<': '>', '\'': '\''}[s[j]]
-			k := strings.IndexByte(s[j+1:], closer)
-			if k < 0 || k == 0 {
-				return bad()
+			numeric := c == 'g' && j+1 < len(s) && (s[j+1] == '-' || s[j+1] == '+' || s[j+1] >= '0' && s[j+1] <= '9')
+			if numeric {
+				k := strings.IndexByte(s[j+1:], closer)
+				if k < 0 {
+					return bad()
+				}
+				ref = s[j+1 : j+1+k]
+				j += k + 2
+			} else {
+				name, end, err := t.groupName(j+1, closer)
+				if err != nil {
+					return 0, err
+				}
+				ref = name
+				j = end + 1
 			}
-			ref = s[j+1 : j+1+k]
-			j += k + 2
 		} else if c == 'g' {
 			if j < len(s) && (s[j] == '-' || s[j] == '+') {
 				j++
@@ -489,8 +564,12 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 			t.out.WriteString(s[i : i+end+1])
 			return end + 1, nil
 		}
-		if i+2 >= len(s) {
-			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: malformed \\P or \\p sequence", len(s))}
+		if i+2 >= len(s) || strings.IndexByte("CLMNPSZ", s[i+2]) < 0 {
+			what := "malformed \\P or \\p sequence"
+			if i+2 < len(s) && reIsAlnum(s[i+2]) {
+				what = "unknown property after \\P or \\p"
+			}
+			return 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: %s", min(i+3, len(s)), what)}
 		}
 		r, size := utf8.DecodeRuneInString(s[i+2:])
 		t.out.WriteString(s[i:i+2] + "{" + string(r) + "}")
@@ -517,6 +596,31 @@ func (t *pcreTranslator) escape(i int, inClass bool) (int, error) {
 		return 1 + size, nil
 	}
 	return 2, nil
+}
+
+// groupName reads a group name that starts at src[start] and ends with
+// term, with PCRE2's checks and messages; it returns the name and the
+// index of the terminator.
+func (t *pcreTranslator) groupName(start int, term byte) (string, int, error) {
+	s := t.src
+	word := func(c byte) bool { return reIsAlnum(c) || c == '_' }
+	switch {
+	case start >= len(s) || !word(s[start]):
+		return "", 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: subpattern name expected", start)}
+	case s[start] >= '0' && s[start] <= '9':
+		return "", 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: subpattern name must start with a non-digit", start)}
+	}
+	j := start
+	for j < len(s) && word(s[j]) {
+		j++
+	}
+	if j-start > 32 {
+		return "", 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: subpattern name is too long (maximum 32 code units)", j)}
+	}
+	if j >= len(s) || s[j] != term {
+		return "", 0, &patternSyntaxError{msg: fmt.Sprintf("error in regex at offset %d: syntax error in subpattern name (missing terminator?)", j)}
+	}
+	return s[start:j], j, nil
 }
 
 // pcreCodeUnit spells a character code from \x, \o or an octal escape.
