@@ -8,6 +8,8 @@ package aliases
 import (
 	"fmt"
 	"strings"
+
+	"moat/internal/maps"
 )
 
 // Alias is one entry of an aliases file.
@@ -61,7 +63,7 @@ func Parse(path string, data []byte, fold bool) ([]Alias, []Warning) {
 			continue
 		}
 		if fold {
-			a.Name = FoldKey(a.Name)
+			a.Name = maps.FoldKey(a.Name, false)
 		}
 		a.Line = l.Num
 		out = append(out, a)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"moat/internal/maps"
 )
 
 // FuzzParse checks that any input parses without panicking, that entries
@@ -28,7 +30,7 @@ func FuzzParse(f *testing.F) {
 			if a.Line < 1 || a.Line > nlines {
 				t.Fatalf("alias %q on line %d of %d", a.Name, a.Line, nlines)
 			}
-			if a.Name != FoldKey(a.Name) {
+			if a.Name != maps.FoldKey(a.Name, false) {
 				t.Fatalf("name %q not folded", a.Name)
 			}
 			Targets(a.Value)

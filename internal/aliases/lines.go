@@ -88,22 +88,3 @@ func TrimSpace(s string) string {
 	}
 	return s[i:j]
 }
-
-// FoldKey lowercases ASCII letters only. Postfix's table keys fold with the
-// C locale's tolower (Debian's postmap stores "ÉCOLE" as "École"), so
-// non-ASCII letters keep their case and lookups agree with Postfix-built
-// tables.
-func FoldKey(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; c >= 'A' && c <= 'Z' {
-					b[j] = c + 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}

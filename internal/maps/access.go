@@ -77,7 +77,7 @@ func LookupClient(t Table, name, addr string, o AccessOptions) (AccessResult, er
 	if t.Pattern() {
 		var keys []string
 		if name != "" {
-			keys = append(keys, foldKey(name))
+			keys = append(keys, foldASCII(name))
 		}
 		if a := AddrKeys(addr); len(a) > 0 {
 			keys = append(keys, a[0])
@@ -99,7 +99,7 @@ func AddressKeys(addr string, o AccessOptions) []string {
 		}
 		return []string{null}
 	}
-	addr = foldKey(addr)
+	addr = foldASCII(addr)
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
 		// Postfix qualifies every address before this point (it warns "no
@@ -151,7 +151,7 @@ func DomainKeys(domain string, o AccessOptions) []string {
 	if domain == "" {
 		return nil
 	}
-	domain = foldKey(domain)
+	domain = foldASCII(domain)
 	keys := []string{domain}
 	for rest := domain; ; {
 		i := strings.IndexByte(rest[1:], '.')
@@ -183,7 +183,7 @@ func AddrKeys(addr string) []string {
 	}
 	ip, err := netip.ParseAddr(addr)
 	if err != nil {
-		return []string{foldKey(addr)}
+		return []string{foldASCII(addr)}
 	}
 	ip = ip.Unmap().WithZone("")
 	s := ip.String()

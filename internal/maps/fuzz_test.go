@@ -29,7 +29,7 @@ func FuzzParseSource(f *testing.F) {
 				t.Fatalf("line numbers out of order: %d after %d", r.Line, last)
 			}
 			last = r.Line
-			if fold && foldKey(r.Key) != r.Key {
+			if fold && foldASCII(r.Key) != r.Key {
 				t.Fatalf("key %q not folded", r.Key)
 			}
 		}
@@ -104,7 +104,7 @@ func FuzzInline(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
-		m, err := parseInline(spec, true)
+		m, err := parseInline(spec, Options{Fold: true})
 		if err != nil {
 			if !strings.HasSuffix(err.Error(), `; need "inline:{name=value...}"`) {
 				t.Fatalf("error without Postfix's hint: %v", err)

@@ -126,9 +126,7 @@ func (m *mappedIndex) unmap() {
 
 // Lookup implements Table.
 func (t *indexedTable) Lookup(key string) (value string, found bool, err error) {
-	if t.opts.Fold {
-		key = foldKey(key)
-	}
+	key = t.opts.fold(key)
 	t.maybeReload()
 	t.mu.RLock()
 	defer t.mu.RUnlock()

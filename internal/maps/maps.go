@@ -33,6 +33,11 @@ type Options struct {
 	// DICT_FLAG_FOLD_FIX, which every Postfix daemon and `postmap -q` use
 	// unless told otherwise (`postmap -f`).
 	Fold bool
+	// UTF8 folds keys with full Unicode case folding instead of ASCII
+	// only: Postfix does so when smtputf8_enable = yes (the default from
+	// compatibility_level 1 on, so moat's default). Daemons and postmap
+	// must agree on it or non-ASCII keys are missed.
+	UTF8 bool
 	// TrustedUIDs lists the owners besides root that a table file may have
 	// (mail_owner's uid). A table owned by anyone else, or writable by group
 	// or others, is refused: a writer could otherwise change access policy.

@@ -13,7 +13,7 @@ import (
 // share it.
 type memTable struct {
 	m    map[string]string
-	fold bool
+	opts Options
 }
 
 // Records lists the entries sorted by key, for `postmap -s` (Postfix lists
@@ -29,10 +29,7 @@ func (t *memTable) Records() ([]Record, error) {
 
 // Lookup implements Table.
 func (t *memTable) Lookup(key string) (string, bool, error) {
-	if t.fold {
-		key = foldKey(key)
-	}
-	v, ok := t.m[key]
+	v, ok := t.m[t.opts.fold(key)]
 	return v, ok, nil
 }
 
@@ -59,12 +56,15 @@ func openTexthash(name string, opts Options) (Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read texthash:%s: %w", name, err)
 	}
-	recs, perr := ParseSource(name, data, opts.Fold)
+	// Folded below with the table's options (ASCII or UTF-8), the same
+	// function its lookups use.
+	recs, perr := ParseSource(name, data, false)
 	for _, le := range LineErrors(perr) {
 		opts.warnf("%s", le.Error())
 	}
-	t := &memTable{m: make(map[string]string, len(recs)), fold: opts.Fold}
+	t := &memTable{m: make(map[string]string, len(recs)), opts: opts}
 	for _, r := range recs {
+		r.Key = opts.fold(r.Key)
 		if _, dup := t.m[r.Key]; dup {
 			opts.warnf("%s, line %d: duplicate entry: \"%s\"", name, r.Line, r.Key)
 			continue
@@ -104,7 +104,7 @@ func isInlineSep(c byte) bool { return c == ',' || isBlank(c) }
 // Elements are separated by commas or whitespace; an element in braces may
 // hold whitespace around "=" and in the value. Errors use Postfix's words,
 // which util/dict_inline.ref pins down.
-func parseInline(name string, fold bool) (map[string]string, error) {
+func parseInline(name string, opts Options) (map[string]string, error) {
 	if name == "" || name[0] != '{' || matchBrace(name) != len(name)-1 {
 		return nil, inlineError(name, "bad syntax")
 	}
@@ -139,10 +139,7 @@ func parseInline(name string, fold bool) (map[string]string, error) {
 		if msg != "" {
 			return nil, inlineError(name, msg)
 		}
-		if fold {
-			k = foldKey(k)
-		}
-		m[k] = v
+		m[opts.fold(k)] = v
 		count++
 	}
 	if count == 0 {
@@ -175,7 +172,7 @@ func splitNameValue(s string) (name, value, msg string) {
 // error here; Postfix accepts it and then warns at every lookup that an
 // empty result is not allowed.
 func openInline(name string, opts Options) (Table, error) {
-	m, err := parseInline(name, opts.Fold)
+	m, err := parseInline(name, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +181,7 @@ func openInline(name string, opts Options) (Table, error) {
 			return nil, inlineError(name, fmt.Sprintf("empty value for \"%s\"", k))
 		}
 	}
-	return &memTable{m: m, fold: opts.Fold}, nil
+	return &memTable{m: m, opts: opts}, nil
 }
 
 // openStatic opens static:value, which answers value for every key

@@ -209,8 +209,8 @@ func TestUnix(t *testing.T) {
 	gr := filepath.Join(dir, "group")
 	os.WriteFile(pw, []byte("root:x:0:0:root:/root:/bin/bash\n#c\nbad:line\nbob:x:0010:100:Bob B,,,:/home/bob:/bin/sh\n"), 0o644)
 	os.WriteFile(gr, []byte("mail:x:8:\nstaff:x:50:bob,alice\n"), 0o644)
-	p := &unixTable{path: pw, fields: 7, fold: true}
-	g := &unixTable{path: gr, fields: 4, fold: true}
+	p := &unixTable{path: pw, fields: 7, opts: Options{Fold: true}}
+	g := &unixTable{path: gr, fields: 4, opts: Options{Fold: true}}
 	for _, tc := range []struct {
 		tbl       *unixTable
 		key, want string

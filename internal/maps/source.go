@@ -137,7 +137,7 @@ func parseEntry(line string, fold bool) (Record, string) {
 		return Record{}, "expected format: key whitespace value -- ignoring this line"
 	}
 	if fold {
-		key = foldKey(key)
+		key = foldASCII(key)
 	}
 	return Record{Key: key, Value: value}, ""
 }
@@ -164,10 +164,10 @@ func isBlank(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
 }
 
-// foldKey lowercases ASCII letters only, like Postfix's lowercase(): with
+// foldASCII lowercases ASCII letters only, like Postfix's lowercase(): with
 // smtputf8 off (the default at compatibility_level 0) Postfix leaves
 // non-ASCII bytes alone, so "KÄY" is stored as "kÄy".
-func foldKey(s string) string {
+func foldASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c >= 'A' && c <= 'Z' {
 			b := []byte(s)

@@ -18,24 +18,22 @@ import (
 type unixTable struct {
 	path   string
 	fields int // 7 for passwd, 4 for group
-	fold   bool
+	opts   Options
 }
 
 func openUnix(name string, opts Options) (Table, error) {
 	switch name {
 	case "passwd.byname":
-		return &unixTable{path: "/etc/passwd", fields: 7, fold: opts.Fold}, nil
+		return &unixTable{path: "/etc/passwd", fields: 7, opts: opts}, nil
 	case "group.byname":
-		return &unixTable{path: "/etc/group", fields: 4, fold: opts.Fold}, nil
+		return &unixTable{path: "/etc/group", fields: 4, opts: opts}, nil
 	}
 	return nil, fmt.Errorf("unknown table: unix:%s", name)
 }
 
 // Lookup implements Table.
 func (t *unixTable) Lookup(key string) (string, bool, error) {
-	if t.fold {
-		key = foldKey(key)
-	}
+	key = t.opts.fold(key)
 	data, err := os.ReadFile(t.path)
 	if err != nil {
 		return "", false, fmt.Errorf("unix table %s: %w", t.path, err)

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 
-	"moat/internal/aliases"
 	"moat/internal/cli"
 	"moat/internal/config"
 	"moat/internal/getopt"
@@ -258,16 +257,13 @@ func (o *opts) splitSpec(arg string, build bool) (typ, name string, err error) {
 }
 
 func (o *opts) tableOptions() maps.Options {
-	return maps.Options{Fold: o.fold, TrustedUIDs: o.trustedUIDs,
+	return maps.Options{Fold: o.fold, UTF8: o.utf8, TrustedUIDs: o.trustedUIDs,
 		Warn: func(msg string) { o.env.Warnf(o.prog, "%s", msg) }}
 }
 
 func (o *opts) fold1(key string) string {
-	if o.fold && o.utf8 {
-		return aliases.FoldKeyUTF8(key)
+	if !o.fold {
+		return key
 	}
-	if o.fold {
-		return aliases.FoldKey(key)
-	}
-	return key
+	return maps.FoldKey(key, o.utf8)
 }
