@@ -74,4 +74,22 @@ func TestDispatch(t *testing.T) {
 	if code != 0 || viaEnv != verb {
 		t.Errorf("MAIL_CONFIG: exit %d, output differs:\n%s", code, viaEnv)
 	}
+
+	// newaliases rebuilds alias_database from MAIL_CONFIG's main.cf.
+	cf := t.TempDir()
+	aliases := filepath.Join(cf, "aliases")
+	mainCF := "alias_database = hash:" + aliases + "\nalias_maps = hash:" + aliases + "\n"
+	if err := os.WriteFile(filepath.Join(cf, "main.cf"), []byte(mainCF), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(aliases, []byte("postmaster: root\nabuse: root\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := run(t, []string{"MAIL_CONFIG=" + cf}, bin, "newaliases"); code != 0 {
+		t.Fatalf("newaliases: exit %d: %s", code, stderr)
+	}
+	out, stderr, code := run(t, []string{"MAIL_CONFIG=" + cf}, bin, "postalias", "-q", "abuse", "hash:"+aliases)
+	if code != 0 || out != "root\n" {
+		t.Errorf("postalias -q abuse after newaliases: exit %d %q %s", code, out, stderr)
+	}
 }

@@ -22,9 +22,10 @@ import (
 type command func(env *cli.Env, prog string, args []string) int
 
 var commands = map[string]command{
-	"postconf":  postconf.Main,
-	"postmap":   postmap.Main,
-	"postalias": postalias.Main,
+	"postconf":   postconf.Main,
+	"postmap":    postmap.Main,
+	"postalias":  postalias.Main,
+	"newaliases": postalias.Newaliases,
 }
 
 func main() {
