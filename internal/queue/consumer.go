@@ -1,0 +1,281 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// Consumer is what the scheduler, delivery agents, mailq and postsuper need
+// from the queue. *Queue implements it; tests of those packages can fake it.
+type Consumer interface {
+	List(name string) ([]string, error)
+	Open(name, id string) (*Message, error)
+	Stat(name, id string) (Info, error)
+	Move(id, from, to string) error
+	Remove(name, id string) error
+	UpdateRecipients(name, id string, updates []RecipientUpdate) error
+}
+
+var _ Consumer = (*Queue)(nil)
+
+// List returns the IDs in the named queue in ID order, which is arrival
+// order (qmgr(8) takes incoming mail first come, first served). Names that
+// are not queue IDs (temporary files) are skipped.
+func (q *Queue) List(name string) ([]string, error) {
+	if !knownQueue(name) {
+		return nil, fmt.Errorf("queue: unknown queue %q", name)
+	}
+	ents, err := os.ReadDir(filepath.Join(q.dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	ids := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if ValidID(e.Name()) {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids) // ReadDir sorts already; the order is the contract
+	return ids, nil
+}
+
+// Info is what mailq (postqueue -p) shows of one message.
+type Info struct {
+	ID       string
+	Queue    string
+	Size     int64 // content bytes
+	Arrival  time.Time
+	Sender   string
+	Held     bool // in the hold queue: mailq marks it '!'
+	Active   bool // in the active queue: mailq marks it '*'
+	Envelope Envelope
+	// Recipients are those not yet delivered or bounced, with the
+	// deferral reason if any, as mailq lists them.
+	Recipients []Recipient
+}
+
+// Stat reads a message's envelope without its content.
+func (q *Queue) Stat(name, id string) (Info, error) {
+	m, err := q.Open(name, id)
+	if err != nil {
+		return Info{}, err
+	}
+	defer m.Close()
+	e := m.Envelope
+	in := Info{ID: id, Queue: name, Size: e.Size, Arrival: e.Arrival, Sender: e.Sender,
+		Held: name == Hold, Active: name == Active, Envelope: e}
+	for _, r := range e.Recipients {
+		if r.State != RcptDelivered && r.State != RcptBounced {
+			in.Recipients = append(in.Recipients, r)
+		}
+	}
+	return in, nil
+}
+
+// Move moves a message between queues (incoming → active → deferred, hold
+// and back) with one atomic rename, then makes both directories durable
+// (group-committed like Commit). It refuses to replace a message of the
+// same ID in the target queue.
+func (q *Queue) Move(id, from, to string) error {
+	src, err := q.path(from, id)
+	if err != nil {
+		return err
+	}
+	dst, err := q.path(to, id)
+	if err != nil {
+		return err
+	}
+	if from == to {
+		return nil
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("queue: move %s to %s: %s exists", id, to, dst)
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
+	}
+	if err := q.syncer[to].sync(); err != nil {
+		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
+	}
+	if err := q.syncer[from].sync(); err != nil {
+		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
+	}
+	return nil
+}
+
+// Remove deletes a message whose every recipient is settled, durably, so
+// that a crash cannot bring back a finished message.
+func (q *Queue) Remove(name, id string) error {
+	p, err := q.path(name, id)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("queue: remove %s: %w", id, err)
+	}
+	if err := q.syncer[name].sync(); err != nil {
+		return fmt.Errorf("queue: remove %s: %w", id, err)
+	}
+	return nil
+}
+
+// RecipientUpdate settles (or defers) one recipient, by its index in
+// Envelope.Recipients.
+type RecipientUpdate struct {
+	Index  int
+	State  RcptState
+	Reason string // deferral or bounce reason, shown by mailq
+}
+
+// UpdateRecipients appends state records and fsyncs them before returning.
+// A delivery agent calls it right after the next hop accepted (or refused)
+// the message and before reporting success upward, so that after a crash the
+// recipient is not delivered twice. The window between the hop's acceptance
+// and this fsync remains: there a crash means one duplicate, never a loss
+// (RFC 5321 section 6.1 prefers duplicates to losses).
+//
+// Updates of one file are serialized with flock(2), so concurrent delivery
+// agents working on different recipients of one message are safe.
+func (q *Queue) UpdateRecipients(name, id string, updates []RecipientUpdate) error {
+	p, err := q.path(name, id)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("queue: update %s: %w", id, err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("queue: update %s: lock: %w", id, err)
+	}
+	m, err := openFile(f)
+	if err != nil {
+		return fmt.Errorf("queue: update %s: %w", id, err)
+	}
+	var buf []byte
+	for _, u := range updates {
+		if u.Index < 0 || u.Index >= len(m.Envelope.Recipients) {
+			return fmt.Errorf("queue: update %s: no recipient %d", id, u.Index)
+		}
+		if u.State == RcptPending || u.State > RcptDeferred {
+			return fmt.Errorf("queue: update %s: bad state %v", id, u.State)
+		}
+		if err := validField("reason", u.Reason); err != nil {
+			return fmt.Errorf("queue: update %s: %w", id, err)
+		}
+		buf = append(buf, stateRecord(u.Index, u.State, u.Reason)...)
+	}
+	if m.stateEnd < m.fileSize {
+		// A torn record from an earlier crash: cut it off so that the log
+		// stays readable past it.
+		if err := f.Truncate(m.stateEnd); err != nil {
+			return fmt.Errorf("queue: update %s: %w", id, err)
+		}
+	}
+	if _, err := f.WriteAt(buf, m.stateEnd); err != nil {
+		return fmt.Errorf("queue: update %s: %w", id, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("queue: update %s: fsync: %w", id, err)
+	}
+	return nil
+}
+
+// RecoverStats says what Recover did.
+type RecoverStats struct {
+	TempRemoved int // half-written files removed (never acknowledged)
+	Corrupt     int // files moved to corrupt/
+	Kept        int // valid messages left in place
+}
+
+// Recover runs at start-up, before any producer opens the queue (`postfix
+// start`): it removes temporary files, which a crash left half-written and
+// which were never acknowledged, and moves every file that fails validation
+// to corrupt/ with a logged reason, so that the scheduler only sees whole
+// messages. It checks structure and the envelope sum; with verifyContent it
+// also reads every message's content to check its sum.
+func (q *Queue) Recover(verifyContent bool) (RecoverStats, error) {
+	var st RecoverStats
+	for _, name := range []string{Incoming, Active, Deferred, Hold, Maildrop} {
+		dir := filepath.Join(q.dir, name)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return st, fmt.Errorf("queue: recover: %w", err)
+		}
+		for _, e := range ents {
+			p := filepath.Join(dir, e.Name())
+			if isTemp(e.Name()) {
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return st, fmt.Errorf("queue: recover: %w", err)
+				}
+				q.logf("queue: removed unfinished file %s", p)
+				st.TempRemoved++
+				continue
+			}
+			reason := q.check(p, e, verifyContent)
+			if reason == nil {
+				st.Kept++
+				continue
+			}
+			dst := filepath.Join(q.dir, Corrupt, name+"."+e.Name())
+			if err := os.Rename(p, dst); err != nil {
+				return st, fmt.Errorf("queue: recover: move %s to corrupt: %w", p, err)
+			}
+			q.logf("queue: %s: %v; moved to %s", p, reason, dst)
+			st.Corrupt++
+		}
+		if err := q.syncer[name].sync(); err != nil {
+			return st, fmt.Errorf("queue: recover: %w", err)
+		}
+	}
+	if err := q.syncer[Corrupt].sync(); err != nil {
+		return st, fmt.Errorf("queue: recover: %w", err)
+	}
+	return st, nil
+}
+
+func (q *Queue) check(p string, e fs.DirEntry, verifyContent bool) error {
+	if !e.Type().IsRegular() {
+		return errors.New("not a regular file")
+	}
+	if !ValidID(e.Name()) {
+		return errors.New("name is not a queue ID")
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	m, err := openFile(f)
+	if err != nil {
+		return err
+	}
+	if verifyContent {
+		return m.Verify()
+	}
+	return nil
+}
+
+// RequeueActive moves every message in active/ back to incoming/. The
+// scheduler calls it when it starts, as Postfix's qmgr does: a message left
+// in active/ was being delivered when the previous scheduler stopped, and
+// its state log says which recipients are already done.
+func (q *Queue) RequeueActive() (int, error) {
+	ids, err := q.List(Active)
+	if err != nil {
+		return 0, err
+	}
+	for i, id := range ids {
+		if err := q.Move(id, Active, Incoming); err != nil {
+			return i, err
+		}
+	}
+	return len(ids), nil
+}

@@ -1,0 +1,484 @@
+package queue
+
+// Queue file format, version 1.
+//
+// One file per message, named by its queue ID, in one queue directory. All
+// integers are big-endian or unsigned varints (encoding/binary Uvarint).
+//
+//	magic     "MOATQF\x01\n"          8 bytes; the 7th byte is the version
+//	content   'D' len(8 bytes) bytes   the message as received (header and
+//	                                   body, CRLF or LF as the writer chose)
+//	envelope  records                  type(1) len(uvarint) payload
+//	trailer   'Z' contentCRC(4) envelopeCRC(4)
+//	state log records                  's' len(uvarint) payload crc(4)
+//
+// The content comes first so that a writer can stream it to disk before the
+// envelope is final (cleanup learns the Message-ID from the header while the
+// content passes through); its length is patched into the 'D' record at
+// commit, and a reader skips it with one seek, so mailq never reads content.
+//
+// Envelope records (RFC 3461 for the DSN fields, RFC 5321 for the rest):
+//
+//	'T' arrival time, Unix microseconds (uvarint)
+//	'S' sender; empty for the null sender <>
+//	'R' recipient address; the 'O' and 'N' records that follow belong to it
+//	'O' ORCPT of the preceding recipient ("rfc822;user@example")
+//	'N' NOTIFY of the preceding recipient, a Notify bit set (uvarint)
+//	'E' ENVID             'W' RET (FULL or HDRS)
+//	'C' client hostname   'A' client address   'H' HELO/EHLO name
+//	'P' protocol (SMTP, ESMTP, ESMTPSA, ...)   'U' SASL login name
+//	'M' Message-ID        'F' flags, a Flags bit set (uvarint)
+//
+// A reader rejects unknown record types: a version-1 reader cannot know
+// whether an unknown record changes who receives the message, and guessing
+// wrong loses or misdirects mail. New record types bump the version.
+//
+// The trailer makes the file complete: a file without it, or whose CRC-32C
+// (Castagnoli) sums disagree, is corrupt. contentCRC covers the content
+// bytes; envelopeCRC covers the envelope records and the trailer's 'Z'. The envelope sum is checked
+// whenever the file is opened; the content sum when the content is read to
+// its end (Message.Content) or by Verify, so that opening a large message
+// does not read it.
+//
+// The state log is the only part that changes after commit: delivery appends
+// one record per recipient whose fate is settled (payload: recipient index
+// uvarint, state byte, reason text), each with a CRC-32C over its type,
+// length and payload, and fsyncs it before acting on it (see
+// UpdateRecipients). A torn last record, from a crash in the middle of an
+// append, fails its sum; readers stop there and the next append truncates it.
+// Appending instead of overwriting in place (as Postfix does) keeps the
+// committed part of the file immutable and checksummed.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+	"time"
+)
+
+const (
+	fileMagic    = "MOATQF\x01\n"
+	contentOff   = int64(len(fileMagic)) // the 'D' record
+	contentStart = contentOff + 9        // first content byte
+	trailerLen   = 9
+	// maxRecord bounds one envelope or state record, so that a damaged
+	// length field cannot make a reader allocate gigabytes.
+	maxRecord = 1 << 20
+	// maxEnvelope bounds the whole envelope section for the same reason.
+	maxEnvelope = 64 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// Notify is the RFC 3461 section 4.1 NOTIFY parameter of one recipient. Zero
+// means the client gave none, which is not the same as NEVER: RFC 3461
+// section 4.1 lets the server choose then (FAILURE, DELAY in practice).
+type Notify uint8
+
+// NOTIFY keywords (RFC 3461 section 4.1).
+const (
+	NotifyNever Notify = 1 << iota
+	NotifySuccess
+	NotifyFailure
+	NotifyDelay
+)
+
+// Flags are per-message flags kept in the envelope.
+type Flags uint32
+
+// Message flags.
+const (
+	// FlagHold asks that the message go to the hold queue instead of
+	// incoming (access(5) HOLD, postsuper -h); smtpd sets it, the mover
+	// acts on it.
+	FlagHold Flags = 1 << iota
+	// FlagSMTPUTF8 records that the client asked for SMTPUTF8 (RFC 6531
+	// section 3.4), which delivery must honour when relaying.
+	FlagSMTPUTF8
+	// Flag8BitMIME records BODY=8BITMIME (RFC 6152).
+	Flag8BitMIME
+	// FlagRequireTLS records REQUIRETLS (RFC 8689).
+	FlagRequireTLS
+)
+
+// RcptState is the delivery state of one recipient, kept in the state log.
+type RcptState uint8
+
+// Recipient states. Only RcptDelivered and RcptBounced are final: a crash after
+// their record is durable never delivers to that recipient again.
+const (
+	// RcptPending: not yet settled (the initial state).
+	RcptPending RcptState = iota
+	// RcptDelivered: accepted by the next hop or mailbox; DSN success if asked.
+	RcptDelivered
+	// RcptBounced: permanently failed and the failure reported (or dropped
+	// when NOTIFY=NEVER); never retried.
+	RcptBounced
+	// RcptDeferred: a temporary failure, retried later; the reason is shown by
+	// mailq as Postfix shows it.
+	RcptDeferred
+)
+
+func (s RcptState) String() string {
+	switch s {
+	case RcptPending:
+		return "pending"
+	case RcptDelivered:
+		return "delivered"
+	case RcptBounced:
+		return "bounced"
+	case RcptDeferred:
+		return "deferred"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Recipient is one envelope recipient with its RFC 3461 parameters.
+type Recipient struct {
+	Address string
+	ORCPT   string // RFC 3461 section 4.2, as "addr-type;address"
+	Notify  Notify
+	// State and Reason come from the state log; writers leave them zero.
+	State  RcptState
+	Reason string
+}
+
+// Envelope is everything about a message except its content: what smtpd
+// learned in the SMTP dialogue and what mailq shows.
+type Envelope struct {
+	Sender     string // "" is the null sender <>
+	Recipients []Recipient
+	EnvID      string // RFC 3461 section 4.4
+	Ret        string // RFC 3461 section 4.3: "", "FULL" or "HDRS"
+	ClientName string
+	ClientAddr string
+	Helo       string
+	Protocol   string
+	SASLUser   string
+	MessageID  string
+	Arrival    time.Time
+	Flags      Flags
+	// Size is the content size in bytes; set by readers.
+	Size int64
+}
+
+type recWriter struct {
+	b []byte
+}
+
+func (w *recWriter) rec(typ byte, payload string) {
+	w.b = append(w.b, typ)
+	w.b = binary.AppendUvarint(w.b, uint64(len(payload)))
+	w.b = append(w.b, payload...)
+}
+
+func (w *recWriter) recUint(typ byte, v uint64) {
+	var tmp [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(tmp[:], v)
+	w.rec(typ, string(tmp[:n]))
+}
+
+// validField rejects text that could not have come from an SMTP dialogue and
+// that later consumers (log lines, headers) must never see.
+func validField(name, s string) error {
+	if len(s) > maxRecord/2 {
+		return fmt.Errorf("%s too long (%d bytes)", name, len(s))
+	}
+	if strings.ContainsAny(s, "\x00\r\n") {
+		return fmt.Errorf("%s contains NUL, CR or LF", name)
+	}
+	return nil
+}
+
+// encodeEnvelope returns the envelope records of e.
+func encodeEnvelope(e *Envelope) ([]byte, error) {
+	var w recWriter
+	if e.Arrival.UnixMicro() < 0 {
+		return nil, fmt.Errorf("arrival time %v before 1970", e.Arrival)
+	}
+	w.recUint('T', uint64(e.Arrival.UnixMicro()))
+	strs := []struct {
+		typ        byte
+		name, text string
+	}{
+		{'S', "sender", e.Sender}, {'E', "ENVID", e.EnvID}, {'W', "RET", e.Ret},
+		{'C', "client name", e.ClientName}, {'A', "client address", e.ClientAddr},
+		{'H', "HELO name", e.Helo}, {'P', "protocol", e.Protocol},
+		{'U', "SASL user", e.SASLUser}, {'M', "Message-ID", e.MessageID},
+	}
+	for _, s := range strs {
+		if err := validField(s.name, s.text); err != nil {
+			return nil, err
+		}
+		if s.text != "" || s.typ == 'S' {
+			w.rec(s.typ, s.text)
+		}
+	}
+	if e.Ret != "" && e.Ret != "FULL" && e.Ret != "HDRS" {
+		return nil, fmt.Errorf("RET %q: want FULL or HDRS (RFC 3461 section 4.3)", e.Ret)
+	}
+	if e.Flags != 0 {
+		w.recUint('F', uint64(e.Flags))
+	}
+	if len(e.Recipients) == 0 {
+		return nil, errors.New("no recipients")
+	}
+	for i, r := range e.Recipients {
+		if r.Address == "" {
+			return nil, fmt.Errorf("recipient %d: empty address", i)
+		}
+		if err := validField("recipient", r.Address); err != nil {
+			return nil, err
+		}
+		if err := validField("ORCPT", r.ORCPT); err != nil {
+			return nil, err
+		}
+		w.rec('R', r.Address)
+		if r.ORCPT != "" {
+			w.rec('O', r.ORCPT)
+		}
+		if r.Notify != 0 {
+			w.recUint('N', uint64(r.Notify))
+		}
+	}
+	if len(w.b) > maxEnvelope {
+		return nil, fmt.Errorf("envelope too large (%d bytes)", len(w.b))
+	}
+	return w.b, nil
+}
+
+// byteCounter is a bufio reader that counts what it consumed and sums it.
+type recReader struct {
+	r   *bufio.Reader
+	n   int64 // bytes consumed
+	crc uint32
+	sum bool
+}
+
+func (r *recReader) readByte() (byte, error) {
+	c, err := r.r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	r.n++
+	if r.sum {
+		r.crc = crc32.Update(r.crc, crcTable, []byte{c})
+	}
+	return c, nil
+}
+
+func (r *recReader) readFull(b []byte) error {
+	if _, err := io.ReadFull(r.r, b); err != nil {
+		return err
+	}
+	r.n += int64(len(b))
+	if r.sum {
+		r.crc = crc32.Update(r.crc, crcTable, b)
+	}
+	return nil
+}
+
+func (r *recReader) readUvarint() (uint64, error) {
+	var x uint64
+	var s uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		c, err := r.readByte()
+		if err != nil {
+			return 0, err
+		}
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, errors.New("varint overflows")
+			}
+			return x | uint64(c)<<s, nil
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, errors.New("varint overflows")
+}
+
+// readPayload reads a record length and payload, refusing lengths beyond
+// maxRecord or beyond the limit left in the file.
+func (r *recReader) readPayload(limit int64) ([]byte, error) {
+	n, err := r.readUvarint()
+	if err != nil {
+		return nil, err
+	}
+	if n > maxRecord || int64(n) > limit-r.n {
+		return nil, fmt.Errorf("record length %d out of range", n)
+	}
+	b := make([]byte, n)
+	if err := r.readFull(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func payloadUint(b []byte) (uint64, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 || n != len(b) {
+		return 0, errors.New("bad number")
+	}
+	return v, nil
+}
+
+// decodeEnvelope reads envelope records up to and including the trailer's
+// type byte, from r positioned just after the content. limit is the file
+// size relative to r's start.
+func decodeEnvelope(r *recReader, e *Envelope, limit int64) error {
+	r.sum = true
+	seen := map[byte]bool{}
+	var cur *Recipient
+	for {
+		if r.n > maxEnvelope {
+			return errors.New("envelope too large")
+		}
+		typ, err := r.readByte()
+		if err != nil {
+			return fmt.Errorf("envelope: %w", noEOF(err))
+		}
+		if typ == 'Z' {
+			break
+		}
+		b, err := r.readPayload(limit)
+		if err != nil {
+			return fmt.Errorf("envelope record %q: %w", typ, noEOF(err))
+		}
+		switch typ {
+		case 'R', 'O', 'N':
+		default:
+			if seen[typ] {
+				return fmt.Errorf("envelope record %q repeated", typ)
+			}
+			seen[typ] = true
+		}
+		s := string(b)
+		switch typ {
+		case 'T', 'F', 'N':
+			v, err := payloadUint(b)
+			if err != nil {
+				return fmt.Errorf("envelope record %q: %w", typ, err)
+			}
+			switch typ {
+			case 'T':
+				if v > 1<<62 {
+					return errors.New("arrival time out of range")
+				}
+				e.Arrival = time.UnixMicro(int64(v))
+			case 'F':
+				e.Flags = Flags(v)
+			case 'N':
+				if cur == nil || v > 0xff {
+					return errors.New("NOTIFY record without a recipient")
+				}
+				cur.Notify = Notify(v)
+			}
+			continue
+		}
+		name := fmt.Sprintf("record %q", typ)
+		if err := validField(name, s); err != nil {
+			return err
+		}
+		switch typ {
+		case 'S':
+			e.Sender = s
+		case 'R':
+			if s == "" {
+				return errors.New("empty recipient")
+			}
+			e.Recipients = append(e.Recipients, Recipient{Address: s})
+			cur = &e.Recipients[len(e.Recipients)-1]
+		case 'O':
+			if cur == nil {
+				return errors.New("ORCPT record without a recipient")
+			}
+			cur.ORCPT = s
+		case 'E':
+			e.EnvID = s
+		case 'W':
+			e.Ret = s
+		case 'C':
+			e.ClientName = s
+		case 'A':
+			e.ClientAddr = s
+		case 'H':
+			e.Helo = s
+		case 'P':
+			e.Protocol = s
+		case 'U':
+			e.SASLUser = s
+		case 'M':
+			e.MessageID = s
+		default:
+			return fmt.Errorf("unknown envelope record type %q", typ)
+		}
+	}
+	if !seen['T'] || !seen['S'] || len(e.Recipients) == 0 {
+		return errors.New("envelope lacks arrival time, sender or recipients")
+	}
+	return nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// stateRecord encodes one state log record.
+func stateRecord(index int, st RcptState, reason string) []byte {
+	var p []byte
+	p = binary.AppendUvarint(p, uint64(index))
+	p = append(p, byte(st))
+	p = append(p, reason...)
+	b := []byte{'s'}
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	b = append(b, p...)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+}
+
+// decodeStateLog applies state records to e's recipients and returns the
+// number of bytes of valid records; a torn or damaged tail ends the log.
+func decodeStateLog(r *recReader, e *Envelope, limit int64) int64 {
+	start := r.n
+	valid := r.n
+	for {
+		r.sum = true
+		r.crc = 0
+		typ, err := r.readByte()
+		if err != nil || typ != 's' {
+			return valid - start
+		}
+		p, err := r.readPayload(limit)
+		if err != nil {
+			return valid - start
+		}
+		got := r.crc
+		var sum [4]byte
+		if err := r.readFull(sum[:]); err != nil || binary.BigEndian.Uint32(sum[:]) != got {
+			return valid - start
+		}
+		idx, n := binary.Uvarint(p)
+		if n <= 0 || n >= len(p) || idx >= uint64(len(e.Recipients)) {
+			return valid - start
+		}
+		st := RcptState(p[n])
+		if st > RcptDeferred {
+			return valid - start
+		}
+		rc := &e.Recipients[idx]
+		if rc.State == RcptDelivered || rc.State == RcptBounced {
+			// Final states stay final, whatever a later record says.
+		} else {
+			rc.State = st
+			rc.Reason = string(p[n+1:])
+		}
+		valid = r.n
+	}
+}

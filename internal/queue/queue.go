@@ -1,0 +1,252 @@
+// Package queue is moat's durable mail queue: Postfix's queue directory
+// layout (incoming, active, deferred, hold, corrupt, maildrop), one file per
+// message named by a long queue ID, written as a stream and acknowledged only
+// once durable, with group commit of directory fsyncs across concurrent
+// writers. The file format is described in format.go, the ID format in id.go.
+//
+// Producers (smtpd through cleanup, sendmail) use NewMessage and
+// Writer.Commit; consumers (qmgr, delivery agents, mailq, postsuper) use the
+// Consumer methods. Recover runs at start-up, before any producer.
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Queue names, as in Postfix's queue_directory (postconf(5),
+// queue_directory; qmgr(8) "QUEUES").
+const (
+	Incoming = "incoming" // committed, not yet seen by the scheduler
+	Active   = "active"   // opened by the scheduler for delivery
+	Deferred = "deferred" // waiting for a retry
+	Hold     = "hold"     // kept until an admin releases it (postsuper -H)
+	Corrupt  = "corrupt"  // failed validation; kept for inspection
+	Maildrop = "maildrop" // local submission (sendmail/postdrop)
+)
+
+// Names lists every queue directory Open creates, in Postfix's order.
+func Names() []string {
+	return []string{Incoming, Active, Deferred, Hold, Corrupt, Maildrop}
+}
+
+func knownQueue(name string) bool {
+	for _, n := range Names() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Options control Open.
+type Options struct {
+	// Create makes missing queue directories (mode 0700). Without it a
+	// missing directory is an error, as `postfix check` reports it.
+	Create bool
+	// Owner is the uid every queue directory must belong to (mail_owner
+	// once the master drops privileges), used only when OwnerSet is true;
+	// otherwise the caller's effective uid.
+	Owner    int
+	OwnerSet bool
+	// NoGroupCommit makes every commit fsync its directory alone. It
+	// exists for the benchmark that measures what group commit buys.
+	NoGroupCommit bool
+	// Logf receives warnings (files moved to corrupt/, temporary files
+	// removed). Nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// Queue is an open queue directory. It is safe for concurrent use by many
+// goroutines; several processes may use one directory at once (each rename
+// is atomic), but Recover must run alone.
+type Queue struct {
+	dir    string
+	opts   Options
+	owner  int
+	syncer map[string]*dirSync // fixed at Open
+	mu     sync.Mutex
+	last   int64 // last ID time in Unix microseconds
+	tmpSeq uint64
+}
+
+// Open validates (and with opts.Create, creates) the queue directories under
+// dir and returns the queue. Wrong ownership or permissions are errors that
+// name the path and the fix, because a queue readable by others leaks mail
+// and one writable by others lets anyone inject it.
+func Open(dir string, opts Options) (*Queue, error) {
+	q := &Queue{dir: dir, opts: opts, owner: os.Geteuid(), syncer: map[string]*dirSync{}}
+	if opts.OwnerSet {
+		q.owner = opts.Owner
+	}
+	if err := q.checkTop(); err != nil {
+		return nil, err
+	}
+	for _, name := range Names() {
+		p := filepath.Join(dir, name)
+		if err := q.checkDir(p); err != nil {
+			return nil, err
+		}
+		q.syncer[name] = &dirSync{path: p, solo: opts.NoGroupCommit}
+	}
+	return q, nil
+}
+
+// Dir returns the queue directory.
+func (q *Queue) Dir() string { return q.dir }
+
+func (q *Queue) logf(format string, args ...any) {
+	if q.opts.Logf != nil {
+		q.opts.Logf(format, args...)
+	}
+}
+
+func (q *Queue) checkTop() error {
+	st, err := os.Stat(q.dir)
+	if errors.Is(err, fs.ErrNotExist) && q.opts.Create {
+		if err := os.MkdirAll(q.dir, 0o755); err != nil {
+			return fmt.Errorf("queue: create %s: %w", q.dir, err)
+		}
+		st, err = os.Stat(q.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("queue: %s is not a directory", q.dir)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("queue: %s has mode %04o, writable by others: chmod go-w %s",
+			q.dir, st.Mode().Perm(), q.dir)
+	}
+	return nil
+}
+
+func (q *Queue) checkDir(p string) error {
+	st, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) && q.opts.Create {
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("queue: create %s: %w", p, err)
+		}
+		if err := syncPath(q.dir); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		st, err = os.Lstat(p)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: %w (run `postfix start` or create it with mode 0700)", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("queue: %s is not a directory: move it away and let moat create it", p)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != q.owner {
+		return fmt.Errorf("queue: %s is owned by uid %d, want %d: chown %d %s",
+			p, sys.Uid, q.owner, q.owner, p)
+	}
+	if st.Mode().Perm() != 0o700 {
+		return fmt.Errorf("queue: %s has mode %04o, want 0700: chmod 0700 %s", p, st.Mode().Perm(), p)
+	}
+	return nil
+}
+
+// path returns the file name of message id in queue name.
+func (q *Queue) path(name, id string) (string, error) {
+	if !knownQueue(name) {
+		return "", fmt.Errorf("queue: unknown queue %q", name)
+	}
+	if !ValidID(id) {
+		return "", fmt.Errorf("queue: bad queue ID %q", id)
+	}
+	return filepath.Join(q.dir, name, id), nil
+}
+
+// nextTime returns a time strictly after every earlier one this Queue
+// returned, so that IDs sort in arrival order even when the clock stalls or
+// steps back.
+func (q *Queue) nextTime() time.Time {
+	now := time.Now().UnixMicro()
+	q.mu.Lock()
+	if now <= q.last {
+		now = q.last + 1
+	}
+	q.last = now
+	q.mu.Unlock()
+	return time.UnixMicro(now)
+}
+
+func syncPath(p string) error {
+	d, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", p, err)
+	}
+	return nil
+}
+
+// dirSync makes directory entries durable, sharing one fsync among every
+// caller that arrives while an earlier fsync runs (group commit): a caller
+// whose rename finished before a fsync started is covered by it, so it waits
+// for the next fsync to start after its arrival instead of issuing its own.
+//
+// An fsync error is sticky. After a failed fsync Linux may report success for
+// later ones although the entries were lost, so the queue fails closed: every
+// later commit into that directory fails until the process restarts.
+type dirSync struct {
+	path    string
+	solo    bool
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool
+	started uint64
+	done    uint64
+	err     error
+}
+
+func (s *dirSync) sync() error {
+	if s.solo {
+		return syncPath(s.path)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cond == nil {
+		s.cond = sync.NewCond(&s.mu)
+	}
+	// The fsync that covers us is the first to start after now.
+	target := s.started + 1
+	for {
+		if s.err != nil {
+			return s.err
+		}
+		if s.done >= target {
+			return nil
+		}
+		if !s.running {
+			s.running = true
+			s.started++
+			gen := s.started
+			s.mu.Unlock()
+			err := syncPath(s.path)
+			s.mu.Lock()
+			s.running = false
+			if err != nil && s.err == nil {
+				s.err = err
+			}
+			s.done = gen
+			s.cond.Broadcast()
+			continue
+		}
+		s.cond.Wait()
+	}
+}

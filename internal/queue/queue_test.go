@@ -1,0 +1,339 @@
+package queue
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newQueue(t testing.TB, opts Options) *Queue {
+	t.Helper()
+	opts.Create = true
+	q, err := Open(filepath.Join(t.TempDir(), "spool"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func testEnvelope() Envelope {
+	return Envelope{
+		Sender: "alice@example.org",
+		Recipients: []Recipient{
+			{Address: "bob@example.com", ORCPT: "rfc822;bob@example.com", Notify: NotifySuccess | NotifyFailure},
+			{Address: "carol@example.net"},
+			{Address: "dave@example.net", Notify: NotifyNever},
+		},
+		EnvID: "QQ314159", Ret: "HDRS",
+		ClientName: "mail.example.org", ClientAddr: "192.0.2.1", Helo: "mail.example.org",
+		Protocol: "ESMTPSA", SASLUser: "alice", MessageID: "<1@example.org>",
+		Flags: FlagSMTPUTF8,
+	}
+}
+
+func commit(t testing.TB, q *Queue, env Envelope, content string) string {
+	t.Helper()
+	w, err := q.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	w.Envelope = env
+	w.Envelope.Arrival, _, _ = ParseID(w.ID())
+	if _, err := io.Copy(w, strings.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	id, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestOpenLayout(t *testing.T) {
+	q := newQueue(t, Options{})
+	for _, n := range Names() {
+		st, err := os.Stat(filepath.Join(q.Dir(), n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o700 || !st.IsDir() {
+			t.Errorf("%s: mode %v", n, st.Mode())
+		}
+	}
+	// Re-opening without Create validates.
+	if _, err := Open(q.Dir(), Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenReportsFixes(t *testing.T) {
+	q := newQueue(t, Options{})
+	deferred := filepath.Join(q.Dir(), Deferred)
+	if err := os.Chmod(deferred, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(q.Dir(), Options{})
+	if err == nil || !strings.Contains(err.Error(), "chmod 0700 "+deferred) {
+		t.Errorf("mode: got %v, want the chmod fix", err)
+	}
+	os.Chmod(deferred, 0o700)
+
+	_, err = Open(q.Dir(), Options{Owner: os.Geteuid() + 1, OwnerSet: true})
+	if err == nil || !strings.Contains(err.Error(), "chown") || !strings.Contains(err.Error(), filepath.Join(q.Dir(), Incoming)) {
+		t.Errorf("owner: got %v, want the chown fix naming incoming", err)
+	}
+
+	os.Remove(filepath.Join(q.Dir(), Maildrop))
+	if _, err := Open(q.Dir(), Options{}); err == nil || !strings.Contains(err.Error(), Maildrop) {
+		t.Errorf("missing: got %v", err)
+	}
+	if err := os.Chmod(q.Dir(), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(q.Dir(), Options{Create: true}); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("world-writable top: got %v", err)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	q := newQueue(t, Options{})
+	content := strings.Repeat("Subject: hi\r\n\r\nline of text\r\n", 100000) // ~3 MB
+	env := testEnvelope()
+	id := commit(t, q, env, content)
+	m, err := q.Open(Incoming, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got := m.Envelope
+	if got.Size != int64(len(content)) {
+		t.Errorf("size %d, want %d", got.Size, len(content))
+	}
+	idTime, _, _ := ParseID(id)
+	if !got.Arrival.Equal(idTime) {
+		t.Errorf("arrival %v, want %v", got.Arrival, idTime)
+	}
+	got.Size, got.Arrival = 0, time.Time{}
+	if fmt.Sprint(got) != fmt.Sprint(env) {
+		t.Errorf("envelope\n got %+v\nwant %+v", got, env)
+	}
+	var b bytes.Buffer
+	if _, err := io.Copy(&b, m.Content()); err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != content {
+		t.Error("content differs")
+	}
+	ids, _ := q.List(Incoming)
+	if len(ids) != 1 || ids[0] != id {
+		t.Errorf("List = %v", ids)
+	}
+	ents, _ := os.ReadDir(filepath.Join(q.Dir(), Incoming))
+	if len(ents) != 1 {
+		t.Errorf("incoming holds %d names, want 1 (temporary file left?)", len(ents))
+	}
+}
+
+func TestNullSenderEmptyContent(t *testing.T) {
+	q := newQueue(t, Options{})
+	id := commit(t, q, Envelope{Recipients: []Recipient{{Address: "postmaster"}}}, "")
+	in, err := q.Stat(Incoming, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Sender != "" || in.Size != 0 || len(in.Recipients) != 1 {
+		t.Errorf("%+v", in)
+	}
+}
+
+func TestCommitRejectsBadEnvelope(t *testing.T) {
+	q := newQueue(t, Options{})
+	for _, env := range []Envelope{
+		{Sender: "a@b"},
+		{Sender: "a@b\r\nRCPT TO:<x>", Recipients: []Recipient{{Address: "c@d"}}},
+		{Recipients: []Recipient{{Address: "c@d"}}, Ret: "SOME"},
+		{Recipients: []Recipient{{Address: ""}}},
+	} {
+		w, err := q.NewMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Envelope = env
+		w.WriteString("x\r\n")
+		if _, err := w.Commit(); err == nil {
+			t.Errorf("%+v: commit succeeded", env)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(q.Dir(), Incoming))
+	if len(ents) != 0 {
+		t.Errorf("failed commits left %d files", len(ents))
+	}
+}
+
+func TestAbort(t *testing.T) {
+	q := newQueue(t, Options{})
+	w, err := q.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("partial")
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Error("write after abort succeeded")
+	}
+	if _, err := w.Commit(); err == nil {
+		t.Error("commit after abort succeeded")
+	}
+	ents, _ := os.ReadDir(filepath.Join(q.Dir(), Incoming))
+	if len(ents) != 0 {
+		t.Errorf("abort left %d files", len(ents))
+	}
+}
+
+func TestHoldFlagCommitsToHold(t *testing.T) {
+	q := newQueue(t, Options{})
+	env := testEnvelope()
+	env.Flags |= FlagHold
+	id := commit(t, q, env, "x\r\n")
+	in, err := q.Stat(Hold, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.Held || in.Active {
+		t.Errorf("%+v", in)
+	}
+	if ids, _ := q.List(Incoming); len(ids) != 0 {
+		t.Errorf("incoming: %v", ids)
+	}
+}
+
+// TestCommittedSurvivesSnapshot copies the queue's directory tree the moment
+// Commit returns, as a crash would freeze it, and opens the copy. What it
+// proves: at that moment the final name exists and the file is complete and
+// valid (no part of the work is still pending in another goroutine). It
+// cannot prove that fsync reached the disk; that takes the power-cut test
+// with the server.
+func TestCommittedSurvivesSnapshot(t *testing.T) {
+	q := newQueue(t, Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for g := 0; g < 20; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			content := strings.Repeat(fmt.Sprintf("goroutine %d\r\n", g), 1000)
+			w, err := q.NewMessage()
+			if err != nil {
+				errs <- err
+				return
+			}
+			w.Envelope = testEnvelope()
+			w.WriteString(content)
+			id, err := w.Commit()
+			if err != nil {
+				errs <- err
+				return
+			}
+			snap := t.TempDir()
+			data, err := os.ReadFile(filepath.Join(q.Dir(), Incoming, id))
+			if err != nil {
+				errs <- fmt.Errorf("after commit: %w", err)
+				return
+			}
+			p := filepath.Join(snap, id)
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				errs <- err
+				return
+			}
+			env, err := ReadFile(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				errs <- fmt.Errorf("snapshot of %s: %w", id, err)
+				return
+			}
+			if env.Size != int64(len(content)) {
+				errs <- fmt.Errorf("snapshot of %s: size %d", id, env.Size)
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestConcurrentCommitsUniqueSorted(t *testing.T) {
+	q := newQueue(t, Options{})
+	const n = 200
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ids[i] = commit(t, q, testEnvelope(), "x\r\n")
+		}(i)
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("duplicate ID %s", id)
+		}
+		seen[id] = true
+	}
+	list, err := q.List(Incoming)
+	if err != nil || len(list) != n {
+		t.Fatalf("List: %d IDs, %v", len(list), err)
+	}
+	// A second Queue on the same directory (another process) never
+	// repeats an ID either: the inode part differs.
+	q2, err := Open(q.Dir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if id := commit(t, q2, testEnvelope(), "y"); seen[id] {
+			t.Fatalf("second queue repeated %s", id)
+		}
+	}
+}
+
+func TestGroupSyncStickyError(t *testing.T) {
+	s := &dirSync{path: filepath.Join(t.TempDir(), "missing")}
+	if err := s.sync(); err == nil {
+		t.Fatal("fsync of a missing directory succeeded")
+	}
+	os.Mkdir(s.path, 0o700)
+	if err := s.sync(); err == nil {
+		t.Fatal("error was not sticky: the queue must fail closed")
+	}
+}
+
+func TestGroupSyncShares(t *testing.T) {
+	s := &dirSync{path: t.TempDir()}
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.sync(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if s.started > 100 || s.started == 0 {
+		t.Errorf("%d fsyncs for 100 callers", s.started)
+	}
+	t.Logf("%d fsyncs for 100 concurrent callers", s.started)
+}
