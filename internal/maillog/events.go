@@ -1,0 +1,276 @@
+package maillog
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// The texts below are the ones Postfix's smtpd, cleanup and qmgr log and
+// that fail2ban's postfix filter, pflogsumm and admins' scripts parse.
+// Every daemon formats them through these helpers, once, so they cannot
+// drift apart.
+
+// Client identifies an SMTP client the way Postfix's logs do.
+type Client struct {
+	// Name is the verified client host name; "" logs as "unknown", as
+	// Postfix does when reverse and forward DNS do not agree.
+	Name string
+	Addr netip.Addr
+	Port uint16
+	// LogPort appends ":port" (postconf(5) smtpd_client_port_logging).
+	LogPort bool
+}
+
+// String returns "name[addr]" or, with LogPort, "name[addr]:port": the
+// client form of every smtpd log line.
+func (c Client) String() string {
+	name := c.Name
+	if name == "" {
+		name = "unknown"
+	}
+	s := name + "[" + AddrString(c.Addr) + "]"
+	if c.LogPort {
+		s += ":" + strconv.Itoa(int(c.Port))
+	}
+	return s
+}
+
+// AddrString returns an address as Postfix logs it: IPv4 dotted quad; an
+// IPv4-mapped IPv6 address as plain IPv4 (Postfix converts these when IPv4
+// is enabled); other IPv6 addresses in RFC 5952 compressed lower-case form
+// without the "IPv6:" prefix (that belongs in Received: headers and
+// address literals, not here), with a link-local zone as "%zone" the way
+// getnameinfo(3) prints it. An invalid address logs as "unknown".
+func AddrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return a.Unmap().String()
+}
+
+// Connect returns "connect from name[addr]".
+func Connect(c Client) string { return "connect from " + c.String() }
+
+// Event names what ended or interrupted a session, the first words of
+// Postfix's "EVENT after STATE from client" lines.
+type Event string
+
+// The events Postfix's smtpd logs with "after".
+const (
+	LostConnection Event = "lost connection"
+	Timeout        Event = "timeout"
+	TooManyErrors  Event = "too many errors"
+)
+
+// The session states Postfix names after "after" besides the SMTP verbs
+// (which it logs in upper case: "RCPT", "DATA").
+const (
+	StateConnect      = "CONNECT"        // before the first command
+	StateEndOfMessage = "END-OF-MESSAGE" // after the final "."
+	StateUnknown      = "UNKNOWN"        // an unrecognised command
+)
+
+// After returns "EVENT after STATE from name[addr]", e.g. "lost connection
+// after RCPT from x[192.0.2.1]".
+func After(ev Event, state string, c Client) string {
+	return string(ev) + " after " + state + " from " + c.String()
+}
+
+// AfterBytes returns the DATA/BDAT form, which also says how much content
+// had arrived: "timeout after DATA (1234 bytes) from name[addr]".
+func AfterBytes(ev Event, state string, n int64, c Client) string {
+	return string(ev) + " after " + state + " (" + strconv.FormatInt(n, 10) + " bytes) from " + c.String()
+}
+
+// cmdNames are the commands smtpd counts, in the order Postfix lists them
+// in the disconnect record (its command table's order), then "unknown".
+// (A function, not a package variable, so nothing can change it.)
+func cmdNames() [nCmds]string {
+	return [nCmds]string{
+		"helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
+		"data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown",
+	}
+}
+
+const (
+	nCmds      = 16
+	cmdUnknown = nCmds - 1
+)
+
+// Commands counts a session's commands for the disconnect record: for each
+// command how many were issued and how many succeeded (a 2xx or 3xx
+// reply). The zero value is ready to use; it is not safe for concurrent
+// use (one session, one goroutine).
+type Commands struct {
+	ok, total [nCmds]int
+}
+
+// Count records one command; verb is case-insensitive and any verb smtpd
+// does not implement counts as "unknown".
+func (s *Commands) Count(verb string, ok bool) {
+	i := cmdUnknown
+	names := cmdNames()
+	for j, n := range names[:cmdUnknown] {
+		if strings.EqualFold(verb, n) {
+			i = j
+			break
+		}
+	}
+	s.total[i]++
+	if ok {
+		s.ok[i]++
+	}
+}
+
+// String returns the counters as Postfix appends them to the disconnect
+// record: " name=ok" for each command issued (" name=ok/total" when some
+// failed), then " commands=ok" or " commands=ok/total"; a session without
+// commands gives " commands=0/0", the mark of port scanners that fail2ban
+// and admins look for.
+func (s *Commands) String() string {
+	var b strings.Builder
+	okAll, totalAll := 0, 0
+	for i, n := range cmdNames() {
+		if s.total[i] == 0 {
+			continue
+		}
+		okAll += s.ok[i]
+		totalAll += s.total[i]
+		b.WriteByte(' ')
+		b.WriteString(n)
+		b.WriteByte('=')
+		writeRatio(&b, s.ok[i], s.total[i])
+	}
+	b.WriteString(" commands=")
+	writeRatio(&b, okAll, totalAll)
+	return b.String()
+}
+
+func writeRatio(b *strings.Builder, ok, total int) {
+	b.WriteString(strconv.Itoa(ok))
+	if ok != total || total == 0 {
+		b.WriteByte('/')
+		b.WriteString(strconv.Itoa(total))
+	}
+}
+
+// Disconnect returns "disconnect from name[addr] ehlo=1 mail=1 rcpt=0/1
+// commands=2/3".
+func Disconnect(c Client, cmds *Commands) string {
+	return "disconnect from " + c.String() + cmds.String()
+}
+
+// Envelope is what Postfix appends to a reject (or warn, hold, discard,
+// ...) record about the transaction so far. A field is logged only once
+// known, which is why the sender and recipient carry flags: a null sender
+// is logged as from=<>, an absent one not at all.
+type Envelope struct {
+	Sender       string
+	HasSender    bool
+	Recipient    string
+	HasRecipient bool
+	Proto        string // "SMTP" or "ESMTP"; "" omits proto=
+	Helo         string // "" omits helo=
+}
+
+// NoQueue is the queue ID Postfix logs before a message has one.
+const NoQueue = "NOQUEUE"
+
+// Whatsup returns an access-decision record, "QUEUEID: ACTION: STATE from
+// name[addr]: REPLY; from=<s> to=<r> proto=ESMTP helo=<h>", e.g.
+// "NOQUEUE: reject: RCPT from x[192.0.2.1]: 554 5.7.1 <u@example.com>:
+// Relay access denied; from=<a@example.org> to=<u@example.com> proto=ESMTP
+// helo=<x>". queueID "" means NOQUEUE. action is "reject", "warn", "hold",
+// "discard", "filter", "redirect" or "milter-reject"; reply is the SMTP
+// reply for rejects and the reason text for the others.
+func Whatsup(queueID, action, state string, c Client, reply string, env Envelope) string {
+	if queueID == "" {
+		queueID = NoQueue
+	}
+	var b strings.Builder
+	b.WriteString(queueID)
+	b.WriteString(": ")
+	b.WriteString(action)
+	b.WriteString(": ")
+	b.WriteString(state)
+	b.WriteString(" from ")
+	b.WriteString(c.String())
+	b.WriteString(": ")
+	b.WriteString(reply)
+	b.WriteByte(';')
+	if env.HasSender {
+		b.WriteString(" from=<" + env.Sender + ">")
+	}
+	if env.HasRecipient {
+		b.WriteString(" to=<" + env.Recipient + ">")
+	}
+	if env.Proto != "" {
+		b.WriteString(" proto=" + env.Proto)
+	}
+	if env.Helo != "" {
+		b.WriteString(" helo=<" + env.Helo + ">")
+	}
+	return b.String()
+}
+
+// Reject returns Whatsup's "reject" record, the commonest one.
+func Reject(queueID, state string, c Client, reply string, env Envelope) string {
+	return Whatsup(queueID, "reject", state, c, reply, env)
+}
+
+// ClientInfo is the optional part of the "QUEUEID: client=" record: the
+// SASL login that sent the message, and for mail coming back from a content
+// filter over XFORWARD, the original queue ID and client.
+type ClientInfo struct {
+	SASLMethod   string
+	SASLUsername string
+	SASLSender   string
+	OrigQueueID  string
+	OrigClient   string
+}
+
+// ClientLine returns smtpd's first record of a message, "QUEUEID:
+// client=name[addr]", followed by ", sasl_method=PLAIN, sasl_username=u"
+// and the other ClientInfo fields that are set. pflogsumm and admins join
+// a message's records on this queue ID.
+func ClientLine(queueID string, c Client, info ClientInfo) string {
+	var b strings.Builder
+	b.WriteString(queueID)
+	b.WriteString(": client=")
+	b.WriteString(c.String())
+	for _, f := range [...]struct{ k, v string }{
+		{"sasl_method", info.SASLMethod},
+		{"sasl_username", info.SASLUsername},
+		{"sasl_sender", info.SASLSender},
+		{"orig_queue_id", info.OrigQueueID},
+		{"orig_client", info.OrigClient},
+	} {
+		if f.v != "" {
+			b.WriteString(", " + f.k + "=" + f.v)
+		}
+	}
+	return b.String()
+}
+
+// MessageID returns cleanup's "QUEUEID: message-id=VALUE" record. value is
+// the Message-ID header's value as received, normally with its angle
+// brackets ("<1234@example.com>"); "" logs as "<>", the value Postfix
+// logs for a message without one.
+func MessageID(queueID, value string) string {
+	if value == "" {
+		value = "<>"
+	}
+	return queueID + ": message-id=" + value
+}
+
+// QueueActive returns qmgr's record for a message entering the active
+// queue: "QUEUEID: from=<sender>, size=N, nrcpt=N (queue active)"; the
+// null sender logs as from=<>.
+func QueueActive(queueID, sender string, size int64, nrcpt int) string {
+	return queueID + ": from=<" + sender + ">, size=" + strconv.FormatInt(size, 10) +
+		", nrcpt=" + strconv.Itoa(nrcpt) + " (queue active)"
+}
+
+// Removed returns qmgr's last record of a message, "QUEUEID: removed".
+func Removed(queueID string) string { return queueID + ": removed" }
