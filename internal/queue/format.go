@@ -444,33 +444,33 @@ func stateRecord(index int, st RcptState, reason string) []byte {
 }
 
 // decodeStateLog applies state records to e's recipients and returns the
-// number of bytes of valid records; a torn or damaged tail ends the log.
+// offset (in r's count) where the valid records end; a torn or damaged tail
+// ends the log.
 func decodeStateLog(r *recReader, e *Envelope, limit int64) int64 {
-	start := r.n
 	valid := r.n
 	for {
 		r.sum = true
 		r.crc = 0
 		typ, err := r.readByte()
 		if err != nil || typ != 's' {
-			return valid - start
+			return valid
 		}
 		p, err := r.readPayload(limit)
 		if err != nil {
-			return valid - start
+			return valid
 		}
 		got := r.crc
 		var sum [4]byte
 		if err := r.readFull(sum[:]); err != nil || binary.BigEndian.Uint32(sum[:]) != got {
-			return valid - start
+			return valid
 		}
 		idx, n := binary.Uvarint(p)
 		if n <= 0 || n >= len(p) || idx >= uint64(len(e.Recipients)) {
-			return valid - start
+			return valid
 		}
 		st := RcptState(p[n])
 		if st > RcptDeferred {
-			return valid - start
+			return valid
 		}
 		rc := &e.Recipients[idx]
 		if rc.State == RcptDelivered || rc.State == RcptBounced {

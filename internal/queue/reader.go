@@ -66,7 +66,7 @@ func parseFile(r io.ReaderAt, size int64) (*Message, error) {
 		return nil, fmt.Errorf("envelope checksum %08x, want %08x", envCRC, got)
 	}
 	m.contentCRC = binary.BigEndian.Uint32(tr[:4])
-	m.stateEnd = envStart + rr.n + decodeStateLog(rr, &m.Envelope, limit)
+	m.stateEnd = envStart + decodeStateLog(rr, &m.Envelope, limit)
 	return m, nil
 }
 
