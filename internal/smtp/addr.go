@@ -113,6 +113,16 @@ func lexAddress(s string) []atok {
 					j++
 					continue
 				}
+				if s[j] == '"' {
+					// A quoted string inside a comment is opaque, as
+					// smtpd's tokenizer already treated it.
+					for j++; j < len(s) && s[j] != '"'; j++ {
+						if s[j] == '\\' {
+							j++
+						}
+					}
+					continue
+				}
 				if s[j] == '(' {
 					depth++
 				} else if s[j] == ')' {
@@ -221,6 +231,11 @@ func extractAddress(raw string) (addr string, extra bool, ok bool) {
 		}
 		if open > 0 || end < len(toks)-1 {
 			extra = true
+			for i, t := range toks {
+				if (i < open || i > end) && t.kind == tkSpecial && (t.val == "," || t.val == ";") {
+					return "", extra, false // a list of addresses
+				}
+			}
 		}
 		toks = toks[open+1 : end]
 	}

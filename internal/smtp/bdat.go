@@ -124,4 +124,3 @@ func (c *ChunkReader) Finish() (DataResult, error) {
 func (c *ChunkReader) Failed() bool {
 	return c.sink.tooBig || c.sink.bare != nil || c.sink.werr != nil
 }
-

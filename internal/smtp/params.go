@@ -66,11 +66,11 @@ func (n Notify) String() string {
 
 // Rcpt is a parsed RCPT TO command (RFC 5321 §4.1.1.3).
 type Rcpt struct {
-	To         Path
-	Notify     Notify // 0 when absent
-	ORcptType  string // ORCPT addr-type, e.g. "rfc822" or "utf-8"
-	ORcpt      string // ORCPT address, decoded; "" when absent
-	HasORcpt   bool
+	To        Path
+	Notify    Notify // 0 when absent
+	ORcptType string // ORCPT addr-type, e.g. "rfc822" or "utf-8"
+	ORcpt     string // ORCPT address, decoded; "" when absent
+	HasORcpt  bool
 }
 
 // Replies Postfix's smtpd sends for MAIL and RCPT syntax errors.

@@ -79,7 +79,7 @@ func UTF8XtextDecode(s string) (string, error) {
 			i += end
 			continue
 		}
-		if c < 0x80 && (c < ' ' || c == 0x7f || c == '+' || c == '=') {
+		if c < 0x80 && (c <= ' ' || c == 0x7f || c == '+' || c == '=') {
 			return "", ErrXtext
 		}
 		b.WriteByte(c)
