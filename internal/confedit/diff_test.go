@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"moat/internal/testutil"
 )
@@ -112,19 +111,8 @@ func runPostconf(t *testing.T, tool, in, opt string, args []string) (string, err
 	t.Helper()
 	dir := t.TempDir()
 	main := filepath.Join(dir, "main.cf")
-	if err := os.WriteFile(main, []byte(in), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "master.cf"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Postfix waits while a configuration file is under a second old.
-	old := time.Now().Add(-time.Hour)
-	for _, n := range []string{"main.cf", "master.cf"} {
-		if err := os.Chtimes(filepath.Join(dir, n), old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteOld(t, main, []byte(in))
+	testutil.WriteOld(t, filepath.Join(dir, "master.cf"), nil)
 	cmd := exec.Command(tool, append([]string{"-c", dir, opt}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -233,13 +221,7 @@ func TestDifferentialErrors(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, c := range cases {
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(in), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		old := time.Now().Add(-time.Hour)
-		if err := os.Chtimes(filepath.Join(dir, "main.cf"), old, old); err != nil {
-			t.Fatal(err)
-		}
+		testutil.WriteOld(t, filepath.Join(dir, "main.cf"), []byte(in))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -18,7 +18,7 @@ import (
 func buildIndex(t *testing.T, dir, src string) string {
 	t.Helper()
 	name := filepath.Join(dir, "table")
-	writeOld(t, name, src)
+	testutil.WriteOld(t, name, []byte(src))
 	recs, _ := ParseSource(name, []byte(src), true)
 	if err := WriteIndex(IndexPath("hash", name), dedupFirst(recs)); err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestIndexNotMoat(t *testing.T) {
 	}
 	postmap := testutil.PostfixTool(t, "postmap")
 	os.Remove(name + ".db")
-	writeOld(t, name, "a b\n")
+	testutil.WriteOld(t, name, []byte("a b\n"))
 	cmd := exec.Command(postmap, "hash:"+name)
 	cmd.Env = postfixEnv(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -297,7 +297,7 @@ func TestIndexDifferential(t *testing.T) {
 	for i, src := range sources {
 		pfDir, moatDir := t.TempDir(), t.TempDir()
 		pfName := filepath.Join(pfDir, "table")
-		writeOld(t, pfName, src)
+		testutil.WriteOld(t, pfName, []byte(src))
 		cmd := exec.Command(postmap, "hash:"+pfName)
 		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {

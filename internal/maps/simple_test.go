@@ -182,7 +182,7 @@ func TestFailEnvironTexthash(t *testing.T) {
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "th")
-	writeOld(t, path, "Key1 first\nnovalue\nkey1 second\n\"Up Case\" q\n")
+	testutil.WriteOld(t, path, []byte("Key1 first\nnovalue\nkey1 second\n\"Up Case\" q\n"))
 	var warns []string
 	th, err := Open("texthash:"+path, Options{Fold: true, Warn: func(m string) { warns = append(warns, m) }})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"moat/internal/testutil"
 )
@@ -138,21 +137,8 @@ func TestParseSource(t *testing.T) {
 func postfixEnv(t *testing.T) []string {
 	t.Helper()
 	dir := t.TempDir()
-	writeOld(t, filepath.Join(dir, "main.cf"), "")
+	testutil.WriteOld(t, filepath.Join(dir, "main.cf"), nil)
 	return append(os.Environ(), "MAIL_CONFIG="+dir)
-}
-
-// writeOld writes a file dated an hour ago: Postfix's tools pause for a
-// second or two when a file they read was modified just now.
-func writeOld(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	old := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(path, old, old); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // dedupFirst keeps the first record of each key, as postmap does without -r.
@@ -188,7 +174,7 @@ func TestParseSourceDifferential(t *testing.T) {
 		for _, fold := range []bool{true, false} {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "t")
-			writeOld(t, path, in)
+			testutil.WriteOld(t, path, []byte(in))
 			flag := "-s"
 			if !fold {
 				flag = "-fs"

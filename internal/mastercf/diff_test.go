@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"moat/internal/testutil"
 )
@@ -30,20 +29,8 @@ func postconf(t *testing.T, tool, src string, args ...string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "master.cf"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Postfix waits, 300ms at a time, while a configuration file's mtime
-	// is under a second old (it might still be being written); backdate.
-	old := time.Now().Add(-time.Hour)
-	for _, name := range []string{"master.cf", "main.cf"} {
-		if err := os.Chtimes(filepath.Join(dir, name), old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteOld(t, filepath.Join(dir, "master.cf"), data)
+	testutil.WriteOld(t, filepath.Join(dir, "main.cf"), nil)
 	cmd := exec.Command(tool, append([]string{"-c", dir}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"moat/internal/cli"
 	"moat/internal/config"
@@ -66,23 +65,9 @@ func copyConfig(t *testing.T, src string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeOld(t, filepath.Join(dst, e.Name()), data)
+		testutil.WriteOld(t, filepath.Join(dst, e.Name()), data)
 	}
 	return dst
-}
-
-// writeOld writes a configuration file dated an hour back: Postfix's
-// postconf waits (up to seconds) for a main.cf or master.cf modified within
-// the last second to settle, which made this suite sleep for minutes.
-func writeOld(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	old := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(path, old, old); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // records splits postconf output into logical entries (a folded entry's
@@ -327,7 +312,7 @@ func TestDifferentialMissingMainCF(t *testing.T) {
 func TestDifferentialMissingMasterCF(t *testing.T) {
 	tool := testutil.PostfixTool(t, "postconf")
 	dir := t.TempDir()
-	writeOld(t, filepath.Join(dir, "main.cf"), nil)
+	testutil.WriteOld(t, filepath.Join(dir, "main.cf"), nil)
 	for _, flag := range []string{"-M", "-P", "-F"} {
 		pout, perr, prc := runPostfix(t, tool, "-c", dir, flag)
 		mout, merr, mrc := runMoat("-c", dir, flag)

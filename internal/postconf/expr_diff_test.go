@@ -80,10 +80,10 @@ func TestDifferentialExpressions(t *testing.T) {
 // compareExpression runs both postconfs on one expression.
 func compareExpression(t *testing.T, tool, expr string) {
 	dir := t.TempDir()
-	writeOld(t, filepath.Join(dir, "master.cf"), nil)
+	testutil.WriteOld(t, filepath.Join(dir, "master.cf"), nil)
 	// compatibility_level is Postfix's so the level comparisons match.
 	mainCF := "compatibility_level = 0\nmyhostname = mx.example.com\nsmtpd_banner = " + expr + "\n"
-	writeOld(t, filepath.Join(dir, "main.cf"), []byte(mainCF))
+	testutil.WriteOld(t, filepath.Join(dir, "main.cf"), []byte(mainCF))
 	args := []string{"-c", dir, "-x", "smtpd_banner"}
 	pout, perr, prc := runPostfix(t, tool, args...)
 	mout, merr, mrc := runMoat(args...)

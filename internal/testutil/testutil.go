@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // RepoRoot returns the directory holding go.mod.
@@ -64,4 +65,18 @@ func PostfixTool(t testing.TB, name string) string {
 	}
 	t.Skipf("Postfix's %s is not installed (scripts/test-deps installs it)", name)
 	return ""
+}
+
+// WriteOld writes a file (mode 0644) dated an hour back. Postfix's tools
+// wait, up to seconds, for a configuration or table file modified within the
+// last second to settle, so differential tests backdate what they write.
+func WriteOld(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
 }
