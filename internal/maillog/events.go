@@ -274,3 +274,10 @@ func QueueActive(queueID, sender string, size int64, nrcpt int) string {
 
 // Removed returns qmgr's last record of a message, "QUEUEID: removed".
 func Removed(queueID string) string { return queueID + ": removed" }
+
+// SASLAuthFailed returns the text of smtpd's warning for a failed AUTH,
+// "name[addr]: SASL LOGIN authentication failed: REASON", which fail2ban's
+// postfix-sasl jail bans on; log it with Warning.
+func SASLAuthFailed(c Client, mechanism, reason string) string {
+	return c.String() + ": SASL " + mechanism + " authentication failed: " + reason
+}
