@@ -55,9 +55,22 @@ func (r Reply) line(i int, sep byte) string {
 		b.WriteByte(' ')
 	}
 	if i < len(r.Lines) {
-		b.WriteString(r.Lines[i])
+		writeSafe(&b, r.Lines[i])
 	}
 	return b.String()
+}
+
+// writeSafe copies reply text, replacing control characters with '?': a
+// reply may quote client input ("Unsupported option: X"), and a CR or LF
+// in it would forge reply lines on the wire or lines in the log.
+func writeSafe(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' && c != '\t' || c == 0x7f {
+			c = '?'
+		}
+		b.WriteByte(c)
+	}
 }
 
 // Format renders the reply for the wire: "code-text" on every line but the

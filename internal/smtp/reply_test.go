@@ -93,3 +93,10 @@ func TestReplyTexts(t *testing.T) {
 		}
 	}
 }
+
+func TestReplyControlCharacters(t *testing.T) {
+	r := NewReply(555, "5.5.4", "Unsupported option: X=\"a\r\n250 2.0.0 Ok\x00\"")
+	if got := r.Format(); got != "555 5.5.4 Unsupported option: X=\"a??250 2.0.0 Ok?\"\r\n" {
+		t.Errorf("Format = %q", got)
+	}
+}
