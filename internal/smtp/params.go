@@ -81,6 +81,13 @@ var (
 	badRcptReply    = NewReply(501, "5.1.3", "Bad recipient address syntax")
 )
 
+var unicodeAddressReply = NewReply(553, "5.6.7", "Must declare SMTPUTF8 to send unicode address")
+
+// UnicodeAddressReply is Postfix's refusal, under strict_smtputf8, of a
+// non-ASCII address in a transaction without the SMTPUTF8 parameter
+// (RFC 6531 §3.4); smtpd checks Path.ASCII and Mail.SMTPUTF8.
+func UnicodeAddressReply() Reply { return unicodeAddressReply }
+
 func syntaxErr(r Reply) error { return &ProtocolError{Err: ErrSyntax, Reply: r} }
 
 // ParseMail parses the tokens of a whole MAIL command line (Tokenize's

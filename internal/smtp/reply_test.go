@@ -86,6 +86,7 @@ func TestReplyTexts(t *testing.T) {
 		{badSenderReply, "501 5.1.7 Bad sender address syntax"},
 		{badRcptReply, "501 5.1.3 Bad recipient address syntax"},
 		{bdatSyntaxReply, "501 5.5.4 Syntax: BDAT count [LAST]"},
+		{UnicodeAddressReply(), "553 5.6.7 Must declare SMTPUTF8 to send unicode address"},
 	}
 	for _, c := range cases {
 		if got := c.r.String(); got != c.want {
