@@ -337,3 +337,14 @@ func TestGroupSyncShares(t *testing.T) {
 	}
 	t.Logf("%d fsyncs for 100 concurrent callers", s.started)
 }
+
+func TestSoloCommit(t *testing.T) {
+	q := newQueue(t, Options{NoGroupCommit: true})
+	id := commit(t, q, testEnvelope(), "solo\r\n")
+	if _, err := q.Stat(Incoming, id); err != nil {
+		t.Fatal(err)
+	}
+	if q.syncer[Incoming].started != 0 {
+		t.Error("solo mode used the group syncer")
+	}
+}
