@@ -28,6 +28,7 @@ type cidrRule struct {
 type cidrTable struct {
 	rules    []cidrRule
 	warnings []string
+	keyCheck utf8KeyCheck
 }
 
 func (t *cidrTable) Pattern() bool      { return true }
@@ -37,6 +38,9 @@ func (t *cidrTable) Warnings() []string { return t.warnings }
 // Lookup returns the value of the first rule whose network contains key,
 // honouring negation and IF/ENDIF blocks.
 func (t *cidrTable) Lookup(key string) (string, bool, error) {
+	if !t.keyCheck.ok(key) {
+		return "", false, nil
+	}
 	addr, ok := parseCIDRKey(key)
 	if !ok {
 		return "", false, nil
@@ -255,5 +259,6 @@ func openCIDR(name string, opts Options) (Table, error) {
 	for _, w := range t.warnings {
 		opts.warnf("%s", w)
 	}
+	t.keyCheck = newUTF8KeyCheck("cidr:"+name, opts)
 	return t, nil
 }

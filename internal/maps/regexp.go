@@ -6,6 +6,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // This file holds what regexp_table(5) and pcre_table(5) share: the
@@ -112,6 +113,7 @@ type reRule struct {
 type regexpTable struct {
 	rules    []reRule
 	warnings []string
+	keyCheck utf8KeyCheck
 }
 
 func (t *regexpTable) Pattern() bool      { return true }
@@ -122,6 +124,9 @@ func (t *regexpTable) Warnings() []string { return t.warnings }
 // Postfix's IF/ENDIF nesting: a rule is considered only when every
 // enclosing IF matched.
 func (t *regexpTable) Lookup(key string) (string, bool, error) {
+	if !t.keyCheck.ok(key) {
+		return "", false, nil
+	}
 	key = toByteRunes(key)
 	nesting := 0
 	for i := range t.rules {
@@ -222,6 +227,39 @@ func fromByteRunes(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// utf8KeyCheck is Postfix's dict_utf8 layer for pattern tables: with
+// smtputf8_enable (Options.UTF8) a key that is not valid UTF-8 is not
+// looked up at all; Postfix logs it and answers "not found".
+type utf8KeyCheck struct {
+	spec string
+	warn func(string)
+}
+
+func newUTF8KeyCheck(spec string, opts Options) utf8KeyCheck {
+	if !opts.UTF8 {
+		return utf8KeyCheck{}
+	}
+	return utf8KeyCheck{spec: spec, warn: func(m string) { opts.warnf("%s", m) }}
+}
+
+func (c utf8KeyCheck) ok(key string) bool {
+	if c.warn == nil || utf8.ValidString(key) {
+		return true
+	}
+	var b strings.Builder
+	for i := 0; i < len(key); {
+		r, size := utf8.DecodeRuneInString(key[i:])
+		if r == utf8.RuneError && size == 1 || r < 0x20 || r == 0x7f {
+			b.WriteByte('?')
+		} else {
+			b.WriteString(key[i : i+size])
+		}
+		i += size
+	}
+	c.warn(fmt.Sprintf("%s: non-UTF-8 key \"%s\": malformed UTF-8 or invalid codepoint", c.spec, b.String()))
+	return false
 }
 
 // logicalLine is one statement of a table file: physical lines joined
@@ -625,6 +663,7 @@ func openPatternFile(d reDialect, name string, opts Options) (Table, error) {
 	for _, w := range t.warnings {
 		opts.warnf("%s", w)
 	}
+	t.keyCheck = newUTF8KeyCheck(d.kind()+":"+name, opts)
 	return t, nil
 }
 

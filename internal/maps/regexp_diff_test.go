@@ -365,3 +365,46 @@ func TestPostmapRefusedConstructs(t *testing.T) {
 		}
 	}
 }
+
+// TestPostmapUTF8Keys: with smtputf8_enable (Options.UTF8) a key that is
+// not UTF-8 is refused before any pattern sees it, with Postfix's
+// warning; valid UTF-8 keys are still matched byte by byte.
+func TestPostmapUTF8Keys(t *testing.T) {
+	postmap := testutil.PostfixTool(t, "postmap")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte("compatibility_level = 3.6\nsmtputf8_enable = yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string]string{"regexp": "/^.$/ ONE\n/^..$/ TWO\n/./ ANY\n", "pcre": "/^.$/ ONE\n/^..$/ TWO\n/./ ANY\n", "cidr": "1.2.3.0/24 NET\n"}
+	keys := []string{"\u00e9", "\xe9", "a\xe9b\x01c", "\u00e9\xe9", "1.2.3.4", "1.2.3.4\xe9"}
+	for typ, src := range tables {
+		path := filepath.Join(dir, typ)
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var warns []string
+		opts := DefaultOptions()
+		opts.UTF8 = true
+		opts.Warn = func(m string) { warns = append(warns, m) }
+		tab, err := Open(typ+":"+path, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range keys {
+			var stdout, stderr bytes.Buffer
+			cmd := exec.Command(postmap, "-c", dir, "-q", key, typ+":"+path)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			_ = cmd.Run() // the exit status is compared through found below
+			warns = warns[:0]
+			v, found, _ := tab.Lookup(key)
+			want := strings.TrimSuffix(stdout.String(), "\n")
+			if found != (want != "") || v != want {
+				t.Errorf("%s %q: moat %q/%v, postmap %q", typ, key, v, found, want)
+			}
+			pfWarn := strings.TrimSpace(strings.ReplaceAll(stderr.String(), "postmap: warning: ", ""))
+			if got := strings.Join(warns, "\n"); got != pfWarn {
+				t.Errorf("%s %q: moat warned %q, postmap %q", typ, key, got, pfWarn)
+			}
+		}
+	}
+}
