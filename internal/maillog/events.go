@@ -281,3 +281,54 @@ func Removed(queueID string) string { return queueID + ": removed" }
 func SASLAuthFailed(c Client, mechanism, reason string) string {
 	return c.String() + ": SASL " + mechanism + " authentication failed: " + reason
 }
+
+// MaxPipelined is how much of the unexpected input ImproperPipelining
+// shows: enough to recognise the client's software, not enough to let it
+// fill the log.
+const MaxPipelined = 100
+
+// ImproperPipelining returns smtpd's record for a client that sent commands
+// before it was allowed to (reject_unauth_pipelining, or talking before
+// the greeting): "improper command pipelining after STATE from
+// name[addr]: DATA", DATA being the first MaxPipelined bytes of the
+// pending input with C escapes (\r, \n, \t, \\, \ooo for other bytes
+// outside printable ASCII) as Postfix's escape() writes them. fail2ban's
+// postfix filter bans on it.
+func ImproperPipelining(state string, c Client, pending []byte) string {
+	if len(pending) > MaxPipelined {
+		pending = pending[:MaxPipelined]
+	}
+	var b strings.Builder
+	b.WriteString("improper command pipelining after " + state + " from " + c.String() + ": ")
+	for _, ch := range pending {
+		switch {
+		case ch == '\\':
+			b.WriteString(`\\`)
+		case ch >= 0x20 && ch < 0x7f:
+			b.WriteByte(ch)
+		default:
+			switch ch {
+			case '\a':
+				b.WriteString(`\a`)
+			case '\b':
+				b.WriteString(`\b`)
+			case '\f':
+				b.WriteString(`\f`)
+			case '\n':
+				b.WriteString(`\n`)
+			case '\r':
+				b.WriteString(`\r`)
+			case '\t':
+				b.WriteString(`\t`)
+			case '\v':
+				b.WriteString(`\v`)
+			default:
+				b.WriteByte('\\')
+				b.WriteByte('0' + ch>>6)
+				b.WriteByte('0' + ch>>3&7)
+				b.WriteByte('0' + ch&7)
+			}
+		}
+	}
+	return b.String()
+}

@@ -2,6 +2,7 @@ package maillog
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -50,6 +51,13 @@ func TestSessionTexts(t *testing.T) {
 		{QueueActive("56FE42EB09", "info@aaa.jp", 2047, 1), "56FE42EB09: from=<info@aaa.jp>, size=2047, nrcpt=1 (queue active)"},
 		{QueueActive("56FE42EB09", "", 512, 3), "56FE42EB09: from=<>, size=512, nrcpt=3 (queue active)"},
 		{Removed("56FE42EB09"), "56FE42EB09: removed"},
+		// The telnet negotiation bytes from a real Postfix log line.
+		{ImproperPipelining(StateConnect, client("", "192.168.2.76"), []byte("\377\373\037\377\373 \377\373\030\377\373'\377\375\001\377\373\003\377\375\003")),
+			`improper command pipelining after CONNECT from unknown[192.168.2.76]: \377\373\037\377\373 \377\373\030\377\373'\377\375\001\377\373\003\377\375\003`},
+		{ImproperPipelining("EHLO", c, []byte("MAIL FROM:<a@b>\r\nRCPT TO:<c\\d>\r\n\t")),
+			`improper command pipelining after EHLO from mail.example.org[192.0.2.25]: MAIL FROM:<a@b>\r\nRCPT TO:<c\\d>\r\n\t`},
+		{ImproperPipelining("HELO", c, []byte(strings.Repeat("x", 150))),
+			"improper command pipelining after HELO from mail.example.org[192.0.2.25]: " + strings.Repeat("x", MaxPipelined)},
 		{SASLAuthFailed(client("", "192.0.2.66"), "LOGIN", "UGFzc3dvcmQ6"),
 			"unknown[192.0.2.66]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"},
 	} {

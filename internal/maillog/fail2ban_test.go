@@ -147,6 +147,7 @@ func TestFail2banPostfixFilter(t *testing.T) {
 		{text: disconnectText(v4, "EHLO", true, "MAIL", true, "RCPT", true, "DATA", true, "QUIT", true)},
 		{text: disconnectText(v4, "EHLO", true, "AUTH", true, "QUIT", true)},
 		{text: Connect(v4)},
+		{text: ImproperPipelining("EHLO", v4, []byte("MAIL FROM:<a@b>\r\n")), want: []want{{"normal", "192.0.2.1"}}},
 		{text: ClientLine("4Nx3Fz1QZKz9vD5", v4, ClientInfo{})},
 		{text: SASLAuthFailed(v4, "LOGIN", "UGFzc3dvcmQ6"), warn: true, lg: sub, want: []want{{"auth", "192.0.2.1"}}},
 		{text: SASLAuthFailed(v6, "PLAIN", "authentication failure"), warn: true, want: []want{{"auth", "2001:db8::66"}}},

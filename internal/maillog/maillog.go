@@ -177,6 +177,10 @@ func New(opts Options) *Logger {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// Go reads the local time zone on first use; do it now, before the
+	// daemon chroots away from /etc/localtime, or every time stamp would
+	// silently turn UTC.
+	_ = time.Local.String()
 	c := &core{
 		queue: make(chan item, opts.QueueSize),
 		sink:  opts.Sink,
