@@ -161,7 +161,9 @@ func lexAddress(s string) []atok {
 			}
 			toks = append(toks, atok{tkLiteral, s[i:j]})
 			i = j
-		case strings.IndexByte("<>@,;:.", c) >= 0:
+		case strings.IndexByte("<>@,;:.)", c) >= 0:
+			// A stray ')' is kept as a special so that it is refused
+			// below instead of stalling the atom scanner.
 			toks = append(toks, atok{tkSpecial, s[i : i+1]})
 			i++
 		default:
@@ -255,7 +257,7 @@ func extractAddress(raw string) (addr string, extra bool, ok bool) {
 	}
 	var b strings.Builder
 	for _, t := range toks {
-		if t.kind == tkSpecial && strings.IndexByte("<>,;:", t.val[0]) >= 0 {
+		if t.kind == tkSpecial && strings.IndexByte("<>,;:)", t.val[0]) >= 0 {
 			return "", extra, false
 		}
 		b.WriteString(t.val)

@@ -31,6 +31,8 @@ func TestExtractAddress(t *testing.T) {
 		{"<a@b,c@d>", "", false, false},
 		{"<@a,@b>", "", false, false},
 		{"<a@b> trailing", "a@b", false, true},
+		{")a@b>", "", false, false},
+		{"<a)b@c>", "", false, false},
 	}
 	for _, c := range cases {
 		addr, extra, ok := extractAddress(c.raw)
