@@ -15,7 +15,7 @@ import (
 //
 //	go test -run '^$' -bench Commit -benchtime 2000x ./internal/queue
 func BenchmarkCommit(b *testing.B) {
-	content := strings.Repeat("0123456789abcdef0123456789abcdef\r\n", 30)[:1024]
+	content := strings.Repeat("0123456789abcdef0123456789abcdef\r\n", 31)[:1024]
 	for _, mode := range []string{"group", "solo"} {
 		for _, g := range []int{1, 10, 50, 200} {
 			b.Run(fmt.Sprintf("%s/g=%d", mode, g), func(b *testing.B) {

@@ -348,3 +348,33 @@ func TestSoloCommit(t *testing.T) {
 		t.Error("solo mode used the group syncer")
 	}
 }
+
+// TestWriteErrorFailsClosed stands in for a full disk: once a write fails,
+// later writes and Commit fail too, and nothing becomes visible.
+func TestWriteErrorFailsClosed(t *testing.T) {
+	q := newQueue(t, Options{})
+	w, err := q.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Envelope = testEnvelope()
+	w.f.Close() // every write from now on fails, as with ENOSPC
+	big := strings.Repeat("x", 128<<10)
+	if _, err := w.WriteString(big); err == nil {
+		t.Fatal("write to a failing file succeeded")
+	}
+	if _, err := w.WriteString("more"); err == nil {
+		t.Error("write error not sticky")
+	}
+	if _, err := w.Commit(); err == nil {
+		t.Error("commit after a write error succeeded")
+	}
+	w.Abort()
+	ents, _ := os.ReadDir(filepath.Join(q.Dir(), Incoming))
+	if len(ents) != 0 {
+		t.Errorf("incoming holds %d names", len(ents))
+	}
+	if ids, _ := q.List(Incoming); len(ids) != 0 {
+		t.Errorf("visible: %v", ids)
+	}
+}
