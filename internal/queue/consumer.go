@@ -279,3 +279,34 @@ func (q *Queue) RequeueActive() (int, error) {
 	}
 	return len(ids), nil
 }
+
+// Find returns the queue holding message id, for commands that take a bare
+// queue ID (postsuper -d/-h/-H, postqueue -i). Corrupt files are not
+// messages and are not searched.
+func (q *Queue) Find(id string) (string, error) {
+	for _, name := range []string{Incoming, Active, Deferred, Hold, Maildrop} {
+		p, err := q.path(name, id)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Lstat(p); err == nil {
+			return name, nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("queue: find %s: %w", id, err)
+		}
+	}
+	return "", fmt.Errorf("queue: %s: no such message", id)
+}
+
+// Unsettled returns the indexes of the recipients still to be tried
+// (pending or deferred). When it is empty, every recipient is delivered or
+// bounced and the scheduler removes the message.
+func (e *Envelope) Unsettled() []int {
+	var idx []int
+	for i, r := range e.Recipients {
+		if r.State != RcptDelivered && r.State != RcptBounced {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}

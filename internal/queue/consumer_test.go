@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMoveRemoveStat(t *testing.T) {
@@ -221,5 +222,30 @@ func TestRecover(t *testing.T) {
 	ids, _ := q.List(Incoming)
 	if len(ids) != 1 {
 		t.Errorf("incoming: %v", ids)
+	}
+}
+
+func TestFindUnsettled(t *testing.T) {
+	q := newQueue(t, Options{})
+	id := commit(t, q, testEnvelope(), "x")
+	if err := q.Move(id, Incoming, Deferred); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := q.Find(id); err != nil || name != Deferred {
+		t.Errorf("Find = %q, %v", name, err)
+	}
+	if _, err := q.Find(MakeID(time.Now(), 1)); err == nil {
+		t.Error("found a missing message")
+	}
+	if err := q.UpdateRecipients(Deferred, id, []RecipientUpdate{{Index: 0, State: RcptDelivered}, {Index: 2, State: RcptBounced}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := q.Open(Deferred, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got := m.Envelope.Unsettled(); len(got) != 1 || got[0] != 1 {
+		t.Errorf("Unsettled = %v", got)
 	}
 }
