@@ -260,3 +260,26 @@ func TestReopenCallsSink(t *testing.T) {
 		t.Errorf("reopens = %d", sink.reopens)
 	}
 }
+
+type discardSink struct{}
+
+func (discardSink) Write(r *Record) error {
+	_ = FileLine(r, "mx")
+	return nil
+}
+func (discardSink) Reopen() error { return nil }
+func (discardSink) Close() error  { return nil }
+
+// BenchmarkInfoParallel measures the cost a session pays per record,
+// formatting through the file-format line, with many goroutines logging.
+func BenchmarkInfoParallel(b *testing.B) {
+	l := New(Options{Sink: discardSink{}, Fallback: discardSink{}, QueueSize: 1 << 16})
+	defer l.Close(context.Background())
+	c := client("mail.example.org", "192.0.2.25")
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Info("%s", Connect(c))
+		}
+	})
+	b.ReportMetric(float64(l.Stats().Dropped), "dropped")
+}
