@@ -31,17 +31,19 @@ func (q *Queue) List(name string) ([]string, error) {
 	if !knownQueue(name) {
 		return nil, fmt.Errorf("queue: unknown queue %q", name)
 	}
-	ents, err := os.ReadDir(filepath.Join(q.dir, name))
-	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
-	}
-	ids := make([]string, 0, len(ents))
-	for _, e := range ents {
-		if ValidID(e.Name()) {
-			ids = append(ids, e.Name())
+	var ids []string
+	for _, rel := range q.leaves(name) {
+		ents, err := os.ReadDir(filepath.Join(q.dir, rel))
+		if err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+		for _, e := range ents {
+			if ValidID(e.Name()) && q.leaf(name, e.Name()) == rel {
+				ids = append(ids, e.Name())
+			}
 		}
 	}
-	sort.Strings(ids) // ReadDir sorts already; the order is the contract
+	sort.Strings(ids)
 	return ids, nil
 }
 
@@ -100,10 +102,10 @@ func (q *Queue) Move(id, from, to string) error {
 	if err := os.Rename(src, dst); err != nil {
 		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
 	}
-	if err := q.syncer[to].sync(); err != nil {
+	if err := q.syncerFor(to, id).sync(); err != nil {
 		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
 	}
-	if err := q.syncer[from].sync(); err != nil {
+	if err := q.syncerFor(from, id).sync(); err != nil {
 		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
 	}
 	return nil
@@ -119,7 +121,7 @@ func (q *Queue) Remove(name, id string) error {
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("queue: remove %s: %w", id, err)
 	}
-	if err := q.syncer[name].sync(); err != nil {
+	if err := q.syncerFor(name, id).sync(); err != nil {
 		return fmt.Errorf("queue: remove %s: %w", id, err)
 	}
 	return nil
@@ -184,81 +186,6 @@ func (q *Queue) UpdateRecipients(name, id string, updates []RecipientUpdate) err
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("queue: update %s: fsync: %w", id, err)
-	}
-	return nil
-}
-
-// RecoverStats says what Recover did.
-type RecoverStats struct {
-	TempRemoved int // half-written files removed (never acknowledged)
-	Corrupt     int // files moved to corrupt/
-	Kept        int // valid messages left in place
-}
-
-// Recover runs at start-up, before any producer opens the queue (`postfix
-// start`): it removes temporary files, which a crash left half-written and
-// which were never acknowledged, and moves every file that fails validation
-// to corrupt/ with a logged reason, so that the scheduler only sees whole
-// messages. It checks structure and the envelope sum; with verifyContent it
-// also reads every message's content to check its sum.
-func (q *Queue) Recover(verifyContent bool) (RecoverStats, error) {
-	var st RecoverStats
-	for _, name := range []string{Incoming, Active, Deferred, Hold, Maildrop} {
-		dir := filepath.Join(q.dir, name)
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			return st, fmt.Errorf("queue: recover: %w", err)
-		}
-		for _, e := range ents {
-			p := filepath.Join(dir, e.Name())
-			if isTemp(e.Name()) {
-				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return st, fmt.Errorf("queue: recover: %w", err)
-				}
-				q.logf("queue: removed unfinished file %s", p)
-				st.TempRemoved++
-				continue
-			}
-			reason := q.check(p, e, verifyContent)
-			if reason == nil {
-				st.Kept++
-				continue
-			}
-			dst := filepath.Join(q.dir, Corrupt, name+"."+e.Name())
-			if err := os.Rename(p, dst); err != nil {
-				return st, fmt.Errorf("queue: recover: move %s to corrupt: %w", p, err)
-			}
-			q.logf("queue: %s: %v; moved to %s", p, reason, dst)
-			st.Corrupt++
-		}
-		if err := q.syncer[name].sync(); err != nil {
-			return st, fmt.Errorf("queue: recover: %w", err)
-		}
-	}
-	if err := q.syncer[Corrupt].sync(); err != nil {
-		return st, fmt.Errorf("queue: recover: %w", err)
-	}
-	return st, nil
-}
-
-func (q *Queue) check(p string, e fs.DirEntry, verifyContent bool) error {
-	if !e.Type().IsRegular() {
-		return errors.New("not a regular file")
-	}
-	if !ValidID(e.Name()) {
-		return errors.New("name is not a queue ID")
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	m, err := openFile(f)
-	if err != nil {
-		return err
-	}
-	if verifyContent {
-		return m.Verify()
 	}
 	return nil
 }

@@ -55,6 +55,11 @@ type Options struct {
 	// otherwise the caller's effective uid.
 	Owner    int
 	OwnerSet bool
+	// HashQueues names the queues spread over subdirectories and
+	// HashDepth how many levels deep (postconf(5) hash_queue_names,
+	// hash_queue_depth), for queues that grow large. Depth 0 means flat.
+	HashQueues []string
+	HashDepth  int
 	// NoGroupCommit makes every commit fsync its directory alone. It
 	// exists for the benchmark that measures what group commit buys.
 	NoGroupCommit bool
@@ -70,7 +75,8 @@ type Queue struct {
 	dir    string
 	opts   Options
 	owner  int
-	syncer map[string]*dirSync // fixed at Open
+	syncer map[string]*dirSync // by leaf directory relative to dir; fixed at Open
+	hashed map[string]bool
 	mu     sync.Mutex
 	last   int64 // last ID time in Unix microseconds
 	tmpSeq uint64
@@ -81,19 +87,34 @@ type Queue struct {
 // name the path and the fix, because a queue readable by others leaks mail
 // and one writable by others lets anyone inject it.
 func Open(dir string, opts Options) (*Queue, error) {
-	q := &Queue{dir: dir, opts: opts, owner: os.Geteuid(), syncer: map[string]*dirSync{}}
+	q := &Queue{dir: dir, opts: opts, owner: os.Geteuid(), syncer: map[string]*dirSync{}, hashed: map[string]bool{}}
 	if opts.OwnerSet {
 		q.owner = opts.Owner
+	}
+	if opts.HashDepth < 0 || opts.HashDepth > maxHashDepth {
+		return nil, fmt.Errorf("queue: hash_queue_depth %d: want 0 to %d", opts.HashDepth, maxHashDepth)
+	}
+	for _, name := range opts.HashQueues {
+		if !knownQueue(name) {
+			// Postfix also hashes its logs (defer, bounce, ...); moat keeps
+			// that information in the queue file, so those names are no-ops.
+			continue
+		}
+		if opts.HashDepth > 0 {
+			q.hashed[name] = true
+		}
 	}
 	if err := q.checkTop(); err != nil {
 		return nil, err
 	}
 	for _, name := range Names() {
-		p := filepath.Join(dir, name)
-		if err := q.checkDir(p); err != nil {
-			return nil, err
+		for _, rel := range q.dirs(name) {
+			p := filepath.Join(dir, rel)
+			if err := q.checkDir(p); err != nil {
+				return nil, err
+			}
+			q.syncer[rel] = &dirSync{path: p, solo: opts.NoGroupCommit}
 		}
-		q.syncer[name] = &dirSync{path: p, solo: opts.NoGroupCommit}
 	}
 	return q, nil
 }
@@ -134,7 +155,7 @@ func (q *Queue) checkDir(p string) error {
 		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("queue: create %s: %w", p, err)
 		}
-		if err := syncPath(q.dir); err != nil {
+		if err := syncPath(filepath.Dir(p)); err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}
 		st, err = os.Lstat(p)
@@ -163,7 +184,68 @@ func (q *Queue) path(name, id string) (string, error) {
 	if !ValidID(id) {
 		return "", fmt.Errorf("queue: bad queue ID %q", id)
 	}
-	return filepath.Join(q.dir, name, id), nil
+	return filepath.Join(q.dir, q.leaf(name, id), id), nil
+}
+
+// maxHashDepth bounds hash_queue_depth: 16^3 directories per queue is
+// already more than any queue needs.
+const maxHashDepth = 3
+
+const hexDigits = "0123456789ABCDEF"
+
+// leaf returns the directory, relative to the queue directory, that holds
+// message id in queue name. Hashed queues use the low-order hexadecimal
+// digits of the ID's microseconds, one per level (postconf(5),
+// hash_queue_depth, hashes the microseconds in hexadecimal too), which spread
+// messages evenly.
+func (q *Queue) leaf(name, id string) string {
+	if !q.hashed[name] {
+		return name
+	}
+	t, _, _ := ParseID(id)
+	usec := t.Nanosecond() / 1000
+	p := name
+	for i := 0; i < q.opts.HashDepth; i++ {
+		p += "/" + string(hexDigits[usec&15])
+		usec >>= 4
+	}
+	return p
+}
+
+// dirs returns the directories of queue name relative to the queue
+// directory, parents before children, leaves last at each level.
+func (q *Queue) dirs(name string) []string {
+	out := []string{name}
+	level := []string{name}
+	for d := 0; q.hashed[name] && d < q.opts.HashDepth; d++ {
+		var next []string
+		for _, p := range level {
+			for _, c := range hexDigits {
+				next = append(next, p+"/"+string(c))
+			}
+		}
+		out = append(out, next...)
+		level = next
+	}
+	return out
+}
+
+// leaves returns the directories of queue name that hold messages.
+func (q *Queue) leaves(name string) []string {
+	d := q.dirs(name)
+	if !q.hashed[name] {
+		return d
+	}
+	n := 1
+	for i := 0; i < q.opts.HashDepth; i++ {
+		n *= 16
+	}
+	return d[len(d)-n:]
+}
+
+// syncerFor returns the group syncer of the directory holding id.
+func (q *Queue) syncerFor(name, id string) *dirSync {
+	return q.syncer[q.leaf(name, id)]
 }
 
 // nextTime returns a time strictly after every earlier one this Queue

@@ -174,8 +174,11 @@ func (w *Writer) commit() (string, error) {
 	}
 	// Link, not rename: link never replaces an existing message.
 	for tries := 0; ; tries++ {
-		final := filepath.Join(w.q.dir, target, w.id)
-		err := os.Link(w.tmp, final)
+		final, err := w.q.path(target, w.id)
+		if err != nil {
+			return "", err
+		}
+		err = os.Link(w.tmp, final)
 		if err == nil {
 			break
 		}
@@ -191,11 +194,13 @@ func (w *Writer) commit() (string, error) {
 		w.q.logf("queue: remove %s: %v", w.tmp, err)
 	}
 	w.tmp = ""
-	if err := w.q.syncer[target].sync(); err != nil {
+	if err := w.q.syncerFor(target, w.id).sync(); err != nil {
 		// The link may or may not survive a crash; we cannot tell. Fail
 		// closed: the client gets a temporary error and retries, so take
 		// the message back to avoid delivering it twice.
-		os.Remove(filepath.Join(w.q.dir, target, w.id))
+		if p, perr := w.q.path(target, w.id); perr == nil {
+			os.Remove(p)
+		}
 		return "", fmt.Errorf("queue: commit %s: %w", w.id, err)
 	}
 	return w.id, nil
