@@ -92,10 +92,12 @@ type FileSink struct {
 	f    *os.File
 }
 
-// OpenFile opens path for appending, creating it with mode 0600 (mail logs
-// name people), and refuses a symbolic link, so a local user who can write
-// the log directory cannot point the log at another file (Postfix opens it
-// with safe_open for the same reason).
+// OpenFile opens path for appending, creating it with mode 0640: mail logs
+// name people and their correspondents, so unlike Postfix's world-readable
+// 0644 only the owner and the file's group (Debian's "adm" convention for
+// logs) may read it. It refuses a symbolic link, so a local user who can
+// write the log directory cannot point the log at another file (Postfix
+// opens it with safe_open for the same reason).
 func OpenFile(path, host string) (*FileSink, error) {
 	s := &FileSink{path: path, host: host}
 	if err := s.open(); err != nil {
@@ -105,7 +107,7 @@ func OpenFile(path, host string) (*FileSink, error) {
 }
 
 func (s *FileSink) open() error {
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return fmt.Errorf("maillog_file %s: %w", s.path, err)
 	}
