@@ -2,6 +2,8 @@ package queue
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,7 +13,8 @@ import (
 // BenchmarkCommit commits 1 KB messages from 1, 10, 50 and 200 goroutines,
 // with group commit of directory fsyncs and without (each commit fsyncs
 // incoming/ alone). It reports messages per second; run it on the file
-// system the queue will live on (t.TempDir is under $TMPDIR).
+// system the queue will live on: under $MOAT_QUEUE_BENCH_DIR if set, else
+// t.TempDir (under $TMPDIR).
 //
 //	go test -run '^$' -bench Commit -benchtime 2000x ./internal/queue
 func BenchmarkCommit(b *testing.B) {
@@ -19,7 +22,19 @@ func BenchmarkCommit(b *testing.B) {
 	for _, mode := range []string{"group", "solo"} {
 		for _, g := range []int{1, 10, 50, 200} {
 			b.Run(fmt.Sprintf("%s/g=%d", mode, g), func(b *testing.B) {
-				q := newQueue(b, Options{NoGroupCommit: mode == "solo"})
+				opts := Options{Create: true, NoGroupCommit: mode == "solo"}
+				dir := b.TempDir()
+				if d := os.Getenv("MOAT_QUEUE_BENCH_DIR"); d != "" {
+					var err error
+					if dir, err = os.MkdirTemp(d, "bench"); err != nil {
+						b.Fatal(err)
+					}
+					defer os.RemoveAll(dir)
+				}
+				q, err := Open(filepath.Join(dir, "spool"), opts)
+				if err != nil {
+					b.Fatal(err)
+				}
 				env := testEnvelope()
 				var next atomic.Int64
 				var wg sync.WaitGroup

@@ -123,6 +123,7 @@ const (
 	RcptDeferred
 )
 
+// String names the state as mailq and the logs spell it.
 func (s RcptState) String() string {
 	switch s {
 	case RcptPending:
@@ -251,7 +252,8 @@ func encodeEnvelope(e *Envelope) ([]byte, error) {
 	return w.b, nil
 }
 
-// byteCounter is a bufio reader that counts what it consumed and sums it.
+// recReader reads records, counting the bytes consumed (for offsets) and
+// summing them while sum is set (for the envelope and state-log checksums).
 type recReader struct {
 	r   *bufio.Reader
 	n   int64 // bytes consumed
