@@ -16,7 +16,13 @@
 // maillog: N log records dropped" as soon as it catches up, and Stats
 // reports the totals. Fatal and Panic records wait for room instead, and
 // for the sink to write them, because they are the last words of a
-// process.
+// process; they do not exit, the caller does.
+//
+// The record texts that log tools parse (connect from, disconnect from
+// with command counters, reject lines, client=, message-id=, queue active,
+// removed, ...) are built by the helpers in events.go, so every daemon
+// formats them once. The file and syslog formats are checked byte for byte
+// against Postfix's postlog(1) in diff_test.go and syslog_diff_test.go.
 package maillog
 
 import (
@@ -429,7 +435,9 @@ func (l *Logger) Close(ctx context.Context) error {
 // Printable replaces every byte that is not printable ASCII with '?', as
 // Postfix's printable() does to all logged text, so a client cannot forge
 // log lines with CR/LF or confuse terminals with escapes. With utf8 (when
-// smtputf8_enable is on) valid multi-byte UTF-8 characters are kept.
+// smtputf8_enable is on) valid multi-byte UTF-8 characters are kept, except
+// the C1 controls U+0080..U+009F, which Postfix keeps and moat replaces
+// (U+009B is CSI to some terminals).
 func Printable(s string, utf8ok bool) string {
 	clean := true
 	for i := 0; i < len(s); i++ {
