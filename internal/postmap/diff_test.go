@@ -78,12 +78,8 @@ func setup(t *testing.T) workdirs {
 	// moat's own default compatibility_level is 3.6 (internal/config),
 	// Postfix's 0; say it outright so both run with smtputf8_enable off
 	// here and on under cf8.
-	if err := os.WriteFile(filepath.Join(w.cf, "main.cf"), []byte("compatibility_level = 0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(w.cf8, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteOld(t, filepath.Join(w.cf, "main.cf"), []byte("compatibility_level = 0\n"))
+	testutil.WriteOld(t, filepath.Join(w.cf8, "main.cf"), []byte("compatibility_level = 3.6\n"))
 	ents, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
@@ -94,9 +90,7 @@ func setup(t *testing.T) workdirs {
 			t.Fatal(err)
 		}
 		for _, d := range []string{w.pfx, w.moat} {
-			if err := os.WriteFile(filepath.Join(d, e.Name()), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			testutil.WriteOld(t, filepath.Join(d, e.Name()), data)
 		}
 	}
 	return w

@@ -257,7 +257,10 @@ func (o *opts) splitSpec(arg string, build bool) (typ, name string, err error) {
 }
 
 func (o *opts) tableOptions() maps.Options {
-	return maps.Options{Fold: o.fold, UTF8: o.utf8, TrustedUIDs: o.trustedUIDs,
+	// Postfix asks its tables for UTF-8 handling (checks and Unicode
+	// folding) except for message lines (-b, -h) unless -U insists.
+	utf8 := o.utf8 && (!(o.headers || o.body) || o.forceUTF8)
+	return maps.Options{Fold: o.fold, UTF8: utf8, TrustedUIDs: o.trustedUIDs,
 		Warn: func(msg string) { o.env.Warnf(o.prog, "%s", msg) }}
 }
 

@@ -59,10 +59,6 @@ func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
 				o.dictName(spec), aliases.Printable(key, true))
 			return "", false, nil
 		}
-		if valid && !t.Pattern() {
-			// maps folds ASCII only; Postfix folds the whole key.
-			query = o.fold1(key)
-		}
 	}
 	v, ok, err := t.Lookup(query)
 	if err != nil {
