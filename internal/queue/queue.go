@@ -87,6 +87,26 @@ type Queue struct {
 // name the path and the fix, because a queue readable by others leaks mail
 // and one writable by others lets anyone inject it.
 func Open(dir string, opts Options) (*Queue, error) {
+	q, err := newQueueValue(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.checkTop(); err != nil {
+		return nil, err
+	}
+	for _, name := range Names() {
+		for _, rel := range q.dirs(name) {
+			p := filepath.Join(dir, rel)
+			if err := q.checkDir(p); err != nil {
+				return nil, err
+			}
+			q.syncer[rel] = &dirSync{path: p, solo: opts.NoGroupCommit}
+		}
+	}
+	return q, nil
+}
+
+func newQueueValue(dir string, opts Options) (*Queue, error) {
 	q := &Queue{dir: dir, opts: opts, owner: os.Geteuid(), syncer: map[string]*dirSync{}, hashed: map[string]bool{}}
 	if opts.OwnerSet {
 		q.owner = opts.Owner
@@ -104,19 +124,30 @@ func Open(dir string, opts Options) (*Queue, error) {
 			q.hashed[name] = true
 		}
 	}
+	return q, nil
+}
+
+// Check reports every problem with the queue directories under dir, not
+// just the first, for `postfix check`, which lists them all so that an admin
+// fixes them in one pass. It creates nothing.
+func Check(dir string, opts Options) []error {
+	opts.Create = false
+	q, err := newQueueValue(dir, opts)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
 	if err := q.checkTop(); err != nil {
-		return nil, err
+		return []error{err}
 	}
 	for _, name := range Names() {
 		for _, rel := range q.dirs(name) {
-			p := filepath.Join(dir, rel)
-			if err := q.checkDir(p); err != nil {
-				return nil, err
+			if err := q.checkDir(filepath.Join(dir, rel)); err != nil {
+				errs = append(errs, err)
 			}
-			q.syncer[rel] = &dirSync{path: p, solo: opts.NoGroupCommit}
 		}
 	}
-	return q, nil
+	return errs
 }
 
 // Dir returns the queue directory.

@@ -378,3 +378,19 @@ func TestWriteErrorFailsClosed(t *testing.T) {
 		t.Errorf("visible: %v", ids)
 	}
 }
+
+func TestCheckListsEveryProblem(t *testing.T) {
+	q := newQueue(t, Options{})
+	if errs := Check(q.Dir(), Options{}); len(errs) != 0 {
+		t.Fatalf("clean queue: %v", errs)
+	}
+	os.Chmod(filepath.Join(q.Dir(), Active), 0o750)
+	os.Remove(filepath.Join(q.Dir(), Hold))
+	errs := Check(q.Dir(), Options{})
+	if len(errs) != 2 {
+		t.Fatalf("got %v, want 2 problems", errs)
+	}
+	if _, err := os.Stat(filepath.Join(q.Dir(), Hold)); err == nil {
+		t.Error("Check created a directory")
+	}
+}
