@@ -181,9 +181,10 @@ const NoQueue = "NOQUEUE"
 // name[addr]: REPLY; from=<s> to=<r> proto=ESMTP helo=<h>", e.g.
 // "NOQUEUE: reject: RCPT from x[192.0.2.1]: 554 5.7.1 <u@example.com>:
 // Relay access denied; from=<a@example.org> to=<u@example.com> proto=ESMTP
-// helo=<x>". queueID "" means NOQUEUE. action is "reject", "warn", "hold",
-// "discard", "filter", "redirect" or "milter-reject"; reply is the SMTP
-// reply for rejects and the reason text for the others.
+// helo=<x>". queueID "" means NOQUEUE. action is "reject",
+// "reject_warning" (warn_if_reject), "warn", "hold", "discard", "filter",
+// "redirect" or "milter-reject"; reply is the SMTP reply for rejects and
+// the reason text for the others.
 func Whatsup(queueID, action, state string, c Client, reply string, env Envelope) string {
 	if queueID == "" {
 		queueID = NoQueue
@@ -329,6 +330,43 @@ func ImproperPipelining(state string, c Client, pending []byte) string {
 				b.WriteByte('0' + ch&7)
 			}
 		}
+	}
+	return b.String()
+}
+
+// MaxContentShown is how much of a matched header or body line
+// ContentAction shows, as Postfix's cleanup does.
+const MaxContentShown = 200
+
+// ContentAction returns cleanup's record for a header_checks or
+// body_checks action (header_checks(5)): "QUEUEID: ACTION: CLASS CONTENT
+// from ORIGIN; from=<s> to=<r> proto=ESMTP helo=<h>: TEXT", e.g.
+// "4Nx3: reject: header Subject: win big from x[192.0.2.1]; from=<a@b>
+// to=<c@d> proto=ESMTP helo=<x>: 5.7.1 spam". class is "header" or "body";
+// content, the matched line, is cut to MaxContentShown bytes; origin ""
+// logs as "unknown"; text, the action's optional text, is omitted when
+// empty. pflogsumm counts these as content rejects.
+func ContentAction(queueID, action, class, content, origin string, env Envelope, text string) string {
+	content = truncate(content, MaxContentShown)
+	if origin == "" {
+		origin = "unknown"
+	}
+	var b strings.Builder
+	b.WriteString(queueID + ": " + action + ": " + class + " " + content + " from " + origin + ";")
+	if env.HasSender {
+		b.WriteString(" from=<" + env.Sender + ">")
+	}
+	if env.HasRecipient {
+		b.WriteString(" to=<" + env.Recipient + ">")
+	}
+	if env.Proto != "" {
+		b.WriteString(" proto=" + env.Proto)
+	}
+	if env.Helo != "" {
+		b.WriteString(" helo=<" + env.Helo + ">")
+	}
+	if text != "" {
+		b.WriteString(": " + text)
 	}
 	return b.String()
 }

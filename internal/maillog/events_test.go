@@ -84,6 +84,10 @@ func TestWhatsup(t *testing.T) {
 		{Whatsup("", "hold", "MAIL", seed, "<info@aaa.jp>: Sender address triggers HOLD action",
 			Envelope{Sender: "info@aaa.jp", HasSender: true, Proto: "SMTP", Helo: "alor"}),
 			"NOQUEUE: hold: MAIL from proxy.aaa.jp[210.0.228.30]: <info@aaa.jp>: Sender address triggers HOLD action; from=<info@aaa.jp> proto=SMTP helo=<alor>"},
+		{ContentAction("4Nx3Fz1QZKz9vD5", "reject", "header", "Subject: win big", "x[192.0.2.1]", env, "5.7.1 no spam"),
+			"4Nx3Fz1QZKz9vD5: reject: header Subject: win big from x[192.0.2.1]; from=<info@aaa.jp> to=<kororo@kororo.jp> proto=ESMTP helo=<alor.aaa.jp>: 5.7.1 no spam"},
+		{ContentAction("A1", "hold", "body", strings.Repeat("b", 250), "", Envelope{HasSender: true}, ""),
+			"A1: hold: body " + strings.Repeat("b", MaxContentShown) + " from unknown; from=<>"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got  %q\nwant %q", tc.got, tc.want)

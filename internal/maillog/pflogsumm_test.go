@@ -13,8 +13,9 @@ import (
 
 // A session written by moat's Logger to a maillog_file is summarised by
 // pflogsumm (Debian package pflogsumm) as it would summarise Postfix's: one
-// message received with its size and sender, one reject with its reason
-// and client, two smtpd connections, and the SASL warning. Skipped when
+// message received with its size and sender, one RCPT reject with its
+// reason and client, one header_checks reject, two smtpd connections, and
+// the SASL warning. Skipped when
 // pflogsumm is not installed.
 func TestPflogsumm(t *testing.T) {
 	bin, err := exec.LookPath("pflogsumm")
@@ -63,6 +64,9 @@ func TestPflogsumm(t *testing.T) {
 	s2.Count("MAIL", true)
 	s2.Count("RCPT", false)
 	smtpd.Info("%s", Disconnect(bad, &s2))
+	cleanup.Info("%s", ContentAction("4Nx3Fz1QZKz9vD6", "reject", "header", "Subject: win big", "x[192.0.2.9]",
+		Envelope{Sender: "spam@example.net", HasSender: true, Recipient: "u@example.com", HasRecipient: true, Proto: "ESMTP", Helo: "x"},
+		"5.7.1 no spam"))
 	smtpd.Warning("%s", SASLAuthFailed(Client{Addr: netip.MustParseAddr("192.0.2.66")}, "LOGIN", "UGFzc3dvcmQ6"))
 	if err := root.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -75,7 +79,8 @@ func TestPflogsumm(t *testing.T) {
 	report := string(out)
 	for _, want := range []string{
 		"      1   received\n",
-		"      1   rejected (100%)\n",
+		"      2   rejected (100%)\n",
+		"  cleanup\n    header (total: 1)\n",
 		"   2047   bytes received\n",
 		"      1   senders\n",
 		"       2   connections\n",
