@@ -49,18 +49,14 @@ func openError(typ, name string, err error) error {
 
 // lookup asks one table for key and decodes the value under -F.
 func (o *opts) lookup(t maps.Table, spec, key string) (string, bool, error) {
-	query := key // what the table is asked; key stays as typed for messages
 	// Message lines (-b, -h) are not checked unless -U asks: mail
 	// carries all kinds of bytes, and body_checks sees them as they are.
-	if o.utf8 {
-		valid := utf8.ValidString(key)
-		if !valid && (!(o.headers || o.body) || o.forceUTF8) {
-			o.env.Warnf(o.prog, "%s: non-UTF-8 key \"%s\": malformed UTF-8 or invalid codepoint",
-				o.dictName(spec), aliases.Printable(key, true))
-			return "", false, nil
-		}
+	if o.utf8 && !utf8.ValidString(key) && (!(o.headers || o.body) || o.forceUTF8) {
+		o.env.Warnf(o.prog, "%s: non-UTF-8 key \"%s\": malformed UTF-8 or invalid codepoint",
+			o.dictName(spec), aliases.Printable(key, true))
+		return "", false, nil
 	}
-	v, ok, err := t.Lookup(query)
+	v, ok, err := t.Lookup(key)
 	if err != nil {
 		if strings.HasPrefix(spec, "fail:") {
 			// fail: exists to fail; Postfix words it as its
