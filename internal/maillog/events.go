@@ -164,7 +164,10 @@ func Disconnect(c Client, cmds *Commands) string {
 // Envelope is what Postfix appends to a reject (or warn, hold, discard,
 // ...) record about the transaction so far. A field is logged only once
 // known, which is why the sender and recipient carry flags: a null sender
-// is logged as from=<>, an absent one not at all.
+// is logged as from=<>, an absent one not at all. Addresses are logged as
+// given: pass them in the form info_log_address_format asks for (Postfix
+// 3.5+ defaults to "external", with a quoted local part where RFC 5321
+// needs one).
 type Envelope struct {
 	Sender       string
 	HasSender    bool
