@@ -213,3 +213,53 @@ func FuzzChunkReader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadCommand checks ReadCommand against a model: lines split at LF;
+// each is refused when too long or, under reject, when it has a bare LF or
+// bare CR, and the reader always resumes at the next line.
+func FuzzReadCommand(f *testing.F) {
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a>\nRCPT\rTO\r\n"), uint8(2), uint8(8))
+	f.Add([]byte(strings.Repeat("x", 70)+"\r\nQUIT\r\n"), uint8(0), uint8(20))
+	f.Fuzz(func(t *testing.T, in []byte, policy uint8, lim uint8) {
+		p := BareNewline(policy % 3)
+		limit := int(lim) + 1
+		r := bufio.NewReaderSize(bytes.NewReader(in), 16)
+		rest := in
+		for {
+			got, err := ReadCommand(r, limit, p, 0)
+			nl := bytes.IndexByte(rest, '\n')
+			if nl < 0 {
+				want := io.EOF
+				if len(rest) > 0 {
+					want = io.ErrUnexpectedEOF
+				}
+				if err != want {
+					t.Fatalf("at end: %q %v, want %v", got, err, want)
+				}
+				return
+			}
+			line := rest[:nl]
+			rest = rest[nl+1:]
+			crlf := bytes.HasSuffix(line, []byte("\r"))
+			line = bytes.TrimSuffix(line, []byte("\r"))
+			var want error
+			switch {
+			case len(line) > limit:
+				want = ErrLineTooLong
+			case p == BareNewlineReject && !crlf:
+				want = ErrBareLF
+			case p == BareNewlineReject && bytes.IndexByte(line, '\r') >= 0:
+				want = ErrBareCR
+			}
+			if want != nil {
+				if !errors.Is(err, want) {
+					t.Fatalf("line %q: %q %v, want %v", line, got, err, want)
+				}
+				continue
+			}
+			if err != nil || got != string(line) {
+				t.Fatalf("line %q: got %q %v", line, got, err)
+			}
+		}
+	})
+}
