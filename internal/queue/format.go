@@ -238,6 +238,10 @@ func encodeEnvelope(e *Envelope) ([]byte, error) {
 		if err := validField("ORCPT", r.ORCPT); err != nil {
 			return nil, err
 		}
+		if !validNotify(uint64(r.Notify)) {
+			// RFC 3461 section 4.1: NEVER excludes every other keyword.
+			return nil, fmt.Errorf("recipient %d: bad NOTIFY %#x", i, r.Notify)
+		}
 		w.rec('R', r.Address)
 		if r.ORCPT != "" {
 			w.rec('O', r.ORCPT)
@@ -375,8 +379,11 @@ func decodeEnvelope(r *recReader, e *Envelope, limit int64) error {
 			case 'F':
 				e.Flags = Flags(v)
 			case 'N':
-				if cur == nil || v > 0xff {
+				if cur == nil {
 					return errors.New("NOTIFY record without a recipient")
+				}
+				if !validNotify(v) {
+					return fmt.Errorf("bad NOTIFY %#x", v)
 				}
 				cur.Notify = Notify(v)
 			}
@@ -424,6 +431,15 @@ func decodeEnvelope(r *recReader, e *Envelope, limit int64) error {
 		return errors.New("envelope lacks arrival time, sender or recipients")
 	}
 	return nil
+}
+
+// validNotify accepts the NOTIFY sets RFC 3461 section 4.1 allows: NEVER
+// alone, or any of SUCCESS, FAILURE and DELAY.
+func validNotify(v uint64) bool {
+	if v > uint64(NotifyDelay<<1-1) {
+		return false
+	}
+	return v&uint64(NotifyNever) == 0 || v == uint64(NotifyNever)
 }
 
 func noEOF(err error) error {

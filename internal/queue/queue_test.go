@@ -166,6 +166,8 @@ func TestCommitRejectsBadEnvelope(t *testing.T) {
 		{Sender: "a@b\r\nRCPT TO:<x>", Recipients: []Recipient{{Address: "c@d"}}},
 		{Recipients: []Recipient{{Address: "c@d"}}, Ret: "SOME"},
 		{Recipients: []Recipient{{Address: ""}}},
+		{Recipients: []Recipient{{Address: "c@d", Notify: NotifyNever | NotifyDelay}}},
+		{Recipients: []Recipient{{Address: "c@d", Notify: 0x10}}},
 	} {
 		w, err := q.NewMessage()
 		if err != nil {
