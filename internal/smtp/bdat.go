@@ -38,7 +38,8 @@ func ParseBDAT(toks []Token) (size int64, last bool, err error) {
 // also one split across chunks, refuses the message (postconf(5):
 // RFC 3030 §3 requires canonical line endings for text); the refusal and
 // the size limit are reported by Finish, after the LAST chunk, so every
-// chunk is still read in full. Use a new ChunkReader per message.
+// chunk is still read in full. Writes are buffered until Finish. Use a new
+// ChunkReader per message.
 type ChunkReader struct {
 	opts   DataOptions
 	sink   dataSink
@@ -47,7 +48,7 @@ type ChunkReader struct {
 
 // NewChunkReader starts a BDAT message stored into w.
 func NewChunkReader(w io.Writer, opts DataOptions) *ChunkReader {
-	return &ChunkReader{opts: opts, sink: dataSink{w: w, limit: opts.SizeLimit}}
+	return &ChunkReader{opts: opts, sink: newSink(w, opts.SizeLimit)}
 }
 
 // ReadChunk reads exactly size bytes from r into the message. It returns

@@ -39,13 +39,17 @@ func TooBigReply() Reply { return tooBigReply }
 // dataSink applies the size limit and remembers the first write error, so
 // the readers keep consuming input after storing has to stop.
 type dataSink struct {
-	w      io.Writer
+	w      *bufio.Writer // batches the many short line writes into few
 	limit  int64
 	res    DataResult
 	werr   error
 	tooBig bool
 	bare   error // first bare-newline refusal
 	stop   bool  // nothing more is stored (refusal or error pending)
+}
+
+func newSink(w io.Writer, limit int64) dataSink {
+	return dataSink{w: bufio.NewWriterSize(w, 16<<10), limit: limit}
 }
 
 func (s *dataSink) write(p []byte) {
@@ -78,6 +82,9 @@ func (s *dataSink) refuse(e error) {
 // result orders the outcomes: a bare newline (smtpd disconnects), then a
 // write failure (451 from smtpd), then the size limit (552).
 func (s *dataSink) result() (DataResult, error) {
+	if !s.stop && s.werr == nil {
+		s.werr = s.w.Flush()
+	}
 	switch {
 	case s.bare != nil:
 		return s.res, s.bare
@@ -110,11 +117,15 @@ var crlf = []byte("\r\n")
 //
 // Past opts.SizeLimit nothing more is written but reading goes on to the
 // terminator; the error is then ErrTooBig (552 5.3.4). A write error on w
-// also lets reading go on, and is returned wrapped. Lines longer than the
-// bufio.Reader's buffer are streamed in pieces, never held whole. I/O
-// errors from r (including io.ErrUnexpectedEOF) are returned at once.
+// also lets reading go on, and is returned wrapped. Writes to w are
+// buffered and flushed before ReadData returns success, so w may be the
+// queue file itself; after a refusal, what was not yet flushed is dropped.
+// Lines longer than the bufio.Reader's buffer are streamed in pieces, never
+// held whole. I/O errors from r (including io.ErrUnexpectedEOF) are
+// returned at once.
 func ReadData(r *bufio.Reader, w io.Writer, opts DataOptions) (DataResult, error) {
-	s := &dataSink{w: w, limit: opts.SizeLimit}
+	sink := newSink(w, opts.SizeLimit)
+	s := &sink
 	reject := opts.BareNewline == BareNewlineReject
 	bol := true      // at the start of a line
 	prevCRLF := true // the last line ended in CRLF (or DATA just began)
