@@ -9,26 +9,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"moat/internal/testutil"
 )
 
 // A session written by moat's Logger to a maillog_file is summarised by
 // pflogsumm (Debian package pflogsumm) as it would summarise Postfix's: one
 // message received with its size and sender, one RCPT reject with its
 // reason and client, one header_checks reject, two smtpd connections, and
-// the SASL warning. Skipped when
-// pflogsumm is not installed.
+// the SASL warning.
 func TestPflogsumm(t *testing.T) {
-	bin, err := exec.LookPath("pflogsumm")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/pflogsumm", "/usr/bin/pflogsumm"} {
-			if _, err := os.Stat(p); err == nil {
-				bin = p
-			}
-		}
-	}
-	if bin == "" {
-		t.Skip("pflogsumm not installed (apt-get install pflogsumm)")
-	}
+	bin := testutil.Tool(t, "pflogsumm")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "maillog")
 	fs, err := OpenFile(path, "mx")

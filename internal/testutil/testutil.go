@@ -46,10 +46,17 @@ func PostfixTests(t testing.TB) string {
 }
 
 // PostfixTool returns the path of a Postfix command (postconf, postmap,
-// postalias) from Debian's postfix package. The differential tests need it:
-// when it is missing the test fails under CI (where scripts/test-deps
-// installs it) and is skipped elsewhere.
+// postalias, postlog) from Debian's postfix package, the oracle of the
+// differential tests.
 func PostfixTool(t testing.TB, name string) string {
+	t.Helper()
+	return Tool(t, name)
+}
+
+// Tool returns the path of a program a test runs as a real peer or oracle
+// (Postfix's tools, pflogsumm, swaks). When it is missing the test fails
+// under CI, where scripts/test-deps installs it, and is skipped elsewhere.
+func Tool(t testing.TB, name string) string {
 	t.Helper()
 	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
 		p := filepath.Join(dir, name)
@@ -61,9 +68,9 @@ func PostfixTool(t testing.TB, name string) string {
 		return p
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatalf("Postfix's %s is not installed; run scripts/test-deps", name)
+		t.Fatalf("%s is not installed; run scripts/test-deps", name)
 	}
-	t.Skipf("Postfix's %s is not installed (scripts/test-deps installs it)", name)
+	t.Skipf("%s is not installed (scripts/test-deps installs it)", name)
 	return ""
 }
 
