@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // DefaultConfigDir is where moat looks for main.cf and master.cf when neither
@@ -59,4 +60,33 @@ func (e *Env) Errorf(prog, format string, args ...any) {
 func (e *Env) Fatalf(prog, format string, args ...any) int {
 	fmt.Fprintf(e.Stderr, "%s: fatal: %s\n", prog, fmt.Sprintf(format, args...))
 	return 1
+}
+
+// FoldWidth is the column postconf -f keeps folded lines under.
+const FoldWidth = 80
+
+// FoldWords joins words with single spaces and a newline, as postconf
+// prints a parameter. With fold (postconf -f, -Mf, -Pf), a word that would
+// end past FoldWidth starts a continuation line indented by four spaces,
+// which main.cf and master.cf both read back as the same value.
+func FoldWords(words []string, fold bool) string {
+	if !fold {
+		return strings.Join(words, " ") + "\n"
+	}
+	var b strings.Builder
+	cur := 0
+	for i, w := range words {
+		switch {
+		case i == 0:
+			b.WriteString(w)
+			cur = len(w)
+		case cur+1+len(w) > FoldWidth:
+			b.WriteString("\n    " + w)
+			cur = 4 + len(w)
+		default:
+			b.WriteString(" " + w)
+			cur += 1 + len(w)
+		}
+	}
+	return b.String() + "\n"
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"moat/internal/cli"
 )
 
 // columns are the start positions postconf -M gives the first eight
@@ -14,7 +16,7 @@ import (
 func columns() [8]int { return [8]int{0, 11, 17, 25, 33, 41, 49, 57} }
 
 // foldLimit is the width postconf -Mf keeps continuation lines under.
-const foldLimit = 80
+const foldLimit = cli.FoldWidth
 
 // fieldNames are the attribute names of postconf -F (postconf(1), "-F"),
 // in the order Postfix prints them.
@@ -299,7 +301,7 @@ func (f *File) WriteParams(w io.Writer, fold bool, filters []string) error {
 				continue
 			}
 			words := append([]string{s.Name + "/" + s.Type + "/" + o.Name, "="}, strings.Fields(o.Value)...)
-			if _, err := bw.WriteString(wrapWords(words, fold)); err != nil {
+			if _, err := bw.WriteString(cli.FoldWords(words, fold)); err != nil {
 				return err
 			}
 		}
@@ -309,28 +311,4 @@ func (f *File) WriteParams(w io.Writer, fold bool, filters []string) error {
 		return fmt.Errorf("print master.cf: %w", err)
 	}
 	return bw.Flush()
-}
-
-// wrapWords joins words with single spaces; folded, a word that would end
-// past column 80 starts a new line indented by four spaces (postconf -f).
-func wrapWords(words []string, fold bool) string {
-	if !fold {
-		return strings.Join(words, " ") + "\n"
-	}
-	var b strings.Builder
-	cur := 0
-	for i, w := range words {
-		switch {
-		case i == 0:
-			b.WriteString(w)
-			cur = len(w)
-		case cur+1+len(w) > foldLimit:
-			b.WriteString("\n    " + w)
-			cur = 4 + len(w)
-		default:
-			b.WriteString(" " + w)
-			cur += 1 + len(w)
-		}
-	}
-	return b.String() + "\n"
 }

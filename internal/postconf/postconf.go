@@ -355,16 +355,9 @@ func showMain(env *cli.Env, prog, dir string, explicitDir bool, o options, names
 	return 0
 }
 
-// foldLimit and foldIndent are postconf -f's line width and continuation
-// indent (postconf(1), -f).
-const (
-	foldLimit  = 80
-	foldIndent = "    "
-)
-
 // printParam prints "name = value" (or just the value with -h, or just the
 // name with -H) with whitespace runs collapsed, as Postfix's postconf does,
-// folding at foldLimit columns with -f.
+// folding at cli.FoldWidth columns with -f.
 func printParam(w io.Writer, name, value string, o options) {
 	words := strings.Fields(value)
 	var line []string
@@ -376,24 +369,5 @@ func printParam(w io.Writer, name, value string, o options) {
 	default:
 		line = append([]string{name, "="}, words...)
 	}
-	if !o.fold {
-		fmt.Fprintln(w, strings.Join(line, " "))
-		return
-	}
-	var b strings.Builder
-	cur := 0
-	for i, word := range line {
-		switch {
-		case i == 0:
-			b.WriteString(word)
-			cur = len(word)
-		case cur+1+len(word) > foldLimit:
-			b.WriteString("\n" + foldIndent + word)
-			cur = len(foldIndent) + len(word)
-		default:
-			b.WriteString(" " + word)
-			cur += 1 + len(word)
-		}
-	}
-	fmt.Fprintln(w, b.String())
+	io.WriteString(w, cli.FoldWords(line, o.fold))
 }
