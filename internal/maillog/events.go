@@ -180,6 +180,24 @@ type Envelope struct {
 // NoQueue is the queue ID Postfix logs before a message has one.
 const NoQueue = "NOQUEUE"
 
+// writeTo appends the " from=<...> to=<...> proto=... helo=<...>" fields
+// that Postfix puts after reject and content-action texts (and that
+// fail2ban and pflogsumm parse), leaving out the ones not known yet.
+func (env Envelope) writeTo(b *strings.Builder) {
+	if env.HasSender {
+		b.WriteString(" from=<" + env.Sender + ">")
+	}
+	if env.HasRecipient {
+		b.WriteString(" to=<" + env.Recipient + ">")
+	}
+	if env.Proto != "" {
+		b.WriteString(" proto=" + env.Proto)
+	}
+	if env.Helo != "" {
+		b.WriteString(" helo=<" + env.Helo + ">")
+	}
+}
+
 // Whatsup returns an access-decision record, "QUEUEID: ACTION: STATE from
 // name[addr]: REPLY; from=<s> to=<r> proto=ESMTP helo=<h>", e.g.
 // "NOQUEUE: reject: RCPT from x[192.0.2.1]: 554 5.7.1 <u@example.com>:
@@ -203,18 +221,7 @@ func Whatsup(queueID, action, state string, c Client, reply string, env Envelope
 	b.WriteString(": ")
 	b.WriteString(reply)
 	b.WriteByte(';')
-	if env.HasSender {
-		b.WriteString(" from=<" + env.Sender + ">")
-	}
-	if env.HasRecipient {
-		b.WriteString(" to=<" + env.Recipient + ">")
-	}
-	if env.Proto != "" {
-		b.WriteString(" proto=" + env.Proto)
-	}
-	if env.Helo != "" {
-		b.WriteString(" helo=<" + env.Helo + ">")
-	}
+	env.writeTo(&b)
 	return b.String()
 }
 
@@ -356,18 +363,7 @@ func ContentAction(queueID, action, class, content, origin string, env Envelope,
 	}
 	var b strings.Builder
 	b.WriteString(queueID + ": " + action + ": " + class + " " + content + " from " + origin + ";")
-	if env.HasSender {
-		b.WriteString(" from=<" + env.Sender + ">")
-	}
-	if env.HasRecipient {
-		b.WriteString(" to=<" + env.Recipient + ">")
-	}
-	if env.Proto != "" {
-		b.WriteString(" proto=" + env.Proto)
-	}
-	if env.Helo != "" {
-		b.WriteString(" helo=<" + env.Helo + ">")
-	}
+	env.writeTo(&b)
 	if text != "" {
 		b.WriteString(": " + text)
 	}
