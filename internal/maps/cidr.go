@@ -26,14 +26,9 @@ type cidrRule struct {
 
 // cidrTable is an open cidr: table.
 type cidrTable struct {
-	rules    []cidrRule
-	warnings []string
-	keyCheck utf8KeyCheck
+	rules []cidrRule
+	patternBase
 }
-
-func (t *cidrTable) Pattern() bool      { return true }
-func (t *cidrTable) Close() error       { return nil }
-func (t *cidrTable) Warnings() []string { return t.warnings }
 
 // Lookup returns the value of the first rule whose network contains key,
 // honouring negation and IF/ENDIF blocks.
@@ -256,9 +251,6 @@ func openCIDR(name string, opts Options) (Table, error) {
 		return nil, fmt.Errorf("read cidr:%s: %w", name, err)
 	}
 	t := parseCIDRSource(name, data)
-	for _, w := range t.warnings {
-		opts.warnf("%s", w)
-	}
-	t.keyCheck = newUTF8KeyCheck("cidr:"+name, opts)
+	t.finishOpen("cidr:"+name, opts)
 	return t, nil
 }

@@ -111,14 +111,30 @@ type reRule struct {
 
 // regexpTable is an open regexp: or pcre: table.
 type regexpTable struct {
-	rules    []reRule
+	rules []reRule
+	patternBase
+}
+
+// patternBase is what regexp:, pcre: and cidr: tables share: they are
+// pattern tables held in memory, keep the warnings their parse produced,
+// and screen keys with Postfix's UTF-8 check.
+type patternBase struct {
 	warnings []string
 	keyCheck utf8KeyCheck
 }
 
-func (t *regexpTable) Pattern() bool      { return true }
-func (t *regexpTable) Close() error       { return nil }
-func (t *regexpTable) Warnings() []string { return t.warnings }
+func (t *patternBase) Pattern() bool      { return true }
+func (t *patternBase) Close() error       { return nil }
+func (t *patternBase) Warnings() []string { return t.warnings }
+
+// finishOpen reports the parse's warnings and arms the key check for the
+// table named spec.
+func (t *patternBase) finishOpen(spec string, opts Options) {
+	for _, w := range t.warnings {
+		opts.warnf("%s", w)
+	}
+	t.keyCheck = newUTF8KeyCheck(spec, opts)
+}
 
 // Lookup returns the result of the first rule that matches key, following
 // Postfix's IF/ENDIF nesting: a rule is considered only when every
@@ -660,10 +676,7 @@ func openPatternFile(d reDialect, name string, opts Options) (Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range t.warnings {
-		opts.warnf("%s", w)
-	}
-	t.keyCheck = newUTF8KeyCheck(d.kind()+":"+name, opts)
+	t.finishOpen(d.kind()+":"+name, opts)
 	return t, nil
 }
 
