@@ -177,7 +177,9 @@ func readMaster(env *cli.Env, prog, dir string, c *config.Config) ([]string, []m
 	}
 	f, err := mastercf.Load(path)
 	if err != nil {
-		env.Warnf(prog, "%v", err)
+		// moat's master would refuse this file: an error, though the
+		// main.cf view is still printed.
+		env.Errorf(prog, "%v", err)
 		return nil, nil
 	}
 	var used []string

@@ -140,3 +140,24 @@ func TestOverrideShownAsSet(t *testing.T) {
 		t.Errorf("got %q, want %q", out, want)
 	}
 }
+
+// The seed's spaced "-o name = value" is an error naming file, line and the
+// fix; postconf -n still prints main.cf's view, -M refuses to show it.
+func TestSeedSpacedOverrideIsError(t *testing.T) {
+	dir := tempConfig(t, "myhostname = mx.example.com\n")
+	master := "submission inet n - n - - smtpd\n  -o smtp_sasl_security_options = noplaintext, noanonymous\n"
+	if err := os.WriteFile(filepath.Join(dir, "master.cf"), []byte(master), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "postconf: error: " + dir + "/master.cf, line 2: service submission/inet: " +
+		`"-o smtp_sasl_security_options = noplaintext, noanonymous": whitespace separates master.cf arguments, ` +
+		"so this does not set smtp_sasl_security_options; write -o smtp_sasl_security_options=noplaintext,noanonymous " +
+		"or -o { smtp_sasl_security_options = noplaintext, noanonymous }\n"
+	out, errOut, rc := runMoat("-c", dir, "-n")
+	if rc != 0 || !strings.Contains(out, "myhostname = mx.example.com\n") || errOut != want {
+		t.Errorf("-n: rc %d out %q\nstderr %q\nwant   %q", rc, out, errOut, want)
+	}
+	if _, errOut, rc = runMoat("-c", dir, "-M"); rc != 1 || !strings.Contains(errOut, "postconf: fatal: "+dir+"/master.cf, line 2:") {
+		t.Errorf("-M: rc %d stderr %q", rc, errOut)
+	}
+}
