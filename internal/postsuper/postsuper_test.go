@@ -1,0 +1,209 @@
+package postsuper
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"moat/internal/cli"
+	"moat/internal/config"
+	"moat/internal/postqueue"
+	"moat/internal/queue"
+)
+
+type fixture struct {
+	cfg string
+	q   *queue.Queue
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	root := t.TempDir()
+	f := &fixture{cfg: filepath.Join(root, "etc")}
+	qdir := filepath.Join(root, "spool")
+	if err := os.Mkdir(f.cfg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.cfg, "main.cf"), []byte("queue_directory = "+qdir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := postqueue.QueueOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Create = true
+	if f.q, err = queue.Open(qdir, opts); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) add(t *testing.T, name string) string {
+	t.Helper()
+	w, err := f.q.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("Subject: x\n\nbody\n")
+	w.Envelope.Sender = "a@example.com"
+	w.Envelope.Recipients = []queue.Recipient{{Address: "b@example.com"}}
+	id, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != queue.Incoming {
+		if err := f.q.Move(id, queue.Incoming, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return id
+}
+
+// where returns the queue of every message, as "queue:ID" sorted.
+func (f *fixture) where(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, n := range queue.Names() {
+		ids, err := f.q.List(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			out = append(out, n+":"+id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f *fixture) run(t *testing.T, uid int, stdin string, args ...string) (int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &cli.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb,
+		Getenv: func(k string) string {
+			if k == "MAIL_CONFIG" {
+				return f.cfg
+			}
+			return ""
+		}}
+	code := run(env, "postsuper", args, uid)
+	if out.Len() > 0 {
+		t.Errorf("postsuper wrote to stdout: %q", out.String())
+	}
+	return code, errb.String()
+}
+
+func sorted(s ...string) []string { sort.Strings(s); return s }
+
+func TestSuperUserOnly(t *testing.T) {
+	f := newFixture(t)
+	code, errs := f.run(t, 1000, "", "-d", "ALL")
+	if code != 1 || errs != "postsuper: fatal: use of this command is reserved for the superuser\n" {
+		t.Errorf("got %d %q", code, errs)
+	}
+}
+
+func TestDelete(t *testing.T) {
+	f := newFixture(t)
+	a := f.add(t, queue.Deferred)
+	b := f.add(t, queue.Hold)
+	c := f.add(t, queue.Incoming)
+	code, errs := f.run(t, 0, "", "-d", a)
+	if want := fmt.Sprintf("postsuper: %s: removed\npostsuper: Deleted: 1 message\n", a); code != 0 || errs != want {
+		t.Errorf("-d ID: %d %q, want %q", code, errs, want)
+	}
+	// A message that is gone, or in a queue not named, is not touched.
+	code, errs = f.run(t, 0, "", "-d", a, "-d", c, "deferred")
+	if code != 0 || errs != "" {
+		t.Errorf("-d gone: %d %q", code, errs)
+	}
+	code, errs = f.run(t, 0, "", "-d", "ALL")
+	want := fmt.Sprintf("postsuper: %s: removed\npostsuper: %s: removed\npostsuper: Deleted: 2 messages\n", b, c)
+	if code != 0 || errs != want {
+		t.Errorf("-d ALL: %d %q, want %q", code, errs, want)
+	}
+	if got := f.where(t); len(got) != 0 {
+		t.Errorf("left: %v", got)
+	}
+}
+
+func TestDeleteStdin(t *testing.T) {
+	f := newFixture(t)
+	a := f.add(t, queue.Deferred)
+	b := f.add(t, queue.Active)
+	c := f.add(t, queue.Hold)
+	code, errs := f.run(t, 0, a+"\n\n  "+b+" trailing words\nnot-an-id\n", "-d", "-")
+	want := fmt.Sprintf("postsuper: %s: removed\npostsuper: %s: removed\npostsuper: warning: invalid mail queue id: not-an-id\npostsuper: Deleted: 2 messages\n", a, b)
+	if code != 0 || errs != want {
+		t.Errorf("-d -: %d %q, want %q", code, errs, want)
+	}
+	if got, want := f.where(t), []string{"hold:" + c}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("left %v, want %v", got, want)
+	}
+}
+
+func TestHoldReleaseRequeue(t *testing.T) {
+	f := newFixture(t)
+	a := f.add(t, queue.Deferred)
+	b := f.add(t, queue.Incoming)
+	c := f.add(t, queue.Hold)
+	code, errs := f.run(t, 0, "", "-h", "ALL")
+	want := fmt.Sprintf("postsuper: %s: placed on hold\npostsuper: %s: placed on hold\npostsuper: Placed on hold: 2 messages\n", b, a)
+	if code != 0 || errs != want {
+		t.Errorf("-h ALL: %d %q, want %q", code, errs, want)
+	}
+	if got, want := f.where(t), sorted("hold:"+a, "hold:"+b, "hold:"+c); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after -h: %v, want %v", got, want)
+	}
+	code, errs = f.run(t, 0, "", "-H", a)
+	if want := fmt.Sprintf("postsuper: %s: released from hold\npostsuper: Released from hold: 1 message\n", a); code != 0 || errs != want {
+		t.Errorf("-H: %d %q, want %q", code, errs, want)
+	}
+	code, errs = f.run(t, 0, "", "-r", b, "-r", a)
+	want = fmt.Sprintf("postsuper: %s: requeued\npostsuper: %s: requeued\npostsuper: Requeued: 2 messages\n", b, a)
+	if code != 0 || errs != want {
+		t.Errorf("-r: %d %q, want %q", code, errs, want)
+	}
+	if got, want := f.where(t), sorted("incoming:"+a, "incoming:"+b, "hold:"+c); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after -r: %v, want %v", got, want)
+	}
+	// Delete runs before hold: "-d ID -h ALL" holds only what is left.
+	code, errs = f.run(t, 0, "", "-h", "ALL", "-d", a)
+	want = fmt.Sprintf("postsuper: %s: removed\npostsuper: %s: placed on hold\npostsuper: Deleted: 1 message\npostsuper: Placed on hold: 1 message\n", a, b)
+	if code != 0 || errs != want {
+		t.Errorf("-h ALL -d: %d %q, want %q", code, errs, want)
+	}
+}
+
+func TestBadArguments(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-d", "ALL", "nosuchqueue"}, "postsuper: fatal: invalid directory name: nosuchqueue\n"},
+		{[]string{"-e", "ALL"}, "postsuper: fatal: -e: forced expiration is not supported by moat\n"},
+		{[]string{"-x"}, usage},
+		{[]string{"-d", "-", "-h", "-"}, "at most once"},
+	} {
+		code, errs := f.run(t, 0, "", tc.args...)
+		if code != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: %d %q, want %q", tc.args, code, errs, tc.want)
+		}
+	}
+}
+
+func TestReadIDs(t *testing.T) {
+	got, err := readIDs(strings.NewReader("A B\n\n\tC\r\n"))
+	if err != nil || fmt.Sprint(got) != "[A C]" {
+		t.Errorf("got %v %v", got, err)
+	}
+}
