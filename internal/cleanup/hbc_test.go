@@ -166,7 +166,7 @@ func TestHeaderBodyChecksVectors(t *testing.T) {
 				d.out.WriteString("header_body_checks: warning: " + e + "\n")
 			}
 			if got := d.out.String(); got != string(want) {
-				t.Errorf("mismatch with %s.ref\n%s", name, "want:\n" + string(want) + "\ngot:\n" + got)
+				t.Errorf("mismatch with %s.ref\n%s", name, "want:\n"+string(want)+"\ngot:\n"+got)
 			}
 		})
 	}
