@@ -42,6 +42,10 @@ type Options struct {
 	// header (the seed's /^Received:/ IGNORE removes it). See
 	// FormatReceived. "" adds none.
 	Received string
+	// HopcountLimit is hopcount_limit: a message with more Received: and
+	// Delivered-To: headers than this is refused (Result.TooManyHops).
+	// 0 means no limit.
+	HopcountLimit int
 	// AddMissing, if not nil, adds missing Date:, From: and Message-Id:.
 	AddMissing *Missing
 	// Log receives each log record as it happens (without the program
@@ -71,6 +75,10 @@ type Result struct {
 	Filter string
 	// BCC lists the addresses BCC actions added, without duplicates.
 	BCC []string
+	// TooManyHops: the primary headers hold more Received: and
+	// Delivered-To: headers than hopcount_limit, a mail loop; Postfix's
+	// SMTP server replies "554 5.4.0 Error: too many hops".
+	TooManyHops bool
 	// Added lists the headers the filter added (Received:, missing
 	// headers, PREPENDed headers), unfolded, for the caller's records.
 	Added []string
@@ -100,6 +108,7 @@ type Filter struct {
 	inPieces bool
 	// headers seen in the primary block, lower-cased names
 	seen map[string]bool
+	hops int
 	err  error
 }
 
@@ -300,6 +309,16 @@ func (f *Filter) Header(class Class, h []byte, _ int64) error {
 		return nil
 	}
 	hs := string(h)
+	if class == Primary {
+		// Hops are counted before the checks run, so that a rule such
+		// as /^Received:/ IGNORE does not disable loop detection.
+		if name, _, ok := splitHeader(hs); ok && (strings.EqualFold(name, "Received") || strings.EqualFold(name, "Delivered-To")) {
+			f.hops++
+			if f.opt.HopcountLimit > 0 && f.hops > f.opt.HopcountLimit {
+				f.res.TooManyHops = true
+			}
+		}
+	}
 	if !f.pass {
 		v, err := f.opt.Checks.CheckHeader(class, hs)
 		if err != nil {

@@ -366,3 +366,14 @@ func TestLargeBodyBoundedMemory(t *testing.T) {
 		t.Errorf("parser buffers grew: line %d hdr %d", cap(p.line), cap(p.hdr))
 	}
 }
+
+func TestHopcount(t *testing.T) {
+	msg := strings.Repeat("Received: from x\r\n", 3) + "Delivered-To: a@b\r\n\r\nbody\r\n"
+	if _, res := run(t, Options{HopcountLimit: 4}, msg); res.TooManyHops {
+		t.Error("4 hops exceed a limit of 4")
+	}
+	// IGNOREd Received: headers still count.
+	if _, res := run(t, Options{HopcountLimit: 3, Checks: hdrChecks(t, "/^Received:/ IGNORE\n")}, msg); !res.TooManyHops {
+		t.Error("5 hops within a limit of 3")
+	}
+}
