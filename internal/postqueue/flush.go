@@ -123,10 +123,10 @@ func readRequest(p string) (Request, bool) {
 
 // ParseRequest parses one request line as WriteRequest writes it.
 func ParseRequest(line string) (Request, bool) {
-	kind, arg, _ := strings.Cut(line, " ")
+	kind, arg, sep := strings.Cut(line, " ")
 	switch kind {
 	case FlushAll:
-		return Request{Kind: kind}, arg == ""
+		return Request{Kind: kind}, !sep
 	case FlushID:
 		return Request{Kind: kind, Arg: arg}, queue.ValidID(arg)
 	case FlushSite:

@@ -273,3 +273,28 @@ func TestParseRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	infos := []queue.Info{{ID: "4jXc8C59mkz1SChH", Queue: "deferred", Size: 1, Arrival: arrival,
+		Sender: "evil\x1b[2J@example.com",
+		Recipients: []queue.Recipient{{Address: "ünï@example.com", Reason: "bad\r\nreply\xff\u0085"}}}}
+	var out bytes.Buffer
+	if err := WriteMailq(&out, infos, Format{Location: time.UTC}); err != nil {
+		t.Fatal(err)
+	}
+	want := "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" +
+		"4jXc8C59mkz1SChH         1 Sat Mar  7 09:05:03 \"evil?[2J\"@example.com\n" +
+		strings.Repeat(" ", 76-len("bad??reply??")) + "(bad??reply??)\n" +
+		strings.Repeat(" ", 47) + "ünï@example.com\n" +
+		"\n-- 0 Kbytes in 1 Request.\n"
+	if out.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", out.String(), want)
+	}
+	out.Reset()
+	if err := WriteJSON(&out, infos, Format{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"sender": "\"evil?[2J\"@example.com"`) || !strings.Contains(out.String(), `"delay_reason": "bad??reply??"`) {
+		t.Errorf("JSON not sanitized: %s", out.String())
+	}
+}

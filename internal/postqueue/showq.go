@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"moat/internal/queue"
 	"moat/internal/smtp"
@@ -90,8 +92,8 @@ func WriteMailq(w io.Writer, infos []queue.Info, f Format) error {
 		fmt.Fprintf(&b, senderFormat, id, in.Size, asctime(in.Arrival, f.Location), f.sender(in.Sender))
 		saved := ""
 		for _, r := range in.Recipients {
-			if r.Reason != saved {
-				saved = r.Reason
+			if why := printable(r.Reason); why != saved {
+				saved = why
 				show := saved
 				if show == "" {
 					show = "reason unavailable"
@@ -152,7 +154,7 @@ func WriteJSON(w io.Writer, infos []queue.Info, f Format) error {
 			quoteJSON(&b, external(r.Address))
 			if r.Reason != "" {
 				b.WriteString(`, "delay_reason": `)
-				quoteJSON(&b, r.Reason)
+				quoteJSON(&b, printable(r.Reason))
 			}
 			b.WriteByte('}')
 		}
@@ -173,16 +175,45 @@ func (f Format) sender(s string) string {
 		if f.EmptySender == "" {
 			return "MAILER-DAEMON"
 		}
-		return f.EmptySender
+		return printable(f.EmptySender)
 	}
 	return external(s)
+}
+
+// printable replaces what a terminal could act on with '?': control
+// characters and bytes that are not UTF-8, as Postfix's showq(8) passes
+// every string through printable() before postqueue shows it. Addresses
+// and deferral reasons come from remote hosts; without this a hostile
+// reply could send escape sequences to the admin's terminal.
+func printable(s string) string {
+	ok := true
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError || unicode.IsControl(r) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError || unicode.IsControl(r) {
+			b.WriteByte('?')
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // external quotes an address's local part when it is not a dot-string
 // (RFC 5321 section 4.1.2), as showq(8) shows addresses in "externalized
 // RFC 5321 form".
 func external(addr string) string {
-	return smtp.Path{Addr: addr}.Quoted()
+	return printable(smtp.Path{Addr: addr}.Quoted())
 }
 
 // asctime formats t as asctime(3) does, without the newline: the layout
