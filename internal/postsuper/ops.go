@@ -9,79 +9,137 @@ import (
 	"moat/internal/queue"
 )
 
-// apply runs o over queues: every message for ALL, else each named ID in
-// the first of the queues that holds it. A message that is gone by the time
-// postsuper reaches it (delivered meanwhile) is not an error, as in Postfix.
-func (o *op) apply(env *cli.Env, prog string, q *queue.Queue, queues []string) error {
-	if o.all {
-		for _, name := range queues {
-			ids, err := q.List(name)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				if err := o.one(env, prog, q, name, id); err != nil {
-					return err
-				}
-			}
-		}
+// massOps runs the ALL operations in one pass over the queues: each
+// message gets the first operation that applies to its queue, and only the
+// totals are reported. The queues are those named on the command line, else
+// the hold queues when -h ALL is the only operation, the hold queue when
+// -H ALL is, and every queue otherwise.
+func massOps(q *queue.Queue, by map[byte]*op, names []string) error {
+	del, req, hold, rel := by['d'], by['r'], by['h'], by['H']
+	if !del.all && !req.all && !hold.all && !rel.all {
+		return nil
 	}
-	for _, id := range o.ids {
-		if !queue.ValidID(id) {
-			env.Warnf(prog, "invalid mail queue id: %s", id)
-			continue
+	only := func(o *op) bool {
+		n := 0
+		for _, x := range []*op{del, req, hold, rel} {
+			if x.all || len(x.args) > 0 {
+				n++
+			}
 		}
-		for _, name := range queues {
-			done, err := o.try(env, prog, q, name, id)
+		return o.all && n == 1
+	}
+	queues := names
+	switch {
+	case len(queues) > 0:
+	case only(hold):
+		queues = holdQueues()
+	case only(rel):
+		queues = releaseQueues()
+	default:
+		queues = allQueues()
+	}
+	for _, name := range queues {
+		ids, err := q.List(name)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			var o *op
+			var to string
+			switch {
+			case del.all:
+				o = del
+			case req.all && name != queue.Maildrop:
+				o, to = req, queue.Incoming
+			case hold.all && name != queue.Maildrop && name != queue.Hold:
+				o, to = hold, queue.Hold
+			case rel.all && name == queue.Hold:
+				o, to = rel, queue.Deferred
+			default:
+				continue
+			}
+			done, err := apply(q, name, id, to)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", id, err)
 			}
 			if done {
-				break
+				o.count++
 			}
 		}
 	}
 	return nil
 }
 
-// try applies o to id in queue name if it is there.
-func (o *op) try(env *cli.Env, prog string, q *queue.Queue, name, id string) (bool, error) {
-	if _, err := q.Stat(name, id); err != nil {
+// byID applies o to message id in the first of queues that holds it and to
+// which o applies, reporting it as Postfix does. An invalid ID is warned
+// about and skipped; an ID found nowhere (delivered meanwhile, or a typo) is
+// silently not counted.
+func (o *op) byID(env *cli.Env, prog string, q *queue.Queue, queues []string, id string) error {
+	if !queue.ValidID(id) {
+		env.Warnf(prog, "invalid mail queue id: %s", id)
+		return nil
+	}
+	for _, name := range queues {
+		var to string
+		switch o.flag {
+		case 'd':
+		case 'r':
+			if name == queue.Maildrop {
+				continue
+			}
+			to = queue.Incoming
+		case 'h':
+			if name == queue.Maildrop || name == queue.Hold {
+				continue
+			}
+			to = queue.Hold
+		case 'H':
+			if name != queue.Hold {
+				continue
+			}
+			to = queue.Deferred
+		}
+		done, err := apply(q, name, id, to)
+		if err != nil {
+			return fmt.Errorf("%s: %w", id, err)
+		}
+		if done {
+			fmt.Fprintf(env.Stderr, "%s: %s: %s\n", prog, id, o.verb)
+			o.count++
+			return nil
+		}
+	}
+	return nil
+}
+
+// apply removes message id from queue name (to == "") or moves it to queue
+// to. It reports false when the message is not there, which is not an
+// error: the scheduler may have delivered or moved it meanwhile.
+func apply(q *queue.Queue, name, id, to string) (bool, error) {
+	var err error
+	if to == name {
+		// Requeueing from incoming moves nothing; only say whether the
+		// message is there.
+		_, err = q.Stat(name, id)
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
-		// A damaged file is still the admin's to delete or move.
-		env.Warnf(prog, "%s: %v", id, err)
+		return true, nil
 	}
-	return true, o.one(env, prog, q, name, id)
-}
-
-// one applies o to message id in queue name.
-func (o *op) one(env *cli.Env, prog string, q *queue.Queue, name, id string) error {
-	var err error
-	switch o.flag {
-	case 'd':
+	if to == "" {
 		err = q.Remove(name, id)
-	case 'h':
-		if name == queue.Hold {
-			return nil
-		}
-		err = q.Move(id, name, queue.Hold)
-	case 'H':
-		if name != queue.Hold {
-			return nil
-		}
-		err = q.Move(id, name, queue.Deferred)
-	case 'r':
-		err = q.Move(id, name, queue.Incoming)
+	} else {
+		err = q.Move(id, name, to)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", id, err)
+	if err != nil && to != "" {
+		// Move checks the target first: a message that is already in the
+		// target queue makes a move from a queue it is not in fail.
+		if _, serr := q.Stat(name, id); errors.Is(serr, fs.ErrNotExist) {
+			return false, nil
+		}
 	}
-	fmt.Fprintf(env.Stderr, "%s: %s: %s\n", prog, id, o.verb)
-	o.count++
-	return nil
+	return err == nil, err
 }

@@ -4,6 +4,12 @@
 // standard input ("-"), optionally limited to named queues. It works on
 // the queue through internal/queue's consumer API, so every change is one
 // atomic rename or unlink made durable before the command reports it.
+//
+// As in Postfix, the ALL operations run first, in one pass over the
+// queues in which each message gets the first that applies (delete,
+// requeue, hold, release) and nothing is reported per message; then the
+// operations by ID run in the order delete, requeue, hold, release, each
+// reporting "ID: removed" (and so on); last come the totals.
 package postsuper
 
 import (
@@ -20,28 +26,34 @@ import (
 )
 
 // usage is Postfix's postsuper usage text.
-const usage = "usage: postsuper [-c config_dir] [-d queue_id (delete)] [-h queue_id (hold)] [-H queue_id (un-hold)] [-p (purge temporary files)] [-r queue_id (requeue)] [-s (structure fix)] [-S (stream mode)] [-v (verbose)] [queue...]"
+const usage = "usage: postsuper [-c config_dir] [-d queue_id (delete)] [-h queue_id (hold)] [-H queue_id (un-hold)] [-p (purge temporary files)] [-r queue_id (requeue)] [-s (structure fix)] [-S (redundant structure fix)][-v (verbose)] [queue...]"
+
+// Default queues (postsuper(1)): deleting and requeueing look everywhere,
+// holding in the queues that feed delivery, releasing in hold.
+func allQueues() []string {
+	return []string{queue.Maildrop, queue.Incoming, queue.Active, queue.Deferred, queue.Hold}
+}
+func holdQueues() []string { return []string{queue.Incoming, queue.Active, queue.Deferred} }
+func releaseQueues() []string { return []string{queue.Hold} }
 
 // op is one of postsuper's queue operations.
 type op struct {
 	flag     byte
-	defaults []string // queues searched when the command line names none
+	defaults []string // queues searched for IDs when the command line names none
 	verb     string   // per-message report: "ID: removed"
 	summary  string   // final report: "Deleted: N messages"
-	ids      []string
+	args     []string // IDs and "-" in command-line order
 	all      bool
 	count    int
 }
 
-// Operations run in this order, each over the queues it applies to,
-// so that "-d ID -h ALL" deletes before holding what is left.
+// newOps returns the operations in the order postsuper runs them by ID.
 func newOps() []*op {
-	all := []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}
 	return []*op{
-		{flag: 'd', defaults: all, verb: "removed", summary: "Deleted"},
-		{flag: 'h', defaults: []string{queue.Incoming, queue.Active, queue.Deferred}, verb: "placed on hold", summary: "Placed on hold"},
-		{flag: 'H', defaults: []string{queue.Hold}, verb: "released from hold", summary: "Released from hold"},
-		{flag: 'r', defaults: all, verb: "requeued", summary: "Requeued"},
+		{flag: 'd', defaults: allQueues(), verb: "removed", summary: "Deleted"},
+		{flag: 'r', defaults: allQueues(), verb: "requeued", summary: "Requeued"},
+		{flag: 'h', defaults: holdQueues(), verb: "placed on hold", summary: "Placed on hold"},
+		{flag: 'H', defaults: releaseQueues(), verb: "released from hold", summary: "Released from hold"},
 	}
 }
 
@@ -67,28 +79,19 @@ func run(env *cli.Env, prog string, args []string, uid int) int {
 		byFlag[o.flag] = o
 	}
 	var cdir string
-	stdinUsed := false
 	for _, p := range parsed {
 		switch p.Flag {
 		case 'c':
+			if !strings.HasPrefix(p.Arg, "/") {
+				return env.Fatalf(prog, "-c requires absolute pathname")
+			}
 			cdir = p.Arg
 		case 'd', 'h', 'H', 'r':
 			o := byFlag[p.Flag]
-			switch p.Arg {
-			case "ALL":
+			if p.Arg == "ALL" {
 				o.all = true
-			case "-":
-				if stdinUsed {
-					return env.Fatalf(prog, "specify \"-%c -\" at most once", p.Flag)
-				}
-				stdinUsed = true
-				ids, err := readIDs(env.Stdin)
-				if err != nil {
-					return env.Fatalf(prog, "read standard input: %v", err)
-				}
-				o.ids = append(o.ids, ids...)
-			default:
-				o.ids = append(o.ids, p.Arg)
+			} else {
+				o.args = append(o.args, p.Arg)
 			}
 		case 'e', 'f':
 			return env.Fatalf(prog, "-%c: forced expiration is not supported by moat", p.Flag)
@@ -103,21 +106,44 @@ func run(env *cli.Env, prog string, args []string, uid int) int {
 			return env.Fatalf(prog, "invalid directory name: %s", n)
 		}
 	}
+	for _, o := range ops {
+		if o.all && len(o.args) > 0 {
+			env.Warnf(prog, "option \"-%c ALL\" will ignore other command line queue IDs", o.flag)
+			o.args = nil
+		}
+	}
 	q, _, err := postqueue.OpenQueue(env.ConfigDir(cdir))
 	if err != nil {
 		return env.Fatalf(prog, "%v", err)
 	}
+	if err := massOps(q, byFlag, names); err != nil {
+		return env.Fatalf(prog, "%v", err)
+	}
+	stdin := env.Stdin
 	for _, o := range ops {
 		queues := names
 		if len(queues) == 0 {
 			queues = o.defaults
 		}
-		if err := o.apply(env, prog, q, queues); err != nil {
-			return env.Fatalf(prog, "%v", err)
+		for _, a := range o.args {
+			ids := []string{a}
+			if a == "-" {
+				// Standard input is read once; a second "-" finds it at
+				// its end, as in Postfix.
+				if ids, err = readIDs(stdin); err != nil {
+					return env.Fatalf(prog, "read standard input: %v", err)
+				}
+				stdin = nil
+			}
+			for _, id := range ids {
+				if err := o.byID(env, prog, q, queues, id); err != nil {
+					return env.Fatalf(prog, "%v", err)
+				}
+			}
 		}
 	}
-	for _, o := range ops {
-		if o.count > 0 {
+	for _, f := range []byte{'r', 'd', 'h', 'H'} {
+		if o := byFlag[f]; o.count > 0 {
 			s := "s"
 			if o.count == 1 {
 				s = ""
@@ -130,26 +156,33 @@ func run(env *cli.Env, prog string, args []string, uid int) int {
 
 // queueName reports whether n names a queue postsuper may work on.
 func queueName(n string) bool {
-	switch n {
-	case queue.Hold, queue.Incoming, queue.Active, queue.Deferred, queue.Maildrop:
-		return true
+	for _, q := range allQueues() {
+		if n == q {
+			return true
+		}
 	}
 	return false
 }
 
-// readIDs reads queue IDs for "-d -" and friends: the first word of each
-// line, so that output filtered from mailq works, blank lines skipped.
+// readIDs reads queue IDs for "-d -" and friends, one per line as Postfix
+// does: the whole line, so a line that is not exactly an ID is reported as
+// an invalid ID rather than guessed at.
 func readIDs(r io.Reader) ([]string, error) {
 	if r == nil {
 		return nil, nil
 	}
 	var ids []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 0 {
-			ids = append(ids, f[0])
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			ids = append(ids, strings.TrimSuffix(line, "\n"))
+		}
+		if err == io.EOF {
+			return ids, nil
+		}
+		if err != nil {
+			return ids, err
 		}
 	}
-	return ids, sc.Err()
 }
