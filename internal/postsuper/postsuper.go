@@ -33,7 +33,7 @@ const usage = "usage: postsuper [-c config_dir] [-d queue_id (delete)] [-h queue
 func allQueues() []string {
 	return []string{queue.Maildrop, queue.Incoming, queue.Active, queue.Deferred, queue.Hold}
 }
-func holdQueues() []string { return []string{queue.Incoming, queue.Active, queue.Deferred} }
+func holdQueues() []string    { return []string{queue.Incoming, queue.Active, queue.Deferred} }
 func releaseQueues() []string { return []string{queue.Hold} }
 
 // op is one of postsuper's queue operations.
