@@ -23,8 +23,12 @@ const usage = "usage: postqueue -f | postqueue -i queueid | postqueue -j | postq
 const downMsg = "Cannot flush mail queue - mail system is down"
 
 // Main runs postqueue with args (without the program name) and returns the
-// exit status.
+// exit status. Started as "mailq" it lists the queue as Mailq does, so the
+// command table may map both names to Main.
 func Main(env *cli.Env, prog string, args []string) int {
+	if prog == "mailq" {
+		return Mailq(env, prog, args)
+	}
 	return run(env, prog, args, caller{who: Self(), defaultDir: cli.DefaultConfigDir})
 }
 
