@@ -451,7 +451,7 @@ func (f *Filter) writeBody(rec byte, line []byte) error {
 	return nil
 }
 
-// Warn is the Parser callback for MIME problems.
-func (f *Filter) Warn(msg string) {
-	f.record(f.opt.QueueID + ": warning: " + msg)
-}
+// Warn is the Parser callback for MIME problems. Like Postfix's cleanup
+// without strict_mime_encoding_domain, it logs nothing: the problems are
+// in Result.MIMEErrors for a caller that enforces them.
+func (f *Filter) Warn(string) {}

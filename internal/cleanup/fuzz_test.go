@@ -2,6 +2,7 @@ package cleanup
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"moat/internal/maps"
@@ -65,6 +66,40 @@ func FuzzFilter(f *testing.F) {
 		// the prepended headers.
 		if max := 2*len(msg) + 16*(bytes.Count(msg, []byte("\n"))+1); len(whole) > max {
 			t.Fatalf("output %d bytes for %d input bytes", len(whole), len(msg))
+		}
+	})
+}
+
+// FuzzContentType checks the RFC 2045 tokenizer behind Content-Type and
+// Content-Transfer-Encoding parsing on arbitrary header values.
+func FuzzContentType(f *testing.F) {
+	for _, s := range []string{
+		`multipart/(co\m\)ment)mumble mumble; boundary = "ab\cd ` + "\n" + ` ef" mumble`,
+		`multipart/mumble; boundary(comment)="pqrs"`,
+		`message/rfc822`,
+		`text/plain; charset="us-ascii"; boundary=x`,
+		`((((`, `"unterminated`, `a/b; boundary="\`, `;;;=`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		typ, sub, b := parseContentType(v)
+		if strings.ContainsAny(typ+sub, "/;= \t\n()\"") {
+			t.Fatalf("type %q subtype %q hold separators", typ, sub)
+		}
+		if typ != strings.ToLower(typ) || sub != strings.ToLower(sub) {
+			t.Fatalf("type %q/%q not lower case", typ, sub)
+		}
+		if strings.Contains(b, "\n") {
+			t.Fatalf("boundary %q holds a newline", b)
+		}
+		if len(b) > len(v) {
+			t.Fatalf("boundary %q longer than the value", b)
+		}
+		for _, tok := range tokenize(v) {
+			if tok.kind == tokAtom && tok.text == "" {
+				t.Fatal("empty atom")
+			}
 		}
 	})
 }
