@@ -377,3 +377,21 @@ func TestHopcount(t *testing.T) {
 		t.Error("5 hops within a limit of 3")
 	}
 }
+
+func TestLongFirstLineIsBody(t *testing.T) {
+	// A message without headers whose first line exceeds
+	// header_size_limit: nothing of it may be lost.
+	msg := strings.Repeat("b", 300000) + "\r\nmore\r\n"
+	out, res := run(t, Options{Limits: Limits{HeaderSize: 1000}}, msg)
+	if out != msg {
+		t.Errorf("body changed: %d bytes in, %d out", len(msg), len(out))
+	}
+	if res.MIMEErrors != 0 {
+		t.Errorf("errors %v", res.MIMEErrors.Text())
+	}
+	// After headers, too.
+	msg = "Subject: x\r\n" + msg
+	if out, _ := run(t, Options{Limits: Limits{HeaderSize: 1000}}, msg); out != msg {
+		t.Errorf("body changed: %d bytes in, %d out", len(msg), len(out))
+	}
+}

@@ -229,10 +229,21 @@ func (p *Parser) add(b []byte) error {
 		room := p.limit() - len(p.line)
 		if room <= 0 {
 			if p.state == stHeader {
-				// Headers keep their first header_size_limit bytes.
-				p.skip = true
-				p.errs |= ErrTruncatedHeader
-				return nil
+				if isHeaderStart(p.line) || (p.hdrOn && (p.line[0] == ' ' || p.line[0] == '\t')) {
+					// Headers keep their first header_size_limit bytes.
+					p.skip = true
+					p.errs |= ErrTruncatedHeader
+					return nil
+				}
+				// Not a header: the header block has ended and this long
+				// line is body text, which is passed on whole, in pieces.
+				if err := p.flushHeader(); err != nil {
+					return err
+				}
+				if err := p.endHeaders(); err != nil {
+					return err
+				}
+				continue
 			}
 			if err := p.bodyLine('L', p.line); err != nil {
 				return err
