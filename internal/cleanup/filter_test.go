@@ -395,3 +395,19 @@ func TestLongFirstLineIsBody(t *testing.T) {
 		t.Errorf("body changed: %d bytes in, %d out", len(msg), len(out))
 	}
 }
+
+func TestEightBit(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want MIMEError
+	}{
+		{"Subject: caf\xc3\xa9\r\n\r\nplain\r\n", Err8BitHeader},
+		{"Subject: x\r\n\r\ncaf\xc3\xa9\r\n", Err8BitBody},
+		{"Subject: x\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9\r\n", 0},
+		{"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xff\r\n--b\r\n\r\n\xff\r\n--b--\r\n", Err8BitBody},
+	} {
+		if _, res := run(t, Options{}, tc.msg); res.MIMEErrors != tc.want {
+			t.Errorf("%q: errors %v, want %v", tc.msg, res.MIMEErrors.Text(), tc.want.Text())
+		}
+	}
+}

@@ -61,6 +61,11 @@ const (
 	// Content-Transfer-Encoding other than 7bit, 8bit or binary (RFC 2045
 	// §6.4 forbids encoding composite types).
 	ErrEncodingDomain
+	// Err8BitHeader: a header holds 8-bit bytes (strict_7bit_headers).
+	Err8BitHeader
+	// Err8BitBody: a part declared 7bit (or nothing, which means 7bit,
+	// RFC 2045 §6.1) holds 8-bit bytes (strict_8bitmime_body).
+	Err8BitBody
 )
 
 // Text returns the description of each problem, in Postfix's wording.
@@ -74,6 +79,12 @@ func (e MIMEError) Text() []string {
 	}
 	if e&ErrEncodingDomain != 0 {
 		out = append(out, "improper message/* or multipart/* encoding domain")
+	}
+	if e&Err8BitHeader != 0 {
+		out = append(out, "improper use of 8-bit data in message header")
+	}
+	if e&Err8BitBody != 0 {
+		out = append(out, "improper use of 8-bit data in message body")
 	}
 	return out
 }
@@ -392,6 +403,9 @@ func (p *Parser) flushHeader() error {
 		return nil
 	}
 	p.hdrOn = false
+	if has8Bit(p.hdr) {
+		p.errs |= Err8BitHeader
+	}
 	p.noteMIME(p.hdr)
 	return p.h.Header(p.class, p.hdr, p.hdrPos)
 }
@@ -445,6 +459,9 @@ func (p *Parser) bodyLine(rec byte, line []byte) error {
 }
 
 func (p *Parser) emitBody(rec byte, line []byte) error {
+	if (p.cenc == "" || p.cenc == "7bit") && has8Bit(line) {
+		p.errs |= Err8BitBody
+	}
 	off := p.boff
 	if rec == 'N' {
 		p.boff += int64(len(line)) + 1
@@ -461,4 +478,13 @@ func splitHeader(h string) (name, value string, ok bool) {
 		return "", "", false
 	}
 	return strings.TrimRight(h[:i], " \t"), h[i+1:], true
+}
+
+func has8Bit(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
