@@ -1,12 +1,3 @@
-// Package cleanup is the content filter between the SMTP server's DATA
-// reader and the queue writer (Postfix's cleanup(8)): it recognises the MIME
-// structure of a message as it streams past, applies header_checks,
-// mime_header_checks, nested_header_checks and body_checks
-// (header_checks(5)), and adds the headers a message must carry (Received:,
-// RFC 5321 §4.4; Date/From/Message-Id for local submissions). The message
-// is never held whole in memory: only the current logical header (at most
-// header_size_limit bytes) or line piece (at most line_length_limit bytes)
-// is buffered.
 package cleanup
 
 import (
