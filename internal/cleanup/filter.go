@@ -62,7 +62,7 @@ const MaxLogs = 1000
 // Result is what the filter decided, read after Close.
 type Result struct {
 	// Reject, if not empty, is the reply text with its enhanced status
-	// code ("5.7.1 Message content rejected"): the SMTP server rejects
+	// code ("5.7.1 message content rejected"): the SMTP server rejects
 	// the message and must not commit the queue file.
 	Reject string
 	// Discard: claim delivery and drop the message (DISCARD).
@@ -226,7 +226,7 @@ func (f *Filter) act(v Verdict, class, content string) (drop bool, prepend, repl
 	case "":
 	case ActReject:
 		if text == "" {
-			text = "Message content rejected"
+			text = "message content rejected"
 		}
 		if !dsnCode.MatchString(text) {
 			text = "5.7.1 " + text
