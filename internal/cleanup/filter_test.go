@@ -76,7 +76,7 @@ func TestActions(t *testing.T) {
 			return ""
 		}, "Q1: reject: body spam here from c[192.0.2.1]; from=<a@example.com> to=<b@example.org> proto=ESMTP helo=<client.example>: 5.7.1 no spam"},
 		{"reject default with code", hdrChecks(t, "/^Subject:/ REJECT\n/^From:/ REJECT 4.7.0 later\n"), "", func(r *Result) string {
-			if r.Reject != "5.7.1 Message content rejected" {
+			if r.Reject != "5.7.1 message content rejected" {
 				return "Reject = " + r.Reject
 			}
 			return ""
