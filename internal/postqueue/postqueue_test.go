@@ -276,7 +276,7 @@ func TestParseRequest(t *testing.T) {
 
 func TestPrintable(t *testing.T) {
 	infos := []queue.Info{{ID: "4jXc8C59mkz1SChH", Queue: "deferred", Size: 1, Arrival: arrival,
-		Sender: "evil\x1b[2J@example.com",
+		Sender:     "evil\x1b[2J@example.com",
 		Recipients: []queue.Recipient{{Address: "ünï@example.com", Reason: "bad\r\nreply\xff\u0085"}}}}
 	var out bytes.Buffer
 	if err := WriteMailq(&out, infos, Format{Location: time.UTC}); err != nil {
