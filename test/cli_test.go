@@ -75,6 +75,14 @@ func TestDispatch(t *testing.T) {
 		t.Errorf("MAIL_CONFIG: exit %d, output differs:\n%s", code, viaEnv)
 	}
 
+	// Every verb reaches its own command, which names itself in messages.
+	for _, verb := range []string{"postmap", "postalias", "postqueue", "mailq", "postsuper", "postcat"} {
+		_, stderr, code := run(t, nil, bin, verb, "-Z")
+		if code == 0 || !strings.HasPrefix(stderr, verb+":") {
+			t.Errorf("moat %s -Z: exit %d, stderr %q", verb, code, stderr)
+		}
+	}
+
 	// newaliases rebuilds alias_database from MAIL_CONFIG's main.cf.
 	cf := t.TempDir()
 	aliases := filepath.Join(cf, "aliases")

@@ -13,8 +13,11 @@ import (
 
 	"moat/internal/cli"
 	"moat/internal/postalias"
+	"moat/internal/postcat"
 	"moat/internal/postconf"
 	"moat/internal/postmap"
+	"moat/internal/postqueue"
+	"moat/internal/postsuper"
 )
 
 // command is the entry point of one verb: it gets the program name to print
@@ -26,6 +29,10 @@ var commands = map[string]command{
 	"postmap":    postmap.Main,
 	"postalias":  postalias.Main,
 	"newaliases": postalias.Newaliases,
+	"postqueue":  postqueue.Main,
+	"mailq":      postqueue.Mailq,
+	"postsuper":  postsuper.Main,
+	"postcat":    postcat.Main,
 }
 
 func main() {
