@@ -96,6 +96,11 @@ func (q *Queue) Move(id, from, to string) error {
 	if from == to {
 		return nil
 	}
+	// The source first: a missing message is "not found" (fs.ErrNotExist)
+	// whatever the target holds.
+	if _, err := os.Lstat(src); err != nil {
+		return fmt.Errorf("queue: move %s from %s: %w", id, from, err)
+	}
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("queue: move %s to %s: %s exists", id, to, dst)
 	}
@@ -222,7 +227,7 @@ func (q *Queue) Find(id string) (string, error) {
 			return "", fmt.Errorf("queue: find %s: %w", id, err)
 		}
 	}
-	return "", fmt.Errorf("queue: %s: no such message", id)
+	return "", fmt.Errorf("queue: %s: no such message: %w", id, fs.ErrNotExist)
 }
 
 // Unsettled returns the indexes of the recipients still to be tried

@@ -2,7 +2,9 @@ package queue
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,8 +236,13 @@ func TestFindUnsettled(t *testing.T) {
 	if name, err := q.Find(id); err != nil || name != Deferred {
 		t.Errorf("Find = %q, %v", name, err)
 	}
-	if _, err := q.Find(MakeID(time.Now(), 1)); err == nil {
-		t.Error("found a missing message")
+	if _, err := q.Find(MakeID(time.Now(), 1)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Find of a missing message: %v, want fs.ErrNotExist", err)
+	}
+	// Moving a message that is not in the source queue is "not found",
+	// even when the target holds it.
+	if err := q.Move(id, Hold, Deferred); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Move from the wrong queue: %v, want fs.ErrNotExist", err)
 	}
 	if err := q.UpdateRecipients(Deferred, id, []RecipientUpdate{{Index: 0, State: RcptDelivered}, {Index: 2, State: RcptBounced}}); err != nil {
 		t.Fatal(err)
