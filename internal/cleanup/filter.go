@@ -417,7 +417,7 @@ func (f *Filter) Body(rec byte, line []byte, off int64) error {
 	if rec == 'L' {
 		f.inPieces = true
 	}
-	if !f.pass && off < f.opt.BodyChecksSizeLimit {
+	if !f.pass && off < f.opt.BodyChecksSizeLimit && len(f.opt.Checks.Body) > 0 {
 		v, err := f.opt.Checks.CheckBody(string(line))
 		if err != nil {
 			return fmt.Errorf("cleanup: %w", err)
