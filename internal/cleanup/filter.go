@@ -33,7 +33,7 @@ type Options struct {
 	// default, 51200.
 	BodyChecksSizeLimit int64
 	// QueueID, Origin ("host[addr]") and Env appear in log records
-	// (maillog.ContentAction).
+	// (maillog.ContentAction); an empty QueueID logs as NOQUEUE.
 	QueueID string
 	Origin  string
 	Env     maillog.Envelope
@@ -116,6 +116,9 @@ type Filter struct {
 func New(out io.Writer, opt Options) *Filter {
 	if opt.BodyChecksSizeLimit <= 0 {
 		opt.BodyChecksSizeLimit = 51200
+	}
+	if opt.QueueID == "" {
+		opt.QueueID = maillog.NoQueue
 	}
 	f := &Filter{opt: opt, out: bufio.NewWriterSize(out, 16<<10), seen: map[string]bool{}}
 	f.p = NewParser(f, opt.Limits)
