@@ -280,13 +280,13 @@ func (f *Filter) act(v Verdict, class, content string) (drop bool, prepend, repl
 		}
 		f.log("bcc", class, content, text)
 	case ActPrepend:
-		if class == "header" && !isHeaderStart([]byte(text)) {
+		if class == "header" && !IsHeaderStart([]byte(text)) {
 			f.log("warning", class, content, "bad PREPEND header text, need \"headername: headervalue\": "+text)
 			break
 		}
 		return false, text, ""
 	case ActReplace:
-		if class == "header" && !isHeaderStart([]byte(text)) {
+		if class == "header" && !IsHeaderStart([]byte(text)) {
 			f.log("warning", class, content, "bad REPLACE header text, need \"headername: headervalue\": "+text)
 			break
 		}

@@ -231,7 +231,7 @@ func (p *Parser) add(b []byte) error {
 		room := p.limit() - len(p.line)
 		if room <= 0 {
 			if p.state == stHeader {
-				if isHeaderStart(p.line) || (p.hdrOn && (p.line[0] == ' ' || p.line[0] == '\t')) {
+				if IsHeaderStart(p.line) || (p.hdrOn && (p.line[0] == ' ' || p.line[0] == '\t')) {
 					// Headers keep their first header_size_limit bytes.
 					p.skip = true
 					p.errs |= ErrTruncatedHeader
@@ -279,10 +279,11 @@ func (p *Parser) endLine() error {
 	return err
 }
 
-// isHeaderStart reports whether line begins a header: a label of printable
+// IsHeaderStart reports whether line begins a header: a label of printable
 // characters other than ':', optional blanks, then ':' (RFC 5322 §2.2,
-// with the blanks before the colon Postfix also accepts).
-func isHeaderStart(line []byte) bool {
+// with the blanks before the colon Postfix also accepts). postcat uses it
+// to find the end of a stored message's headers the same way.
+func IsHeaderStart(line []byte) bool {
 	i := 0
 	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
 		i++
@@ -311,7 +312,7 @@ func (p *Parser) headerLine(line []byte) error {
 		p.hdr = append(p.hdr, line...)
 		return nil
 	}
-	if isHeaderStart(line) {
+	if IsHeaderStart(line) {
 		if err := p.flushHeader(); err != nil {
 			return err
 		}

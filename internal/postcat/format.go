@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"moat/internal/queue"
+
+	"moat/internal/cleanup"
 )
 
 // writeEnvelope prints the envelope records as the package comment lists.
@@ -95,7 +97,7 @@ func writeContent(w io.Writer, content io.Reader, sec Sections) error {
 		if len(chunk) > 0 {
 			if !midLine {
 				if inHeader && !(seenHeader && (chunk[0] == ' ' || chunk[0] == '\t')) {
-					if isHeader(chunk) {
+					if cleanup.IsHeaderStart(chunk) {
 						seenHeader = true
 					} else {
 						inHeader = false
@@ -135,20 +137,4 @@ func writeContent(w io.Writer, content io.Reader, sec Sections) error {
 			return err
 		}
 	}
-}
-
-// isHeader reports whether line starts a header field: a name of printable
-// characters other than ':', optional white space, then ':'.
-func isHeader(line []byte) bool {
-	i := 0
-	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	return i < len(line) && line[i] == ':'
 }

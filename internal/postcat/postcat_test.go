@@ -214,12 +214,3 @@ func TestWriteContentPieces(t *testing.T) {
 		t.Errorf("body of %d bytes, want %d", out.Len(), len(want))
 	}
 }
-
-func TestIsHeader(t *testing.T) {
-	for line, want := range map[string]bool{"Subject: x\n": true, "Subject : x": true, ": x": false,
-		" Subject: x": false, "no colon\n": false, "\n": false, "X\x80: y": false} {
-		if got := isHeader([]byte(line)); got != want {
-			t.Errorf("isHeader(%q) = %v", line, got)
-		}
-	}
-}

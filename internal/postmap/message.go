@@ -3,6 +3,8 @@ package postmap
 import (
 	"io"
 	"strings"
+
+	"moat/internal/cleanup"
 )
 
 // message is the state of the -h/-b/-m message reader: which lines are
@@ -80,7 +82,7 @@ func (m *message) line(line string) error {
 		if err := m.flushHeader(); err != nil {
 			return err
 		}
-		if isHeader(line) {
+		if cleanup.IsHeaderStart([]byte(line)) {
 			m.hdr, m.have = line, true
 			return nil
 		}

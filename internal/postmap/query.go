@@ -200,22 +200,6 @@ func eachLine(r io.Reader, fn func(string) error, atEOF ...func() error) error {
 	}
 }
 
-// isHeader reports whether line starts an RFC 5322 header field: a name of
-// printable ASCII other than ':', optional blanks, then ':'.
-func isHeader(line string) bool {
-	i := 0
-	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	return i < len(line) && line[i] == ':'
-}
-
 // sequencer is implemented by tables that can list their entries, for -s.
 type sequencer interface {
 	Records() ([]maps.Record, error)
