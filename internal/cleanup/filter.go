@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -275,7 +276,7 @@ func (f *Filter) act(v Verdict, class, content string) (drop bool, prepend, repl
 			f.log("warning", class, content, "ignoring BCC without user@domain: "+text)
 			break
 		}
-		if !contains(f.res.BCC, text) {
+		if !slices.Contains(f.res.BCC, text) {
 			f.res.BCC = append(f.res.BCC, text)
 		}
 		f.log("bcc", class, content, text)
@@ -295,15 +296,6 @@ func (f *Filter) act(v Verdict, class, content string) (drop bool, prepend, repl
 		f.log("warning", class, content, "unknown action: "+string(v.Action))
 	}
 	return false, "", ""
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Header is the Parser callback for a logical header.
