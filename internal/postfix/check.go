@@ -1,0 +1,317 @@
+package postfix
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"moat/internal/config"
+	"moat/internal/maps"
+	"moat/internal/mastercf"
+	"moat/internal/queue"
+)
+
+// Problem is one finding of `postfix check`. Fatal problems are those a
+// moat daemon would refuse at start-up; the rest are warnings.
+type Problem struct {
+	Fatal bool
+	Msg   string
+}
+
+// Options are the host details Check reads; the zero value means the real
+// host.
+type Options struct {
+	// Dir resolves a relative queue_directory. Postfix's master chdir()s to
+	// queue_directory from where it was started, so a relative value means
+	// relative to the current directory; examples/dev relies on that
+	// (`./var/spool` from the repository root).
+	Dir string
+	// Passwd and Group are the account databases (passwd(5), group(5));
+	// "" means /etc/passwd and /etc/group.
+	Passwd, Group string
+	// Euid is the uid the mail system will be started by, used when
+	// EuidSet (tests), else os.Geteuid(). Only a root-started mail system
+	// drops privileges to mail_owner, so only then must the queue belong to
+	// mail_owner; otherwise it must belong to the starting user.
+	Euid    int
+	EuidSet bool
+}
+
+type checker struct {
+	probs []Problem
+}
+
+func (k *checker) fatalf(format string, args ...any) {
+	k.probs = append(k.probs, Problem{Fatal: true, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (k *checker) warnf(format string, args ...any) {
+	k.probs = append(k.probs, Problem{Msg: fmt.Sprintf(format, args...)})
+}
+
+// fatalLines reports each line of a joined error as its own problem, so
+// every main.cf or master.cf line at fault gets one line of output.
+func (k *checker) fatalLines(err error) {
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l != "" {
+			k.fatalf("%s", l)
+		}
+	}
+}
+
+// Check runs every pre-flight check of `postfix check` (postfix(1):
+// "Warn about bad directory/file ownership or permissions") on the
+// configuration in dir and returns all problems found, not just the first,
+// so the admin fixes them in one pass: main.cf, master.cf and its -o
+// overrides, mail_owner and setgid_group, the configuration files'
+// owners and modes, the queue directories and every lookup table named.
+//
+// Unlike Postfix, check creates nothing: missing queue subdirectories are
+// only a warning, because `postfix start` (queue.Open with Create) makes
+// them with the right owner and mode, and a read-only check can then be run
+// safely by any user, on any copy of a configuration.
+func Check(dir string, o Options) []Problem {
+	k := &checker{}
+	if o.Passwd == "" {
+		o.Passwd = "/etc/passwd"
+	}
+	if o.Group == "" {
+		o.Group = "/etc/group"
+	}
+	if !o.EuidSet {
+		o.Euid = os.Geteuid()
+	}
+	if o.Dir == "" {
+		o.Dir = "."
+	}
+	c, err := config.Open(dir)
+	if err != nil {
+		k.fatalLines(err)
+		return k.probs
+	}
+	mpath := filepath.Join(dir, "master.cf")
+	mf, merr := mastercf.Load(mpath)
+	var extra []string
+	if merr != nil {
+		k.fatalLines(merr)
+	} else {
+		for _, s := range mf.Services {
+			c.AddServiceParams(s.Name, s.Command)
+		}
+		for _, s := range mf.Services {
+			for _, ov := range s.Overrides {
+				extra = append(extra, ov.Name)
+				config.References(ov.Value, func(n string) { extra = append(extra, n) })
+				if err := c.CheckOverride(ov.Name, ov.Value); err != nil {
+					k.fatalf("%s, line %d: service %s/%s: %v", mpath, ov.Line, s.Name, s.Type, err)
+				}
+			}
+		}
+	}
+	if err := c.Check(); err != nil {
+		k.fatalLines(err)
+	}
+	used := c.Used(extra)
+	for _, w := range c.Warnings() {
+		if i := strings.Index(w, ": unused parameter: "); i >= 0 {
+			name, _, _ := strings.Cut(w[i+len(": unused parameter: "):], "=")
+			if used[name] {
+				continue
+			}
+		}
+		k.warnf("%s", w)
+	}
+	k.configFiles(dir)
+	owner := k.accounts(c, o)
+	k.queue(c, o, owner)
+	k.tables(c, mf, owner)
+	return k.probs
+}
+
+// configFiles repeats postfix-script's checks on the configuration
+// directory: files not owned by root, or writable by group or others, let
+// someone other than root change what the mail system does.
+func (k *checker) configFiles(dir string) {
+	for _, name := range []string{"", "main.cf", "master.cf"} {
+		p := filepath.Join(dir, name)
+		st, err := os.Stat(p)
+		if err != nil {
+			if name == "master.cf" && errors.Is(err, fs.ErrNotExist) {
+				continue // already reported by master.cf loading
+			}
+			k.fatalf("%v", err)
+			continue
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 {
+			k.warnf("not owned by root: %s (chown root %s)", p, p)
+		}
+		if st.Mode().Perm()&0o022 != 0 {
+			k.warnf("group or other writable: %s (chmod go-w %s)", p, p)
+		}
+	}
+}
+
+// accounts checks mail_owner and setgid_group as Postfix's mail_params
+// does at every daemon's start, and returns mail_owner's uid (-1 when it
+// is unknown).
+func (k *checker) accounts(c *config.Config, o Options) int {
+	ownerName := c.Get("mail_owner")
+	groupName := c.Get("setgid_group")
+	uid := -1
+	a, err := lookupUser(o.Passwd, ownerName)
+	switch {
+	case err != nil:
+		k.fatalf("%v", err)
+	case a == nil:
+		k.fatalf("file %s: parameter mail_owner: unknown user name value: %s (create the account or set mail_owner)", c.Path, ownerName)
+	case a.UID == 0:
+		k.fatalf("file %s: parameter mail_owner: user %s has privileged user ID: set mail_owner to a dedicated unprivileged account", c.Path, ownerName)
+	default:
+		uid = a.UID
+		if loginShell(a.Shell) {
+			k.warnf("mail_owner %s has login shell %s: set it to /usr/sbin/nologin (usermod -s /usr/sbin/nologin %s)", ownerName, a.Shell, ownerName)
+		}
+	}
+	g, err := lookupGroup(o.Group, groupName)
+	switch {
+	case err != nil:
+		k.fatalf("%v", err)
+	case g == nil:
+		k.fatalf("file %s: parameter setgid_group: unknown group name: %s (create the group or set setgid_group)", c.Path, groupName)
+	case g.GID == 0:
+		k.fatalf("file %s: parameter setgid_group: group %s has privileged group ID: set setgid_group to a dedicated group", c.Path, groupName)
+	case a != nil && a.GID == g.GID:
+		k.fatalf("file %s: parameter setgid_group: group %s has same group ID as mail_owner group ID: give setgid_group its own group", c.Path, groupName)
+	}
+	return uid
+}
+
+// queue checks the queue directories with queue.Check, which reports all
+// problems without creating anything.
+func (k *checker) queue(c *config.Config, o Options, owner int) {
+	qdir := c.Get("queue_directory")
+	if qdir == "" {
+		k.fatalf("file %s: parameter queue_directory is empty", c.Path)
+		return
+	}
+	if !filepath.IsAbs(qdir) {
+		qdir = filepath.Join(o.Dir, qdir)
+	}
+	st, err := os.Stat(qdir)
+	if err != nil {
+		k.fatalf("queue_directory %s: %v: create it (mkdir -m 0755 %s) or set queue_directory in %s", qdir, errors.Unwrap(err), qdir, c.Path)
+		return
+	}
+	if !st.IsDir() {
+		k.fatalf("queue_directory %s is not a directory", qdir)
+		return
+	}
+	opts := queue.Options{}
+	if o.Euid == 0 && owner >= 0 {
+		opts.Owner, opts.OwnerSet = owner, true
+	} else if o.Euid != 0 {
+		opts.Owner, opts.OwnerSet = o.Euid, true
+	}
+	opts.HashQueues, _ = c.List("hash_queue_names")
+	if d, err := c.Int("hash_queue_depth"); err == nil {
+		opts.HashDepth = int(d)
+	}
+	missing := map[string]bool{}
+	for _, err := range queue.Check(qdir, opts) {
+		if errors.Is(err, fs.ErrNotExist) {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				// A missing hashed queue's subdirectories are missing
+				// too; naming the top one is enough.
+				missing[pe.Path] = true
+				if missing[filepath.Dir(pe.Path)] {
+					continue
+				}
+				k.warnf("missing queue directory %s: postfix start creates it", pe.Path)
+				continue
+			}
+		}
+		k.fatalf("%v", err)
+	}
+}
+
+// tables opens every lookup table the configuration names, with the
+// options moat's daemons use, so an unreadable, badly owned, stale or
+// unsupported table is named now rather than when mail arrives. Only
+// parameters main.cf or a master.cf override sets are walked: Postfix's
+// defaults name tables (nis:mail.aliases, hash:/etc/aliases) that only the
+// local delivery agent opens, which moat does not have yet.
+func (k *checker) tables(c *config.Config, mf *mastercf.File, owner int) {
+	utf8, _ := c.Bool("smtputf8_enable")
+	var trusted []int
+	if owner > 0 {
+		trusted = []int{owner}
+	}
+	seen := map[string]bool{}
+	var refs []TableRef
+	classes := map[string]bool{}
+	cl, _ := c.List("smtpd_restriction_classes")
+	for _, n := range cl {
+		classes[n] = true
+	}
+	collect := func(cc *config.Config, name, where string) {
+		p, ok := cc.Table().Lookup(name)
+		var specs []string
+		switch {
+		case classes[name] || ok && p.Type == config.TypeRestrictions:
+			t, _ := RestrictionTables(cc.Get(name), classes)
+			specs = t
+		case ok && p.Type == config.TypeMapList && !skipTableParam(name):
+			specs = MapListTables(cc.Get(name))
+		}
+		for _, s := range specs {
+			refs = append(refs, TableRef{Spec: s, Param: name, Where: where})
+		}
+	}
+	for _, e := range c.Entries() {
+		collect(c, e.Name, "")
+	}
+	if mf != nil {
+		for _, s := range mf.Services {
+			if len(s.Overrides) == 0 {
+				continue
+			}
+			sc := c.WithOverrides(s.OverrideMap())
+			names := make([]string, 0, len(s.Overrides))
+			for _, ov := range s.Overrides {
+				names = append(names, ov.Name)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				collect(sc, n, fmt.Sprintf("%s, service %s/%s", mf.Path, s.Name, s.Type))
+			}
+		}
+	}
+	for _, r := range refs {
+		if seen[r.Spec] {
+			continue
+		}
+		seen[r.Spec] = true
+		where := r.Param
+		if r.Where != "" {
+			where = r.Where + ": " + r.Param
+		}
+		opts := maps.Options{Fold: true, UTF8: utf8, TrustedUIDs: trusted,
+			Warn: func(msg string) { k.warnf("%s: %s", r.Spec, msg) }}
+		t, err := maps.Open(r.Spec, opts)
+		if err != nil {
+			if errors.Is(err, maps.ErrUnsupported) {
+				k.fatalf("%s: table %s: unsupported dictionary type: use one of %s", where, r.Spec, strings.Join(maps.Types, ", "))
+				continue
+			}
+			k.fatalf("%s: table %s: %v", where, r.Spec, err)
+			continue
+		}
+		t.Close()
+	}
+}

@@ -1,0 +1,84 @@
+// Package postfix is moat's `postfix` command (postfix(1)): the admin's
+// front end to the mail system. For now it implements only `postfix check`,
+// the pre-flight an admin runs before start or reload; the server lifecycle
+// subcommands answer that they are not available yet rather than pretending.
+package postfix
+
+import (
+	"fmt"
+	"os"
+
+	"moat/internal/cli"
+	"moat/internal/getopt"
+)
+
+// usage is postfix(1)'s synopsis, printed for a bad command line.
+const usage = "usage: postfix [-c config_dir] [-Dv] command"
+
+// isLifecycle reports whether cmd is one of postfix(1)'s other subcommands
+// ("COMMANDS"), which moat will implement with the master; until then each
+// is refused by name so a script learns that the command exists but does
+// nothing yet.
+func isLifecycle(cmd string) bool {
+	switch cmd {
+	case "start", "start-fg", "stop", "abort", "flush", "reload", "status",
+		"set-permissions", "upgrade-configuration", "logrotate", "post-install",
+		"tls", "register", "stream", "wait":
+		return true
+	}
+	return false
+}
+
+// Main runs the postfix command (postfix(1)): flags -c DIR, -v and -D (the
+// latter only affects daemons started under a debugger, so check ignores
+// it), then one subcommand. It returns the exit status.
+func Main(env *cli.Env, prog string, args []string) int {
+	parsed, rest, err := getopt.Parse(args, "c:Dv")
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", prog, err)
+		return env.Fatalf(prog, "%s", usage)
+	}
+	var cdir string
+	for _, p := range parsed {
+		if p.Flag == 'c' {
+			cdir = p.Arg
+		}
+	}
+	if len(rest) == 0 {
+		return env.Fatalf(prog, "%s", usage)
+	}
+	cmd := rest[0]
+	switch {
+	case cmd == "check":
+		if len(rest) > 1 {
+			return env.Fatalf(prog, "%s", usage)
+		}
+		cwd, err := os.Getwd()
+		if err != nil {
+			return env.Fatalf(prog, "getcwd: %v", err)
+		}
+		probs := Check(env.ConfigDir(cdir), Options{Dir: cwd})
+		return Report(env, prog, probs)
+	case isLifecycle(cmd):
+		return env.Fatalf(prog, "%s: not available yet in this version of moat", cmd)
+	}
+	// postfix-script's words for a command it does not know.
+	fmt.Fprintf(env.Stderr, "%s/postfix-script: fatal: unknown command: '%s'. Usage: postfix start (or stop, reload, abort, flush, check, status, set-permissions, upgrade-configuration)\n", prog, cmd)
+	return 1
+}
+
+// Report prints problems in Postfix's words, warnings as postfix-script
+// prints them and errors as postfix's fatal lines, and returns the exit
+// status: 1 when any problem is an error, since a daemon would refuse it.
+func Report(env *cli.Env, prog string, probs []Problem) int {
+	status := 0
+	for _, p := range probs {
+		if p.Fatal {
+			fmt.Fprintf(env.Stderr, "%s: fatal: %s\n", prog, p.Msg)
+			status = 1
+		} else {
+			fmt.Fprintf(env.Stderr, "%s/postfix-script: warning: %s\n", prog, p.Msg)
+		}
+	}
+	return status
+}
