@@ -1,0 +1,302 @@
+// Package maildir writes one message into a Maildir, the way Postfix's
+// local(8) and virtual(8) do for a mailbox path ending in "/", with the
+// file names Dovecot (the admins' IMAP server) expects.
+//
+// The protocol is the one in cr.yp.to/proto/maildir.html: write the file
+// under tmp/ with a unique name, fsync it, then link it into new/ (link(2)
+// never replaces an existing name), so a reader either sees the complete
+// message or nothing. moat adds the directory fsyncs the original leaves
+// out, so that a delivery reported to the queue manager survives a crash
+// ("nothing lost": the queue forgets a message only after this returns).
+package maildir
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options are the per-delivery choices local(8) makes before copying a
+// message (local(8) "MAILBOX DELIVERY" and "EXTERNAL FILE DELIVERY").
+type Options struct {
+	// ReturnPath prepends "Return-Path: <Sender>" (local(8) does so for
+	// every mailbox delivery). Sender may be empty: the null sender gives
+	// "Return-Path: <>".
+	ReturnPath bool
+	// Sender is the envelope sender, in internal (unquoted) form.
+	Sender string
+	// OrigRecipient, when not empty, prepends "X-Original-To:" with the
+	// recipient as given to Postfix (enable_original_recipient, postconf(5)).
+	OrigRecipient string
+	// Recipient, when not empty, prepends "Delivered-To:" with the final
+	// envelope recipient (prepend_delivered_header, postconf(5); local(8)
+	// always adds it for mailbox delivery, which mail loop detection needs).
+	Recipient string
+	// SizeLimit is mailbox_size_limit (postconf(5)): for a Maildir, Postfix
+	// limits each message file, prepended headers included, not the whole
+	// mailbox. A file that would grow past it fails with "File too large"
+	// (5.2.2). Zero means no limit, as in postconf(5).
+	SizeLimit int64
+	// Hostname is the host part of the unique name; empty means
+	// os.Hostname(), as Dovecot and Postfix use.
+	Hostname string
+}
+
+// maxAttempts bounds the retries after a name collision (EEXIST). Names
+// carry the microsecond and a per-call counter, so a collision needs
+// another delivery in the same microsecond; a hundred in a row means
+// something else is wrong (say, a directory full of stale names).
+const maxAttempts = 1000
+
+// copyBufSize is the read chunk; the message never sits in memory whole.
+const copyBufSize = 64 << 10
+
+// Deliver writes msg, whose lines end in CRLF as the queue stores them,
+// into the Maildir at dir and returns the path of the new file in new/.
+// It creates dir, dir/tmp, dir/new and dir/cur (mode 0700) when missing:
+// the caller already runs as the recipient, as local(8) does for Maildir
+// delivery, so the files belong to the recipient and quotas apply.
+//
+// Any failure returns an *Error carrying the DSN and log text local(8)
+// would use; then no file is left in tmp/ and nothing appears in new/.
+func Deliver(dir string, msg io.Reader, opts Options) (string, error) {
+	host := opts.Hostname
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			h = "localhost"
+		}
+		host = h
+	}
+	host = escapeHost(host)
+	tmpDir := filepath.Join(dir, "tmp")
+	newDir := filepath.Join(dir, "new")
+	for _, d := range []string{tmpDir, newDir, filepath.Join(dir, "cur")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return "", createError(d, unwrapPath(err))
+		}
+	}
+
+	pid := os.Getpid()
+	var (
+		f       *os.File
+		tmpPath string
+		base    string
+		q       int
+	)
+	for {
+		q++
+		base = uniqueBase(time.Now(), pid, q, host)
+		tmpPath = filepath.Join(tmpDir, base)
+		var err error
+		f, err = os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrExist) || q >= maxAttempts {
+			return "", createError(tmpPath, unwrapPath(err))
+		}
+	}
+
+	size, derr := writeMessage(f, msg, opts)
+	if cerr := f.Close(); derr == nil && cerr != nil {
+		derr = writeError(unwrapPath(cerr))
+	}
+	if derr != nil {
+		os.Remove(tmpPath)
+		return "", derr
+	}
+
+	newPath, err := linkNew(tmpPath, newDir, base, size, pid, q, host)
+	if err != nil {
+		os.Remove(tmpPath)
+		return "", err
+	}
+	if err := syncDir(newDir); err != nil {
+		// Not durable: take it back so the queue's retry cannot duplicate it.
+		os.Remove(newPath)
+		os.Remove(tmpPath)
+		return "", writeError(err)
+	}
+	// The message is safely in new/. A tmp/ name left behind by a failed
+	// unlink is harmless: Dovecot removes tmp/ files older than 36 hours.
+	if os.Remove(tmpPath) == nil {
+		_ = syncDir(tmpDir)
+	}
+	return newPath, nil
+}
+
+// linkNew links the finished tmp file into new/ under base plus ",S=size"
+// (Dovecot's size field, which spares it a stat). link(2) fails rather than
+// replace an existing message, so a colliding name (a clock stepped back,
+// a reused pid) gets a new counter and is tried again.
+func linkNew(tmpPath, newDir, base string, size int64, pid, q int, host string) (string, error) {
+	for {
+		newPath := filepath.Join(newDir, base+",S="+strconv.FormatInt(size, 10))
+		err := os.Link(tmpPath, newPath)
+		if err == nil {
+			return newPath, nil
+		}
+		if !errors.Is(err, os.ErrExist) || q >= maxAttempts {
+			return "", createError(newPath, unwrapPath(err))
+		}
+		q++
+		base = uniqueBase(time.Now(), pid, q, host)
+	}
+}
+
+// writeMessage copies the prepended headers and the converted message into
+// f and fsyncs it, returning the file size.
+func writeMessage(f *os.File, msg io.Reader, opts Options) (int64, *Error) {
+	bw := bufio.NewWriterSize(f, copyBufSize)
+	var out io.Writer = bw
+	if opts.SizeLimit > 0 {
+		out = &limitWriter{w: bw, left: opts.SizeLimit}
+	}
+	lw := &lfWriter{w: out}
+	if err := lw.writeRaw([]byte(headers(opts))); err != nil {
+		return 0, writeError(err)
+	}
+	buf := make([]byte, copyBufSize)
+	for {
+		n, rerr := msg.Read(buf)
+		if n > 0 {
+			if _, err := lw.Write(buf[:n]); err != nil {
+				return 0, writeError(err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return 0, readError(rerr)
+		}
+	}
+	if err := lw.Flush(); err != nil {
+		return 0, writeError(err)
+	}
+	// local(8) copies the queue file record by record and ends each with a
+	// newline, so a last line without one still ends in LF in the mailbox.
+	if lw.n > 0 && lw.last != '\n' {
+		if err := lw.writeRaw([]byte{'\n'}); err != nil {
+			return 0, writeError(err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, writeError(unwrapPath(err))
+	}
+	if err := f.Sync(); err != nil {
+		return 0, writeError(unwrapPath(err))
+	}
+	return lw.n, nil
+}
+
+// limitWriter enforces mailbox_size_limit as Postfix does with
+// RLIMIT_FSIZE: a write past the limit fails with EFBIG ("File too
+// large"), which maps to 5.2.2.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, syscall.EFBIG
+	}
+	n, err := l.w.Write(p)
+	l.left -= int64(n)
+	return n, unwrapPath(err)
+}
+
+// unwrapPath strips *os.PathError and *os.LinkError so the text is
+// strerror(3)'s alone, as in Postfix's "%m" (the path is in the message
+// already).
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}
+
+// headers renders the delivery headers in local(8)'s order: Return-Path,
+// X-Original-To, Delivered-To, each address with its local part quoted
+// where RFC 5322 requires it.
+func headers(opts Options) string {
+	var b strings.Builder
+	if opts.ReturnPath {
+		b.WriteString("Return-Path: <")
+		if opts.Sender != "" {
+			b.WriteString(quoteAddr(opts.Sender))
+		}
+		b.WriteString(">\n")
+	}
+	if opts.OrigRecipient != "" {
+		b.WriteString("X-Original-To: " + quoteAddr(opts.OrigRecipient) + "\n")
+	}
+	if opts.Recipient != "" {
+		b.WriteString("Delivered-To: " + quoteAddr(opts.Recipient) + "\n")
+	}
+	return b.String()
+}
+
+// uniqueBase is the Maildir unique name without the size field:
+// "sec.M<usec>P<pid>Q<n>.host", Dovecot's form of the "Mn Pn Qn" parts
+// recommended in cr.yp.to/proto/maildir.html.
+func uniqueBase(now time.Time, pid, q int, host string) string {
+	return fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, pid, q, host)
+}
+
+// escapeHost makes the hostname safe inside a file name: '/' would make a
+// path and ':' starts the Maildir info suffix, so both become octal escapes
+// (\057, \072) as maildir.html and Dovecot do.
+func escapeHost(h string) string {
+	if !strings.ContainsAny(h, "/:") {
+		return h
+	}
+	return strings.NewReplacer("/", `\057`, ":", `\072`).Replace(h)
+}
+
+// syncDir fsyncs a directory so a link or unlink in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return unwrapPath(err)
+	}
+	serr := d.Sync()
+	cerr := d.Close()
+	if serr != nil {
+		return unwrapPath(serr)
+	}
+	return unwrapPath(cerr)
+}
+
+// Count returns the number of messages in the Maildir at dir: the files in
+// new/ and cur/ (tmp/ holds deliveries in progress). Names starting with
+// '.' are not messages, by the Maildir convention.
+func Count(dir string) (int, error) {
+	n := 0
+	for _, sub := range []string{"new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			return 0, fmt.Errorf("maildir count %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
