@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -211,11 +210,15 @@ func (k *checker) queue(c *config.Config, o Options, owner int) {
 		k.fatalf("queue_directory %s is not a directory", qdir)
 		return
 	}
-	opts := queue.Options{}
-	if o.Euid == 0 && owner >= 0 {
-		opts.Owner, opts.OwnerSet = owner, true
-	} else if o.Euid != 0 {
-		opts.Owner, opts.OwnerSet = o.Euid, true
+	opts := queue.Options{OwnerSet: true, Owner: o.Euid}
+	if o.Euid == 0 {
+		opts.Owner = owner
+		if owner <= 0 {
+			// mail_owner is unusable (already reported): demand only
+			// that the queue directories agree with incoming's owner,
+			// rather than repeat that error for each directory.
+			opts.Owner = ownerOf(filepath.Join(qdir, queue.Incoming))
+		}
 	}
 	opts.HashQueues, _ = c.List("hash_queue_names")
 	if d, err := c.Int("hash_queue_depth"); err == nil {
@@ -282,13 +285,13 @@ func (k *checker) tables(c *config.Config, mf *mastercf.File, owner int) {
 				continue
 			}
 			sc := c.WithOverrides(s.OverrideMap())
-			names := make([]string, 0, len(s.Overrides))
+			done := map[string]bool{}
 			for _, ov := range s.Overrides {
-				names = append(names, ov.Name)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				collect(sc, n, fmt.Sprintf("%s, service %s/%s", mf.Path, s.Name, s.Type))
+				if done[ov.Name] {
+					continue
+				}
+				done[ov.Name] = true
+				collect(sc, ov.Name, fmt.Sprintf("%s, line %d: service %s/%s", mf.Path, ov.Line, s.Name, s.Type))
 			}
 		}
 	}
@@ -309,9 +312,27 @@ func (k *checker) tables(c *config.Config, mf *mastercf.File, owner int) {
 				k.fatalf("%s: table %s: unsupported dictionary type: use one of %s", where, r.Spec, strings.Join(maps.Types, ", "))
 				continue
 			}
-			k.fatalf("%s: table %s: %v", where, r.Spec, err)
+			msg := strings.TrimPrefix(err.Error(), "open "+r.Spec+": ")
+			k.fatalf("%s: table %s: %s", where, r.Spec, msg)
 			continue
+		}
+		// Some tables load lazily; one lookup makes them read (and
+		// judge) their files now rather than with the first mail.
+		if _, _, err := t.Lookup("postfix-check.invalid"); err != nil {
+			k.fatalf("%s: table %s: lookup fails: %v", where, r.Spec, err)
 		}
 		t.Close()
 	}
+}
+
+// ownerOf returns path's owner uid, or 0 when it cannot be read.
+func ownerOf(path string) int {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return int(sys.Uid)
+	}
+	return 0
 }

@@ -37,6 +37,8 @@ type fixture struct {
 	passwd, group       string
 	mainExtra, master   string
 	header, access      string
+	owner, sgid         string
+	qowner              int
 	headerPath, accPath string
 }
 
@@ -58,6 +60,7 @@ func newFixture(t *testing.T) *fixture {
 	f.master = "smtp inet n - n - - smtpd\n  -o smtpd_helo_required=yes\n"
 	f.header = "/^Subject: spam/ REJECT\n"
 	f.access = "example.com REJECT\n"
+	f.owner, f.sgid, f.qowner = "moat", "moatdrop", testUID
 	return f
 }
 
@@ -79,11 +82,11 @@ func (f *fixture) build() {
 	f.t.Helper()
 	f.write(f.passwd, testPasswd, 0o644)
 	f.write(f.group, testGroups, 0o644)
-	main := fmt.Sprintf("queue_directory = %s\nmail_owner = moat\nsetgid_group = moatdrop\n"+
+	main := fmt.Sprintf("queue_directory = %s\nmail_owner = %s\nsetgid_group = %s\n"+
 		"header_checks = regexp:%s\n"+
 		"smtpd_recipient_restrictions = check_recipient_access texthash:%s,\n"+
 		"    check_policy_service unix:private/policy, reject_unauth_destination\n%s",
-		f.q, f.headerPath, f.accPath, f.mainExtra)
+		f.q, f.owner, f.sgid, f.headerPath, f.accPath, f.mainExtra)
 	f.write(filepath.Join(f.conf, "main.cf"), main, 0o644)
 	f.write(filepath.Join(f.conf, "master.cf"), f.master, 0o644)
 	f.write(f.headerPath, f.header, 0o644)
@@ -98,7 +101,7 @@ func (f *fixture) build() {
 		if err != nil || p == f.q {
 			return err
 		}
-		return os.Chown(p, testUID, testGID)
+		return os.Chown(p, f.qowner, testGID)
 	})
 	if err != nil {
 		f.t.Fatal(err)
@@ -131,9 +134,49 @@ func TestCheckProblems(t *testing.T) {
 		after  func(f *fixture)
 		status int
 		want   string
-	}{}
-	_ = old
-	_ = maps.Types
+	}{
+		{name: "main.cf bad value", setup: func(f *fixture) { f.mainExtra = "message_size_limit = lots\n" }, status: 1, want: "postfix: fatal: ROOT/etc/main.cf, line 7: parameter message_size_limit: bad value \"lots\": expected an integer\n"},
+		{name: "main.cf obsolete", setup: func(f *fixture) { f.mainExtra = "virtual_maps = hash:/x\n" }, status: 1, want: "postfix: fatal: ROOT/etc/main.cf, line 7: parameter virtual_maps is obsolete: use virtual_alias_maps\n"},
+		{name: "main.cf unused", setup: func(f *fixture) { f.mainExtra = "no_such_thing = 1\n" }, want: "postfix/postfix-script: warning: ROOT/etc/main.cf: unused parameter: no_such_thing=1\n"},
+		{name: "master.cf spaced -o", setup: func(f *fixture) {
+			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_helo_restrictions = permit_mynetworks, reject\n"
+		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 2: service smtp/inet: \"-o smtpd_helo_restrictions = permit_mynetworks, reject\": whitespace separates master.cf arguments, so this does not set smtpd_helo_restrictions; write -o smtpd_helo_restrictions=permit_mynetworks,reject or -o { smtpd_helo_restrictions = permit_mynetworks, reject }\n"},
+		{name: "master.cf bad override", setup: func(f *fixture) {
+			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_helo_required=maybe\n"
+		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 2: service smtp/inet: parameter smtpd_helo_required: bad value \"maybe\": expected yes or no\n"},
+		{name: "master.cf override table", setup: func(f *fixture) {
+			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_client_restrictions=check_client_access,cidr:/nonexistent/c\n"
+		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 2: service smtp/inet: smtpd_client_restrictions: table cidr:/nonexistent/c: open /nonexistent/c: no such file or directory\n"},
+		{name: "queue missing dir", after: func(f *fixture) { os.RemoveAll(filepath.Join(f.q, "deferred")) }, want: "postfix/postfix-script: warning: missing queue directory ROOT/spool/deferred: postfix start creates it\n"},
+		{name: "queue mode", after: func(f *fixture) { os.Chmod(filepath.Join(f.q, "hold"), 0o755) }, status: 1, want: "postfix: fatal: queue: ROOT/spool/hold has mode 0755, want 0700: chmod 0700 ROOT/spool/hold\n"},
+		{name: "queue owner", after: func(f *fixture) { os.Chown(filepath.Join(f.q, "active"), 0, 0) }, status: 1, want: "postfix: fatal: queue: ROOT/spool/active is owned by uid 0, want 4242: chown 4242 ROOT/spool/active\n"},
+		{name: "queue absent", after: func(f *fixture) { os.RemoveAll(f.q) }, status: 1, want: "postfix: fatal: queue_directory ROOT/spool: no such file or directory: create it (mkdir -m 0755 ROOT/spool) or set queue_directory in ROOT/etc/main.cf\n"},
+		{name: "table missing", after: func(f *fixture) { os.Remove(f.accPath) }, status: 1, want: "postfix: fatal: smtpd_recipient_restrictions: table texthash:ROOT/etc/access: open ROOT/etc/access: no such file or directory\n"},
+		{name: "table owner", after: func(f *fixture) { os.Chown(f.accPath, 1234, 0) }, status: 1, want: "postfix: fatal: smtpd_recipient_restrictions: table texthash:ROOT/etc/access: table ROOT/etc/access is owned by uid 1234, not root or mail_owner: run chown root ROOT/etc/access\n"},
+		{name: "table writable", after: func(f *fixture) { os.Chmod(f.headerPath, 0o666) }, status: 1, want: "postfix: fatal: header_checks: table regexp:ROOT/etc/header_checks: table ROOT/etc/header_checks is writable by group or others (mode 0666): run chmod go-w ROOT/etc/header_checks\n"},
+		{name: "table unsupported", setup: func(f *fixture) { f.mainExtra = "alias_maps = nis:mail.aliases\n" }, status: 1, want: "postfix: fatal: alias_maps: table nis:mail.aliases: unsupported dictionary type: use one of btree, cdb, cidr, environ, fail, hash, inline, lmdb, pcre, proxy, regexp, static, texthash, unix\n"},
+		{name: "table pcre RE2", setup: func(f *fixture) {
+			f.mainExtra = "body_checks = pcre:" + filepath.Join(f.conf, "body") + "\n"
+			f.write(filepath.Join(f.conf, "body"), "/(a)\\1/ REJECT\n", 0o644)
+		}, status: 1, want: "postfix: fatal: body_checks: table pcre:ROOT/etc/body: pcre:ROOT/etc/body line 1: backreference \\1 is not supported by moat's RE2 engine; RE2 cannot match repeated text; rewrite the pattern without it\n"},
+		{name: "table stale db", setup: func(f *fixture) {
+			src := filepath.Join(f.conf, "virtual")
+			f.mainExtra = "virtual_alias_maps = hash:" + src + "\n"
+			f.write(src, "a@example.com b@example.com\n", 0o644)
+			if err := maps.WriteIndex(src+".db", []maps.Record{{Key: "a@example.com", Value: "b@example.com"}}); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(src, old, old)
+			os.Chtimes(src+".db", old.Add(-time.Hour), old.Add(-time.Hour))
+		}, want: "postfix/postfix-script: warning: hash:ROOT/etc/virtual: database ROOT/etc/virtual.db is older than source file ROOT/etc/virtual\n"},
+		{name: "mail_owner unknown", setup: func(f *fixture) { f.owner = "nobody" }, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter mail_owner: unknown user name value: nobody (create the account or set mail_owner)\n"},
+		{name: "mail_owner root", setup: func(f *fixture) { f.owner = "root" }, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter mail_owner: user root has privileged user ID: set mail_owner to a dedicated unprivileged account\n"},
+		{name: "mail_owner shell", setup: func(f *fixture) { f.owner, f.qowner = "shelly", 4244 }, want: "postfix/postfix-script: warning: mail_owner shelly has login shell /bin/bash: set it to /usr/sbin/nologin (usermod -s /usr/sbin/nologin shelly)\n"},
+		{name: "setgid_group unknown", setup: func(f *fixture) { f.sgid = "nogroup" }, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter setgid_group: unknown group name: nogroup (create the group or set setgid_group)\n"},
+		{name: "setgid_group same as mail_owner", setup: func(f *fixture) { f.sgid = "moat" }, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter setgid_group: group moat has same group ID as mail_owner group ID: give setgid_group its own group\n"},
+		{name: "config not root", after: func(f *fixture) { os.Chown(filepath.Join(f.conf, "master.cf"), testUID, 0) }, want: "postfix/postfix-script: warning: not owned by root: ROOT/etc/master.cf (chown root ROOT/etc/master.cf)\n"},
+		{name: "config writable", after: func(f *fixture) { os.Chmod(filepath.Join(f.conf, "main.cf"), 0o664) }, want: "postfix/postfix-script: warning: group or other writable: ROOT/etc/main.cf (chmod go-w ROOT/etc/main.cf)\n"},
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
