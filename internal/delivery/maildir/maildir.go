@@ -79,8 +79,8 @@ func Deliver(dir string, msg io.Reader, opts Options) (string, error) {
 	tmpDir := filepath.Join(dir, "tmp")
 	newDir := filepath.Join(dir, "new")
 	for _, d := range []string{tmpDir, newDir, filepath.Join(dir, "cur")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return "", createError(d, unwrapPath(err))
+		if err := ensureDir(d, 0); err != nil {
+			return "", createError(d, err)
 		}
 	}
 
@@ -266,6 +266,39 @@ func escapeHost(h string) string {
 		return h
 	}
 	return strings.NewReplacer("/", `\057`, ":", `\072`).Replace(h)
+}
+
+// maxDirDepth bounds ensureDir's recursion on absurd paths.
+const maxDirDepth = 64
+
+// ensureDir creates dir and any missing parents with mode 0700, fsyncing
+// each parent it adds a name to: a Maildir created on first delivery must
+// survive a crash together with the message in it. A directory created
+// meanwhile by a concurrent delivery is fine.
+func ensureDir(dir string, depth int) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return syscall.ENOTDIR
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) || depth > maxDirDepth {
+		return unwrapPath(err)
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := ensureDir(parent, depth+1); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return ensureDir(dir, maxDirDepth+1)
+		}
+		return unwrapPath(err)
+	}
+	return syncDir(parent)
 }
 
 // syncDir fsyncs a directory so a link or unlink in it is durable.
