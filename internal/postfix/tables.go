@@ -42,7 +42,7 @@ func restrictionSkipsArg(word string) bool {
 func RestrictionTables(value string, classes map[string]bool) (tables, names []string) {
 	words := config.SplitList(value)
 	for i := 0; i < len(words); i++ {
-		w := words[i]
+		w := unbrace(words[i])
 		if restrictionSkipsArg(w) {
 			i++
 			continue
@@ -64,7 +64,7 @@ func RestrictionTables(value string, classes map[string]bool) (tables, names []s
 func MapListTables(value string) []string {
 	var out []string
 	for _, w := range config.SplitList(value) {
-		if isTableSpec(w) {
+		if w = unbrace(w); isTableSpec(w) {
 			out = append(out, w)
 		}
 	}
@@ -85,4 +85,13 @@ func isTableSpec(w string) bool {
 		}
 	}
 	return w[0] >= 'a' && w[0] <= 'z'
+}
+
+// unbrace removes the { } that group a word holding spaces or commas
+// (postconf(5): "{ text }" in lists, Postfix 3.0 and later).
+func unbrace(w string) string {
+	if len(w) >= 2 && w[0] == '{' && w[len(w)-1] == '}' {
+		return strings.TrimSpace(w[1 : len(w)-1])
+	}
+	return w
 }

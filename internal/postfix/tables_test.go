@@ -1,0 +1,80 @@
+package postfix
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestRestrictionTables(t *testing.T) {
+	classes := map[string]bool{"strict": true}
+	tables, names := RestrictionTables("permit_mynetworks, check_client_access cidr:/etc/c,"+
+		" check_policy_service unix:private/policy check_policy_service inet:127.0.0.1:10023,"+
+		" strict, reject_rbl_client zen.example, check_sender_access { inline:{ a=OK } },"+
+		" check_recipient_access pcre:/etc/r, 2001:db8::1", classes)
+	wantT := []string{"cidr:/etc/c", "inline:{ a=OK }", "pcre:/etc/r"}
+	if !reflect.DeepEqual(tables, wantT) || !reflect.DeepEqual(names, []string{"strict"}) {
+		t.Errorf("got %q %q, want %q [strict]", tables, names, wantT)
+	}
+}
+
+func TestMapListTables(t *testing.T) {
+	got := MapListTables("hash:/etc/aliases, nis:mail.aliases /etc/plain $x")
+	want := []string{"hash:/etc/aliases", "nis:mail.aliases"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestParseAccounts(t *testing.T) {
+	pw := ParsePasswd([]byte("root:x:0:0:root:/root:/bin/bash\n+nis::::::\nbad:x:y:0::/:/bin/sh\n" +
+		"short:x:1:1\npostfix:x:102:105::/var/spool/postfix:/usr/sbin/nologin\n"))
+	want := []Account{{"root", 0, 0, "/bin/bash"}, {"postfix", 102, 105, "/usr/sbin/nologin"}}
+	if !reflect.DeepEqual(pw, want) {
+		t.Errorf("passwd: got %+v, want %+v", pw, want)
+	}
+	gr := ParseGroup([]byte("root:x:0:\npostdrop:x:106:\nbroken:x::\n"))
+	if !reflect.DeepEqual(gr, []Group{{"root", 0}, {"postdrop", 106}}) {
+		t.Errorf("group: got %+v", gr)
+	}
+	if loginShell("/usr/sbin/nologin") || !loginShell("/bin/sh") || !loginShell("") {
+		t.Error("loginShell")
+	}
+}
+
+func FuzzRestrictionTables(f *testing.F) {
+	f.Add("permit_mynetworks, check_client_access cidr:/etc/c, check_policy_service unix:x")
+	f.Add("check_sender_access { inline:{ a=OK, b=REJECT } }, strict")
+	f.Add("a:b:c, :x, x:, {:}, check_policy_service")
+	f.Fuzz(func(t *testing.T, s string) {
+		tables, _ := RestrictionTables(s, map[string]bool{"strict": true})
+		for _, tb := range tables {
+			if !isTableSpec(tb) || !strings.Contains(s, tb[:strings.IndexByte(tb, ':')]) {
+				t.Fatalf("%q: bad table %q", s, tb)
+			}
+		}
+		for _, tb := range MapListTables(s) {
+			if !isTableSpec(tb) {
+				t.Fatalf("%q: bad table %q", s, tb)
+			}
+		}
+	})
+}
+
+func FuzzParseAccounts(f *testing.F) {
+	f.Add("root:x:0:0:root:/root:/bin/bash\npostfix:x:102:105::/var/spool/postfix:/usr/sbin/nologin\n")
+	f.Add("root:x:0:\npostdrop:x:106:a,b\n")
+	f.Add("x:x:-1:-1:::\n::::::\n+::::::\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, a := range ParsePasswd([]byte(s)) {
+			if a.Name == "" || a.UID < 0 || a.GID < 0 || strings.Contains(a.Name, ":") {
+				t.Fatalf("%q: bad account %+v", s, a)
+			}
+		}
+		for _, g := range ParseGroup([]byte(s)) {
+			if g.Name == "" || g.GID < 0 {
+				t.Fatalf("%q: bad group %+v", s, g)
+			}
+		}
+	})
+}
