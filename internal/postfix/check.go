@@ -271,6 +271,8 @@ func (k *checker) tables(c *config.Config, mf *mastercf.File, owner int) {
 			specs = t
 		case ok && p.Type == config.TypeMapList && !skipTableParam(name):
 			specs = MapListTables(cc.Get(name))
+		case ok && p.Type == config.TypeList:
+			specs = ListTables(cc.Get(name))
 		}
 		for _, s := range specs {
 			refs = append(refs, TableRef{Spec: s, Param: name, Where: where})
@@ -313,6 +315,11 @@ func (k *checker) tables(c *config.Config, mf *mastercf.File, owner int) {
 				continue
 			}
 			msg := strings.TrimPrefix(err.Error(), "open "+r.Spec+": ")
+			if typ, name, _ := maps.Split(r.Spec); errors.Is(err, fs.ErrNotExist) && maps.IndexPath(typ, name) != name {
+				if _, serr := os.Stat(name); serr == nil {
+					msg += fmt.Sprintf(" (build it: moat postmap %s)", r.Spec)
+				}
+			}
 			k.fatalf("%s: table %s: %s", where, r.Spec, msg)
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"moat/internal/cli"
 	"moat/internal/maps"
 	"moat/internal/queue"
+	"moat/internal/testutil"
 )
 
 // Test accounts: a dedicated mail_owner and setgid_group, as Postfix's
@@ -155,6 +157,13 @@ func TestCheckProblems(t *testing.T) {
 		{name: "table owner", after: func(f *fixture) { os.Chown(f.accPath, 1234, 0) }, status: 1, want: "postfix: fatal: smtpd_recipient_restrictions: table texthash:ROOT/etc/access: table ROOT/etc/access is owned by uid 1234, not root or mail_owner: run chown root ROOT/etc/access\n"},
 		{name: "table writable", after: func(f *fixture) { os.Chmod(f.headerPath, 0o666) }, status: 1, want: "postfix: fatal: header_checks: table regexp:ROOT/etc/header_checks: table ROOT/etc/header_checks is writable by group or others (mode 0666): run chmod go-w ROOT/etc/header_checks\n"},
 		{name: "table unsupported", setup: func(f *fixture) { f.mainExtra = "alias_maps = nis:mail.aliases\n" }, status: 1, want: "postfix: fatal: alias_maps: table nis:mail.aliases: unsupported dictionary type: use one of btree, cdb, cidr, environ, fail, hash, inline, lmdb, pcre, proxy, regexp, static, texthash, unix\n"},
+		{name: "list table", setup: func(f *fixture) { f.mainExtra = "mydestination = localhost, hash:/nonexistent/domains\n" }, status: 1,
+			want: "postfix: fatal: mydestination: table hash:/nonexistent/domains: open database /nonexistent/domains.db: open /nonexistent/domains.db: no such file or directory\n"},
+		{name: "table no db", setup: func(f *fixture) {
+			src := filepath.Join(f.conf, "virtual")
+			f.mainExtra = "virtual_alias_maps = hash:" + src + "\n"
+			f.write(src, "a@example.com b@example.com\n", 0o644)
+		}, status: 1, want: "postfix: fatal: virtual_alias_maps: table hash:ROOT/etc/virtual: open database ROOT/etc/virtual.db: open ROOT/etc/virtual.db: no such file or directory (build it: moat postmap hash:ROOT/etc/virtual)\n"},
 		{name: "table pcre RE2", setup: func(f *fixture) {
 			f.mainExtra = "body_checks = pcre:" + filepath.Join(f.conf, "body") + "\n"
 			f.write(filepath.Join(f.conf, "body"), "/(a)\\1/ REJECT\n", 0o644)
@@ -192,5 +201,26 @@ func TestCheckProblems(t *testing.T) {
 				t.Errorf("status %d, want %d; output:\n%s\nwant:\n%s", st, tc.status, out, tc.want)
 			}
 		})
+	}
+}
+
+// TestCheckPostfixDB: a hash table built by Postfix's own postmap is a
+// Berkeley DB file moat cannot read; check names it and the fix.
+func TestCheckPostfixDB(t *testing.T) {
+	postmap := testutil.PostfixTool(t, "postmap")
+	f := newFixture(t)
+	src := filepath.Join(f.conf, "virtual")
+	f.mainExtra = "virtual_alias_maps = hash:" + src + "\n"
+	f.build()
+	f.write(src, "a@example.com b@example.com\n", 0o644)
+	pconf := t.TempDir() // Postfix's postmap wants a main.cf it accepts
+	f.write(filepath.Join(pconf, "main.cf"), "", 0o644)
+	if out, err := exec.Command(postmap, "-c", pconf, "hash:"+src).CombinedOutput(); err != nil {
+		t.Fatalf("postmap: %v\n%s", err, out)
+	}
+	out, st := f.run()
+	want := "postfix: fatal: virtual_alias_maps: table hash:ROOT/etc/virtual: ROOT/etc/virtual.db is not a moat index; rebuild it with `moat postmap hash:ROOT/etc/virtual`\n"
+	if st != 1 || out != want {
+		t.Errorf("status %d, output:\n%s\nwant:\n%s", st, out, want)
 	}
 }

@@ -95,3 +95,29 @@ func unbrace(w string) string {
 	}
 	return w
 }
+
+// ListTables returns the tables in a plain list parameter (mydestination,
+// relay_domains, mynetworks, ...: postconf(5) lets such lists name
+// "type:table"). Only words whose type is one of Postfix's dictionary types
+// (DATABASE_README) count, since other list values may hold colons.
+func ListTables(value string) []string {
+	var out []string
+	for _, w := range MapListTables(value) {
+		if postfixDictType(w[:strings.IndexByte(w, ':')]) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func postfixDictType(t string) bool {
+	switch t {
+	case "btree", "cdb", "cidr", "dbm", "environ", "fail", "hash", "inline",
+		"internal", "ldap", "lmdb", "memcache", "mongodb", "mysql", "netinfo",
+		"nis", "nisplus", "pcre", "pgsql", "pipemap", "proxy", "randmap",
+		"regexp", "sdbm", "socketmap", "sqlite", "static", "tcp", "texthash",
+		"unionmap", "unix":
+		return true
+	}
+	return false
+}

@@ -26,6 +26,13 @@ func TestMapListTables(t *testing.T) {
 	}
 }
 
+func TestListTables(t *testing.T) {
+	got := ListTables("$myhostname, localhost, hash:/etc/postfix/domains [::1]/128 ALL:!aNULL foo:bar")
+	if !reflect.DeepEqual(got, []string{"hash:/etc/postfix/domains"}) {
+		t.Errorf("got %q", got)
+	}
+}
+
 func TestParseAccounts(t *testing.T) {
 	pw := ParsePasswd([]byte("root:x:0:0:root:/root:/bin/bash\n+nis::::::\nbad:x:y:0::/:/bin/sh\n" +
 		"short:x:1:1\npostfix:x:102:105::/var/spool/postfix:/usr/sbin/nologin\n"))
