@@ -128,6 +128,7 @@ func Check(dir string, o Options) []Problem {
 	k.configFiles(dir)
 	owner := k.accounts(c, o)
 	k.queue(c, o, owner)
+	k.dataDir(c, o, owner)
 	k.tables(c, mf, owner)
 	return k.probs
 }
@@ -342,4 +343,24 @@ func ownerOf(path string) int {
 		return int(sys.Uid)
 	}
 	return 0
+}
+
+// dataDir repeats postfix-script's warning about data_directory: the
+// daemons that keep caches there (verify, postscreen, tlsmgr) run as
+// mail_owner and cannot write a directory someone else owns. A missing
+// data_directory is not a problem: nothing in moat writes it yet.
+func (k *checker) dataDir(c *config.Config, o Options, owner int) {
+	d := c.Get("data_directory")
+	if d == "" || owner <= 0 || o.Euid != 0 {
+		return
+	}
+	if !filepath.IsAbs(d) {
+		d = filepath.Join(o.Dir, d)
+	}
+	if _, err := os.Stat(d); err != nil {
+		return
+	}
+	if uid := ownerOf(d); uid != owner {
+		k.warnf("not owned by %s: %s (chown %s %s)", c.Get("mail_owner"), d, c.Get("mail_owner"), d)
+	}
 }

@@ -84,11 +84,18 @@ func (f *fixture) build() {
 	f.t.Helper()
 	f.write(f.passwd, testPasswd, 0o644)
 	f.write(f.group, testGroups, 0o644)
-	main := fmt.Sprintf("queue_directory = %s\nmail_owner = %s\nsetgid_group = %s\n"+
+	lib := filepath.Join(f.root, "lib")
+	if err := os.MkdirAll(lib, 0o700); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.Chown(lib, f.qowner, testGID); err != nil {
+		f.t.Fatal(err)
+	}
+	main := fmt.Sprintf("queue_directory = %s\ndata_directory = %s\nmail_owner = %s\nsetgid_group = %s\n"+
 		"header_checks = regexp:%s\n"+
 		"smtpd_recipient_restrictions = check_recipient_access texthash:%s,\n"+
 		"    check_policy_service unix:private/policy, reject_unauth_destination\n%s",
-		f.q, f.owner, f.sgid, f.headerPath, f.accPath, f.mainExtra)
+		f.q, lib, f.owner, f.sgid, f.headerPath, f.accPath, f.mainExtra)
 	f.write(filepath.Join(f.conf, "main.cf"), main, 0o644)
 	f.write(filepath.Join(f.conf, "master.cf"), f.master, 0o644)
 	f.write(f.headerPath, f.header, 0o644)
@@ -137,8 +144,8 @@ func TestCheckProblems(t *testing.T) {
 		status int
 		want   string
 	}{
-		{name: "main.cf bad value", setup: func(f *fixture) { f.mainExtra = "message_size_limit = lots\n" }, status: 1, want: "postfix: fatal: ROOT/etc/main.cf, line 7: parameter message_size_limit: bad value \"lots\": expected an integer\n"},
-		{name: "main.cf obsolete", setup: func(f *fixture) { f.mainExtra = "virtual_maps = hash:/x\n" }, status: 1, want: "postfix: fatal: ROOT/etc/main.cf, line 7: parameter virtual_maps is obsolete: use virtual_alias_maps\n"},
+		{name: "main.cf bad value", setup: func(f *fixture) { f.mainExtra = "message_size_limit = lots\n" }, status: 1, want: "postfix: fatal: ROOT/etc/main.cf, line 8: parameter message_size_limit: bad value \"lots\": expected an integer\n"},
+		{name: "main.cf obsolete", setup: func(f *fixture) { f.mainExtra = "virtual_maps = hash:/x\n" }, status: 1, want: "postfix: fatal: ROOT/etc/main.cf, line 8: parameter virtual_maps is obsolete: use virtual_alias_maps\n"},
 		{name: "main.cf unused", setup: func(f *fixture) { f.mainExtra = "no_such_thing = 1\n" }, want: "postfix/postfix-script: warning: ROOT/etc/main.cf: unused parameter: no_such_thing=1\n"},
 		{name: "master.cf spaced -o", setup: func(f *fixture) {
 			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_helo_restrictions = permit_mynetworks, reject\n"
@@ -183,6 +190,7 @@ func TestCheckProblems(t *testing.T) {
 		{name: "mail_owner shell", setup: func(f *fixture) { f.owner, f.qowner = "shelly", 4244 }, want: "postfix/postfix-script: warning: mail_owner shelly has login shell /bin/bash: set it to /usr/sbin/nologin (usermod -s /usr/sbin/nologin shelly)\n"},
 		{name: "setgid_group unknown", setup: func(f *fixture) { f.sgid = "nogroup" }, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter setgid_group: unknown group name: nogroup (create the group or set setgid_group)\n"},
 		{name: "setgid_group same as mail_owner", setup: func(f *fixture) { f.sgid = "moat" }, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter setgid_group: group moat has same group ID as mail_owner group ID: give setgid_group its own group\n"},
+		{name: "data_directory owner", after: func(f *fixture) { os.Chown(filepath.Join(f.root, "lib"), 0, 0) }, want: "postfix/postfix-script: warning: not owned by moat: ROOT/lib (chown moat ROOT/lib)\n"},
 		{name: "config not root", after: func(f *fixture) { os.Chown(filepath.Join(f.conf, "master.cf"), testUID, 0) }, want: "postfix/postfix-script: warning: not owned by root: ROOT/etc/master.cf (chown root ROOT/etc/master.cf)\n"},
 		{name: "config writable", after: func(f *fixture) { os.Chmod(filepath.Join(f.conf, "main.cf"), 0o664) }, want: "postfix/postfix-script: warning: group or other writable: ROOT/etc/main.cf (chmod go-w ROOT/etc/main.cf)\n"},
 	}

@@ -30,6 +30,7 @@ func TestMainCommands(t *testing.T) {
 		{[]string{"bogus"}, "postfix/postfix-script: fatal: unknown command: 'bogus'. Usage: postfix start (or stop, reload, abort, flush, check, status, set-permissions, upgrade-configuration)\n"},
 		{nil, "postfix: fatal: usage: postfix [-c config_dir] [-Dv] command\n"},
 		{[]string{"-x", "check"}, "postfix: invalid option -- 'x'\npostfix: fatal: usage: postfix [-c config_dir] [-Dv] command\n"},
+		{[]string{"-c", "/nonexistent", "check"}, "postfix: fatal: open /nonexistent/main.cf: No such file or directory\n"},
 		{[]string{"check", "extra"}, "postfix: fatal: usage: postfix [-c config_dir] [-Dv] command\n"},
 	}
 	for _, tc := range cases {
