@@ -51,7 +51,7 @@ type Options struct {
 
 // maxAttempts bounds the retries after a name collision (EEXIST). Names
 // carry the microsecond and a per-call counter, so a collision needs
-// another delivery in the same microsecond; a hundred in a row means
+// another delivery in the same microsecond; a thousand in a row means
 // something else is wrong (say, a directory full of stale names).
 const maxAttempts = 1000
 
@@ -253,7 +253,11 @@ func headers(opts Options) string {
 
 // uniqueBase is the Maildir unique name without the size field:
 // "sec.M<usec>P<pid>Q<n>.host", Dovecot's form of the "Mn Pn Qn" parts
-// recommended in cr.yp.to/proto/maildir.html.
+// recommended in cr.yp.to/proto/maildir.html. Dovecot's Q is a process-wide
+// delivery counter; here it counts this delivery's attempts (a process-wide
+// counter would be a package-level global). Uniqueness does not rest on it:
+// the tmp/ file is created with O_EXCL and the new/ name with link(2), and
+// either collision simply takes the next Q.
 func uniqueBase(now time.Time, pid, q int, host string) string {
 	return fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, pid, q, host)
 }
