@@ -150,6 +150,10 @@ func TestCheckProblems(t *testing.T) {
 		{name: "master.cf spaced -o", setup: func(f *fixture) {
 			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_helo_restrictions = permit_mynetworks, reject\n"
 		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 2: service smtp/inet: \"-o smtpd_helo_restrictions = permit_mynetworks, reject\": whitespace separates master.cf arguments, so this does not set smtpd_helo_restrictions; write -o smtpd_helo_restrictions=permit_mynetworks,reject or -o { smtpd_helo_restrictions = permit_mynetworks, reject }\n"},
+		{name: "master.cf uses main.cf name", setup: func(f *fixture) {
+			f.mainExtra = "submission_client = permit_mynetworks, reject\n"
+			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_client_restrictions=$submission_client\n"
+		}},
 		{name: "master.cf bad override", setup: func(f *fixture) {
 			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_helo_required=maybe\n"
 		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 2: service smtp/inet: parameter smtpd_helo_required: bad value \"maybe\": expected yes or no\n"},
@@ -171,6 +175,9 @@ func TestCheckProblems(t *testing.T) {
 			f.mainExtra = "virtual_alias_maps = hash:" + src + "\n"
 			f.write(src, "a@example.com b@example.com\n", 0o644)
 		}, status: 1, want: "postfix: fatal: virtual_alias_maps: table hash:ROOT/etc/virtual: open database ROOT/etc/virtual.db: open ROOT/etc/virtual.db: no such file or directory (build it: moat postmap hash:ROOT/etc/virtual)\n"},
+		{name: "restriction class table", setup: func(f *fixture) {
+			f.mainExtra = "smtpd_restriction_classes = strict\nstrict = check_sender_access texthash:/nonexistent/s, reject\n"
+		}, status: 1, want: "postfix: fatal: strict: table texthash:/nonexistent/s: open /nonexistent/s: no such file or directory\n"},
 		{name: "table pcre RE2", setup: func(f *fixture) {
 			f.mainExtra = "body_checks = pcre:" + filepath.Join(f.conf, "body") + "\n"
 			f.write(filepath.Join(f.conf, "body"), "/(a)\\1/ REJECT\n", 0o644)
