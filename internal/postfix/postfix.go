@@ -2,6 +2,22 @@
 // front end to the mail system. For now it implements only `postfix check`,
 // the pre-flight an admin runs before start or reload; the server lifecycle
 // subcommands answer that they are not available yet rather than pretending.
+//
+// Decisions where moat's check differs from Postfix's:
+//   - check creates nothing (Postfix creates missing queue directories):
+//     a missing queue subdirectory is a warning, since `postfix start` will
+//     create it with the right owner and mode, and a missing
+//     queue_directory is an error;
+//   - a relative queue_directory or data_directory is resolved against the
+//     current directory, as Postfix's master resolves it by chdir(), so
+//     examples/dev works from the repository root;
+//   - only tables named by parameters that main.cf or a master.cf -o sets
+//     are opened (with everything their values reference): Postfix's own
+//     defaults name tables such as nis:mail.aliases that only delivery
+//     agents moat does not have yet would open;
+//   - checks Postfix leaves to the admin are added as warnings (mail_owner
+//     with a login shell) or errors (tables moat cannot read, pcre patterns
+//     RE2 cannot run).
 package postfix
 
 import (

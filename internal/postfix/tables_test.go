@@ -60,6 +60,11 @@ func FuzzRestrictionTables(f *testing.F) {
 				t.Fatalf("%q: bad table %q", s, tb)
 			}
 		}
+		for _, tb := range ListTables(s) {
+			if !postfixDictType(tb[:strings.IndexByte(tb, ':')]) {
+				t.Fatalf("%q: bad list table %q", s, tb)
+			}
+		}
 		for _, tb := range MapListTables(s) {
 			if !isTableSpec(tb) {
 				t.Fatalf("%q: bad table %q", s, tb)
