@@ -25,12 +25,15 @@ func quoteAddr(addr string) string {
 		b.WriteByte('"')
 		local = b.String()
 	}
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == 0 {
-			return '?'
+	// Byte by byte: strings.Map would turn 8-bit bytes that are not UTF-8
+	// into U+FFFD, changing an address local(8) copies verbatim.
+	out := []byte(local + domain)
+	for i, c := range out {
+		if c == '\r' || c == '\n' || c == 0 {
+			out[i] = '?'
 		}
-		return r
-	}, local+domain)
+	}
+	return string(out)
 }
 
 // isDotAtom reports whether s is atext runs separated by single dots
