@@ -14,7 +14,7 @@ type TableRef struct {
 	Where string // "" for main.cf, else "master.cf service NAME/TYPE"
 }
 
-// skipTableParams are map-list parameters whose values are not tables to
+// skipTableParam reports the map-list parameters whose values are not tables to
 // open: proxy_read_maps and proxy_write_maps list what proxymap(8) may
 // open on clients' behalf (postconf(5)), including plain parameter values
 // such as $mydestination.
@@ -22,7 +22,7 @@ func skipTableParam(name string) bool {
 	return name == "proxy_read_maps" || name == "proxy_write_maps"
 }
 
-// restrictionArgs are restrictions whose next word is an argument that is
+// restrictionSkipsArg reports restrictions whose next word is an argument that is
 // not a lookup table even when it contains a colon (postconf(5),
 // check_policy_service takes "inet:host:port" or "unix:path").
 func restrictionSkipsArg(word string) bool {
