@@ -36,4 +36,4 @@ fuzz:
 install: build
 	install -d $(DESTDIR)/usr/sbin
 	install -m 0755 bin/moat $(DESTDIR)/usr/sbin/moat
-	for c in postconf postmap postalias newaliases postqueue mailq postsuper postcat; do ln -sf moat $(DESTDIR)/usr/sbin/$$c; done
+	for c in postfix postconf postmap postalias newaliases postqueue mailq postsuper postcat; do ln -sf moat $(DESTDIR)/usr/sbin/$$c; done

@@ -76,7 +76,7 @@ func TestDispatch(t *testing.T) {
 	}
 
 	// Every verb reaches its own command, which names itself in messages.
-	for _, verb := range []string{"postmap", "postalias", "postqueue", "mailq", "postsuper", "postcat"} {
+	for _, verb := range []string{"postfix", "postmap", "postalias", "postqueue", "mailq", "postsuper", "postcat"} {
 		_, stderr, code := run(t, nil, bin, verb, "-Z")
 		if code == 0 || !strings.HasPrefix(stderr, verb+":") {
 			t.Errorf("moat %s -Z: exit %d, stderr %q", verb, code, stderr)

@@ -15,6 +15,7 @@ import (
 	"moat/internal/postalias"
 	"moat/internal/postcat"
 	"moat/internal/postconf"
+	"moat/internal/postfix"
 	"moat/internal/postmap"
 	"moat/internal/postqueue"
 	"moat/internal/postsuper"
@@ -33,6 +34,7 @@ var commands = map[string]command{
 	"mailq":      postqueue.Mailq,
 	"postsuper":  postsuper.Main,
 	"postcat":    postcat.Main,
+	"postfix":    postfix.Main,
 }
 
 func main() {
