@@ -11,9 +11,8 @@ import (
 	"time"
 
 	"moat/internal/cli"
-	"moat/internal/config"
-	"moat/internal/postqueue"
 	"moat/internal/queue"
+	"moat/internal/queue/queuetest"
 )
 
 type fixture struct {
@@ -23,28 +22,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	root := t.TempDir()
-	f := &fixture{cfg: filepath.Join(root, "etc")}
-	qdir := filepath.Join(root, "spool")
-	if err := os.Mkdir(f.cfg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(f.cfg, "main.cf"), []byte("queue_directory = "+qdir+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := postqueue.QueueOptions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Create = true
-	if f.q, err = queue.Open(qdir, opts); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	qf := queuetest.New(t, "")
+	return &fixture{cfg: qf.ConfigDir, q: qf.Queue}
 }
 
 const content = "Received: from client.example (client.example [192.0.2.9])\r\n" +

@@ -211,7 +211,12 @@ func (k *checker) queue(c *config.Config, o Options, owner int) {
 		k.fatalf("queue_directory %s is not a directory", qdir)
 		return
 	}
-	opts := queue.Options{OwnerSet: true, Owner: o.Euid}
+	opts, err := queue.OptionsFromConfig(c)
+	if err != nil {
+		// The bad value is already reported with main.cf's checks.
+		opts = queue.Options{}
+	}
+	opts.OwnerSet, opts.Owner = true, o.Euid
 	if o.Euid == 0 {
 		opts.Owner = owner
 		if owner <= 0 {
@@ -220,10 +225,6 @@ func (k *checker) queue(c *config.Config, o Options, owner int) {
 			// rather than repeat that error for each directory.
 			opts.Owner = ownerOf(filepath.Join(qdir, queue.Incoming))
 		}
-	}
-	opts.HashQueues, _ = c.List("hash_queue_names")
-	if d, err := c.Int("hash_queue_depth"); err == nil {
-		opts.HashDepth = int(d)
 	}
 	missing := map[string]bool{}
 	for _, err := range queue.Check(qdir, opts) {

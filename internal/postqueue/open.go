@@ -34,28 +34,9 @@ func OpenQueue(cfgDir string) (*queue.Queue, *config.Config, error) {
 	return q, cfg, nil
 }
 
-// QueueOptions returns the queue.Options that main.cf implies: the hashed
-// queues and their depth (postconf(5) hash_queue_names, hash_queue_depth).
-// Every program that opens the queue must use the same ones, or it looks
-// for messages in the wrong subdirectory.
-func QueueOptions(cfg *config.Config) (queue.Options, error) {
-	var opts queue.Options
-	names, err := cfg.List("hash_queue_names")
-	if err != nil {
-		return opts, err
-	}
-	opts.HashQueues = names
-	depth, err := cfg.Int("hash_queue_depth")
-	if err != nil {
-		return opts, err
-	}
-	opts.HashDepth = int(depth)
-	return opts, nil
-}
-
 func openConfigured(cfg *config.Config) (*queue.Queue, error) {
 	dir := cfg.Get("queue_directory")
-	opts, err := QueueOptions(cfg)
+	opts, err := queue.OptionsFromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}

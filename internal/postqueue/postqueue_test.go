@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"moat/internal/cli"
-	"moat/internal/config"
 	"moat/internal/queue"
+	"moat/internal/queue/queuetest"
 )
 
 // fixture is a configuration directory and a queue in a temporary
@@ -23,30 +23,8 @@ type fixture struct {
 
 func newFixture(t *testing.T, extra string) *fixture {
 	t.Helper()
-	root := t.TempDir()
-	f := &fixture{cfg: filepath.Join(root, "etc"), qdir: filepath.Join(root, "spool")}
-	if err := os.Mkdir(f.cfg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mainCF := "queue_directory = " + f.qdir + "\n" + extra
-	if err := os.WriteFile(filepath.Join(f.cfg, "main.cf"), []byte(mainCF), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := QueueOptions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Create = true
-	q, err := queue.Open(f.qdir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.q = q
-	return f
+	qf := queuetest.New(t, extra)
+	return &fixture{cfg: qf.ConfigDir, qdir: qf.QueueDir, q: qf.Queue}
 }
 
 // arrival is the fixed arrival time of every test message.

@@ -3,16 +3,13 @@ package postsuper
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
 	"moat/internal/cli"
-	"moat/internal/config"
-	"moat/internal/postqueue"
 	"moat/internal/queue"
+	"moat/internal/queue/queuetest"
 )
 
 type fixture struct {
@@ -22,28 +19,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	root := t.TempDir()
-	f := &fixture{cfg: filepath.Join(root, "etc")}
-	qdir := filepath.Join(root, "spool")
-	if err := os.Mkdir(f.cfg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(f.cfg, "main.cf"), []byte("queue_directory = "+qdir+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := postqueue.QueueOptions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Create = true
-	if f.q, err = queue.Open(qdir, opts); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	qf := queuetest.New(t, "")
+	return &fixture{cfg: qf.ConfigDir, q: qf.Queue}
 }
 
 func (f *fixture) add(t *testing.T, name string) string {
