@@ -10,9 +10,7 @@ package postmap
 import (
 	"errors"
 	"fmt"
-	"os/user"
 	"slices"
-	"strconv"
 	"strings"
 
 	"moat/internal/cli"
@@ -213,14 +211,11 @@ func (o *opts) loadConfig() error {
 			return fatalf("%v", err)
 		}
 	}
-	owner, err := cfg.GetErr("mail_owner")
-	if err != nil {
+	if _, err := cfg.GetErr("mail_owner"); err != nil {
 		return fatalf("%v", err)
 	}
-	if u, err := user.Lookup(owner); err == nil {
-		if uid, err := strconv.Atoi(u.Uid); err == nil {
-			o.trustedUIDs = append(o.trustedUIDs, uid)
-		}
+	if uid, ok := cfg.MailOwnerUID(); ok {
+		o.trustedUIDs = append(o.trustedUIDs, uid)
 	}
 	return nil
 }

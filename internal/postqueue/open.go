@@ -44,7 +44,7 @@ func openConfigured(cfg *config.Config) (*queue.Queue, error) {
 	if err == nil || os.Geteuid() != 0 {
 		return q, err
 	}
-	uid, ok := lookupUID(cfg.Get("mail_owner"))
+	uid, ok := cfg.MailOwnerUID()
 	if !ok {
 		return nil, err
 	}
@@ -54,22 +54,6 @@ func openConfigured(cfg *config.Config) (*queue.Queue, error) {
 		return nil, err
 	}
 	return q, nil
-}
-
-// lookupUID resolves a user name (or a numeric uid) from the password file.
-func lookupUID(name string) (int, bool) {
-	if name == "" {
-		return 0, false
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		if n, err := strconv.Atoi(name); err == nil {
-			return n, true
-		}
-		return 0, false
-	}
-	n, err := strconv.Atoi(u.Uid)
-	return n, err == nil
 }
 
 // Identity is who runs a command: the real uid and its login name, which
@@ -102,7 +86,7 @@ func Authorized(cfg *config.Config, param string, who Identity) (bool, error) {
 	if who.UID == 0 {
 		return true, nil
 	}
-	if uid, ok := lookupUID(cfg.Get("mail_owner")); ok && uid == who.UID {
+	if uid, ok := cfg.MailOwnerUID(); ok && uid == who.UID {
 		return true, nil
 	}
 	list, err := cfg.List(param)
