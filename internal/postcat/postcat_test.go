@@ -13,6 +13,7 @@ import (
 	"moat/internal/cli"
 	"moat/internal/queue"
 	"moat/internal/queue/queuetest"
+	"moat/internal/smtp"
 )
 
 type fixture struct {
@@ -48,7 +49,7 @@ func (f *fixture) add(t *testing.T) string {
 		Protocol: "ESMTP", EnvID: "env1", Ret: "HDRS", MessageID: "<m1@example.com>",
 		Flags: queue.FlagSMTPUTF8,
 		Recipients: []queue.Recipient{
-			{Address: "bob@example.net", ORCPT: "rfc822;bob@example.net", Notify: queue.NotifyFailure | queue.NotifyDelay},
+			{Address: "bob@example.net", ORCPT: "rfc822;bob@example.net", Notify: smtp.NotifyFailure | smtp.NotifyDelay},
 			{Address: "carol@example.net"},
 			{Address: "dave@example.net"},
 		},

@@ -58,6 +58,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"moat/internal/smtp"
 )
 
 const (
@@ -73,19 +75,6 @@ const (
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-// Notify is the RFC 3461 section 4.1 NOTIFY parameter of one recipient. Zero
-// means the client gave none, which is not the same as NEVER: RFC 3461
-// section 4.1 lets the server choose then (FAILURE, DELAY in practice).
-type Notify uint8
-
-// NOTIFY keywords (RFC 3461 section 4.1).
-const (
-	NotifyNever Notify = 1 << iota
-	NotifySuccess
-	NotifyFailure
-	NotifyDelay
-)
 
 // Flags are per-message flags kept in the envelope.
 type Flags uint32
@@ -142,7 +131,10 @@ func (s RcptState) String() string {
 type Recipient struct {
 	Address string
 	ORCPT   string // RFC 3461 section 4.2, as "addr-type;address"
-	Notify  Notify
+	// Notify is the NOTIFY set as smtp parsed it. Zero means the client
+	// gave none, which is not NEVER: RFC 3461 section 4.1 lets the server
+	// choose then (FAILURE, DELAY in practice).
+	Notify smtp.Notify
 	// State and Reason come from the state log; writers leave them zero.
 	State  RcptState
 	Reason string
@@ -385,7 +377,7 @@ func decodeEnvelope(r *recReader, e *Envelope, limit int64) error {
 				if !validNotify(v) {
 					return fmt.Errorf("bad NOTIFY %#x", v)
 				}
-				cur.Notify = Notify(v)
+				cur.Notify = smtp.Notify(v)
 			}
 			continue
 		}
@@ -436,10 +428,10 @@ func decodeEnvelope(r *recReader, e *Envelope, limit int64) error {
 // validNotify accepts the NOTIFY sets RFC 3461 section 4.1 allows: NEVER
 // alone, or any of SUCCESS, FAILURE and DELAY.
 func validNotify(v uint64) bool {
-	if v > uint64(NotifyDelay<<1-1) {
+	if v > uint64(smtp.NotifyDelay<<1-1) {
 		return false
 	}
-	return v&uint64(NotifyNever) == 0 || v == uint64(NotifyNever)
+	return v&uint64(smtp.NotifyNever) == 0 || v == uint64(smtp.NotifyNever)
 }
 
 func noEOF(err error) error {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"moat/internal/smtp"
 )
 
 func newQueue(t testing.TB, opts Options) *Queue {
@@ -26,9 +28,9 @@ func testEnvelope() Envelope {
 	return Envelope{
 		Sender: "alice@example.org",
 		Recipients: []Recipient{
-			{Address: "bob@example.com", ORCPT: "rfc822;bob@example.com", Notify: NotifySuccess | NotifyFailure},
+			{Address: "bob@example.com", ORCPT: "rfc822;bob@example.com", Notify: smtp.NotifySuccess | smtp.NotifyFailure},
 			{Address: "carol@example.net"},
-			{Address: "dave@example.net", Notify: NotifyNever},
+			{Address: "dave@example.net", Notify: smtp.NotifyNever},
 		},
 		EnvID: "QQ314159", Ret: "HDRS",
 		ClientName: "mail.example.org", ClientAddr: "192.0.2.1", Helo: "mail.example.org",
@@ -166,7 +168,7 @@ func TestCommitRejectsBadEnvelope(t *testing.T) {
 		{Sender: "a@b\r\nRCPT TO:<x>", Recipients: []Recipient{{Address: "c@d"}}},
 		{Recipients: []Recipient{{Address: "c@d"}}, Ret: "SOME"},
 		{Recipients: []Recipient{{Address: ""}}},
-		{Recipients: []Recipient{{Address: "c@d", Notify: NotifyNever | NotifyDelay}}},
+		{Recipients: []Recipient{{Address: "c@d", Notify: smtp.NotifyNever | smtp.NotifyDelay}}},
 		{Recipients: []Recipient{{Address: "c@d", Notify: 0x10}}},
 	} {
 		w, err := q.NewMessage()
