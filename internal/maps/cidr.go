@@ -161,24 +161,19 @@ func parseCIDRSource(name string, data []byte) *cidrTable {
 	warn := func(line int, format string, args ...any) {
 		t.warnings = append(t.warnings, fmt.Sprintf("cidr map %s, line %d: ", name, line)+fmt.Sprintf(format, args...))
 	}
-	var ifLines []int
+	var ifs ifStack
 	for _, ll := range readLogicalLines(name, data, func(s string) { t.warnings = append(t.warnings, s) }) {
 		s := strings.TrimRight(ll.text, " \t\r\n\f\v")
-		r, why := parseCIDRLine(s, len(ifLines))
+		r, why := parseCIDRLine(s, ifs.depth())
 		if why != "" {
 			warn(ll.line, "%s: skipping this rule", why)
 			continue
 		}
-		switch r.op {
-		case opIf:
-			ifLines = append(ifLines, ll.line)
-		case opEndif:
-			ifLines = ifLines[:len(ifLines)-1]
-		}
+		ifs.track(r.op, ll.line)
 		t.rules = append(t.rules, r)
 	}
-	for i := len(ifLines) - 1; i >= 0; i-- {
-		warn(ifLines[i], "IF has no matching ENDIF")
+	for _, line := range ifs.unclosed() {
+		warn(line, "IF has no matching ENDIF")
 	}
 	return t
 }

@@ -10,14 +10,7 @@ func TestPCREPostfixVector(t *testing.T) {
 	runVector(t, "pcre", "dict_pcre", nil)
 }
 
-func parsePCRE(t *testing.T, src string) *regexpTable {
-	t.Helper()
-	tab, err := parseRegexpSource(pcreDialect{}, "t.map", []byte(src))
-	if err != nil {
-		t.Fatalf("parse %q: %v", src, err)
-	}
-	return tab
-}
+func parsePCRE(t *testing.T, src string) *regexpTable { return parseDialect(t, pcreDialect{}, src) }
 
 func TestPCREUnsupportedConstructs(t *testing.T) {
 	for _, c := range []struct{ pattern, what string }{

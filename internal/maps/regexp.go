@@ -136,6 +136,33 @@ func (t *patternBase) finishOpen(spec string, opts Options) {
 	t.keyCheck = newUTF8KeyCheck(spec, opts)
 }
 
+// ifStack follows IF/ENDIF nesting while a pattern table is parsed (regexp,
+// pcre and cidr share the syntax): the lines of the IFs still open, so the
+// depth of the next rule and the IFs left unclosed at the end are known.
+type ifStack []int
+
+func (s *ifStack) depth() int { return len(*s) }
+
+// track records rule op found at line.
+func (s *ifStack) track(op, line int) {
+	switch op {
+	case opIf:
+		*s = append(*s, line)
+	case opEndif:
+		*s = (*s)[:len(*s)-1]
+	}
+}
+
+// unclosed returns the lines of IFs without ENDIF, innermost first, the
+// order Postfix warns in.
+func (s ifStack) unclosed() []int {
+	out := make([]int, 0, len(s))
+	for i := len(s) - 1; i >= 0; i-- {
+		out = append(out, s[i])
+	}
+	return out
+}
+
 // Lookup returns the result of the first rule that matches key, following
 // Postfix's IF/ENDIF nesting: a rule is considered only when every
 // enclosing IF matched.
@@ -378,30 +405,25 @@ func (p *reParser) warnf(line int, format string, args ...any) {
 func parseRegexpSource(d reDialect, name string, data []byte) (*regexpTable, error) {
 	p := &reParser{d: d, name: name}
 	t := &regexpTable{}
-	var ifLines []int
+	var ifs ifStack
 	lls := readLogicalLines(name, data, func(s string) { p.warnings = append(p.warnings, s) })
 	for _, ll := range lls {
 		text := strings.TrimRight(ll.text, " \t\r\n\f\v")
 		if text == "" {
 			continue
 		}
-		r, ok := p.parseLine(ll.line, text, len(ifLines))
+		r, ok := p.parseLine(ll.line, text, ifs.depth())
 		if p.err != nil {
 			return nil, p.err
 		}
 		if !ok {
 			continue
 		}
-		switch r.op {
-		case opIf:
-			ifLines = append(ifLines, ll.line)
-		case opEndif:
-			ifLines = ifLines[:len(ifLines)-1]
-		}
+		ifs.track(r.op, ll.line)
 		t.rules = append(t.rules, r)
 	}
-	for i := len(ifLines) - 1; i >= 0; i-- {
-		p.warnf(ifLines[i], "IF has no matching ENDIF")
+	for _, line := range ifs.unclosed() {
+		p.warnf(line, "IF has no matching ENDIF")
 	}
 	t.warnings = p.warnings
 	return t, nil

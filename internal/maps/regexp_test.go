@@ -93,9 +93,13 @@ func TestRegexpPostfixVector(t *testing.T) {
 	runVector(t, "regexp", "dict_regexp", nil)
 }
 
-func parseRE(t *testing.T, src string) *regexpTable {
+func parseRE(t *testing.T, src string) *regexpTable { return parseDialect(t, posixDialect{}, src) }
+
+// parseDialect parses a regexp: or pcre: table source, failing the test on
+// an error.
+func parseDialect(t *testing.T, d reDialect, src string) *regexpTable {
 	t.Helper()
-	tab, err := parseRegexpSource(posixDialect{}, "t.map", []byte(src))
+	tab, err := parseRegexpSource(d, "t.map", []byte(src))
 	if err != nil {
 		t.Fatalf("parse %q: %v", src, err)
 	}
