@@ -99,17 +99,6 @@ func (t *Table) Lookup(name string) (*Param, bool) {
 // Names returns every parameter name, sorted.
 func (t *Table) Names() []string { return t.names }
 
-// PostfixDefault returns Postfix 3.7's raw default for name, ignoring moat's
-// safer defaults; the differential tests compare against it.
-func PostfixDefault(name string) (string, bool) {
-	for _, p := range builtinParams() {
-		if p.Name == name {
-			return p.Default, true
-		}
-	}
-	return "", false
-}
-
 // Validate checks an expanded value against the parameter's type, in the
 // words used for main.cf errors ("expected ...").
 func (p *Param) Validate(v string) error {
