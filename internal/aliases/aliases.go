@@ -49,7 +49,7 @@ func (w Warning) String() string {
 // or last one wins is the caller's choice (postalias -r). Bad lines are
 // skipped with a warning, never fatal, because postalias keeps going.
 func Parse(path string, data []byte, fold bool) ([]Alias, []Warning) {
-	lines, orphans := Lines(data)
+	lines, orphans := maps.SourceLines(data)
 	var out []Alias
 	var warns []Warning
 	for _, o := range orphans {

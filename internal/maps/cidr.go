@@ -163,13 +163,13 @@ func parseCIDRSource(name string, data []byte) *cidrTable {
 	}
 	var ifs ifStack
 	for _, ll := range readLogicalLines(name, data, func(s string) { t.warnings = append(t.warnings, s) }) {
-		s := strings.TrimRight(ll.text, " \t\r\n\f\v")
+		s := strings.TrimRight(ll.Text, " \t\r\n\f\v")
 		r, why := parseCIDRLine(s, ifs.depth())
 		if why != "" {
-			warn(ll.line, "%s: skipping this rule", why)
+			warn(ll.Num, "%s: skipping this rule", why)
 			continue
 		}
-		ifs.track(r.op, ll.line)
+		ifs.track(r.op, ll.Num)
 		t.rules = append(t.rules, r)
 	}
 	for _, line := range ifs.unclosed() {

@@ -305,28 +305,13 @@ func (c utf8KeyCheck) ok(key string) bool {
 	return false
 }
 
-// logicalLine is one statement of a table file: physical lines joined
-// where a line starting with whitespace continues the previous one.
-type logicalLine struct {
-	text string
-	line int // first physical line
-}
-
-// readLogicalLines splits a table source the way Postfix's readllines()
-// does: blank lines and lines whose first non-blank character is '#' are
-// dropped (without ending a logical line); a line starting with
-// whitespace is appended to the previous logical line. A continuation
-// with nothing to continue is reported through warn and dropped.
-func readLogicalLines(path string, data []byte, warn func(string)) []logicalLine {
-	var out []logicalLine
-	orphan := false
-	lines := strings.Split(string(data), "\n")
-	if len(lines) > 0 && lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	flushOrphan := func(text string) {
-		// Postfix shows at most 30 bytes, non-printables as '?'.
-		b := []byte(text)
+// readLogicalLines splits a pattern table's source with SourceLines and
+// reports each orphan continuation through warn in the words regexp, pcre
+// and cidr tables use: at most 30 bytes, non-printable bytes as '?'.
+func readLogicalLines(path string, data []byte, warn func(string)) []SourceLine {
+	lines, orphans := SourceLines(data)
+	for _, o := range orphans {
+		b := []byte(o.Text)
 		suffix := ""
 		if len(b) > 30 {
 			b, suffix = b[:30], "..."
@@ -338,34 +323,7 @@ func readLogicalLines(path string, data []byte, warn func(string)) []logicalLine
 		}
 		warn(fmt.Sprintf("%s: logical line must not start with whitespace: \"%s%s\"", path, b, suffix))
 	}
-	var orphanText string
-	for i, l := range lines {
-		trimmed := strings.TrimLeft(l, " \t\r\f\v")
-		if trimmed == "" || trimmed[0] == '#' {
-			continue
-		}
-		if trimmed != l {
-			if orphan {
-				orphanText += l
-				continue
-			}
-			if len(out) == 0 {
-				orphan, orphanText = true, l
-				continue
-			}
-			out[len(out)-1].text += l
-			continue
-		}
-		if orphan {
-			flushOrphan(orphanText)
-			orphan = false
-		}
-		out = append(out, logicalLine{text: l, line: i + 1})
-	}
-	if orphan {
-		flushOrphan(orphanText)
-	}
-	return out
+	return lines
 }
 
 func reIsSpace(c byte) bool {
@@ -408,18 +366,18 @@ func parseRegexpSource(d reDialect, name string, data []byte) (*regexpTable, err
 	var ifs ifStack
 	lls := readLogicalLines(name, data, func(s string) { p.warnings = append(p.warnings, s) })
 	for _, ll := range lls {
-		text := strings.TrimRight(ll.text, " \t\r\n\f\v")
+		text := strings.TrimRight(ll.Text, " \t\r\n\f\v")
 		if text == "" {
 			continue
 		}
-		r, ok := p.parseLine(ll.line, text, ifs.depth())
+		r, ok := p.parseLine(ll.Num, text, ifs.depth())
 		if p.err != nil {
 			return nil, p.err
 		}
 		if !ok {
 			continue
 		}
-		ifs.track(r.op, ll.line)
+		ifs.track(r.op, ll.Num)
 		t.rules = append(t.rules, r)
 	}
 	for _, line := range ifs.unclosed() {

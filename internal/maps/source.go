@@ -1,7 +1,6 @@
 package maps
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,6 +20,10 @@ type LineError struct {
 	Path string
 	Line int
 	Msg  string
+	// Orphan holds the text of a continuation with nothing to continue
+	// (Msg says "logical line must not start with whitespace"), so a
+	// caller can word that warning its own way, as postmap does.
+	Orphan string
 }
 
 // Error formats the problem as Postfix's warning does: "FILE, line N: ...".
@@ -75,52 +78,24 @@ func LineErrors(err error) []*LineError {
 // record together with a non-nil error that joins one *LineError per bad
 // line (see LineErrors). Postfix warns about such lines and skips them.
 func ParseSource(path string, data []byte, fold bool) ([]Record, error) {
+	lines, orphans := SourceLines(data)
 	var (
-		recs    []Record
-		errs    []error
-		logical []byte
-		start   int
+		recs []Record
+		errs []error
 	)
-	flush := func() {
-		if logical == nil {
-			return
-		}
-		rec, msg := parseEntry(string(logical), fold)
+	for _, o := range orphans {
+		errs = append(errs, &LineError{Path: path, Line: o.Num, Orphan: o.Text,
+			Msg: fmt.Sprintf("logical line must not start with whitespace: %q", o.Text)})
+	}
+	for _, l := range lines {
+		rec, msg := parseEntry(l.Text, fold)
 		if msg != "" {
-			errs = append(errs, &LineError{Path: path, Line: start, Msg: msg})
-		} else {
-			rec.Line = start
-			recs = append(recs, rec)
-		}
-		logical = nil
-	}
-	lineno := 0
-	for len(data) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
-		}
-		lineno++
-		trimmed := bytes.TrimLeft(line, " \t\r\v\f")
-		if len(trimmed) == 0 || trimmed[0] == '#' {
+			errs = append(errs, &LineError{Path: path, Line: l.Num, Msg: msg})
 			continue
 		}
-		if len(trimmed) != len(line) {
-			if logical == nil {
-				errs = append(errs, &LineError{Path: path, Line: lineno,
-					Msg: fmt.Sprintf("logical line must not start with whitespace: %q", string(line))})
-				continue
-			}
-			logical = append(logical, line...)
-			continue
-		}
-		flush()
-		logical = append([]byte{}, line...)
-		start = lineno
+		rec.Line = l.Num
+		recs = append(recs, rec)
 	}
-	flush()
 	return recs, errors.Join(errs...)
 }
 

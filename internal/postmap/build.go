@@ -136,7 +136,7 @@ func (o *opts) checkUTF8(path string, data []byte, recs []maps.Record, warns []W
 	if !o.utf8 || utf8.Valid(data) {
 		return recs, warns
 	}
-	lines, _ := aliases.Lines(data)
+	lines, _ := maps.SourceLines(data)
 	bad := map[int]bool{}
 	var out []Warning
 	for _, l := range lines {

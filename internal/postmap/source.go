@@ -31,9 +31,10 @@ func parseTable(path string, data []byte, fold, texthash bool) ([]maps.Record, [
 	recs, err := maps.ParseSource(path, data, fold)
 	var warns []Warning
 	for _, le := range maps.LineErrors(err) {
-		if strings.HasPrefix(le.Msg, "logical line must not start with whitespace") {
-			// Reported below for the whole logical line, as
-			// postmap does, not once per physical line.
+		if le.Orphan != "" {
+			// postmap names no line here, and prints the text as
+			// postalias does.
+			warns = append(warns, Warning{le.Line, path + ": " + aliases.OrphanMessage(le.Orphan)})
 			continue
 		}
 		// texthash ends "expected format" with "-- ignoring this
@@ -43,10 +44,6 @@ func parseTable(path string, data []byte, fold, texthash bool) ([]maps.Record, [
 			msg = strings.TrimSuffix(msg, " -- ignoring this line")
 		}
 		warns = append(warns, Warning{le.Line, msg})
-	}
-	_, orphans := aliases.Lines(data)
-	for _, o := range orphans {
-		warns = append(warns, Warning{o.Num, path + ": " + aliases.OrphanMessage(o.Text)})
 	}
 	for _, r := range recs {
 		if strings.HasSuffix(r.Key, ":") {
