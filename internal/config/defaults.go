@@ -18,7 +18,7 @@ func SaferDefaults() []Safer {
 		{"smtpd_banner", "$myhostname ESMTP", "do not announce the software name (seed 000/001: hide the version)"},
 		{"disable_vrfy_command", "yes", "VRFY must not disclose mailboxes (seed 000/001)"},
 		{"smtpd_helo_required", "yes", "clients must say HELO/EHLO before MAIL (seed 001)"},
-		{"smtpd_forbid_bare_newline", "yes", "reject bare LF to stop SMTP smuggling (CVE-2023-51764)"},
+		{"smtpd_forbid_bare_newline", "reject", "refuse bare LF/CR to stop SMTP smuggling (CVE-2023-51764); $mynetworks is exempt"},
 		{"smtpd_forbid_unauth_pipelining", "yes", "reject clients that pipeline without PIPELINING (SMTP smuggling, spam bots)"},
 		{"smtpd_tls_protocols", ">=TLSv1.2", "TLS 1.0/1.1 are deprecated (RFC 8996)"},
 		{"smtpd_tls_mandatory_protocols", ">=TLSv1.2", "TLS 1.0/1.1 are deprecated (RFC 8996)"},
@@ -45,6 +45,28 @@ func SaferDefaults() []Safer {
 func IsSaferDefault(name string) bool {
 	for _, s := range SaferDefaults() {
 		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// MoatParams are parameters Postfix does not have, for behaviour moat adds;
+// docs/DEFAULTS.md ("Parameters moat adds") explains each. They sort into
+// `postconf -d` like the rest, and the differential tests skip them.
+func MoatParams() []Param {
+	return []Param{
+		// Postfix bounds each read (smtpd_timeout) but not a whole
+		// session, so a client dripping a byte every few minutes holds a
+		// session slot for as long as it likes.
+		{Name: "smtpd_session_time_limit", Default: "3600s", Type: TypeTime, Unit: 's', Moat: true},
+	}
+}
+
+// IsMoatParam reports whether name is one of MoatParams.
+func IsMoatParam(name string) bool {
+	for _, p := range MoatParams() {
+		if p.Name == name {
 			return true
 		}
 	}

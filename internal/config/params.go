@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -64,6 +65,8 @@ type Param struct {
 	// ReadOnly parameters describe the running process; main.cf cannot
 	// set them.
 	ReadOnly bool
+	// Moat marks a parameter Postfix does not have (MoatParams).
+	Moat bool
 }
 
 // Table is the set of parameters moat knows, indexed by name.
@@ -75,7 +78,8 @@ type Table struct {
 // NewTable builds the table from the generated Postfix rows with moat's
 // safer defaults applied (see SaferDefaults).
 func NewTable() *Table {
-	rows := builtinParams()
+	rows := append(builtinParams(), MoatParams()...)
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 	t := &Table{byName: make(map[string]*Param, len(rows))}
 	for i := range rows {
 		t.byName[rows[i].Name] = &rows[i]

@@ -618,7 +618,7 @@ func builtinParams() []Param {
 		{Name: "smtpd_error_sleep_time", Default: "1s", Type: TypeTime, Unit: 's'},
 		{Name: "smtpd_etrn_restrictions", Default: "", Type: TypeRestrictions},
 		{Name: "smtpd_expansion_filter", Default: "\\t\\40!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", Type: TypeString, Raw: true},
-		{Name: "smtpd_forbid_bare_newline", Default: "no", Type: TypeBool},
+		{Name: "smtpd_forbid_bare_newline", Default: "no", Type: TypeString, Enum: []string{"yes", "no", "normalize", "reject"}},
 		{Name: "smtpd_forbid_bare_newline_exclusions", Default: "$mynetworks", Type: TypeString},
 		{Name: "smtpd_forbid_bare_newline_reject_code", Default: "550", Type: TypeInt},
 		{Name: "smtpd_forbid_unauth_pipelining", Default: "no", Type: TypeBool},

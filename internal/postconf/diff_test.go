@@ -82,6 +82,9 @@ func records(out string) []string {
 			recs[len(recs)-1] += line
 			continue
 		}
+		if name, _, ok := strings.Cut(line, " ="); ok && config.IsMoatParam(name) {
+			continue // Postfix lacks moat's own parameters
+		}
 		recs = append(recs, line)
 	}
 	return recs

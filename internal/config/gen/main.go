@@ -49,7 +49,9 @@ var enums = map[string][]string{
 	"smtpd_tls_mandatory_ciphers":  {"export", "low", "medium", "high", "null"},
 	"smtp_tls_ciphers":             {"export", "low", "medium", "high", "null"},
 	"smtp_tls_mandatory_ciphers":   {"export", "low", "medium", "high", "null"},
-	"smtpd_forbid_bare_newline":    {"yes", "no", "normalize"},
+	// Postfix 3.9's values; Debian's 3.7.11 backport takes yes/no, and
+	// its "no" default would otherwise make it look like a boolean.
+	"smtpd_forbid_bare_newline": {"yes", "no", "normalize", "reject"},
 }
 
 func main() {
@@ -195,6 +197,10 @@ func classify(name, def string, units map[string]byte) param {
 		p.typ, p.unit = "TypeTime", u
 		return p
 	}
+	if e, ok := enums[name]; ok {
+		p.enum = e
+		return p
+	}
 	switch {
 	case def == "yes" || def == "no" || strings.HasSuffix(def, "{no} : {yes}}") || strings.HasSuffix(def, "{yes} : {no}}") ||
 		strings.HasSuffix(def, "{yes}:{no}}}}"):
@@ -214,9 +220,6 @@ func classify(name, def string, units map[string]byte) param {
 	case timeVal.MatchString(def):
 		p.typ, p.unit = "TypeTime", def[len(def)-1]
 		return p
-	}
-	if e, ok := enums[name]; ok && e != nil {
-		p.enum = e
 	}
 	switch {
 	case strings.HasSuffix(name, "_maps") || strings.HasSuffix(name, "_checks"):
