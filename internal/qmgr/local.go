@@ -1,0 +1,68 @@
+package qmgr
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+
+	"moat/internal/delivery/maildir"
+	"moat/internal/queue"
+)
+
+// deliverLocal is the part of local(8) that exists so far: mailbox
+// delivery into a Maildir at mail_spool_directory/USER/ when
+// mail_spool_directory ends in "/" (postconf(5): "Specify a name ending in /
+// for maildir-style delivery"). The other mailbox kinds local(8) chooses
+// before that one (mailbox_transport, mailbox_command, home_mailbox) and
+// mbox files are deferred with a reason until they exist, so no mail is
+// bounced that a later version would deliver.
+func (m *Manager) deliverLocal(msg *queue.Message, i int) result {
+	handoff := m.now()
+	rcpt := msg.Envelope.Recipients[i]
+	res := func(state queue.RcptState, dsn, reason string) result {
+		return result{state: state, dsn: dsn, reason: reason, relay: "local",
+			handoff: handoff, done: m.now(), log: m.agents.local}
+	}
+	localPart, _ := splitAddress(rcpt.Address)
+	user, _ := localUser(localPart, m.set.delimiters)
+	if !safeUser(user) {
+		return res(queue.RcptBounced, "5.1.1", `unknown user: "`+user+`"`)
+	}
+	notYet := func(what string) result {
+		return res(queue.RcptDeferred, "4.3.0", what+" is not available yet in this version of moat")
+	}
+	switch {
+	case m.set.mailboxTransport != "":
+		return notYet("delivery via mailbox_transport " + m.set.mailboxTransport)
+	case m.set.mailboxCommand != "":
+		return notYet("delivery via mailbox_command")
+	case m.set.homeMailbox != "":
+		return notYet("delivery to home_mailbox")
+	case !strings.HasSuffix(m.set.spoolDir, "/"):
+		return notYet("mbox delivery to mail_spool_directory (end it with / for Maildir)")
+	}
+	dir := filepath.Join(m.set.spoolDir, user)
+	opts := maildir.Options{
+		ReturnPath: true,
+		Sender:     msg.Envelope.Sender,
+		// local(8) lowercases Delivered-To, which its loop detection
+		// compares.
+		Recipient: strings.ToLower(rcpt.Address),
+		SizeLimit: m.set.mailboxSizeLimit,
+	}
+	if m.set.origRecipient {
+		opts.OrigRecipient = rcpt.Address
+	}
+	if _, err := maildir.Deliver(dir, msg.Content(), opts); err != nil {
+		var me *maildir.Error
+		if errors.As(err, &me) {
+			state := queue.RcptBounced
+			if me.Temporary() {
+				state = queue.RcptDeferred
+			}
+			return res(state, me.DSN, me.Text)
+		}
+		return res(queue.RcptDeferred, "4.3.0", "maildir delivery failed: "+err.Error())
+	}
+	return res(queue.RcptDelivered, "2.0.0", "delivered to maildir")
+}

@@ -1,0 +1,324 @@
+// Package qmgr is moat's queue manager (Postfix's qmgr(8)): it takes
+// messages from incoming/ (and, every queue_run_delay, from deferred/) into
+// active/, chooses a transport for each recipient that is not yet settled,
+// hands the recipient to that transport's delivery agent, records the result
+// in the queue file (fsynced) before it logs it, and finally removes the
+// message or moves it to deferred/.
+//
+// The delivery agents live here for now and run in-process: local (Maildir
+// under mail_spool_directory ending in "/"), discard(8), error(8) and
+// retry(8). Every other transport (smtp, lmtp, virtual, pipe...) is deferred
+// with a reason mailq shows, never bounced: that mail is delivered once the
+// agent exists.
+//
+// Crash safety rests on the queue's per-recipient state log: a recipient is
+// recorded delivered or bounced right after the agent finished, so a message
+// caught mid-delivery by a crash goes back to incoming/ at the next start
+// (Queue.RequeueActive) and only its unsettled recipients are tried again.
+package qmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"moat/internal/config"
+	"moat/internal/maillog"
+	"moat/internal/postqueue"
+	"moat/internal/queue"
+)
+
+// Deps is what the queue manager needs from the process that runs it (the
+// master starts it as a background role).
+type Deps struct {
+	Config *config.Config
+	// Log is tagged postfix/qmgr; the agents log through children of it
+	// (postfix/local, postfix/discard...), as Postfix's do.
+	Log   *maillog.Logger
+	Queue *queue.Queue
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Classify says whether a recipient domain is local (the local
+	// transport's, postconf(5) local_transport) or not (default_transport).
+	// Nil means: the domain is one of the mydestination entries, compared
+	// case-insensitively. It stands in for the address resolver
+	// (internal/resolve, trivial-rewrite(8)) until that is wired in.
+	Classify func(domain string) (local bool, err error)
+}
+
+// Manager is one running queue manager. Create it with New; run it with Run.
+type Manager struct {
+	log      *maillog.Logger
+	q        *queue.Queue
+	now      func() time.Time
+	classify func(domain string) (bool, error)
+	set      settings
+	agents   agentLogs
+
+	wake chan struct{}
+
+	mu       sync.Mutex
+	inflight map[string]bool // queue IDs claimed by a worker
+}
+
+// agentLogs are the loggers of the in-process delivery agents, tagged as
+// Postfix's agents are, so pflogsumm counts their records.
+type agentLogs struct {
+	local, discard, errorAgent, retry, bounce *maillog.Logger
+}
+
+// scanInterval is how often incoming/ is scanned without a Wake, for mail
+// committed by another process (sendmail, a second smtpd process) and for
+// postqueue -f requests. Postfix's qmgr relies on triggers alone; a periodic
+// scan costs one readdir and makes a lost trigger harmless.
+const scanInterval = 3 * time.Second
+
+// New reads the parameters the queue manager and its agents use and returns
+// a Manager. Bad values are errors here, so the master refuses to start
+// rather than deferring every message.
+func New(d Deps) (*Manager, error) {
+	if d.Config == nil || d.Log == nil || d.Queue == nil {
+		return nil, errors.New("qmgr: Config, Log and Queue are required")
+	}
+	set, err := loadSettings(d.Config)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		log:      d.Log,
+		q:        d.Queue,
+		now:      d.Now,
+		classify: d.Classify,
+		set:      set,
+		wake:     make(chan struct{}, 1),
+		inflight: map[string]bool{},
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.classify == nil {
+		m.classify = set.inMydestination
+	}
+	pid := os.Getpid()
+	m.agents = agentLogs{
+		local:      d.Log.With("local", pid),
+		discard:    d.Log.With("discard", pid),
+		errorAgent: d.Log.With("error", pid),
+		retry:      d.Log.With("retry", pid),
+		bounce:     d.Log.With("bounce", pid),
+	}
+	return m, nil
+}
+
+// Wake tells the manager that new mail is in incoming/ (smtpd calls it right
+// after a commit, as Postfix's cleanup triggers qmgr). It never blocks: a
+// wake-up already pending covers this one too.
+func (m *Manager) Wake() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// job is one message for a worker: its queue ID and the queue it is in.
+type job struct {
+	id, from string
+}
+
+// Run recovers messages left in active/ by a previous run, then delivers
+// until ctx ends: incoming/ at start, on Wake and every few seconds;
+// deferred/ at start, every queue_run_delay and on a postqueue -f request.
+// It returns after the deliveries in progress have finished and been
+// recorded, so no recipient is left half-done.
+func (m *Manager) Run(ctx context.Context) error {
+	if _, err := m.q.RequeueActive(); err != nil {
+		return fmt.Errorf("qmgr: %w", err)
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for range m.set.workers {
+		wg.Go(func() {
+			for j := range jobs {
+				m.process(ctx, j)
+			}
+		})
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+
+	scan := time.NewTicker(scanInterval)
+	defer scan.Stop()
+	retry := time.NewTicker(m.set.queueRunDelay)
+	defer retry.Stop()
+
+	incoming, deferred := true, true
+	for {
+		if incoming {
+			incoming = false
+			m.dispatch(ctx, jobs, queue.Incoming)
+		}
+		if deferred {
+			deferred = false
+			m.dispatch(ctx, jobs, queue.Deferred)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.wake:
+			incoming = true
+		case <-scan.C:
+			incoming = true
+			if m.flushRequested() {
+				deferred = true
+			}
+		case <-retry.C:
+			deferred = true
+		}
+	}
+}
+
+// flushRequested takes postqueue's requests (postqueue -f, -i, -s) from
+// public/. Every kind flushes the whole deferred queue: without per-message
+// back-off yet, that is what any of them would amount to.
+func (m *Manager) flushRequested() bool {
+	reqs, err := postqueue.TakeRequests(m.q.Dir())
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warning("flush requests: %v", err)
+		}
+		return false
+	}
+	return len(reqs) > 0
+}
+
+// dispatch hands every message of the named queue, oldest first, to the
+// workers, skipping those a worker already has. It returns early when ctx
+// ends.
+func (m *Manager) dispatch(ctx context.Context, jobs chan<- job, from string) {
+	ids, err := m.q.List(from)
+	if err != nil {
+		m.log.Warning("scan %s: %v", from, err)
+		return
+	}
+	for _, id := range ids {
+		if !m.claim(id) {
+			continue
+		}
+		select {
+		case jobs <- job{id: id, from: from}:
+		case <-ctx.Done():
+			m.release(id)
+			return
+		}
+	}
+}
+
+func (m *Manager) claim(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.inflight[id] {
+		return false
+	}
+	m.inflight[id] = true
+	return true
+}
+
+func (m *Manager) release(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.inflight, id)
+}
+
+// settings are the parameters read once at New.
+type settings struct {
+	myhostname       string
+	mydestination    []string
+	localTransport   string
+	defaultTransport string
+
+	spoolDir         string
+	homeMailbox      string
+	mailboxCommand   string
+	mailboxTransport string
+	delimiters       string
+	origRecipient    bool
+	mailboxSizeLimit int64
+
+	queueRunDelay time.Duration
+	resolution    int
+	workers       int
+}
+
+// maxWorkers bounds the deliveries in progress at once: local Maildir
+// writes are disk-bound, and a handful saturates the disk's fsync rate.
+const maxWorkers = 8
+
+func loadSettings(cfg *config.Config) (settings, error) {
+	s := settings{
+		myhostname:       cfg.Get("myhostname"),
+		localTransport:   cfg.Get("local_transport"),
+		defaultTransport: cfg.Get("default_transport"),
+		spoolDir:         cfg.Get("mail_spool_directory"),
+		homeMailbox:      cfg.Get("home_mailbox"),
+		mailboxCommand:   cfg.Get("mailbox_command"),
+		mailboxTransport: cfg.Get("mailbox_transport"),
+		delimiters:       cfg.Get("recipient_delimiter"),
+	}
+	var err error
+	wrap := func(name string, err error) error { return fmt.Errorf("qmgr: %s: %w", name, err) }
+	if s.mydestination, err = cfg.List("mydestination"); err != nil {
+		return s, wrap("mydestination", err)
+	}
+	if s.origRecipient, err = cfg.Bool("enable_original_recipient"); err != nil {
+		return s, wrap("enable_original_recipient", err)
+	}
+	if s.mailboxSizeLimit, err = cfg.Size("mailbox_size_limit"); err != nil {
+		return s, wrap("mailbox_size_limit", err)
+	}
+	if s.queueRunDelay, err = cfg.Duration("queue_run_delay"); err != nil {
+		return s, wrap("queue_run_delay", err)
+	}
+	if s.queueRunDelay <= 0 {
+		return s, wrap("queue_run_delay", errors.New("must be positive"))
+	}
+	res, err := cfg.Int("delay_logging_resolution_limit")
+	if err != nil {
+		return s, wrap("delay_logging_resolution_limit", err)
+	}
+	s.resolution = int(min(max(res, 0), 6))
+	limit, err := cfg.Int("local_destination_concurrency_limit")
+	if err != nil {
+		return s, wrap("local_destination_concurrency_limit", err)
+	}
+	// 0 means "no limit" in Postfix; here it means the most we allow.
+	if limit <= 0 || limit > maxWorkers {
+		limit = maxWorkers
+	}
+	s.workers = int(limit)
+	if s.localTransport == "" {
+		return s, wrap("local_transport", errors.New("empty"))
+	}
+	if s.defaultTransport == "" {
+		return s, wrap("default_transport", errors.New("empty"))
+	}
+	return s, nil
+}
+
+// inMydestination is the default Classify: mydestination entries compared
+// case-insensitively (postconf(5) mydestination). Table entries
+// ("hash:/etc/...") are not consulted until the resolver is wired in.
+func (s *settings) inMydestination(domain string) (bool, error) {
+	for _, d := range s.mydestination {
+		if strings.EqualFold(d, domain) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
