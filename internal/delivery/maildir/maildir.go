@@ -47,6 +47,16 @@ type Options struct {
 	// Hostname is the host part of the unique name; empty means
 	// os.Hostname(), as Dovecot and Postfix use.
 	Hostname string
+	// Key, when not empty, makes the delivery idempotent: the file name
+	// is derived from Key and Arrival instead of the clock and pid, and a
+	// message already in new/ under that name counts as delivered. The
+	// queue manager passes the queue ID and recipient index, so that a
+	// crash between this delivery and the queue's record of it does not
+	// deliver the message twice when it is retried (unless the reader
+	// already moved it to cur/ in between). Key must be a safe file-name
+	// part (letters, digits, '.', '-').
+	Key     string
+	Arrival time.Time
 }
 
 // maxAttempts bounds the retries after a name collision (EEXIST). Names
@@ -84,6 +94,9 @@ func Deliver(dir string, msg io.Reader, opts Options) (string, error) {
 		}
 	}
 
+	if opts.Key != "" {
+		return deliverKeyed(dir, tmpDir, newDir, host, msg, opts)
+	}
 	pid := os.Getpid()
 	var (
 		f       *os.File
@@ -131,6 +144,50 @@ func Deliver(dir string, msg io.Reader, opts Options) (string, error) {
 		_ = syncDir(tmpDir)
 	}
 	return newPath, nil
+}
+
+// deliverKeyed is Deliver with a name derived from opts.Key: if new/
+// already holds it, an earlier attempt succeeded and this one is skipped.
+func deliverKeyed(dir, tmpDir, newDir, host string, msg io.Reader, opts Options) (string, error) {
+	if strings.ContainsAny(opts.Key, "/:,\x00") {
+		return "", createError(dir, fmt.Errorf("unsafe delivery key %q", opts.Key))
+	}
+	base := fmt.Sprintf("%d.K%s.%s", opts.Arrival.Unix(), opts.Key, host)
+	if done, _ := filepath.Glob(filepath.Join(newDir, globEscape(base)+",S=*")); len(done) > 0 {
+		return done[0], nil
+	}
+	tmpPath := filepath.Join(tmpDir, base)
+	// A tmp file of an attempt that crashed half-way is replaced.
+	f, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", createError(tmpPath, unwrapPath(err))
+	}
+	size, derr := writeMessage(f, msg, opts)
+	if cerr := f.Close(); derr == nil && cerr != nil {
+		derr = writeError(unwrapPath(cerr))
+	}
+	if derr != nil {
+		os.Remove(tmpPath)
+		return "", derr
+	}
+	newPath := filepath.Join(newDir, base+",S="+strconv.FormatInt(size, 10))
+	if err := os.Link(tmpPath, newPath); err != nil && !errors.Is(err, os.ErrExist) {
+		os.Remove(tmpPath)
+		return "", createError(newPath, unwrapPath(err))
+	}
+	if err := syncDir(newDir); err != nil {
+		os.Remove(tmpPath)
+		return "", writeError(err)
+	}
+	if os.Remove(tmpPath) == nil {
+		_ = syncDir(tmpDir)
+	}
+	return newPath, nil
+}
+
+// globEscape quotes the pattern characters filepath.Match knows.
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
 }
 
 // linkNew links the finished tmp file into new/ under base plus ",S=size"

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // deliverOne delivers content and returns the file's bytes.
@@ -382,5 +383,45 @@ func TestConvertSplitCR(t *testing.T) {
 	}
 	if want := "a\nb\rc\r\n\r"; out.String() != want {
 		t.Errorf("got %q, want %q", out.String(), want)
+	}
+}
+
+// TestKeyedIdempotent: a retried delivery with the same key (the queue
+// manager's retry after a crash before it recorded success) leaves one
+// message, and a half-written tmp file of the crashed attempt is replaced.
+func TestKeyedIdempotent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	opts := Options{Key: "4dXq8K0Bblz6Vd3.0", Arrival: time.Unix(1700000000, 0), Hostname: "mx"}
+	msg := "Subject: once\r\n\r\nbody\r\n"
+	// A crashed attempt's leftovers in tmp/.
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tmp", "1700000000.K4dXq8K0Bblz6Vd3.0.mx"), []byte("Subj"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p1, err := Deliver(dir, strings.NewReader(msg), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := Deliver(dir, strings.NewReader(msg), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1 != p2 {
+		t.Errorf("second delivery made %s, first %s", p2, p1)
+	}
+	if n, _ := Count(dir); n != 1 {
+		t.Errorf("%d messages, want 1", n)
+	}
+	if b, _ := os.ReadFile(p1); string(b) != "Subject: once\n\nbody\n" {
+		t.Errorf("content %q", b)
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Errorf("tmp/ holds %d files", len(left))
+	}
+	opts.Key = "bad/key"
+	if _, err := Deliver(dir, strings.NewReader(msg), opts); err == nil {
+		t.Error("unsafe key accepted")
 	}
 }
