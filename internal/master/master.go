@@ -1,0 +1,474 @@
+// Package master is moat's master(8): it reads main.cf and master.cf,
+// opens and recovers the queue, binds one listener set per master.cf inet
+// service and hands each accepted connection to that service's server,
+// bounded by the service's maxproc; it reloads on SIGHUP without closing a
+// listener that stays configured, and stops on SIGTERM.
+//
+// Today every role runs in this one process. The code is shaped for issue
+// 4's privilege-separated master: a service (one master.cf row) is built by
+// a ServerFactory into a ConnServer, and the listeners (sockets, which a
+// process-per-service master would hand to its children) are kept apart
+// from the server generations that use them, so a reload only swaps which
+// generation a listener feeds.
+//
+// Where moat's master differs from Postfix's:
+//   - maxproc bounds concurrent sessions (goroutines), not processes;
+//   - unix, fifo and pass services (pickup, cleanup, qmgr, ...) are read
+//     and named in the log but not run: their work is done in-process by
+//     the background roles (Options.Roles) or not yet at all;
+//   - a reload that fails (bad main.cf or master.cf, a port that cannot be
+//     bound) is logged and the master keeps running on the previous
+//     configuration, where Postfix's master exits on a fatal error;
+//   - the logger, the queue and inet_interfaces/inet_protocols are set up
+//     at start only; a reload that changes queue_directory or maillog_file
+//     is logged as ignored (Postfix ignores inet_interfaces changes too);
+//   - the PID file is removed at exit (Postfix leaves it; only its lock
+//     matters to both).
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"moat/internal/config"
+	"moat/internal/maillog"
+	"moat/internal/queue"
+)
+
+// ConnServer serves the sessions of one service generation: the shape of
+// internal/smtpd's Server. ServeConn runs one session and returns when it
+// ends or ctx is cancelled (stop); Close is called once, after the
+// generation's last session ended.
+type ConnServer interface {
+	ServeConn(ctx context.Context, c net.Conn)
+	Close() error
+}
+
+// ServiceDeps is what a ServerFactory gets for one master.cf service.
+type ServiceDeps struct {
+	// Config is main.cf with the service's -o overrides laid over it.
+	Config *config.Config
+	// Service is the master.cf service name ("smtp", "127.0.0.1:2525").
+	Service string
+	// Log logs as "$syslog_name/COMMAND[pid]" with the service's own
+	// syslog_name (postfix/submission/smtpd).
+	Log   *maillog.Logger
+	Queue *queue.Queue
+	// Committed is called after a message is durably queued, to wake the
+	// background roles (the queue manager) at once rather than at their
+	// next scan.
+	Committed func(id string)
+	Now       func() time.Time
+}
+
+// ServerFactory builds a service's server from its parameters; it is
+// looked up by master.cf's command column ("smtpd").
+type ServerFactory func(ServiceDeps) (ConnServer, error)
+
+// Role is a background role started with the master and stopped with it:
+// the queue manager (qmgr(8)) is the first. Wake asks it to look at the
+// queue now (a message was committed).
+type Role interface {
+	Run(ctx context.Context) error
+	Wake()
+}
+
+// RoleDeps is what a RoleFactory gets.
+type RoleDeps struct {
+	Config *config.Config
+	Log    *maillog.Logger // tagged with the role's name
+	Queue  *queue.Queue
+}
+
+// RoleSpec names a background role and how to build it.
+type RoleSpec struct {
+	Name string // also its log tag: "qmgr"
+	New  func(RoleDeps) (Role, error)
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// The events a master reports through Options.Notify.
+const (
+	Ready        EventKind = iota // listeners bound, PID file written
+	Reloaded                      // a reload took effect
+	ReloadFailed                  // a reload was refused; the old configuration runs on
+)
+
+// Event reports a step of the master's life to Options.Notify: what the
+// `postfix start` readiness pipe and tests wait for.
+type Event struct {
+	Kind EventKind
+	// Addrs are the bound listener addresses by master.cf service name
+	// (the real ports when master.cf says port 0).
+	Addrs map[string][]net.Addr
+	Err   error
+}
+
+// DefaultStopTimeout bounds how long stop waits for sessions to end after
+// cancelling them, before closing their connections.
+const DefaultStopTimeout = 10 * time.Second
+
+// Options configure Run.
+type Options struct {
+	// ConfigDir holds main.cf and master.cf.
+	ConfigDir string
+	// Dir resolves a relative queue_directory (master(8) chdir()s to it
+	// from where it was started); "" means the current directory.
+	Dir string
+	// Servers maps master.cf command names to the servers moat runs for
+	// inet services.
+	Servers map[string]ServerFactory
+	// Roles are started after queue recovery and before the listeners,
+	// and stopped last.
+	Roles []RoleSpec
+	// Stderr logs to standard error unless maillog_file is set (`postfix
+	// start-fg`).
+	Stderr bool
+	// Signals makes Run handle SIGHUP (reload) and SIGTERM/SIGINT (stop);
+	// tests leave it off and use Reload and ctx instead.
+	Signals bool
+	// Reload triggers a reload, like SIGHUP.
+	Reload <-chan struct{}
+	// Notify, when set, is called on start-up and after each reload.
+	Notify func(Event)
+	// StopTimeout bounds the wait for sessions at stop; 0 means
+	// DefaultStopTimeout.
+	StopTimeout time.Duration
+	// SyslogPath overrides /dev/log.
+	SyslogPath string
+
+	lookup resolver // tests; nil means the system resolver
+}
+
+// Run is the master: it starts, serves until ctx is cancelled or SIGTERM
+// or SIGINT arrives (with Options.Signals), and stops. Start-up errors
+// (a configuration error naming file and line, a port in use, another
+// master running: ErrRunning) are returned before anything is served; a
+// clean stop returns nil.
+func Run(ctx context.Context, opts Options) error {
+	m, err := start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	sig := m.loop(ctx)
+	return m.shutdown(sig)
+}
+
+// master is one running master process's state.
+type master struct {
+	opts   Options
+	dir    string // absolute configuration directory
+	cwd    string
+	lookup resolver
+	base   *maillog.Logger // root logger, for per-service tags
+	log    *maillog.Logger // postfix/master
+	queue  *queue.Queue
+	pid    *pidLock
+	ifs    interfaces
+	proto  protocols
+
+	mu        sync.Mutex
+	listeners map[string]*listener // by endpoint key
+	services  map[string]*service  // the current generation, by name/type
+	limiters  map[string]*limiter  // by name/type, across generations
+	conns     map[net.Conn]struct{}
+
+	acceptWG   sync.WaitGroup
+	sessions   sync.WaitGroup
+	sessCtx    context.Context
+	sessCancel context.CancelFunc
+
+	roles       []Role
+	rolesWG     sync.WaitGroup
+	rolesCancel context.CancelFunc
+}
+
+func start(ctx context.Context, opts Options) (m *master, err error) {
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = DefaultStopTimeout
+	}
+	m = &master{
+		opts: opts, lookup: opts.lookup, listeners: map[string]*listener{},
+		services: map[string]*service{}, limiters: map[string]*limiter{},
+		conns: map[net.Conn]struct{}{},
+	}
+	if m.lookup == nil {
+		m.lookup = defaultResolver
+	}
+	if m.dir, err = filepath.Abs(opts.ConfigDir); err != nil {
+		return nil, err
+	}
+	m.cwd = opts.Dir
+	if m.cwd == "" {
+		if m.cwd, err = os.Getwd(); err != nil {
+			return nil, fmt.Errorf("getcwd: %w", err)
+		}
+	}
+	snap, ifs, proto, err := loadSnapshot(ctx, m.dir, m.cwd, opts.Servers, nil, nil, m.lookup)
+	if err != nil {
+		return nil, err
+	}
+	m.ifs, m.proto = ifs, proto
+	m.base, err = maillog.FromConfig(snap.cfg, maillog.Setup{Daemon: "master", Stderr: opts.Stderr, SyslogPath: opts.SyslogPath})
+	if err != nil {
+		return nil, fmt.Errorf("maillog: %w", err)
+	}
+	m.log = m.base
+	// From here on, a failure is also logged, as Postfix's msg_fatal does,
+	// and what was set up is undone.
+	defer func() {
+		if err != nil {
+			m.log.Fatal("%v", err)
+			m.undoStart()
+		}
+	}()
+
+	// The lock comes first: Recover must run alone.
+	if m.pid, err = lockPIDFile(filepath.Join(snap.queueDir, PIDFile), os.Getpid()); err != nil {
+		return m, err
+	}
+	qopts, err := queue.OptionsFromConfig(snap.cfg)
+	if err != nil {
+		return m, err
+	}
+	qopts.Create = true
+	qopts.Logf = m.log.Warning
+	if m.queue, err = queue.Open(snap.queueDir, qopts); err != nil {
+		return m, err
+	}
+	if _, err = m.queue.Recover(false); err != nil {
+		return m, fmt.Errorf("queue recovery: %w", err)
+	}
+	if err = m.startRoles(snap); err != nil {
+		return m, err
+	}
+	m.sessCtx, m.sessCancel = context.WithCancel(context.Background())
+	if err = m.apply(snap); err != nil {
+		return m, err
+	}
+	m.log.Info("daemon started -- version %s, configuration %s", config.Version, m.dir)
+	m.logSkipped(snap)
+	m.notify(Ready, nil)
+	return m, nil
+}
+
+// undoStart releases what a failed start acquired.
+func (m *master) undoStart() {
+	m.mu.Lock()
+	for _, l := range m.listeners {
+		l.close()
+	}
+	for _, s := range m.services {
+		s.retire()
+	}
+	m.mu.Unlock()
+	m.acceptWG.Wait()
+	if m.sessCancel != nil {
+		m.sessCancel()
+	}
+	m.stopRoles()
+	if m.pid != nil {
+		m.pid.release()
+	}
+	closeLog(m.base)
+}
+
+func closeLog(l *maillog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l.Close(ctx)
+}
+
+// logSkipped names, once per command, the master.cf services moat reads
+// but does not run as their own process yet (issue 4 runs them).
+func (m *master) logSkipped(snap *snapshot) {
+	seen := map[string]bool{}
+	for _, s := range snap.skipped {
+		if seen[s.Command] {
+			continue
+		}
+		seen[s.Command] = true
+		m.log.Info("service %s/%s (command %s, master.cf line %d): not run as a separate process by this version of moat", s.Name, s.Type, s.Command, s.Line)
+	}
+}
+
+func (m *master) startRoles(snap *snapshot) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.rolesCancel = cancel
+	for _, spec := range m.opts.Roles {
+		r, err := spec.New(RoleDeps{Config: snap.cfg, Log: m.base.With(spec.Name, os.Getpid()), Queue: m.queue})
+		if err != nil {
+			return fmt.Errorf("%s: %w", spec.Name, err)
+		}
+		m.roles = append(m.roles, r)
+		m.rolesWG.Add(1)
+		go func(name string) {
+			defer m.rolesWG.Done()
+			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				m.log.Error("%s: %v", name, err)
+			}
+		}(spec.Name)
+	}
+	return nil
+}
+
+func (m *master) stopRoles() {
+	if m.rolesCancel == nil {
+		return
+	}
+	m.rolesCancel()
+	done := make(chan struct{})
+	go func() { m.rolesWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(m.opts.StopTimeout):
+		m.log.Warning("background roles did not stop within %v", m.opts.StopTimeout)
+	}
+}
+
+// committed wakes every background role.
+func (m *master) committed(string) {
+	for _, r := range m.roles {
+		r.Wake()
+	}
+}
+
+func (m *master) notify(kind EventKind, err error) {
+	if m.opts.Notify == nil {
+		return
+	}
+	m.opts.Notify(Event{Kind: kind, Addrs: m.Addrs(), Err: err})
+}
+
+// Addrs returns the bound addresses by service name.
+func (m *master) Addrs() map[string][]net.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string][]net.Addr{}
+	for _, l := range m.listeners {
+		s := l.cur.Load()
+		out[s.spec.row.Name] = append(out[s.spec.row.Name], l.ln.Addr())
+	}
+	return out
+}
+
+// loop waits for reload and stop requests and returns the number of the
+// signal that stops the master (15 when ctx is cancelled: the caller's
+// stand-in for SIGTERM).
+func (m *master) loop(ctx context.Context) int {
+	var sigs chan os.Signal
+	if m.opts.Signals {
+		sigs = make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(sigs)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return int(syscall.SIGTERM)
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				m.reload(ctx)
+				continue
+			}
+			return int(s.(syscall.Signal))
+		case <-m.opts.Reload:
+			m.reload(ctx)
+		}
+	}
+}
+
+// reload re-reads the configuration and, only if all of it is usable
+// (parsed, servers built, new ports bound), switches to it.
+func (m *master) reload(ctx context.Context) {
+	snap, _, _, err := loadSnapshot(ctx, m.dir, m.cwd, m.opts.Servers, &m.ifs, &m.proto, m.lookup)
+	if err == nil {
+		m.warnIgnored(snap)
+		err = m.apply(snap)
+	}
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			m.log.Error("reload: %s", line)
+		}
+		m.log.Warning("reload failed: still running with the previous configuration")
+		m.notify(ReloadFailed, err)
+		return
+	}
+	m.log.Info("reload -- version %s, configuration %s", config.Version, m.dir)
+	m.notify(Reloaded, nil)
+}
+
+// warnIgnored says which changes a reload cannot apply, in master(8)'s
+// words for inet_interfaces.
+func (m *master) warnIgnored(snap *snapshot) {
+	if words, err := snap.cfg.List("inet_interfaces"); err == nil && strings.Join(words, " ") != m.ifs.Raw {
+		for _, s := range snap.inet {
+			m.log.Warning("service %s: ignoring inet_interfaces change", s.row.Name)
+		}
+		m.log.Warning("to change inet_interfaces, stop and start Postfix")
+	}
+	if snap.queueDir != m.queue.Dir() {
+		m.log.Warning("ignoring queue_directory change to %s: to change queue_directory, stop and start Postfix", snap.queueDir)
+	}
+}
+
+// shutdown stops the master: no new connections, sessions cancelled and
+// given StopTimeout to end (they acknowledge only committed mail, so
+// nothing acknowledged is lost), then the servers, the roles, the PID
+// file and the log.
+func (m *master) shutdown(sig int) error {
+	m.log.Info("terminating on signal %d", sig)
+	m.mu.Lock()
+	for _, l := range m.listeners {
+		l.close()
+	}
+	m.mu.Unlock()
+	m.acceptWG.Wait()
+	m.sessCancel()
+	if !waitTimeout(&m.sessions, m.opts.StopTimeout) {
+		m.mu.Lock()
+		n := len(m.conns)
+		for c := range m.conns {
+			c.Close()
+		}
+		m.mu.Unlock()
+		m.log.Warning("%d sessions did not end within %v of stop: connections closed", n, m.opts.StopTimeout)
+		waitTimeout(&m.sessions, 2*time.Second)
+	}
+	m.mu.Lock()
+	for _, s := range m.services {
+		s.retire()
+	}
+	m.mu.Unlock()
+	m.stopRoles()
+	var errs []error
+	if err := m.pid.release(); err != nil {
+		errs = append(errs, fmt.Errorf("remove PID file: %w", err))
+	}
+	closeLog(m.base)
+	return errors.Join(errs...)
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
