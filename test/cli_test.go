@@ -1,6 +1,3 @@
-// Package test holds moat's end-to-end tests: they build the real binary and
-// run it the way an admin does, through `moat VERB` and through links named
-// like Postfix's commands.
 package test
 
 import (
@@ -14,18 +11,10 @@ import (
 	"moat/internal/testutil"
 )
 
-// buildMoat compiles cmd/moat into a temporary directory once per test.
+// buildMoat returns the binary TestMain built.
 func buildMoat(t *testing.T) string {
 	t.Helper()
-	root := testutil.RepoRoot(t)
-	bin := filepath.Join(t.TempDir(), "moat")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/moat")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return moatBin
 }
 
 func run(t *testing.T, env []string, name string, args ...string) (stdout, stderr string, code int) {
