@@ -207,15 +207,27 @@ func (m *Manager) dispatch(ctx context.Context, jobs chan<- job, from string) {
 		m.log.Warning("scan %s: %v", from, err)
 		return
 	}
+	// While a long deferred queue is handed out, new mail must not wait
+	// behind it (qmgr(8) alternates between the queues): a Wake then
+	// hands out incoming/ first.
+	var wake <-chan struct{}
+	if from == queue.Deferred {
+		wake = m.wake
+	}
 	for _, id := range ids {
 		if !m.claim(id) {
 			continue
 		}
-		select {
-		case jobs <- job{id: id, from: from}:
-		case <-ctx.Done():
-			m.release(id)
-			return
+		for sent := false; !sent; {
+			select {
+			case jobs <- job{id: id, from: from}:
+				sent = true
+			case <-wake:
+				m.dispatch(ctx, jobs, queue.Incoming)
+			case <-ctx.Done():
+				m.release(id)
+				return
+			}
 		}
 	}
 }
