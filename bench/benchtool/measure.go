@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// queueDirs are the Postfix queue directories (qmgr(8), "QUEUES") that
+// hold a message until it is delivered or discarded; moat keeps the same
+// names. A run is drained when they hold no file.
+var queueDirs = [...]string{"maildrop", "incoming", "active", "deferred", "hold"}
+
+// measure runs the load generator after "--" and reports, for the server
+// rooted at -pid: wall time of the generator, CPU seconds of the whole
+// tree when the generator ended and when delivery finished, peak RSS
+// sampled every -every, and how many messages reached the Maildir.
+func measure(args []string, out io.Writer) error {
+	fl := flag.NewFlagSet("measure", flag.ContinueOnError)
+	pid := fl.Int("pid", 0, "root process of the server")
+	every := fl.Duration("every", 100*time.Millisecond, "RSS sampling interval")
+	timeout := fl.Duration("timeout", 5*time.Minute, "limit for the load generator")
+	doneTimeout := fl.Duration("done-timeout", 5*time.Minute, "limit for delivery after the generator ends")
+	maildir := fl.String("maildir", "", "Maildir whose new/ must grow by -sent messages")
+	sent := fl.Int("sent", 0, "messages the generator sends")
+	queue := fl.String("queue", "", "queue_directory that must drain")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	cmdArgs := fl.Args()
+	if *pid <= 0 || len(cmdArgs) == 0 {
+		return errors.New("measure: need -pid and a command after --")
+	}
+	before, err := sampleTree("/proc", *pid, false)
+	if err != nil {
+		return err
+	}
+	base := 0
+	if *maildir != "" {
+		base = countFiles(filepath.Join(*maildir, "new"))
+	}
+
+	var (
+		mu      sync.Mutex
+		peak    int64
+		procs   int
+		stopped = make(chan struct{})
+		wg      sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(*every)
+		defer t.Stop()
+		for {
+			if u, err := sampleTree("/proc", *pid, false); err == nil {
+				mu.Lock()
+				peak = max(peak, u.RSSBytes)
+				procs = max(procs, u.Procs)
+				mu.Unlock()
+			}
+			select {
+			case <-stopped:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stopped:
+		default:
+			close(stopped)
+		}
+		wg.Wait()
+	}()
+
+	// bench/run's watchdog and Ctrl-C send SIGTERM/SIGINT: stop the
+	// generator's process group rather than leave it running.
+	sctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sctx, *timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cmdArgs[0], cmdArgs[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// Its own process group, so a timeout kills every smtp-source thread's
+	// connections at once and the shell's Ctrl-C reaches bench/run first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	start := time.Now()
+	runErr := cmd.Run()
+	wall := time.Since(start)
+	rc := 0
+	if runErr != nil {
+		rc = -1
+		var ee *exec.ExitError
+		if errors.As(runErr, &ee) {
+			rc = ee.ExitCode()
+		}
+		if ctx.Err() != nil {
+			rc = 124
+		}
+		if sctx.Err() != nil {
+			return fmt.Errorf("measure: interrupted: %w", runErr)
+		}
+	}
+	accepted, err := sampleTree("/proc", *pid, false)
+	if err != nil {
+		return err
+	}
+
+	// Delivery (store) or discarding continues after the last 250; wait,
+	// bounded, until the Maildir holds every message and the queue is empty.
+	delivered, left := 0, 0
+	deadline := time.Now().Add(*doneTimeout)
+	for {
+		if *maildir != "" {
+			delivered = countFiles(filepath.Join(*maildir, "new")) - base
+		}
+		left = 0
+		if *queue != "" {
+			for _, d := range queueDirs {
+				left += countFiles(filepath.Join(*queue, d))
+			}
+		}
+		// A generator that failed sent fewer than -sent: then only the
+		// queue draining says the server has finished.
+		if (*maildir == "" || rc != 0 || delivered >= *sent) && left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	done := time.Since(start)
+	final, err := sampleTree("/proc", *pid, false)
+	if err != nil {
+		return err
+	}
+	close(stopped)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Fprintf(out, "rc=%d wall=%.3f done=%.3f cpu_accept=%.2f cpu_done=%.2f peak_rss_kb=%d procs=%d delivered=%d queued=%d\n",
+		rc, wall.Seconds(), done.Seconds(), accepted.CPUSeconds()-before.CPUSeconds(),
+		final.CPUSeconds()-before.CPUSeconds(), peak/1024, procs, delivered, left)
+	return nil
+}
+
+// countFiles counts regular files below dir (Postfix hashes deferred/ into
+// subdirectories); a missing dir counts as empty.
+func countFiles(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // vanished while walking: a message moved on
+		}
+		if d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
