@@ -204,7 +204,11 @@ func TestLocalMaildirDeliveredAndRemoved(t *testing.T) {
 	e := newEnv(t, "recipient_delimiter = +\n")
 	id := e.put("sender@example.org", "Alice+Tag@MX.test")
 	e.start()
-	e.waitFor("delivery", 5*time.Second, func() bool { return e.count("alice") == 1 && e.gone(id) })
+	// "removed" is logged right after the removal: wait for the record.
+	removed := regexp.MustCompile(`^postfix/qmgr\[PID\]: ` + id + `: removed$`)
+	e.waitFor("delivery", 5*time.Second, func() bool {
+		return e.count("alice") == 1 && slices.ContainsFunc(e.buf.all(), removed.MatchString)
+	})
 	msg := e.readOne("alice")
 	for _, want := range []string{
 		"Return-Path: <sender@example.org>\n",
@@ -220,7 +224,6 @@ func TestLocalMaildirDeliveredAndRemoved(t *testing.T) {
 	e.wantLog(`^postfix/qmgr\[PID\]: ` + id + `: from=<sender@example.org>, size=\d+, nrcpt=1 \(queue active\)$`)
 	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<Alice\+Tag@MX.test>, relay=local, ` + delaysRE +
 		`dsn=2.0.0, status=sent \(delivered to maildir\)$`)
-	e.wantLog(`^postfix/qmgr\[PID\]: ` + id + `: removed$`)
 }
 
 func TestLocalDeliveredRemoteDeferred(t *testing.T) {
