@@ -9,14 +9,6 @@ import (
 	"moat/internal/maps"
 )
 
-// Character classes of match_hostaddr() (match_ops.c): which patterns Postfix
-// compares as addresses in binary form. The addresses it accepts as input
-// are made of these; a pattern of only V4 characters is compared as text.
-const (
-	v4Chars = "0123456789."
-	v6Chars = v4Chars + "abcdefABCDEF:"
-)
-
 // compile reads one string pattern (neither a file nor a table) for the
 // list's kind. Patterns are casefolded once here, as match_list_init does,
 // and looked-up names are folded the same way at match time.
@@ -33,30 +25,38 @@ func (l *List) compile(item string) (pattern, error) {
 		p.cidr, p.hasCIDR, p.v6 = prefix, true, strings.Contains(p.text, ":")
 		return p, nil
 	}
+	if strings.Trim(p.text, "0123456789.") == "" {
+		// All digits and dots: no host name looks like this (valid_hostname
+		// refuses it), so it is meant as an IPv4 address. Postfix compares
+		// it as text, so "192.168.10" (access(5)'s partial-network form)
+		// silently matches nothing, and "!192.168.10" excludes nothing.
+		if a, err := netip.ParseAddr(p.text); err != nil || !a.Is4() {
+			return p, fmt.Errorf("%s: bad address pattern: %q (a network is written as address/length, e.g. 192.168.10.0/24)", l.origin, item)
+		}
+		return p, nil
+	}
 	if l.kind == Addr {
 		// An addr_list compares addresses only; Postfix silently never
 		// matches a name here, which hides a typo in an address list.
-		if a, err := netip.ParseAddr(p.text); err != nil || !a.Is4() {
-			return p, fmt.Errorf("%s: bad address pattern: %q", l.origin, item)
-		}
+		return p, fmt.Errorf("%s: bad address pattern: %q", l.origin, item)
 	}
 	return p, nil
 }
 
-// addressLike is match_hostaddr's gate to cidr_match_parse(): a pattern
-// with ":" or "/", not all IPv4 characters, made only of address
-// characters and "[]/". Anything else (host names, plain dotted quads) is
-// compared as text. Postfix applies the gate per lookup and only for an
-// address of the pattern's family; moat applies it once, at parse time, so
-// a bad network is reported when the list is read.
+// addressLike says which patterns are read as addresses or networks.
+// Postfix's match_hostaddr() sends to cidr_match_parse() a pattern with ":"
+// or "/", not all IPv4 characters, made only of address characters and
+// "[]/"; anything else it compares as text, so "[1.2.3.4" or "10.0.0.0/-8"
+// silently never match ("principle of least astonishment", match_ops.c).
+// No host name starts with "[" or contains "/", so moat reads every such
+// pattern as an address and refuses the ones that are not. Postfix applies
+// its gate per lookup, for an address of the pattern's family only; moat
+// applies it once, at parse time, so a bad network is reported when the
+// list is read.
 func addressLike(p string) bool {
-	if !strings.ContainsAny(p, ":/") {
-		return false
-	}
-	if strings.Trim(p, v4Chars) == "" {
-		return false
-	}
-	return strings.Trim(p, v6Chars+"[]/") == ""
+	// A pattern with ":" and no leading "[" is a table (isTable), so a
+	// leading "[" or a "/" is all that is left to test.
+	return strings.HasPrefix(p, "[") || strings.Contains(p, "/")
 }
 
 // parseCIDR is Postfix 3.7's cidr_match_parse(): "addr", "addr/len",
