@@ -77,6 +77,9 @@ func splitServiceName(name string) (host, port string, err error) {
 		if strings.Contains(host, ":") {
 			return "", "", fmt.Errorf("IPv6 address must be in brackets in %q", name)
 		}
+		if strings.ContainsAny(host, "[]") {
+			return "", "", fmt.Errorf("misplaced bracket in %q", name)
+		}
 		if port == "" {
 			return "", "", fmt.Errorf("missing port in %q", name)
 		}

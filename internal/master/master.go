@@ -244,7 +244,7 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 	}
 	qopts.Create = true
 	qopts.Logf = m.log.Warning
-	if m.queue, err = queue.Open(snap.queueDir, qopts); err != nil {
+	if m.queue, err = openQueue(snap.queueDir, qopts, snap.cfg); err != nil {
 		return m, err
 	}
 	if _, err = m.queue.Recover(false); err != nil {
