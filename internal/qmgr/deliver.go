@@ -92,6 +92,7 @@ func (m *Manager) process(ctx context.Context, j job) {
 	case interrupted:
 		m.moveOrWarn(id, queue.Active, queue.Incoming)
 	case deferred:
+		m.backoff(id, env.Arrival)
 		m.moveOrWarn(id, queue.Active, queue.Deferred)
 	default:
 		if err := m.q.Remove(queue.Active, id); err != nil {

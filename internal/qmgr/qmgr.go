@@ -63,7 +63,8 @@ type Manager struct {
 	wake chan struct{}
 
 	mu       sync.Mutex
-	inflight map[string]bool // queue IDs claimed by a worker
+	inflight map[string]bool      // queue IDs claimed by a worker
+	retryAt  map[string]time.Time // deferred messages' next attempt
 }
 
 // agentLogs are the loggers of the in-process delivery agents, tagged as
@@ -97,6 +98,7 @@ func New(d Deps) (*Manager, error) {
 		set:      set,
 		wake:     make(chan struct{}, 1),
 		inflight: map[string]bool{},
+		retryAt:  map[string]time.Time{},
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -132,7 +134,8 @@ type job struct {
 
 // Run recovers messages left in active/ by a previous run, then delivers
 // until ctx ends: incoming/ at start, on Wake and every few seconds;
-// deferred/ at start, every queue_run_delay and on a postqueue -f request.
+// deferred/ at start and on a postqueue -f request (every message), and every
+// queue_run_delay (the messages whose back-off time has passed).
 // It returns after the deliveries in progress have finished and been
 // recorded, so no recipient is left half-done.
 func (m *Manager) Run(ctx context.Context) error {
@@ -158,15 +161,17 @@ func (m *Manager) Run(ctx context.Context) error {
 	retry := time.NewTicker(m.set.queueRunDelay)
 	defer retry.Stop()
 
-	incoming, deferred := true, true
+	// At start every deferred message is due: the back-off times were
+	// kept in memory by the previous run.
+	incoming, deferred, flush := true, true, true
 	for {
 		if incoming {
 			incoming = false
-			m.dispatch(ctx, jobs, queue.Incoming)
+			m.dispatch(ctx, jobs, queue.Incoming, false)
 		}
 		if deferred {
-			deferred = false
-			m.dispatch(ctx, jobs, queue.Deferred)
+			m.dispatch(ctx, jobs, queue.Deferred, flush)
+			deferred, flush = false, false
 		}
 		select {
 		case <-ctx.Done():
@@ -176,7 +181,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-scan.C:
 			incoming = true
 			if m.flushRequested() {
-				deferred = true
+				deferred, flush = true, true
 			}
 		case <-retry.C:
 			deferred = true
@@ -185,8 +190,8 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // flushRequested takes postqueue's requests (postqueue -f, -i, -s) from
-// public/. Every kind flushes the whole deferred queue: without per-message
-// back-off yet, that is what any of them would amount to.
+// public/. Every kind flushes the whole deferred queue: -i and -s ask for
+// less, and trying more early costs a little work, not mail.
 func (m *Manager) flushRequested() bool {
 	reqs, err := postqueue.TakeRequests(m.q.Dir())
 	if err != nil {
@@ -199,13 +204,17 @@ func (m *Manager) flushRequested() bool {
 }
 
 // dispatch hands every message of the named queue, oldest first, to the
-// workers, skipping those a worker already has. It returns early when ctx
-// ends.
-func (m *Manager) dispatch(ctx context.Context, jobs chan<- job, from string) {
+// workers, skipping those a worker already has and, in deferred/, those
+// whose back-off time has not yet passed (unless all asks for every one, as
+// postqueue -f does). It returns early when ctx ends.
+func (m *Manager) dispatch(ctx context.Context, jobs chan<- job, from string, all bool) {
 	ids, err := m.q.List(from)
 	if err != nil {
 		m.log.Warning("scan %s: %v", from, err)
 		return
+	}
+	if from == queue.Deferred {
+		ids = m.due(ids, all)
 	}
 	// While a long deferred queue is handed out, new mail must not wait
 	// behind it (qmgr(8) alternates between the queues): a Wake then
@@ -223,13 +232,48 @@ func (m *Manager) dispatch(ctx context.Context, jobs chan<- job, from string) {
 			case jobs <- job{id: id, from: from}:
 				sent = true
 			case <-wake:
-				m.dispatch(ctx, jobs, queue.Incoming)
+				m.dispatch(ctx, jobs, queue.Incoming, false)
 			case <-ctx.Done():
 				m.release(id)
 				return
 			}
 		}
 	}
+}
+
+// due returns the deferred messages whose next attempt has come (all of
+// them when all is set) and forgets the back-off times of messages no
+// longer in deferred/ (delivered, or deleted by postsuper).
+func (m *Manager) due(ids []string, all bool) []string {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	listed := make(map[string]bool, len(ids))
+	var out []string
+	for _, id := range ids {
+		listed[id] = true
+		if at, ok := m.retryAt[id]; all || !ok || !now.Before(at) {
+			out = append(out, id)
+		}
+	}
+	for id := range m.retryAt {
+		if !listed[id] {
+			delete(m.retryAt, id)
+		}
+	}
+	return out
+}
+
+// backoff records when a message just deferred is next tried: after as
+// long as it has been queued, but at least minimal_backoff_time and at most
+// maximal_backoff_time (postconf(5); Postfix's qmgr computes it so), so
+// that a message failing for days is not retried every few minutes.
+func (m *Manager) backoff(id string, arrival time.Time) {
+	now := m.now()
+	wait := min(max(now.Sub(arrival), m.set.minBackoff), m.set.maxBackoff)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.retryAt[id] = now.Add(wait)
 }
 
 func (m *Manager) claim(id string) bool {
@@ -264,6 +308,8 @@ type settings struct {
 	mailboxSizeLimit int64
 
 	queueRunDelay time.Duration
+	minBackoff    time.Duration
+	maxBackoff    time.Duration
 	resolution    int
 	workers       int
 }
@@ -299,6 +345,15 @@ func loadSettings(cfg *config.Config) (settings, error) {
 	}
 	if s.queueRunDelay <= 0 {
 		return s, wrap("queue_run_delay", errors.New("must be positive"))
+	}
+	if s.minBackoff, err = cfg.Duration("minimal_backoff_time"); err != nil {
+		return s, wrap("minimal_backoff_time", err)
+	}
+	if s.maxBackoff, err = cfg.Duration("maximal_backoff_time"); err != nil {
+		return s, wrap("maximal_backoff_time", err)
+	}
+	if s.maxBackoff < s.minBackoff {
+		s.maxBackoff = s.minBackoff
 	}
 	res, err := cfg.Int("delay_logging_resolution_limit")
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/delivery/maildir"
 	"moat/internal/maillog"
+	"moat/internal/postqueue"
 	"moat/internal/queue"
 	"moat/internal/queue/queuetest"
 )
@@ -370,7 +371,7 @@ func TestMboxAndHomeMailboxDeferred(t *testing.T) {
 }
 
 func TestDeferredRetriedAfterQueueRunDelay(t *testing.T) {
-	e := newEnv(t, "queue_run_delay = 1s\n")
+	e := newEnv(t, "queue_run_delay = 1s\nminimal_backoff_time = 1s\n")
 	// A file where hank's Maildir should be: delivery fails temporarily.
 	if err := os.MkdirAll(e.spool, 0o700); err != nil {
 		t.Fatal(err)
@@ -426,4 +427,36 @@ func TestShutdownLeavesNothingActive(t *testing.T) {
 	if a, b := e.count("ivan"), e.count("judy"); a != 20 || b != 20 {
 		t.Errorf("ivan has %d, judy %d messages; want 20 each", a, b)
 	}
+}
+
+func TestBackoffThenFlush(t *testing.T) {
+	e := newEnv(t, "queue_run_delay = 1s\nminimal_backoff_time = 1h\n")
+	if err := os.MkdirAll(e.spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	blocker := filepath.Join(e.spool, "kate")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := e.put("s@example.org", "kate@mx.test")
+	e.start()
+	e.waitFor("deferral", 5*time.Second, func() bool { return e.inQueue(queue.Deferred, id) })
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	// Two queue runs pass; the message's back-off (an hour) has not.
+	time.Sleep(2500 * time.Millisecond)
+	if !e.inQueue(queue.Deferred, id) || e.count("kate") != 0 {
+		t.Fatal("a deferred message was retried before minimal_backoff_time")
+	}
+	// public/ is made by `postfix start`, not by queue.Open.
+	if err := os.Mkdir(filepath.Join(e.fix.QueueDir, postqueue.TriggerDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := postqueue.WriteRequest(e.fix.QueueDir, postqueue.Request{Kind: postqueue.FlushAll}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("delivery after postqueue -f", 2*scanInterval+time.Second, func() bool {
+		return e.count("kate") == 1 && e.gone(id)
+	})
 }
