@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -107,11 +108,17 @@ func waitListen(args []string) error {
 	fl := flag.NewFlagSet("wait", flag.ContinueOnError)
 	addr := fl.String("addr", "", "server address host:port")
 	timeout := fl.Duration("timeout", 30*time.Second, "limit")
+	pid := fl.Int("pid", 0, "server process; its exit ends the wait at once")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(*timeout)
 	for {
+		if *pid > 0 {
+			if err := syscall.Kill(*pid, 0); errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("wait %s: server process %d exited", *addr, *pid)
+			}
+		}
 		c, err := net.DialTimeout("tcp", *addr, time.Second)
 		if err == nil {
 			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))

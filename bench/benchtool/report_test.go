@@ -7,6 +7,8 @@ import (
 )
 
 const rawSample = `# bench/run raw results
+server=plan mode=store point=1k-s1
+server=plan mode=store point=1k-s200
 server=postfix mode=store point=1k-s1 sessions=1 count=5000 size=1024 rc=0 wall=50.000 done=51.000 cpu_accept=9.00 cpu_done=10.00 peak_rss_kb=20480 procs=20 delivered=5000 queued=0
 server=moat mode=store point=1k-s1 sessions=1 count=5000 size=1024 rc=0 wall=25.000 done=25.500 cpu_accept=4.00 cpu_done=5.00 peak_rss_kb=10240 procs=1 delivered=4999 queued=0
 server=postfix mode=discard point=1k-s1 sessions=1 count=5000 size=1024 rc=0 wall=40.000 done=40.100 cpu_accept=8.00 cpu_done=8.00 peak_rss_kb=20480 procs=20 delivered=0 queued=0
@@ -27,6 +29,8 @@ func TestReportTables(t *testing.T) {
 		"| 1k-s1 | 125 | pending | – | 1.60 | pending | – |",
 		"| postfix | 1000/1000 | 10 → 1010 | 5000.0 | 700.0 |",
 		"| moat | pending | pending | pending | pending |",
+		// Planned but never run by either server.
+		"| 1k-s200 | pending | pending | – |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks\n%s\nin\n%s", want, got)
