@@ -238,4 +238,3 @@ func (c *client) closed() {
 		c.t.Fatalf("connection still open; got %q", string(b)+string(rest))
 	}
 }
-
