@@ -119,6 +119,13 @@ type connReader struct{ s *session }
 
 func (r connReader) Read(p []byte) (int, error) {
 	s := r.s
+	// The reader has nothing buffered and must wait for the client: this
+	// is when replies go out (RFC 2920 §3.2), so a pipelined batch is
+	// answered in one write and a client never waits for a reply the
+	// server still holds.
+	if s.bw.Buffered() > 0 {
+		s.flush()
+	}
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
@@ -190,6 +197,8 @@ func (s *session) run() {
 			return
 		}
 	}
+	// The client went away while replies were being written.
+	s.log.Info("%s", maillog.After(maillog.LostConnection, s.state, s.client))
 }
 
 // command reads and runs one command; a non-nil error ends the session.
@@ -324,9 +333,8 @@ func (s *session) write(r smtp.Reply) {
 	s.flush()
 }
 
-// reply sends a command's reply. Replies are flushed only when the client
-// has sent nothing more (RFC 2920 §3.2), so a pipelined batch is answered in
-// one write. 4xx and 5xx replies count as errors for smtpd_soft_error_limit
+// reply queues a command's reply; connReader sends it when the session next
+// waits for input (RFC 2920 §3.2). 4xx and 5xx replies count as errors for smtpd_soft_error_limit
 // and smtpd_hard_error_limit, as in Postfix's smtpd_chat_reply.
 func (s *session) reply(r smtp.Reply) {
 	if r.Code >= 400 {
@@ -338,9 +346,6 @@ func (s *session) reply(r smtp.Reply) {
 	}
 	s.log.Verbose("> %s: %s", s.client, r.String())
 	_, _ = r.WriteTo(s.bw)
-	if s.br.Buffered() == 0 {
-		s.flush()
-	}
 }
 
 func (s *session) flush() {
