@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"moat/internal/queue"
+	"moat/internal/resolve"
 	"moat/internal/smtp"
 )
 
@@ -58,14 +59,12 @@ func (m *Manager) queueNotice(msg *queue.Message, items []bounceItem) error {
 		return nil
 	}
 	_, domain := splitAddress(env.Sender)
-	if domain != "" {
-		local, err := m.classify(domain)
-		if err != nil {
-			return fmt.Errorf("resolving <%s>: %w", env.Sender, err)
-		}
-		if !local {
-			return nil
-		}
+	class, err := m.classify(domain)
+	if err != nil {
+		return fmt.Errorf("resolving <%s>: %w", env.Sender, err)
+	}
+	if class != resolve.Local {
+		return nil
 	}
 	var lines []string
 	for _, it := range items {

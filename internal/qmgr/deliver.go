@@ -8,6 +8,7 @@ import (
 
 	"moat/internal/maillog"
 	"moat/internal/queue"
+	"moat/internal/resolve"
 )
 
 // result is one recipient's delivery attempt.
@@ -142,21 +143,33 @@ func (m *Manager) moveOrWarn(id, from, to string) {
 	}
 }
 
-// deliver chooses recipient i's transport and runs its agent.
+// deliver chooses recipient i's transport from its domain's address class
+// (ADDRESS_CLASS_README: local_transport, virtual_transport,
+// relay_transport, default_transport) and runs its agent.
 func (m *Manager) deliver(msg *queue.Message, i int) result {
 	addr := msg.Envelope.Recipients[i].Address
 	_, domain := splitAddress(addr)
-	local := domain == ""
-	if !local {
-		var err error
-		if local, err = m.classify(domain); err != nil {
-			m.log.Warning("%s: resolving <%s>: %v", msg.ID, addr, err)
-			return m.qmgrResult(queue.RcptDeferred, "4.3.0", "address resolver failure")
-		}
+	class, err := m.classify(domain)
+	if err != nil {
+		m.log.Warning("%s: resolving <%s>: %v", msg.ID, addr, err)
+		return m.qmgrResult(queue.RcptDeferred, "4.3.0", "address resolver failure")
 	}
-	setting := m.set.defaultTransport
-	if local {
+	var setting string
+	switch class {
+	case resolve.Local:
 		setting = m.set.localTransport
+	case resolve.VirtualAlias:
+		// Postfix bounces what virtual_alias_maps did not rewrite
+		// ("User unknown in virtual alias table"); moat does not rewrite
+		// yet, so the address may well exist: keep the mail.
+		return m.qmgrResult(queue.RcptDeferred, "4.3.0",
+			"virtual alias rewriting is not available yet in this version of moat")
+	case resolve.VirtualMailbox:
+		setting = m.set.virtualTransport
+	case resolve.RelayDomain:
+		setting = m.set.relayTransport
+	default:
+		setting = m.set.defaultTransport
 	}
 	rt := parseTransport(setting, domain)
 	switch rt.transport {

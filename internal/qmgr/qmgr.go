@@ -1,6 +1,8 @@
 // Package qmgr is moat's queue manager (Postfix's qmgr(8)): it takes
 // messages from incoming/ (and, every queue_run_delay, from deferred/) into
-// active/, chooses a transport for each recipient that is not yet settled,
+// active/, chooses a transport for each recipient that is not yet settled
+// from its domain's address class (internal/resolve: local_transport,
+// virtual_transport, relay_transport, default_transport),
 // hands the recipient to that transport's delivery agent, records the result
 // in the queue file (fsynced) before it logs it, and finally removes the
 // message or moves it to deferred/.
@@ -23,14 +25,15 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"moat/internal/config"
 	"moat/internal/maillog"
+	"moat/internal/maps"
 	"moat/internal/postqueue"
 	"moat/internal/queue"
+	"moat/internal/resolve"
 )
 
 // Deps is what the queue manager needs from the process that runs it (the
@@ -43,12 +46,12 @@ type Deps struct {
 	Queue *queue.Queue
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Classify says whether a recipient domain is local (the local
-	// transport's, postconf(5) local_transport) or not (default_transport).
-	// Nil means: the domain is one of the mydestination entries, compared
-	// case-insensitively. It stands in for the address resolver
-	// (internal/resolve, trivial-rewrite(8)) until that is wired in.
-	Classify func(domain string) (local bool, err error)
+	// Classify returns a recipient domain's address class
+	// (ADDRESS_CLASS_README), which chooses the transport. Nil means a
+	// resolver built from Config (internal/resolve, trivial-rewrite(8)),
+	// closed when Run returns; a process that has one open already may
+	// pass its Domain method.
+	Classify func(domain string) (resolve.Class, error)
 }
 
 // Manager is one running queue manager. Create it with New; run it with Run.
@@ -56,7 +59,9 @@ type Manager struct {
 	log      *maillog.Logger
 	q        *queue.Queue
 	now      func() time.Time
-	classify func(domain string) (bool, error)
+	classify func(domain string) (resolve.Class, error)
+	closer   func() error // releases the resolver New opened, if any
+	ran      bool
 	set      settings
 	agents   agentLogs
 
@@ -104,7 +109,15 @@ func New(d Deps) (*Manager, error) {
 		m.now = time.Now
 	}
 	if m.classify == nil {
-		m.classify = set.inMydestination
+		mo := maps.DefaultOptions()
+		mo.UTF8 = set.smtputf8
+		log := d.Log
+		mo.Warn = func(msg string) { log.Warning("%s", msg) }
+		r, err := resolve.New(d.Config, mo)
+		if err != nil {
+			return nil, fmt.Errorf("qmgr: %w", err)
+		}
+		m.classify, m.closer = r.Domain, r.Close
 	}
 	pid := os.Getpid()
 	m.agents = agentLogs{
@@ -138,7 +151,23 @@ type job struct {
 // queue_run_delay (the messages whose back-off time has passed).
 // It returns after the deliveries in progress have finished and been
 // recorded, so no recipient is left half-done.
+//
+// A Manager runs once: Run releases its tables when it returns.
 func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	again := m.ran
+	m.ran = true
+	m.mu.Unlock()
+	if again {
+		return errors.New("qmgr: Run called twice")
+	}
+	if m.closer != nil {
+		defer func() {
+			if err := m.closer(); err != nil {
+				m.log.Warning("closing tables: %v", err)
+			}
+		}()
+	}
 	if _, err := m.q.RequeueActive(); err != nil {
 		return fmt.Errorf("qmgr: %w", err)
 	}
@@ -295,9 +324,11 @@ func (m *Manager) release(id string) {
 // settings are the parameters read once at New.
 type settings struct {
 	myhostname       string
-	mydestination    []string
+	smtputf8         bool
 	localTransport   string
 	defaultTransport string
+	virtualTransport string
+	relayTransport   string
 
 	spoolDir         string
 	homeMailbox      string
@@ -323,6 +354,8 @@ func loadSettings(cfg *config.Config) (settings, error) {
 		myhostname:       cfg.Get("myhostname"),
 		localTransport:   cfg.Get("local_transport"),
 		defaultTransport: cfg.Get("default_transport"),
+		virtualTransport: cfg.Get("virtual_transport"),
+		relayTransport:   cfg.Get("relay_transport"),
 		spoolDir:         cfg.Get("mail_spool_directory"),
 		homeMailbox:      cfg.Get("home_mailbox"),
 		mailboxCommand:   cfg.Get("mailbox_command"),
@@ -331,8 +364,8 @@ func loadSettings(cfg *config.Config) (settings, error) {
 	}
 	var err error
 	wrap := func(name string, err error) error { return fmt.Errorf("qmgr: %s: %w", name, err) }
-	if s.mydestination, err = cfg.List("mydestination"); err != nil {
-		return s, wrap("mydestination", err)
+	if s.smtputf8, err = cfg.Bool("smtputf8_enable"); err != nil {
+		return s, wrap("smtputf8_enable", err)
 	}
 	if s.origRecipient, err = cfg.Bool("enable_original_recipient"); err != nil {
 		return s, wrap("enable_original_recipient", err)
@@ -372,20 +405,11 @@ func loadSettings(cfg *config.Config) (settings, error) {
 	if s.localTransport == "" {
 		return s, wrap("local_transport", errors.New("empty"))
 	}
-	if s.defaultTransport == "" {
-		return s, wrap("default_transport", errors.New("empty"))
-	}
-	return s, nil
-}
-
-// inMydestination is the default Classify: mydestination entries compared
-// case-insensitively (postconf(5) mydestination). Table entries
-// ("hash:/etc/...") are not consulted until the resolver is wired in.
-func (s *settings) inMydestination(domain string) (bool, error) {
-	for _, d := range s.mydestination {
-		if strings.EqualFold(d, domain) {
-			return true, nil
+	for name, v := range map[string]string{"default_transport": s.defaultTransport,
+		"virtual_transport": s.virtualTransport, "relay_transport": s.relayTransport} {
+		if v == "" {
+			return s, wrap(name, errors.New("empty"))
 		}
 	}
-	return false, nil
+	return s, nil
 }

@@ -73,11 +73,26 @@ func newEnv(t *testing.T, extra string) *env {
 	buf := &logBuf{}
 	log := maillog.New(maillog.Options{Sink: buf, Fallback: buf, SyslogName: "postfix", Daemon: "qmgr", PID: 1})
 	t.Cleanup(func() { _ = log.Close(context.Background()) })
-	m, err := New(Deps{Config: cfg, Log: log, Queue: fix.Queue})
+	e := &env{t: t, fix: fix, cfg: cfg, spool: spool, log: log, buf: buf}
+	e.m = e.newManager()
+	return e
+}
+
+func (e *env) newManager() *Manager {
+	e.t.Helper()
+	m, err := New(Deps{Config: e.cfg, Log: e.log, Queue: e.fix.Queue})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	return &env{t: t, fix: fix, cfg: cfg, spool: spool, log: log, buf: buf, m: m}
+	return m
+}
+
+// restart stops the running manager and starts a new one on the same
+// queue, as a restart of moat does.
+func (e *env) restart() {
+	e.stop()
+	e.m = e.newManager()
+	e.start()
 }
 
 // start runs the manager until the test ends (or stop is called), and
@@ -248,10 +263,8 @@ func TestLocalDeliveredRemoteDeferred(t *testing.T) {
 	e.wantLog(`^postfix/qmgr\[PID\]: ` + id + `: to=<carol@remote.example>, relay=none, ` +
 		`delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/0/0, dsn=4.3.0, status=deferred \(` + reason + `\)$`)
 	// A second run retries carol only: bob is not delivered twice.
-	e.stop()
-	e2 := &env{t: t, fix: e.fix, spool: e.spool, log: e.log, buf: e.buf, m: e.m}
-	e2.start()
-	e2.waitFor("retry", 5*time.Second, func() bool {
+	e.restart()
+	e.waitFor("retry", 5*time.Second, func() bool {
 		return strings.Count(strings.Join(e.buf.all(), "\n"), "to=<carol@remote.example>") >= 2 &&
 			e.inQueue(queue.Deferred, id)
 	})
@@ -414,9 +427,8 @@ func TestShutdownLeavesNothingActive(t *testing.T) {
 		t.Errorf("after Run returned, active/ holds %v", active)
 	}
 	// Every recipient is delivered exactly once, now or after a restart.
-	e2 := &env{t: t, fix: e.fix, spool: e.spool, log: e.log, buf: e.buf, m: e.m}
-	e2.start()
-	e2.waitFor("the rest", 10*time.Second, func() bool {
+	e.restart()
+	e.waitFor("the rest", 10*time.Second, func() bool {
 		for _, id := range ids {
 			if !e.gone(id) {
 				return false
@@ -459,4 +471,23 @@ func TestBackoffThenFlush(t *testing.T) {
 	e.waitFor("delivery after postqueue -f", 2*scanInterval+time.Second, func() bool {
 		return e.count("kate") == 1 && e.gone(id)
 	})
+}
+
+// The address class chooses the transport (ADDRESS_CLASS_README); the
+// transports that do not exist yet defer, never bounce.
+func TestAddressClassesChooseTransport(t *testing.T) {
+	e := newEnv(t, "relay_domains = relay.example\nvirtual_mailbox_domains = vmail.example\n"+
+		"virtual_alias_domains = valias.example\nrelay_transport = discard:relayed\n")
+	id := e.put("s@example.org", "a@relay.example", "b@vmail.example", "c@valias.example", "d@MX.TEST.")
+	e.start()
+	e.waitFor("deferral", 5*time.Second, func() bool { return e.inQueue(queue.Deferred, id) })
+	e.wantLog(`^postfix/discard\[PID\]: ` + id + `: to=<a@relay.example>, .*status=sent \(relayed\)$`)
+	e.wantLog(`^postfix/qmgr\[PID\]: ` + id + `: to=<b@vmail.example>, relay=none, .*dsn=4.3.0, ` +
+		`status=deferred \(delivery via virtual is not available yet in this version of moat\)$`)
+	e.wantLog(`^postfix/qmgr\[PID\]: ` + id + `: to=<c@valias.example>, relay=none, .*dsn=4.3.0, ` +
+		`status=deferred \(virtual alias rewriting is not available yet in this version of moat\)$`)
+	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<d@MX.TEST.>, relay=local, .*status=sent \(delivered to maildir\)$`)
+	if n := e.count("d"); n != 1 {
+		t.Errorf("d has %d messages, want 1", n)
+	}
 }
