@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"moat/internal/maillog"
+	"moat/internal/matchlist"
 	"moat/internal/smtp"
 )
 
@@ -28,13 +29,28 @@ func (s *session) identify() {
 	if s.set.peernameLookup {
 		s.client.Name = lookupClientName(s.ctx, addr)
 	}
-	if s.set.debugPeers.match(addr) && s.set.debugLevel > 0 {
+	if s.set.debugLevel > 0 && s.listMatch(s.set.debugPeers) {
 		s.log = s.log.WithVerbose(s.set.debugLevel)
 	}
 	s.bare = s.set.bareNewline
-	if s.set.bareExclusions.match(addr) {
+	// A table that fails leaves the client under the stricter policy.
+	if s.set.bareNewline != smtp.BareNewlineNo && s.listMatch(s.set.bareExclusions) {
 		s.bare = smtp.BareNewlineNo
 	}
+}
+
+// listMatch asks a Host match list about the client; a table failure is
+// logged and counts as no match.
+func (s *session) listMatch(l *matchlist.List) bool {
+	if l == nil || l.Empty() {
+		return false
+	}
+	ok, err := l.Match(s.clientName(), s.client.Addr)
+	if err != nil {
+		s.log.Warning("%v", err)
+		return false
+	}
+	return ok
 }
 
 // lookupClientName is the client name as Postfix verifies it: the PTR name,

@@ -22,6 +22,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/maillog"
 	"moat/internal/maps"
+	"moat/internal/matchlist"
 	"moat/internal/queue"
 	"moat/internal/smtp"
 )
@@ -72,8 +73,8 @@ type settings struct {
 
 	bareNewline     smtp.BareNewline
 	bareNewlineCode int
-	bareExclusions  *netList
-	debugPeers      *netList
+	bareExclusions  *matchlist.List
+	debugPeers      *matchlist.List
 	debugLevel      int
 
 	discardEHLO      map[string]bool
@@ -99,15 +100,24 @@ func New(d Deps) (*Server, error) {
 		d.Now = time.Now
 	}
 	s := &Server{d: d}
-	if err := s.readSettings(); err != nil {
+	mo := maps.DefaultOptions()
+	utf8, err := d.Config.Bool("smtputf8_enable")
+	if err != nil {
 		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
 	}
-	mo := maps.DefaultOptions()
-	mo.UTF8 = s.set.smtputf8
+	mo.UTF8 = utf8
+	if uid, ok := d.Config.MailOwnerUID(); ok {
+		mo.TrustedUIDs = append(mo.TrustedUIDs, uid)
+	}
 	log := d.Log
 	mo.Warn = func(msg string) { log.Warning("%s", msg) }
+	if err := s.readSettings(mo); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
+	}
 	cs, err := cleanup.FromConfig(d.Config, mo)
 	if err != nil {
+		s.Close()
 		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
 	}
 	s.cleanup = cs
@@ -116,10 +126,16 @@ func New(d Deps) (*Server, error) {
 
 // Close releases the tables; call it after every session has ended.
 func (s *Server) Close() error {
-	if s.cleanup == nil {
-		return nil
+	var errs []error
+	for _, l := range []*matchlist.List{s.set.bareExclusions, s.set.debugPeers} {
+		if l != nil {
+			errs = append(errs, l.Close())
+		}
 	}
-	return s.cleanup.Close()
+	if s.cleanup != nil {
+		errs = append(errs, s.cleanup.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // ServeConn runs one SMTP session on c and returns when it ends. Cancelling
@@ -134,7 +150,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	ss.run()
 }
 
-func (s *Server) readSettings() error {
+func (s *Server) readSettings(mo maps.Options) error {
 	c := s.d.Config
 	st := &s.set
 	var err error
@@ -211,10 +227,10 @@ func (s *Server) readSettings() error {
 	if st.bareNewline, err = smtp.ParseBareNewline(c.Get("smtpd_forbid_bare_newline")); err != nil {
 		return fmt.Errorf("smtpd_forbid_bare_newline: %w", err)
 	}
-	if st.bareExclusions, err = newNetList(c, "smtpd_forbid_bare_newline_exclusions"); err != nil {
+	if st.bareExclusions, err = matchlist.New(c, "smtpd_forbid_bare_newline_exclusions", matchlist.Host, mo); err != nil {
 		return err
 	}
-	if st.debugPeers, err = newNetList(c, "debug_peer_list"); err != nil {
+	if st.debugPeers, err = matchlist.New(c, "debug_peer_list", matchlist.Host, mo); err != nil {
 		return err
 	}
 	st.discardEHLO = map[string]bool{}

@@ -3,56 +3,9 @@ package smtpd
 import (
 	"bytes"
 	"io"
-	"net/netip"
 	"strings"
 	"testing"
 )
-
-func TestParseNetEntry(t *testing.T) {
-	for in, want := range map[string]string{
-		"127.0.0.1/32":    "127.0.0.1/32",
-		"192.0.2.7/24":    "192.0.2.0/24",
-		"192.0.2.7":       "192.0.2.7/32",
-		"[::1]/128":       "::1/128",
-		"[2001:db8::1]":   "2001:db8::1/128",
-		"example.com":     "",
-		"hash:/etc/x":     "",
-		"192.0.2.0/33":    "",
-		"[fe80::1%eth0]":  "",
-		"/etc/postfix/nw": "",
-	} {
-		p, ok := parseNetEntry(in)
-		got := ""
-		if ok {
-			got = p.String()
-		}
-		if got != want {
-			t.Errorf("parseNetEntry(%q) = %q, want %q", in, got, want)
-		}
-	}
-	l := &netList{}
-	for _, w := range []string{"10.0.0.0/8", "[2001:db8::]/32"} {
-		p, _ := parseNetEntry(w)
-		l.prefixes = append(l.prefixes, p)
-	}
-	for a, want := range map[string]bool{"10.1.2.3": true, "::ffff:10.1.2.3": true, "11.0.0.1": false, "2001:db8::5": true} {
-		if got := l.match(netip.MustParseAddr(a)); got != want {
-			t.Errorf("match(%s) = %v", a, got)
-		}
-	}
-}
-
-func FuzzParseNetEntry(f *testing.F) {
-	for _, s := range []string{"127.0.0.1/32", "[::1]/128", "192.0.2.1", "[2001:db8::]/32", "x/y", "[]", "1.2.3.4/0"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		p, ok := parseNetEntry(s)
-		if ok && (!p.IsValid() || p.Masked() != p) {
-			t.Fatalf("parseNetEntry(%q) = %v", s, p)
-		}
-	})
-}
 
 func TestMessageIDTap(t *testing.T) {
 	for in, want := range map[string]string{
