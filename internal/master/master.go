@@ -157,11 +157,20 @@ type Options struct {
 // master running: ErrRunning) are returned before anything is served; a
 // clean stop returns nil.
 func Run(ctx context.Context, opts Options) error {
+	// Signals are caught before start-up begins, so a SIGTERM that arrives
+	// while listeners are being bound stops the master cleanly afterwards
+	// instead of killing it half-started.
+	var sigs chan os.Signal
+	if opts.Signals {
+		sigs = make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(sigs)
+	}
 	m, err := start(ctx, opts)
 	if err != nil {
 		return err
 	}
-	sig := m.loop(ctx)
+	sig := m.loop(ctx, sigs)
 	return m.shutdown(sig)
 }
 
@@ -366,13 +375,7 @@ func (m *master) Addrs() map[string][]net.Addr {
 // loop waits for reload and stop requests and returns the number of the
 // signal that stops the master (15 when ctx is cancelled: the caller's
 // stand-in for SIGTERM).
-func (m *master) loop(ctx context.Context) int {
-	var sigs chan os.Signal
-	if m.opts.Signals {
-		sigs = make(chan os.Signal, 4)
-		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-		defer signal.Stop(sigs)
-	}
+func (m *master) loop(ctx context.Context, sigs <-chan os.Signal) int {
 	for {
 		select {
 		case <-ctx.Done():
