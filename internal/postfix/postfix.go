@@ -1,7 +1,25 @@
 // Package postfix is moat's `postfix` command (postfix(1)): the admin's
-// front end to the mail system. For now it implements only `postfix check`,
-// the pre-flight an admin runs before start or reload; the server lifecycle
-// subcommands answer that they are not available yet rather than pretending.
+// front end to the mail system. It implements `check`, the pre-flight an
+// admin runs before start or reload, and the lifecycle: `start` (check,
+// then a detached master, returning once it is ready), `start-fg` (the
+// master in the foreground, for systemd Type=simple and containers),
+// `stop`, `status` and `reload`, with postfix-script's messages
+// ("the Postfix mail system is running: PID: N"), which admins and scripts
+// grep. The other subcommands (abort, flush, set-permissions, ...) answer
+// that they are not available yet rather than pretending.
+//
+// Decisions where moat's lifecycle differs from Postfix's:
+//   - `start-fg` does not run `postfix check` (Postfix's does): the master
+//     itself refuses what a daemon would refuse, and a development machine
+//     without a postfix account can still `make run`;
+//   - `stop` waits for the master (bounded) and reports "waiting for the
+//     Postfix mail system to terminate" each second, as Postfix 3.7's
+//     postfix-script does, but only after the master's own drain bound
+//     (10 s) plus a margin does it stop it "with force" (SIGKILL);
+//   - `reload` does not run `postsuper active` first: moat's queue manager
+//     requeues active/ itself when it starts;
+//   - the script's messages go to the mail log only when there is a real
+//     sink (maillog_file or /dev/log), never a second time to stderr.
 //
 // Decisions where moat's check differs from Postfix's:
 //   - check creates nothing (Postfix creates missing queue directories):
@@ -75,6 +93,11 @@ func Main(env *cli.Env, prog string, args []string) int {
 		}
 		probs := Check(env.ConfigDir(cdir), Options{Dir: cwd})
 		return Report(env, prog, probs)
+	case cmd == "start" || cmd == "start-fg" || cmd == "stop" || cmd == "status" || cmd == "reload":
+		if len(rest) > 1 {
+			return env.Fatalf(prog, "%s", usage)
+		}
+		return lifecycle(env, prog, cdir, cmd)
 	case isLifecycle(cmd):
 		return env.Fatalf(prog, "%s: not available yet in this version of moat", cmd)
 	}

@@ -24,8 +24,10 @@ func TestMainCommands(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"start"}, "postfix: fatal: start: not available yet in this version of moat\n"},
-		{[]string{"-c", "/nonexistent", "-v", "reload"}, "postfix: fatal: reload: not available yet in this version of moat\n"},
+		{[]string{"abort"}, "postfix: fatal: abort: not available yet in this version of moat\n"},
+		{[]string{"-c", "/nonexistent", "-v", "flush"}, "postfix: fatal: flush: not available yet in this version of moat\n"},
+		{[]string{"-c", "/nonexistent", "-v", "reload"}, "postfix: fatal: open /nonexistent/main.cf: No such file or directory\n"},
+		{[]string{"status", "extra"}, "postfix: fatal: usage: postfix [-c config_dir] [-Dv] command\n"},
 		{[]string{"-D", "set-permissions"}, "postfix: fatal: set-permissions: not available yet in this version of moat\n"},
 		{[]string{"bogus"}, "postfix/postfix-script: fatal: unknown command: 'bogus'. Usage: postfix start (or stop, reload, abort, flush, check, status, set-permissions, upgrade-configuration)\n"},
 		{nil, "postfix: fatal: usage: postfix [-c config_dir] [-Dv] command\n"},
