@@ -108,7 +108,18 @@ func New(cfg *config.Config, param string, kind Kind, opts maps.Options) (*List,
 	if err != nil {
 		return nil, fmt.Errorf("parent_domain_matches_subdomains: %w", err)
 	}
-	return ParseStyle(param, value, kind, slices.Contains(styles, param), opts)
+	return ParseStyle(param, value, kind, slices.Contains(styles, styleName(param)), opts)
+}
+
+// styleName is the parent_domain_matches_subdomains feature that governs
+// param: its own name, except for lists documented to behave as another
+// (postconf(5): smtpd_forbid_bare_newline_exclusions "uses the same syntax
+// and parent-domain matching behavior as mynetworks").
+func styleName(param string) string {
+	if param == "smtpd_forbid_bare_newline_exclusions" {
+		return "mynetworks"
+	}
+	return param
 }
 
 // defaultParentStyle is Postfix 3.7's parent_domain_matches_subdomains
@@ -124,7 +135,7 @@ var defaultParentStyle = []string{
 // decides whether "example.com" also matches subdomains. A caller holding a
 // configuration should use New, which reads the real setting.
 func Parse(origin, value string, kind Kind, opts maps.Options) (*List, error) {
-	return ParseStyle(origin, value, kind, slices.Contains(defaultParentStyle, origin), opts)
+	return ParseStyle(origin, value, kind, slices.Contains(defaultParentStyle, styleName(origin)), opts)
 }
 
 // ParseStyle is Parse with parent-domain matching chosen by the caller

@@ -85,14 +85,22 @@ func TestParseAndNewParentStyle(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, l, []probe{{"a.example.com", "", true}})
-	l, err = Parse("smtpd_forbid_bare_newline_exclusions", "example.com", Host, maps.DefaultOptions())
+	l, err = Parse("smtpd_client_event_limit_exceptions", "example.com", Host, maps.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	check(t, l, []probe{{"a.example.com", "", false}, {"example.com", "", true}})
+	// postconf(5): "the same syntax and parent-domain matching behavior as
+	// mynetworks".
+	l, err = Parse("smtpd_forbid_bare_newline_exclusions", "example.com", Host, maps.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, l, []probe{{"a.example.com", "", true}})
 
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "main.cf"), "parent_domain_matches_subdomains = smtpd_access_maps\n"+
+	writeFile(t, filepath.Join(dir, "main.cf"), "parent_domain_matches_subdomains = smtpd_access_maps, mynetworks\n"+
+		"smtpd_forbid_bare_newline_exclusions = example.org\n"+
 		"debug_peer_list = example.com, 192.0.2.0/24\nmydomain = example.net\n"+
 		"relay_domains = $mydomain\n")
 	cfg, err := config.Load(dir)
@@ -115,6 +123,12 @@ func TestParseAndNewParentStyle(t *testing.T) {
 	}
 	defer rl.Close()
 	check(t, rl, []probe{{"example.net", "", true}, {"EXAMPLE.net", "", true}, {"a.example.net", "", false}})
+	bl, err := New(cfg, "smtpd_forbid_bare_newline_exclusions", Host, maps.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bl.Close()
+	check(t, bl, []probe{{"a.example.org", "192.0.2.1", true}})
 }
 
 // mynetworks-style lists: addresses, networks, bracketed IPv6, first match
