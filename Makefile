@@ -7,9 +7,12 @@ STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/s
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/moat ./cmd/moat
 
-# Run moat's main job on the bundled development configuration.
+# Run moat in the foreground on the bundled development configuration
+# (examples/dev: 127.0.0.1 ports 2525, 2587, 2465; queue, mail and log
+# under ./var, relative to this directory). Ctrl-C stops it.
 run: build
-	./bin/moat postconf -c examples/dev -n
+	mkdir -p var/spool var/log
+	./bin/moat postfix -c examples/dev start-fg
 
 # Install every test dependency, then run every check and test.
 test:
