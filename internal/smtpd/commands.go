@@ -95,7 +95,9 @@ func (s *session) hello(arg string, extended bool) bool {
 		return false
 	}
 	s.abortTx()
-	s.helo = arg
+	// The name goes into Received: and the queue file: control bytes
+	// (a bare CR survives the command reader) must not.
+	s.helo = s.printable(arg)
 	s.proto = "SMTP"
 	s.pipeline = false
 	s.offered = smtp.Options{Strict: s.set.strict821, SizeLimit: s.set.sizeLimit}
@@ -318,7 +320,7 @@ func (s *session) vrfyCmd(line string) bool {
 		s.reply(smtp.NewReply(501, "5.5.4", "Syntax: VRFY address"))
 		return false
 	}
-	s.reply(smtp.NewReply(252, "2.0.0", toks[1].Value))
+	s.reply(smtp.NewReply(252, "2.0.0", s.printable(toks[1].Value)))
 	return true
 }
 
@@ -341,7 +343,7 @@ func (s *session) etrnCmd(arg string) bool {
 	}
 	dom := strings.TrimPrefix(toks[0].Value, "@")
 	dom = strings.TrimPrefix(dom, "#")
-	s.reply(smtp.Reply{Code: 459, Lines: []string{"<" + dom + ">: service unavailable"}})
+	s.reply(smtp.Reply{Code: 459, Lines: []string{"<" + s.printable(dom) + ">: service unavailable"}})
 	return false
 }
 
@@ -403,4 +405,11 @@ func (s *session) clientName() string {
 		return "unknown"
 	}
 	return s.client.Name
+}
+
+// printable replaces control characters in client text that is echoed in a
+// reply or stored (Postfix's printable()), so a client cannot break reply
+// framing or header syntax; valid UTF-8 stays when SMTPUTF8 is on.
+func (s *session) printable(v string) string {
+	return maillog.Printable(v, s.set.smtputf8)
 }

@@ -361,3 +361,25 @@ func TestPolicy(t *testing.T) {
 		t.Errorf("%d messages on hold, want 1", n)
 	}
 }
+
+// TestControlBytesEchoed: a bare CR (kept by the command reader under
+// "normalize") never reaches a reply or the queue file.
+func TestControlBytesEchoed(t *testing.T) {
+	h := newHarness(t, map[string]string{"disable_vrfy_command": "no"}, nil, "")
+	c := h.greeted()
+	c.cmd("EHLO a\rb", "250-")
+	c.cmd("VRFY <x\ry@example.com>", "252 2.0.0 <x?y@example.com>")
+	c.cmd("ETRN ex\x01am.ple", "459 <ex?am.ple>: service unavailable")
+	c.cmd("MAIL FROM:<a@example.org>", "250")
+	c.cmd("RCPT TO:<b@example.com>", "250")
+	c.cmd("DATA", "354")
+	c.write(body + ".\r\n")
+	got := c.expect("250 2.0.0 Ok: queued as ")
+	info, err := h.q.Stat(queue.Incoming, got[len("250 2.0.0 Ok: queued as "):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Envelope.Helo != "a?b" {
+		t.Errorf("helo %q", info.Envelope.Helo)
+	}
+}
