@@ -27,6 +27,7 @@ func FuzzParseMatch(f *testing.F) {
 		{"static:x !static:y", "a", "::ffff:1.2.3.4"},
 	} {
 		f.Add(s.list, s.name, s.addr, uint8(0))
+		f.Add(s.list, s.name, s.addr, uint8(8))
 	}
 	f.Fuzz(func(t *testing.T, list, name, addrText string, k uint8) {
 		kind := Kind(k % 4)
@@ -34,7 +35,9 @@ func FuzzParseMatch(f *testing.F) {
 		if fileOrTable(list) {
 			return
 		}
-		l, err := ParseStyle("fuzz", list, kind, k&4 != 0, maps.DefaultOptions())
+		opts := maps.DefaultOptions()
+		opts.UTF8 = k&8 != 0
+		l, err := ParseStyle("fuzz", list, kind, k&4 != 0, opts)
 		if err != nil {
 			return
 		}

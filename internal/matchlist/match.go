@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-
-	"moat/internal/maps"
 )
 
 // LookupError is a table that failed while a list was being matched.
@@ -38,7 +36,7 @@ func (l *List) Match(name string, addr netip.Addr) (bool, error) {
 	useName := l.kind != Addr
 	useAddr := (l.kind == Host || l.kind == Addr) && addr.IsValid()
 	if useName {
-		name = maps.FoldKey(name, l.utf8)
+		name = l.fold(name)
 	}
 	var addrText string
 	if useAddr {

@@ -356,6 +356,13 @@ func TestUTF8Fold(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, l, []probe{{"éxample.COM", "", true}, {"mail.ÉXAMPLE.COM", "", true}})
+	bad, err := ParseStyle("x", "\xff.example", Domain, false, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Invalid UTF-8 is not folded into U+FFFD, which would make any two
+	// invalid names equal.
+	check(t, bad, []probe{{"\xff.EXAMPLE", "", true}, {"\x80.example", "", false}, {"\uFFFD.example", "", false}})
 }
 
 func TestEmptyAndKinds(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"moat/internal/maps"
 )
@@ -13,7 +14,7 @@ import (
 // list's kind. Patterns are casefolded once here, as match_list_init does,
 // and looked-up names are folded the same way at match time.
 func (l *List) compile(item string) (pattern, error) {
-	p := pattern{text: maps.FoldKey(item, l.utf8)}
+	p := pattern{text: l.fold(item)}
 	if l.kind != Host && l.kind != Addr {
 		return p, nil
 	}
@@ -41,6 +42,14 @@ func (l *List) compile(item string) (pattern, error) {
 		return p, fmt.Errorf("%s: bad address pattern: %q", l.origin, item)
 	}
 	return p, nil
+}
+
+// fold casefolds a pattern or a name to be matched: Unicode case folding
+// when smtputf8 is on, except for text that is not valid UTF-8, which is
+// folded as ASCII so that distinct invalid bytes stay distinct (Unicode
+// folding would turn them all into U+FFFD and make them equal).
+func (l *List) fold(s string) string {
+	return maps.FoldKey(s, l.utf8 && utf8.ValidString(s))
 }
 
 // addressLike says which patterns are read as addresses or networks.
