@@ -1,13 +1,3 @@
-// Package smtpd is moat's SMTP server session (Postfix's smtpd(8)): one
-// goroutine per connection runs RFC 5321 commands with the extensions of
-// RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING), RFC 3461 (DSN),
-// RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8) and RFC 2034
-// (ENHANCEDSTATUSCODES), streams each message through cleanup into the
-// durable queue, and answers 250 only after the queue file is fsynced.
-//
-// Replies and log lines use Postfix's wording so that clients, fail2ban
-// filters and pflogsumm see what they see from Postfix. Where moat differs
-// the comment at the difference says why.
 package smtpd
 
 import (
