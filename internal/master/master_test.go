@@ -523,3 +523,54 @@ func TestRolesStartWakeStop(t *testing.T) {
 		t.Fatal("role still running after stop")
 	}
 }
+
+// TestReloadUnderLoad reloads repeatedly while clients keep connecting:
+// every connection is greeted, by one generation or the next, since the
+// listener never closes.
+func TestReloadUnderLoad(t *testing.T) {
+	f := newFixture(t, "smtpd_banner = g0", oneService)
+	addr := f.start().Addrs["127.0.0.1:0"][0]
+	const clients, reloads = 40, 5
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 5 * time.Millisecond)
+			c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "220 g") {
+				errs <- fmt.Errorf("client %d: %q %v", i, line, err)
+				return
+			}
+			fmt.Fprintf(c, "QUIT\r\n")
+		}()
+	}
+	for i := 1; i <= reloads; i++ {
+		f.writeMain(fmt.Sprintf("smtpd_banner = g%d", i))
+		f.doReload(Reloaded)
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Every replaced generation is closed once idle.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; i < reloads; i++ {
+		for !f.srv.get(i).isClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !f.srv.get(i).isClosed() {
+			t.Errorf("generation %d not closed", i)
+		}
+	}
+}

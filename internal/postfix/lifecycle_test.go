@@ -2,12 +2,14 @@ package postfix
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,22 +18,55 @@ import (
 	"moat/internal/testutil"
 )
 
-// buildMoat builds the real binary into a temporary directory: start
-// re-executes os.Executable(), which in a test would be the test binary.
-func buildMoat(t *testing.T) string {
-	t.Helper()
+// moatBinary builds the real binary once per test run: start re-executes
+// os.Executable(), which in a test would be the test binary.
+var moatBinary = sync.OnceValues(func() (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go not installed: cannot build the moat binary")
+		return "", errNoGo
 	}
-	bin := filepath.Join(t.TempDir(), "moat")
+	dir, err := os.MkdirTemp("", "moat-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "moat")
 	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/moat")
-	cmd.Dir = testutil.RepoRoot(t)
+	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+var errNoGo = errors.New("go not installed: cannot build the moat binary")
+
+// repoRoot is set by buildMoat's first caller, before moatBinary runs.
+var repoRoot string
+
+func buildMoat(t *testing.T) string {
+	t.Helper()
+	if repoRoot == "" {
+		repoRoot = testutil.RepoRoot(t)
+	}
+	bin, err := moatBinary()
+	if errors.Is(err, errNoGo) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if repoRoot != "" { // a test built the binary
+		if bin, err := moatBinary(); err == nil {
+			os.RemoveAll(filepath.Dir(bin))
+		}
+	}
+	os.Exit(code)
 }
 
 // freePort finds a loopback port nobody listens on now.
