@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"moat/internal/queue"
+	"moat/internal/testutil"
 )
 
 // The published SMTP smuggling end-of-data variants (December 2023), each
@@ -173,10 +174,7 @@ func TestQueueFull(t *testing.T) {
 
 // TestPythonSmtplib and TestSwaks use real clients.
 func TestPythonSmtplib(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py := testutil.Tool(t, "python3")
 	h := newHarness(t, nil, nil, "")
 	host, port, _ := strings.Cut(h.addr, ":")
 	script := `
@@ -212,10 +210,7 @@ s.quit()
 }
 
 func TestSwaks(t *testing.T) {
-	swaks, err := exec.LookPath("swaks")
-	if err != nil {
-		t.Skip("swaks not installed")
-	}
+	swaks := testutil.Tool(t, "swaks")
 	h := newHarness(t, nil, nil, "")
 	host, port, _ := strings.Cut(h.addr, ":")
 	for _, extra := range [][]string{nil, {"--pipeline"}} {
@@ -228,5 +223,25 @@ func TestSwaks(t *testing.T) {
 	}
 	if n := len(h.messages(queue.Incoming)); n != 2 {
 		t.Errorf("%d messages, want 2", n)
+	}
+}
+
+// TestSmtpSource runs Postfix's load generator: pipelined MAIL/RCPT/DATA
+// from several parallel sessions, several messages per connection.
+func TestSmtpSource(t *testing.T) {
+	src := testutil.Tool(t, "smtp-source")
+	h := newHarness(t, nil, nil, "")
+	out, err := exec.Command(src, "-s", "4", "-m", "40", "-d", "-r", "2", "-l", "2000",
+		"-f", "a@example.org", "-t", "b@example.com", "-M", "source.example.org", h.addr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	if n := len(h.messages(queue.Incoming)); n != 40 {
+		t.Errorf("%d messages, want 40", n)
+	}
+	for _, l := range h.logs() {
+		if strings.Contains(l, "improper") || strings.Contains(l, "warning") {
+			t.Errorf("log: %s", l)
+		}
 	}
 }
