@@ -19,9 +19,15 @@
 //   - a reload that fails (bad main.cf or master.cf, a port that cannot be
 //     bound) is logged and the master keeps running on the previous
 //     configuration, where Postfix's master exits on a fatal error;
-//   - the logger, the queue and inet_interfaces/inet_protocols are set up
-//     at start only; a reload that changes queue_directory or maillog_file
-//     is logged as ignored (Postfix ignores inet_interfaces changes too);
+//   - the logger, the queue, the background roles and
+//     inet_interfaces/inet_protocols are set up at start only; a reload
+//     that changes queue_directory or maillog_file is logged as ignored
+//     (Postfix ignores inet_interfaces changes the same way);
+//   - the process-limit warning is logged for every inet service at its
+//     limit, once per 1000 seconds as master(8) does; Postfix 3.7 logs it
+//     only for services with maxproc above 1 (those its stress mode
+//     covers), and adds a third line about stress settings, which waits
+//     for moat's stress mode;
 //   - the PID file is removed at exit (Postfix leaves it; only its lock
 //     matters to both).
 package master
@@ -186,6 +192,8 @@ type master struct {
 	pid    *pidLock
 	ifs    interfaces
 	proto  protocols
+	// maillogFile is the start-up maillog_file, which the logger keeps.
+	maillogFile string
 
 	mu        sync.Mutex
 	listeners map[string]*listener // by endpoint key
@@ -229,6 +237,7 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 		return nil, err
 	}
 	m.ifs, m.proto = ifs, proto
+	m.maillogFile = snap.cfg.Get("maillog_file")
 	m.base, err = maillog.FromConfig(snap.cfg, maillog.Setup{Daemon: "master", Stderr: opts.Stderr, SyslogPath: opts.SyslogPath})
 	if err != nil {
 		return nil, fmt.Errorf("maillog: %w", err)
@@ -420,6 +429,9 @@ func (m *master) warnIgnored(snap *snapshot) {
 			m.log.Warning("service %s: ignoring inet_interfaces change", s.row.Name)
 		}
 		m.log.Warning("to change inet_interfaces, stop and start Postfix")
+	}
+	if f := snap.cfg.Get("maillog_file"); f != m.maillogFile {
+		m.log.Warning("ignoring maillog_file change to %q: to change maillog_file, stop and start Postfix", f)
 	}
 	if snap.queueDir != m.queue.Dir() {
 		m.log.Warning("ignoring queue_directory change to %s: to change queue_directory, stop and start Postfix", snap.queueDir)

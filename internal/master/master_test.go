@@ -403,7 +403,10 @@ func TestReloadKeepsListenerAndSessions(t *testing.T) {
 		t.Error("removed service's idle server not closed")
 	}
 	abs, _ := filepath.Abs(f.dir)
-	f.waitLog(fmt.Sprintf("postfix/master[%d]: reload -- version 0.1.0, configuration %s", os.Getpid(), abs))
+	log := f.waitLog(fmt.Sprintf("postfix/master[%d]: reload -- version 0.1.0, configuration %s", os.Getpid(), abs))
+	if strings.Contains(log, "ignoring") {
+		t.Errorf("a reload that changes only the banner and services warned:\n%s", log)
+	}
 }
 
 func TestReloadBrokenConfigKeepsRunning(t *testing.T) {
@@ -573,4 +576,27 @@ func TestReloadUnderLoad(t *testing.T) {
 			t.Errorf("generation %d not closed", i)
 		}
 	}
+}
+
+func TestReloadIgnoresStartOnlySettings(t *testing.T) {
+	f := newFixture(t, "", oneService)
+	addr := f.start().Addrs["127.0.0.1:0"][0]
+	f.write("main.cf", strings.Replace(mustRead(t, filepath.Join(f.dir, "main.cf")), "inet_interfaces = loopback-only", "inet_interfaces = 127.0.0.1", 1))
+	f.doReload(Reloaded)
+	log := f.waitLog("to change inet_interfaces, stop and start Postfix")
+	if !strings.Contains(log, "warning: service 127.0.0.1:0: ignoring inet_interfaces change") {
+		t.Errorf("log:\n%s", log)
+	}
+	if got := dial(t, addr).line(5 * time.Second); !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("after reload: %q", got)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
