@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -186,7 +185,6 @@ func (s *session) run() {
 		banner = s.set.myhostname + " ESMTP"
 	}
 	s.write(smtp.Reply{Code: 220, Lines: []string{banner}})
-	s.flush()
 	for s.werr == nil {
 		if s.errors >= s.set.hardErrors {
 			s.log.Info("%s", maillog.After(maillog.TooManyErrors, s.state, s.client))
@@ -208,7 +206,11 @@ func (s *session) command() error {
 		return s.readError(err, 0)
 	}
 	s.log.Verbose("< %s: %s", s.client, line)
-	verb, arg, _ := strings.Cut(line, " ")
+	// Postfix's tokenizer splits on any blank, tabs included.
+	verb, arg := line, ""
+	if i := strings.IndexAny(line, " \t"); i >= 0 {
+		verb, arg = line[:i], line[i+1:]
+	}
 	verb = strings.ToUpper(verb)
 	if s.forbidden(verb, line) {
 		return errEndSession
@@ -223,7 +225,7 @@ func (s *session) command() error {
 		}
 	}
 	s.state = stateName(name)
-	ok, err := s.dispatch(name, line, strings.TrimLeft(arg, " "))
+	ok, err := s.dispatch(name, line, strings.Join(strings.Fields(arg), " "))
 	s.cmds.Count(name, ok)
 	return err
 }
@@ -254,8 +256,6 @@ func (s *session) readError(err error, inData int64) error {
 			text = s.set.myhostname + " Error: session time limit exceeded"
 		}
 		s.write(smtp.NewReply(421, "4.4.2", text))
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-	default:
 	}
 	if inData > 0 {
 		s.log.Info("%s", maillog.AfterBytes(ev, s.state, inData, s.client))

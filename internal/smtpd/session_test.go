@@ -141,6 +141,11 @@ func TestHeloNotRequired(t *testing.T) {
 	h := newHarness(t, map[string]string{"smtpd_helo_required": "no"}, nil, "")
 	c := h.greeted()
 	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("rset\t", "250 2.0.0 Ok")
+	c.cmd("mail\tfrom:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("EHLO\t a\tb ", "250-")
+	c.cmd("QUIT", "221")
+	h.waitLog("disconnect from " + h.client + " ehlo=1 mail=2 rset=1 quit=1 commands=5")
 }
 
 func TestPipelinedBatch(t *testing.T) {
@@ -367,7 +372,7 @@ func TestPolicy(t *testing.T) {
 func TestControlBytesEchoed(t *testing.T) {
 	h := newHarness(t, map[string]string{"disable_vrfy_command": "no"}, nil, "")
 	c := h.greeted()
-	c.cmd("EHLO a\rb", "250-")
+	c.cmd("EHLO a\x01b", "250-")
 	c.cmd("VRFY <x\ry@example.com>", "252 2.0.0 <x?y@example.com>")
 	c.cmd("ETRN ex\x01am.ple", "459 <ex?am.ple>: service unavailable")
 	c.cmd("MAIL FROM:<a@example.org>", "250")
