@@ -1,0 +1,109 @@
+package restrict
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"moat/internal/config"
+	"moat/internal/maps"
+	"moat/internal/smtpd"
+)
+
+func load(t *testing.T, mainCF string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(mainCF), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+const base = "myhostname = mx.moat.test\nmydomain = moat.test\nmydestination = $myhostname, localhost\nmynetworks = 192.0.2.0/24\ninet_interfaces = loopback-only\n"
+
+func rcpt(t *testing.T, l *Lists, client, to, sasl string) string {
+	t.Helper()
+	v := &smtpd.View{ClientAddr: netip.MustParseAddr(client), Recipient: to, SASLUser: sasl, Helo: "h"}
+	d, err := l.Check(context.Background(), smtpd.StageRcpt, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d == nil {
+		return "ok"
+	}
+	return d.Reply.String()
+}
+
+// TestDefaultNotOpenRelay: with compatibility_level 3.6's default
+// smtpd_relay_restrictions (permit_mynetworks, permit_sasl_authenticated,
+// defer_unauth_destination) outsiders reach local domains only.
+func TestDefaultNotOpenRelay(t *testing.T) {
+	l, err := New(load(t, base), maps.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, c := range []struct{ client, to, sasl, want string }{
+		{"198.51.100.1", "user@mx.moat.test", "", "ok"},
+		{"198.51.100.1", "user@LOCALHOST", "", "ok"},
+		{"198.51.100.1", "victim@example.net", "", "454 4.7.1 <victim@example.net>: Relay access denied"},
+		{"198.51.100.1", "victim@example.net@mx.moat.test", "", "454 4.7.1 <victim@example.net@mx.moat.test>: Relay access denied"},
+		{"198.51.100.1", "victim%example.net@mx.moat.test", "", "454 4.7.1 <victim%example.net@mx.moat.test>: Relay access denied"},
+		{"192.0.2.9", "victim@example.net", "", "ok"},
+		{"198.51.100.1", "victim@example.net", "alice", "ok"},
+	} {
+		if got := rcpt(t, l, c.client, c.to, c.sasl); got != c.want {
+			t.Errorf("%s → %s (sasl %q): %q, want %q", c.client, c.to, c.sasl, got, c.want)
+		}
+	}
+}
+
+// TestSeedRecipientRestrictions is seed 002's port-25 list.
+func TestSeedRecipientRestrictions(t *testing.T) {
+	cfg := load(t, base+"smtpd_relay_restrictions =\nsmtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, permit\n")
+	l, err := New(cfg, maps.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := rcpt(t, l, "198.51.100.1", "victim@example.net", "alice"); got != "554 5.7.1 <victim@example.net>: Relay access denied" {
+		t.Errorf("got %q", got)
+	}
+	if got := rcpt(t, l, "198.51.100.1", "u@mx.moat.test", ""); got != "ok" {
+		t.Errorf("got %q", got)
+	}
+	// Submission: permit_sasl_authenticated, reject.
+	sub := cfg.WithOverrides(map[string]string{"smtpd_recipient_restrictions": "permit_sasl_authenticated,reject"})
+	l2, err := New(sub, maps.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if got := rcpt(t, l2, "198.51.100.1", "u@mx.moat.test", ""); got != "554 5.7.1 <u@mx.moat.test>: Recipient address rejected: Access denied" {
+		t.Errorf("got %q", got)
+	}
+	if got := rcpt(t, l2, "198.51.100.1", "victim@example.net", "alice"); got != "ok" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// TestFailClosed: an open-relay configuration and restrictions this
+// version cannot evaluate are start-up errors.
+func TestFailClosed(t *testing.T) {
+	for _, c := range []struct{ cf, want string }{
+		{"smtpd_relay_restrictions =\nsmtpd_recipient_restrictions = permit_mynetworks, permit\n", "open relay"},
+		{"smtpd_recipient_restrictions = reject_rbl_client zen.spamhaus.org\n", `restriction "reject_rbl_client" is not available yet`},
+	} {
+		_, err := New(load(t, base+c.cf), maps.DefaultOptions())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.cf, err, c.want)
+		}
+	}
+}
