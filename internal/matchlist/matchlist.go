@@ -5,10 +5,19 @@
 // "type:table" lookups, each optionally negated with "!". Every daemon asks
 // these lists the same question, so the rules live here once.
 //
-// Where moat departs from Postfix, it fails earlier: a pattern Postfix would
-// only complain about when a lookup reaches it (a bad network, a file that
-// cannot be read, a table that cannot be opened) makes Parse fail, so a
-// daemon refuses to start instead of answering "451 4.3.0" to every client.
+// Where moat departs from Postfix, it fails earlier and refuses patterns
+// that can only be mistakes (a list that silently matches less can fail open
+// through a lost "!pattern"):
+//   - a bad network ("1.2.3.4/24", "[be:be]"), a missing "/file/name" or a
+//     table that cannot be opened makes Parse fail; Postfix starts and then
+//     fails every lookup that reaches the pattern ("451 4.3.0");
+//   - "192.168.10", "1.2.3.300", "[1.2.3.4" and "10.0.0.0/-8" are refused;
+//     Postfix compares them as text, so they match nothing;
+//   - in an addr_list, a host name is refused (Postfix ignores it);
+//   - "#" after other text, and a continuation line with nothing to
+//     continue in a "/file/name", are refused (Postfix 3.8+ warns and drops
+//     the comment; 3.7 reads it as patterns; both skip the orphan line);
+//   - files may nest at most 8 deep (Postfix recurses until it crashes).
 package matchlist
 
 import (
