@@ -43,6 +43,9 @@ func (r result) status() string {
 func (m *Manager) process(ctx context.Context, j job) {
 	defer m.release(j.id)
 	id := j.id
+	if ctx.Err() != nil {
+		return // shutting down: leave it where it is
+	}
 	if err := m.q.Move(id, j.from, queue.Active); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) { // gone: postsuper -d, or another qmgr
 			m.log.Warning("%s: %v", id, err)
@@ -55,6 +58,7 @@ func (m *Manager) process(ctx context.Context, j job) {
 		// Unreadable now (Recover at the next start moves a damaged file
 		// to corrupt/): retry it with the deferred mail.
 		m.log.Warning("%s: %v", id, err)
+		m.backoff(id, active)
 		m.moveOrWarn(id, queue.Active, queue.Deferred)
 		return
 	}
