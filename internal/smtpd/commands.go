@@ -194,9 +194,7 @@ func (s *session) mailCmd(line string) bool {
 			return false
 		}
 		for _, k := range []*Decision{s.connDecision, s.heloDecision, d} {
-			if k != nil {
-				s.tx.actions = append(s.tx.actions, k)
-			}
+			s.addActions(k, "")
 		}
 	}
 	s.reply(smtp.NewReply(250, "2.1.0", "Ok"))
@@ -284,6 +282,7 @@ func (s *session) rcptPolicy(addr, ext string) bool {
 		stages = []Stage{StageConnect, StageHelo, StageMail, StageRcpt}
 	}
 	var keep []*Decision
+	first := len(s.tx.rcpts) == 0
 	for _, st := range stages {
 		if st == StageHelo && s.helo == "" {
 			continue
@@ -295,11 +294,13 @@ func (s *session) rcptPolicy(addr, ext string) bool {
 		}
 		// Actions from the client, HELO and sender stages are kept once
 		// per transaction, not once per recipient.
-		if d != nil && (st == StageRcpt || len(s.tx.rcpts) == 0) {
+		if d != nil && (st == StageRcpt || first) {
 			keep = append(keep, d)
 		}
 	}
-	s.tx.actions = append(s.tx.actions, keep...)
+	for _, d := range keep {
+		s.addActions(d, ext)
+	}
 	return true
 }
 

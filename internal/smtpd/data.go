@@ -38,8 +38,8 @@ func (s *session) dataCmd(arg string) (bool, error) {
 	if d, refused := s.decide(StageData, ""); refused {
 		s.rejectWith(d, "")
 		return false, nil
-	} else if d != nil {
-		s.tx.actions = append(s.tx.actions, d)
+	} else {
+		s.addActions(d, "")
 	}
 	s.reply(smtp.Reply{Code: 354, Lines: []string{"End data with <CR><LF>.<CR><LF>"}})
 	s.flush()
@@ -103,8 +103,8 @@ func (s *session) bdatCmd(line string) (bool, error) {
 			}
 			s.rejectWith(d, "")
 			return false, nil
-		} else if d != nil {
-			tx.actions = append(tx.actions, d)
+		} else {
+			s.addActions(d, "")
 		}
 		f, tap := s.startMessage()
 		tx.bdat = &bdatState{filter: f, tap: tap, chunks: smtp.NewChunkReader(tap, s.dataOptions()),
@@ -142,9 +142,6 @@ func (s *session) messageError(err error, tap *msgTap, n int64) error {
 			s.refuseBareNewline(r)
 			s.abortTx()
 			return errEndSession
-		}
-		if errors.Is(err, smtp.ErrTooBig) {
-			s.log.Info("%s", maillog.Reject(s.queueID(), s.state, s.client, r.String(), s.envelope("")))
 		}
 		s.abortTx()
 		s.reply(r)
@@ -227,8 +224,8 @@ func (s *session) finish(f *cleanup.Filter, tap *msgTap, size int64, bdat bool) 
 		s.rejectWith(d, "")
 		s.abortTx()
 		return false, nil
-	} else if d != nil {
-		tx.actions = append(tx.actions, d)
+	} else {
+		s.addActions(d, "")
 	}
 	env := queue.Envelope{
 		Sender:     tx.mail.From.Addr,
@@ -256,14 +253,11 @@ func (s *session) finish(f *cleanup.Filter, tap *msgTap, size int64, bdat bool) 
 		switch {
 		case d.Discard:
 			discard = true
-			s.logAction("discard", d.Reason)
 		case d.Hold:
 			env.Flags |= queue.FlagHold
-			s.logAction("hold", d.Reason)
 		}
 		if d.Redirect != "" && redirect == "" {
 			redirect = d.Redirect
-			s.logAction("redirect", d.Redirect)
 		}
 		if d.Filter != "" {
 			s.log.Warning("%s: FILTER %s ignored: content filters are not implemented yet", tx.id, d.Filter)
@@ -320,8 +314,33 @@ func (s *session) messageDone() {
 	s.errors, s.junk = 0, 0
 }
 
-func (s *session) logAction(action, reason string) {
-	s.log.Info("%s", maillog.Whatsup(s.queueID(), action, s.state, s.client, reason, s.envelope("")))
+// addActions keeps a policy decision's actions for the end of the message
+// and logs each as Postfix does when the restriction fires: "ID: hold: RCPT
+// from CLIENT: REASON; from=<s> to=<r> proto=ESMTP helo=<h>".
+func (s *session) addActions(d *Decision, rcpt string) {
+	if d == nil {
+		return
+	}
+	s.tx.actions = append(s.tx.actions, d)
+	env := s.envelope(rcpt)
+	logIt := func(action, reason string) {
+		if reason == "" {
+			reason = d.Reason
+		}
+		s.log.Info("%s", maillog.Whatsup(s.queueID(), action, s.state, s.client, reason, env))
+	}
+	if d.Discard {
+		logIt("discard", "")
+	}
+	if d.Hold {
+		logIt("hold", "")
+	}
+	if d.Redirect != "" {
+		logIt("redirect", d.Redirect)
+	}
+	if d.Filter != "" {
+		logIt("filter", d.Filter)
+	}
 }
 
 // contentReject turns cleanup's "5.7.1 text" into the reply Postfix's smtpd
