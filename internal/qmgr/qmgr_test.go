@@ -48,7 +48,7 @@ func (b *logBuf) all() []string {
 
 // env is one test's queue, configuration, mail spool and running manager.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	fix   *queuetest.Fixture
 	cfg   *config.Config
 	spool string
@@ -60,7 +60,7 @@ type env struct {
 
 // newEnv writes main.cf (mydestination mx.test, Maildir spool, plus extra
 // lines) and creates the manager, not yet running.
-func newEnv(t *testing.T, extra string) *env {
+func newEnv(t testing.TB, extra string) *env {
 	t.Helper()
 	spool := filepath.Join(t.TempDir(), "mail") + "/"
 	mainCF := "myhostname = mx.test\nmydestination = mx.test, localhost\n" +
@@ -121,12 +121,18 @@ func (e *env) start() {
 // put commits a message from sender to rcpts and returns its ID.
 func (e *env) put(sender string, rcpts ...string) string {
 	e.t.Helper()
+	return e.putContent(sender, "Subject: test\r\nMessage-ID: <t@example>\r\n\r\nhello\r\n.dot line\r\n", rcpts...)
+}
+
+// putContent is put with the given content (CRLF line ends).
+func (e *env) putContent(sender, content string, rcpts ...string) string {
+	e.t.Helper()
 	w, err := e.fix.Queue.NewMessage()
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	defer w.Abort()
-	if _, err := w.WriteString("Subject: test\r\nMessage-ID: <t@example>\r\n\r\nhello\r\n.dot line\r\n"); err != nil {
+	if _, err := w.WriteString(content); err != nil {
 		e.t.Fatal(err)
 	}
 	w.Envelope.Sender = sender
@@ -489,5 +495,34 @@ func TestAddressClassesChooseTransport(t *testing.T) {
 	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<d@MX.TEST.>, relay=local, .*status=sent \(delivered to maildir\)$`)
 	if n := e.count("d"); n != 1 {
 		t.Errorf("d has %d messages, want 1", n)
+	}
+}
+
+// A message over mailbox_size_limit bounces with 5.2.2 (local(8)), and the
+// local sender gets the notice, which is small enough to arrive.
+func TestMailboxSizeLimitBounces(t *testing.T) {
+	e := newEnv(t, "mailbox_size_limit = 1000\nmessage_size_limit = 1000\n")
+	w, err := e.fix.Queue.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if _, err := w.WriteString("Subject: big\r\n\r\n" + strings.Repeat("x\r\n", 600)); err != nil {
+		t.Fatal(err)
+	}
+	w.Envelope.Sender = "pat@mx.test"
+	w.Envelope.Recipients = []queue.Recipient{{Address: "quinn@mx.test"}}
+	id, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	e.waitFor("bounce notice", 5*time.Second, func() bool { return e.gone(id) && e.count("pat") == 1 })
+	if n := e.count("quinn"); n != 0 {
+		t.Errorf("quinn has %d messages, want 0", n)
+	}
+	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<quinn@mx.test>, relay=local, .*dsn=5.2.2, status=bounced \(`)
+	if notice := e.readOne("pat"); !strings.Contains(notice, "<quinn@mx.test>: ") {
+		t.Errorf("notice does not name the recipient:\n%s", notice)
 	}
 }
