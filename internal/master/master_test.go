@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -599,4 +600,72 @@ func mustRead(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestReloadRaisesMaxproc(t *testing.T) {
+	f := newFixture(t, "smtpd_banner = one", "127.0.0.1:0 inet n - n - 1 smtpd\n")
+	addr := f.start().Addrs["127.0.0.1:0"][0]
+	a := dial(t, addr)
+	if got := a.line(5 * time.Second); got != "220 one" {
+		t.Fatalf("a: %q", got)
+	}
+	b := dial(t, addr)
+	if got := b.line(300 * time.Millisecond); got != "" {
+		t.Fatalf("b greeted at the limit: %q", got)
+	}
+	// The session on the old generation still counts; the new limit of 2
+	// leaves room for b, which the new generation serves.
+	f.writeMain("smtpd_banner = two")
+	f.write("master.cf", "127.0.0.1:0 inet n - n - 2 smtpd\n")
+	f.doReload(Reloaded)
+	if got := b.line(5 * time.Second); got != "220 two" {
+		t.Fatalf("b after maxproc 2: %q", got)
+	}
+	c := dial(t, addr)
+	if got := c.line(300 * time.Millisecond); got != "" {
+		t.Fatalf("c greeted with a and b running under maxproc 2: %q", got)
+	}
+	a.cmd("QUIT")
+	if got := c.line(5 * time.Second); got != "220 two" {
+		t.Fatalf("c after a left: %q", got)
+	}
+}
+
+// stubborn ignores cancellation, as a session stuck in a write might.
+type stubborn struct{}
+
+func (stubborn) ServeConn(_ context.Context, c net.Conn) {
+	fmt.Fprintf(c, "220 stubborn\r\n")
+	io.Copy(io.Discard, c) // until the master closes the connection
+}
+
+func (stubborn) Close() error { return nil }
+
+func TestStopBoundsStuckSessions(t *testing.T) {
+	f := newFixture(t, "", oneService)
+	opts := f.opts()
+	opts.StopTimeout = 200 * time.Millisecond
+	opts.Servers = map[string]ServerFactory{"smtpd": func(ServiceDeps) (ConnServer, error) { return stubborn{}, nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, opts) }()
+	ev := <-f.events
+	c := dial(t, ev.Addrs["127.0.0.1:0"][0])
+	if got := c.line(5 * time.Second); got != "220 stubborn" {
+		t.Fatalf("greeting %q", got)
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop not bounded")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stop took %v", d)
+	}
+	f.waitLog("warning: 1 sessions did not end within 200ms of stop: connections closed")
 }
