@@ -3,6 +3,7 @@ package qmgr
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"moat/internal/delivery/maildir"
@@ -27,6 +28,15 @@ func (m *Manager) deliverLocal(msg *queue.Message, i int) result {
 	user, _ := localUser(localPart, m.set.delimiters)
 	if !safeUser(user) {
 		return res(queue.RcptBounced, "5.1.1", `unknown user: "`+user+`"`)
+	}
+	// local(8): a message that already went through this mailbox came
+	// back (a forwarding loop); another copy would only go round again.
+	seen, err := deliveredTo(msg.Content())
+	if err != nil {
+		return res(queue.RcptDeferred, "4.3.0", "cannot read the queue file: "+err.Error())
+	}
+	if slices.Contains(seen, strings.ToLower(rcpt.Address)) {
+		return res(queue.RcptBounced, "5.4.6", "mail forwarding loop for "+rcpt.Address)
 	}
 	notYet := func(what string) result {
 		return res(queue.RcptDeferred, "4.3.0", what+" is not available yet in this version of moat")

@@ -526,3 +526,17 @@ func TestMailboxSizeLimitBounces(t *testing.T) {
 		t.Errorf("notice does not name the recipient:\n%s", notice)
 	}
 }
+
+// local(8)'s loop check: a message that already has "Delivered-To: rcpt"
+// bounces with 5.4.6 instead of being delivered again.
+func TestForwardingLoopBounces(t *testing.T) {
+	e := newEnv(t, "")
+	id := e.putContent("", "Delivered-To: Sam@MX.test\r\nSubject: loop\r\n\r\nbody\r\n", "sam@mx.test", "tom@mx.test")
+	e.start()
+	e.waitFor("removal", 5*time.Second, func() bool { return e.gone(id) })
+	if a, b := e.count("sam"), e.count("tom"); a != 0 || b != 1 {
+		t.Errorf("sam has %d, tom %d messages; want 0 and 1", a, b)
+	}
+	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<sam@mx.test>, relay=local, .*dsn=5.4.6, ` +
+		`status=bounced \(mail forwarding loop for sam@mx.test\)$`)
+}

@@ -2,6 +2,7 @@ package qmgr
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -118,6 +119,45 @@ func FuzzSplitDSN(f *testing.F) {
 		}
 		if !strings.HasPrefix(text, dsn) || !strings.HasSuffix(text, rest) {
 			t.Fatalf("splitDSN(%q) = %q, %q: text changed", text, dsn, rest)
+		}
+	})
+}
+
+func TestDeliveredTo(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []string
+	}{
+		{"Delivered-To: A@x\r\nSubject: s\r\n\r\nDelivered-To: body@x\r\n", []string{"a@x"}},
+		{"delivered-to : b@x\r\nDelivered-To:\r\n c@x\r\n\r\n", []string{"b@x", "c@x"}},
+		{"Subject: none\r\n\r\n", nil},
+		{"Delivered-To: eof@x", []string{"eof@x"}},
+		{"", nil},
+		{"X-Delivered-To: no@x\r\n\r\n", nil},
+	}
+	for _, c := range cases {
+		got, err := deliveredTo(strings.NewReader(c.in))
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("deliveredTo(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+// FuzzDeliveredTo checks that the header scan never fails on a readable
+// message and only returns lowercased, trimmed values.
+func FuzzDeliveredTo(f *testing.F) {
+	for _, s := range []string{"Delivered-To: a@x\r\n\r\n", "Delivered-To:\r\n\tb@x\r\n", "x", "\r\n", "Delivered-To: " + strings.Repeat("y", 5000)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := deliveredTo(strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range got {
+			if v != strings.ToLower(v) || v != strings.TrimSpace(v) {
+				t.Fatalf("deliveredTo(%q) gave %q", in, v)
+			}
 		}
 	})
 }
