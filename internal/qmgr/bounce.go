@@ -117,7 +117,6 @@ func (m *Manager) queueNotice(msg *queue.Message, items []bounceItem) error {
 	w.Envelope = queue.Envelope{
 		Recipients: []queue.Recipient{{Address: env.Sender}},
 		Arrival:    now,
-		Protocol:   "bounce",
 	}
 	id, err := w.Commit()
 	if err != nil {
