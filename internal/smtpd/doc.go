@@ -30,9 +30,8 @@
 //     them.
 //   - ETRN always answers "459 <domain>: service unavailable": there is no
 //     fast-flush service yet.
-//   - smtpd_forbidden_commands honours its plain words and the "Label:"
-//     header rule; table entries (the default regexp:{{/^[^A-Z]/ Bogus}})
-//     are not consulted.
+//   - smtpd_forbidden_commands tables are asked about the upper-cased verb,
+//     so a pattern written for lower case needs the (default) "i" flag.
 //   - access(5) FILTER (from cleanup or a Policy) is logged and ignored: the
 //     queue file has no content-filter field yet.
 //   - The "message-id=" record is logged by smtpd, from the Message-ID

@@ -68,7 +68,7 @@ type settings struct {
 	debugLevel      int
 
 	discardEHLO      map[string]bool
-	forbiddenCmds    map[string]bool
+	forbidden        *forbiddenList
 	fastFlushDomains []string
 }
 
@@ -122,6 +122,7 @@ func (s *Server) Close() error {
 			errs = append(errs, l.Close())
 		}
 	}
+	errs = append(errs, s.set.forbidden.close())
 	if s.cleanup != nil {
 		errs = append(errs, s.cleanup.Close())
 	}
@@ -231,18 +232,12 @@ func (s *Server) readSettings(mo maps.Options) error {
 	for _, w := range words {
 		st.discardEHLO[strings.ToUpper(w)] = true
 	}
-	st.forbiddenCmds = map[string]bool{}
 	words, err = c.List("smtpd_forbidden_commands")
 	if err != nil {
 		return err
 	}
-	for _, w := range words {
-		// Table entries (regexp:{...}) need the maps package's inline
-		// tables; the literal verbs and the "Label:" rule cover what
-		// the default catches in practice.
-		if !strings.Contains(w, ":") {
-			st.forbiddenCmds[strings.ToUpper(w)] = true
-		}
+	if st.forbidden, err = newForbiddenList(words, mo); err != nil {
+		return err
 	}
 	if st.fastFlushDomains, err = c.List("fast_flush_domains"); err != nil {
 		return err

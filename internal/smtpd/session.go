@@ -278,7 +278,11 @@ func (s *session) refuseBareNewline(r smtp.Reply) {
 // lines that look like message headers (a client that lost sync, or a
 // browser used against port 25) end the session with Postfix's reply.
 func (s *session) forbidden(verb, line string) bool {
-	if !s.set.forbiddenCmds[verb] && !headerLabel(verb) {
+	hit, err := s.set.forbidden.match(verb)
+	if err != nil {
+		s.log.Warning("smtpd_forbidden_commands: %v", err)
+	}
+	if !hit && !headerLabel(verb) {
 		return false
 	}
 	if len(line) > 100 {
