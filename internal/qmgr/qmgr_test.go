@@ -540,3 +540,30 @@ func TestForwardingLoopBounces(t *testing.T) {
 	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<sam@mx.test>, relay=local, .*dsn=5.4.6, ` +
 		`status=bounced \(mail forwarding loop for sam@mx.test\)$`)
 }
+
+// The hold queue is the admin's: the queue manager never takes mail from
+// it (postsuper -H releases it to deferred/ first).
+func TestHoldQueueUntouched(t *testing.T) {
+	e := newEnv(t, "queue_run_delay = 1s\n")
+	w, err := e.fix.Queue.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if _, err := w.WriteString("Subject: held\r\n\r\nx\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	w.Envelope.Sender = "s@example.org"
+	w.Envelope.Recipients = []queue.Recipient{{Address: "uma@mx.test"}}
+	w.Envelope.Flags = queue.FlagHold
+	id, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	e.m.Wake()
+	time.Sleep(1500 * time.Millisecond) // a Wake and a queue run
+	if !e.inQueue(queue.Hold, id) || e.count("uma") != 0 {
+		t.Error("a held message was delivered or moved")
+	}
+}
