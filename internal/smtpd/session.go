@@ -312,6 +312,11 @@ func headerLabel(verb string) bool {
 // reply: without PIPELINING every command (RFC 5321 §4.3), with it the
 // commands that end a group (RFC 2920 §3.1).
 func (s *session) mustWait(name string) bool {
+	if name == "bdat" {
+		// The chunk follows BDAT by definition (RFC 3030 §2), with or
+		// without PIPELINING.
+		return false
+	}
 	if !s.pipeline {
 		return true
 	}

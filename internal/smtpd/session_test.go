@@ -391,3 +391,17 @@ func TestControlBytesEchoed(t *testing.T) {
 		t.Errorf("helo %q", info.Envelope.Helo)
 	}
 }
+
+// TestBDATWithoutPipelining: with PIPELINING discarded, the chunk after BDAT
+// is not taken for pipelined input.
+func TestBDATWithoutPipelining(t *testing.T) {
+	h := newHarness(t, map[string]string{"smtpd_discard_ehlo_keywords": "pipelining"}, nil, "")
+	c := h.greeted()
+	c.cmd("EHLO x", "250-")
+	c.cmd("MAIL FROM:<a@example.org>", "250")
+	c.cmd("RCPT TO:<b@example.com>", "250")
+	c.write("BDAT 14 LAST\r\nSubject: x\r\n\r\n")
+	c.expect("250 2.0.0 Ok: 14 bytes queued as")
+	c.write("RSET\r\nNOOP\r\n")
+	c.expect("554 5.5.0 Error: SMTP protocol synchronization")
+}
