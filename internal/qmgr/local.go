@@ -2,6 +2,7 @@ package qmgr
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,6 +53,10 @@ func (m *Manager) deliverLocal(msg *queue.Message, i int) result {
 		return notYet("mbox delivery to mail_spool_directory (end it with / for Maildir)")
 	}
 	dir := filepath.Join(m.set.spoolDir, user)
+	if link := symlinkIn(dir); link != "" {
+		return res(queue.RcptDeferred, "4.3.0",
+			"maildir delivery failed: "+link+" is a symbolic link; moat does not yet deliver with the recipient's rights, so it does not follow one")
+	}
 	opts := maildir.Options{
 		ReturnPath: true,
 		Sender:     msg.Envelope.Sender,
@@ -75,4 +80,20 @@ func (m *Manager) deliverLocal(msg *queue.Message, i int) result {
 		return res(queue.RcptDeferred, "4.3.0", "maildir delivery failed: "+err.Error())
 	}
 	return res(queue.RcptDelivered, "2.0.0", "delivered to maildir")
+}
+
+// symlinkIn returns the first of dir, dir/tmp, dir/new and dir/cur that is
+// a symbolic link, or "". local(8) writes a mailbox with the recipient's
+// rights, so a link can only lead where the recipient may write; moat's
+// minimal Maildir writer runs with the daemon's, so a link planted in the
+// spool could make it write anywhere. The check narrows that hole until
+// delivery runs as the recipient (issue 5); a link swapped in between the
+// check and the write is not caught.
+func symlinkIn(dir string) string {
+	for _, p := range []string{dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "new"), filepath.Join(dir, "cur")} {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return p
+		}
+	}
+	return ""
 }

@@ -567,3 +567,23 @@ func TestHoldQueueUntouched(t *testing.T) {
 		t.Error("a held message was delivered or moved")
 	}
 }
+
+// A symbolic link where a Maildir should be is not followed: the daemon
+// does not yet deliver with the recipient's rights.
+func TestSymlinkedMaildirDeferred(t *testing.T) {
+	e := newEnv(t, "")
+	elsewhere := t.TempDir()
+	if err := os.MkdirAll(e.spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(e.spool, "vera")); err != nil {
+		t.Fatal(err)
+	}
+	id := e.put("s@example.org", "vera@mx.test")
+	e.start()
+	e.waitFor("deferral", 5*time.Second, func() bool { return e.inQueue(queue.Deferred, id) })
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("delivery followed the link: %d entries in its target", len(ents))
+	}
+	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<vera@mx.test>, relay=local, .*dsn=4.3.0, status=deferred \(maildir delivery failed: .*/vera is a symbolic link`)
+}
