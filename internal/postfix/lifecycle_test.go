@@ -1,9 +1,11 @@
 package postfix
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -102,6 +104,7 @@ inet_interfaces = loopback-only
 inet_protocols = ipv4
 myhostname = mx.moat.test
 mydestination = localhost
+mail_spool_directory = %[1]s/mail/
 smtpd_banner = %[2]s
 `, dir, banner)
 	for name, text := range map[string]string{"main.cf": mainCf, "master.cf": masterCf} {
@@ -235,10 +238,9 @@ func TestStartStatusReloadStopBinary(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
-	// The accepted message is in the queue, durably.
-	ents, _ := os.ReadDir(filepath.Join(dir, "spool", "incoming"))
-	if len(ents) != 1 {
-		t.Errorf("incoming holds %d files, want 1", len(ents))
+	// The accepted message is in the queue, durably, or delivered.
+	if got := storedMessages(t, dir); len(got) != 1 {
+		t.Errorf("messages %v, want 1", got)
 	}
 }
 
@@ -327,4 +329,85 @@ func waitFor(t *testing.T, path, want string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestStopMidDataKeepsOnlyAcknowledged stops the master while one client
+// is in the middle of DATA: the message that got its 250 is in the queue,
+// the unfinished one never got a 250 and left nothing behind.
+func TestStopMidDataKeepsOnlyAcknowledged(t *testing.T) {
+	bin := buildMoat(t)
+	port := freePort(t)
+	dir := lifeDir(t, port, "$myhostname ESMTP")
+	cmd := exec.Command(bin, "postfix", "-c", dir, "start-fg")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitFor(t, filepath.Join(dir, "maillog"), "daemon started")
+	sendMail(t, port)
+
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	r := bufio.NewReader(c)
+	expect := func(prefix string) {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", prefix, err)
+			}
+			if strings.HasPrefix(line, prefix+" ") {
+				return
+			}
+		}
+	}
+	expect("220")
+	for _, step := range []struct{ cmd, reply string }{
+		{"EHLO client.moat.test", "250"}, {"MAIL FROM:<a@moat.test>", "250"},
+		{"RCPT TO:<root@localhost>", "250"}, {"DATA", "354"},
+	} {
+		fmt.Fprintf(c, "%s\r\n", step.cmd)
+		expect(step.reply)
+	}
+	fmt.Fprintf(c, "Subject: unfinished\r\n\r\nhalf a message\r\n")
+	cmd.Process.Signal(syscall.SIGTERM)
+	rest, _ := io.ReadAll(r)
+	if strings.Contains(string(rest), "250") {
+		t.Fatalf("unfinished message acknowledged: %q", rest)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("start-fg: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("master did not stop")
+	}
+	// The acknowledged message is queued or, if the queue manager got to
+	// it, delivered; the unfinished one is nowhere.
+	if got := storedMessages(t, dir); len(got) != 1 {
+		t.Fatalf("messages after stop: %v, want the one acknowledged", got)
+	}
+}
+
+// storedMessages lists the message files under the queue's incoming,
+// active and deferred directories and under every Maildir's new/.
+func storedMessages(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	for _, root := range []string{filepath.Join(dir, "spool", "incoming"), filepath.Join(dir, "spool", "active"), filepath.Join(dir, "spool", "deferred"), filepath.Join(dir, "mail")} {
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && (!strings.HasPrefix(root, filepath.Join(dir, "mail")) || filepath.Base(filepath.Dir(p)) == "new") {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
+	return files
 }
