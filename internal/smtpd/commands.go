@@ -108,6 +108,9 @@ func (s *session) hello(arg string, extended bool) bool {
 		d, refused := s.decide(StageHelo, "")
 		if refused {
 			s.rejectWith(d, "")
+			// As in Postfix, a refused HELO does not count as a
+			// greeting for smtpd_helo_required.
+			s.helo, s.proto = "", ""
 			return false
 		}
 		s.heloDecision = d

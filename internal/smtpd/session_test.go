@@ -405,3 +405,25 @@ func TestBDATWithoutPipelining(t *testing.T) {
 	c.write("RSET\r\nNOOP\r\n")
 	c.expect("554 5.5.0 Error: SMTP protocol synchronization")
 }
+
+// TestNoDelayReject: with smtpd_delay_reject = no each stage answers at its
+// own command, and a refused HELO is no greeting.
+func TestNoDelayReject(t *testing.T) {
+	p := PolicyFunc(func(ctx context.Context, st Stage, v *View) (*Decision, error) {
+		if st == StageHelo && v.Helo == "bad" {
+			return &Decision{Reply: smtp.NewReply(504, "5.5.2", "<bad>: Helo command rejected: need fully-qualified hostname")}, nil
+		}
+		if st == StageMail && v.Sender == "spam@example.net" {
+			return &Decision{Reply: smtp.NewReply(553, "5.7.1", "<spam@example.net>: Sender address rejected")}, nil
+		}
+		return nil, nil
+	})
+	h := newHarness(t, map[string]string{"smtpd_delay_reject": "no"}, p, "")
+	c := h.greeted()
+	c.cmd("EHLO bad", "504 5.5.2 <bad>: Helo command rejected")
+	c.cmd("MAIL FROM:<a@example.org>", "503 5.5.1 Error: send HELO/EHLO first")
+	c.cmd("EHLO good.example.org", "250-")
+	c.cmd("MAIL FROM:<spam@example.net>", "553 5.7.1 <spam@example.net>: Sender address rejected")
+	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	h.waitLog("NOQUEUE: reject: MAIL from " + h.client + ": 553 5.7.1 <spam@example.net>: Sender address rejected; from=<spam@example.net> proto=ESMTP helo=<good.example.org>")
+}
