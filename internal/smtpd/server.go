@@ -212,6 +212,11 @@ func (s *Server) readSettings(mo maps.Options) error {
 	if v, e := c.Duration("smtpd_session_time_limit"); e == nil && v > 0 {
 		st.sessionLimit = v
 	}
+	// Get has expanded $myhostname, $mail_name...; RFC 5321 §4.3.1 wants
+	// the server's name first, so an empty banner gets the default's form.
+	if strings.TrimSpace(st.banner) == "" {
+		st.banner = st.myhostname + " ESMTP"
+	}
 	if st.timeout <= 0 {
 		return errors.New("smtpd_timeout must be positive")
 	}

@@ -180,11 +180,7 @@ func (s *session) run() {
 			return
 		}
 	}
-	banner, err := s.srv.d.Config.Expand(s.set.banner)
-	if err != nil || banner == "" {
-		banner = s.set.myhostname + " ESMTP"
-	}
-	s.write(smtp.Reply{Code: 220, Lines: []string{banner}})
+	s.write(smtp.Reply{Code: 220, Lines: []string{s.set.banner}})
 	for s.werr == nil {
 		if s.errors >= s.set.hardErrors {
 			s.log.Info("%s", maillog.After(maillog.TooManyErrors, s.state, s.client))

@@ -427,3 +427,9 @@ func TestNoDelayReject(t *testing.T) {
 	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
 	h.waitLog("NOQUEUE: reject: MAIL from " + h.client + ": 553 5.7.1 <spam@example.net>: Sender address rejected; from=<spam@example.net> proto=ESMTP helo=<good.example.org>")
 }
+
+func TestBanner(t *testing.T) {
+	h := newHarness(t, map[string]string{"smtpd_banner": "$myhostname ESMTP $mail_name $$5"}, nil, "")
+	c := h.dial()
+	c.expect("220 mx.example.com ESMTP moat $5")
+}
