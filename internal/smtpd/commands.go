@@ -73,10 +73,12 @@ func (s *session) dispatch(name, line, arg string) (bool, error) {
 // smtpd_junk_command_limit each counts as an error, so a client cannot keep
 // a session open forever without sending mail (postconf(5)).
 func (s *session) junkCommand() {
-	s.junk++
+	// Postfix's test is "junk_cmds++ > limit": the first error is the
+	// command after limit+1 of them.
 	if s.junk > s.set.junkLimit {
 		s.errors++
 	}
+	s.junk++
 }
 
 // hello is HELO and EHLO (RFC 5321 §4.1.1.1). Either ends a transaction in

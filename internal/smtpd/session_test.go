@@ -263,7 +263,7 @@ func TestErrorLimits(t *testing.T) {
 	h = newHarness(t, map[string]string{"smtpd_hard_error_limit": "2", "smtpd_junk_command_limit": "2",
 		"smtpd_error_sleep_time": "0"}, nil, "")
 	c = h.greeted()
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 5; i++ {
 		c.cmd("NOOP", "250 2.0.0 Ok")
 	}
 	c.expect("421 4.7.0 mx.example.com Error: too many errors")
