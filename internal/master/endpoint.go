@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -25,7 +26,32 @@ func (e endpoint) Key() string { return e.Network + " " + e.Addr }
 
 // protocols is inet_protocols resolved (postconf(5): "all", "ipv4",
 // "ipv6" or a list of the latter two).
-type protocols struct{ v4, v6 bool }
+type protocols struct {
+	v4, v6 bool
+	// warnings are logged once the logger exists: inet_proto.c's words
+	// when the kernel has no IPv6.
+	warnings []string
+}
+
+// probeIPv6 turns IPv6 off, with Postfix's warnings, when "all" asked for
+// it but the kernel cannot make an IPv6 socket (a container or host with
+// IPv6 disabled), as Postfix's inet_proto_init does; the master would
+// otherwise fail to bind [::]:25.
+func probeIPv6(p protocols) protocols {
+	if !p.v6 || !p.v4 {
+		return p
+	}
+	fd, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.Close(fd)
+		return p
+	}
+	p.v6 = false
+	p.warnings = append(p.warnings,
+		fmt.Sprintf("inet_protocols: IPv6 support is disabled: %v", err),
+		"inet_protocols: configuring for IPv4 support only")
+	return p
+}
 
 // parseProtocols reads inet_protocols words. An empty list is refused:
 // Postfix would run with no inet listener at all, which is never what an

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -98,7 +100,7 @@ func TestInterfacesAndProtocols(t *testing.T) {
 	if err != nil || len(ifs.Addrs) != 1 || ifs.Addrs[0].String() != "127.0.0.1" {
 		t.Fatalf("loopback-only ipv4: %v %v", ifs, err)
 	}
-	ifs, err = resolveInterfaces(ctx, []string{"127.0.0.1", "[::1]", "mx.test.example", "127.0.0.1"}, protocols{true, true}, noDNS)
+	ifs, err = resolveInterfaces(ctx, []string{"127.0.0.1", "[::1]", "mx.test.example", "127.0.0.1"}, protocols{v4: true, v6: true}, noDNS)
 	want := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1"), netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")}
 	if err != nil || !reflect.DeepEqual(ifs.Addrs, want) {
 		t.Fatalf("list: %v %v", ifs.Addrs, err)
@@ -121,5 +123,34 @@ func TestPIDFormat(t *testing.T) {
 		if _, err := ParsePID([]byte(bad)); err == nil {
 			t.Errorf("ParsePID(%q) accepted", bad)
 		}
+	}
+}
+
+// TestDebianMasterCf loads Debian's stock master.cf, as installed with the
+// Postfix oracle: its smtp row becomes one inet service on port 25 of every
+// address, and every unix row is accepted and set aside.
+func TestDebianMasterCf(t *testing.T) {
+	data, err := os.ReadFile("/etc/postfix/master.cf")
+	if err != nil {
+		t.Skip("no /etc/postfix/master.cf:", err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "master.cf"), data, 0o644)
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+dir+"/spool\n"), 0o644)
+	srv := map[string]ServerFactory{"smtpd": func(ServiceDeps) (ConnServer, error) { return nil, nil }}
+	snap, _, _, err := loadSnapshot(context.Background(), dir, dir, srv, nil, nil, noDNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.inet) != 1 {
+		t.Fatalf("%d inet services, want 1", len(snap.inet))
+	}
+	s := snap.inet[0]
+	want := []endpoint{{"tcp4", "0.0.0.0:25"}, {"tcp6", "[::]:25"}}
+	if s.key != "smtp/inet" || s.internal != "25" || s.maxproc != 100 || !reflect.DeepEqual(s.eps, want) {
+		t.Errorf("smtp: key %s internal %s maxproc %d eps %v", s.key, s.internal, s.maxproc, s.eps)
+	}
+	if len(snap.skipped) < 20 {
+		t.Errorf("only %d rows set aside", len(snap.skipped))
 	}
 }

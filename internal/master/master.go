@@ -243,6 +243,9 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 		return nil, fmt.Errorf("maillog: %w", err)
 	}
 	m.log = m.base
+	for _, w := range proto.warnings {
+		m.log.Warning("%s", w)
+	}
 	// From here on, a failure is also logged, as Postfix's msg_fatal does,
 	// and what was set up is undone.
 	defer func() {

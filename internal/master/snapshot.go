@@ -78,6 +78,7 @@ func loadSnapshot(ctx context.Context, dir, cwd string, servers map[string]Serve
 		if proto, err = parseProtocols(words); err != nil {
 			return nil, ifs, proto, fmt.Errorf("file %s: %w", cfg.Path, err)
 		}
+		proto = probeIPv6(proto)
 	}
 	if fixed != nil {
 		ifs = *fixed

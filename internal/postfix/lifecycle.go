@@ -276,25 +276,21 @@ func startDetached(s *script, dir, cwd string) int {
 		return s.fatal("cannot start the master: %v", err)
 	}
 	w.Close()
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	r.SetReadDeadline(time.Now().Add(startTimeout))
 	out, rerr := io.ReadAll(io.LimitReader(r, 64<<10))
 	msg := strings.TrimSpace(string(out))
 	if msg == "ready" {
+		cmd.Process.Release()
 		return 0
 	}
 	if rerr != nil {
-		// Not ready in time: do not leave a half-started master behind.
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(stopWait):
-			cmd.Process.Kill()
-		}
-		return s.fatal("mail system startup failed: the master was not ready within %v", startTimeout)
+		// Not ready in time. Killing it could cut short a long recovery of
+		// a large queue, so it is left to finish and the admin told.
+		cmd.Process.Release()
+		s.warn("the master (PID %d) is not ready after %v; it keeps starting: see the mail log, and `postfix status`", cmd.Process.Pid, startTimeout)
+		return 1
 	}
-	<-exited
+	cmd.Wait() // it closed the pipe because it is exiting
 	for _, line := range strings.Split(msg, "\n") {
 		if line != "" {
 			fmt.Fprintf(s.env.Stderr, "%s: fatal: %s\n", masterTag(s), line)
