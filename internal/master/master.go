@@ -250,7 +250,9 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 	// and what was set up is undone.
 	defer func() {
 		if err != nil {
-			m.log.Fatal("%v", err)
+			for _, line := range strings.Split(err.Error(), "\n") {
+				m.log.Fatal("%s", line)
+			}
 			m.undoStart()
 		}
 	}()

@@ -411,3 +411,22 @@ func storedMessages(t *testing.T, dir string) []string {
 	}
 	return files
 }
+
+// TestStartFgBadConfig: a configuration error stops start-fg with the
+// file, the line and a non-zero status, before anything listens.
+func TestStartFgBadConfig(t *testing.T) {
+	dir := lifeDir(t, freePort(t), "x")
+	f, err := os.OpenFile(filepath.Join(dir, "main.cf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("message_size_limit = lots\n")
+	f.Close()
+	out, st := runMain("-c", dir, "start-fg")
+	if st != 1 || !strings.Contains(out, "postfix/master: fatal: ") || !strings.Contains(out, "main.cf") || !strings.Contains(out, "message_size_limit") {
+		t.Fatalf("start-fg with a bad main.cf: %d:\n%s", st, out)
+	}
+	if _, running, _ := master.Status(filepath.Join(dir, "spool", master.PIDFile)); running {
+		t.Fatal("running after a failed start-fg")
+	}
+}
