@@ -90,17 +90,11 @@ func New(d Deps) (*Server, error) {
 		d.Now = time.Now
 	}
 	s := &Server{d: d}
-	mo := maps.DefaultOptions()
-	utf8, err := d.Config.Bool("smtputf8_enable")
+	log := d.Log
+	mo, err := maps.DaemonOptions(d.Config, func(msg string) { log.Warning("%s", msg) })
 	if err != nil {
 		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
 	}
-	mo.UTF8 = utf8
-	if uid, ok := d.Config.MailOwnerUID(); ok {
-		mo.TrustedUIDs = append(mo.TrustedUIDs, uid)
-	}
-	log := d.Log
-	mo.Warn = func(msg string) { log.Warning("%s", msg) }
 	if err := s.readSettings(mo); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
