@@ -43,8 +43,8 @@ type list struct {
 // an smtpd.Policy.
 type Lists struct {
 	client, helo, sender, relay, recipient, data, endOfData list
-	mynetworks                                             *matchlist.List
-	resolver                                               *resolve.Resolver
+	mynetworks                                              *matchlist.List
+	resolver                                                *resolve.Resolver
 
 	rejectCode, deferCode, relayCode int64
 }
