@@ -2,7 +2,9 @@ package smtpd
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -432,4 +434,12 @@ func TestBanner(t *testing.T) {
 	h := newHarness(t, map[string]string{"smtpd_banner": "$myhostname ESMTP $mail_name $$5"}, nil, "")
 	c := h.dial()
 	c.expect("220 mx.example.com ESMTP moat $5")
+}
+
+func TestClientPortLogging(t *testing.T) {
+	h := newHarness(t, map[string]string{"smtpd_client_port_logging": "yes"}, nil, "")
+	c := h.greeted()
+	port := c.conn.LocalAddr().(*net.TCPAddr).Port
+	c.cmd("QUIT", "221")
+	h.waitLog(fmt.Sprintf("disconnect from %s:%d quit=1 commands=1", h.client, port))
 }
