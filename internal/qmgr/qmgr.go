@@ -109,10 +109,11 @@ func New(d Deps) (*Manager, error) {
 		m.now = time.Now
 	}
 	if m.classify == nil {
-		mo := maps.DefaultOptions()
-		mo.UTF8 = set.smtputf8
 		log := d.Log
-		mo.Warn = func(msg string) { log.Warning("%s", msg) }
+		mo, err := maps.DaemonOptions(d.Config, func(msg string) { log.Warning("%s", msg) })
+		if err != nil {
+			return nil, fmt.Errorf("qmgr: %w", err)
+		}
 		r, err := resolve.New(d.Config, mo)
 		if err != nil {
 			return nil, fmt.Errorf("qmgr: %w", err)
@@ -190,9 +191,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	retry := time.NewTicker(m.set.queueRunDelay)
 	defer retry.Stop()
 
-	// At start every deferred message is due: the back-off times were
-	// kept in memory by the previous run.
-	incoming, deferred, flush := true, true, true
+	// At start every deferred message is due (the back-off times were kept
+	// in memory by the previous run), except one this run has deferred
+	// already while incoming/ was handed out.
+	incoming, deferred, flush := true, true, false
 	for {
 		if incoming {
 			incoming = false
@@ -324,7 +326,6 @@ func (m *Manager) release(id string) {
 // settings are the parameters read once at New.
 type settings struct {
 	myhostname       string
-	smtputf8         bool
 	localTransport   string
 	defaultTransport string
 	virtualTransport string
@@ -364,9 +365,6 @@ func loadSettings(cfg *config.Config) (settings, error) {
 	}
 	var err error
 	wrap := func(name string, err error) error { return fmt.Errorf("qmgr: %s: %w", name, err) }
-	if s.smtputf8, err = cfg.Bool("smtputf8_enable"); err != nil {
-		return s, wrap("smtputf8_enable", err)
-	}
 	if s.origRecipient, err = cfg.Bool("enable_original_recipient"); err != nil {
 		return s, wrap("enable_original_recipient", err)
 	}
