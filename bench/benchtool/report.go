@@ -151,6 +151,7 @@ func writeTables(out io.Writer, recs []record) {
 				cells[0][2], cells[1][2], ratio(2), cells[0][3], cells[1][3], cells[0][4], cells[1][4])
 		}
 	}
+	writeLoad(out, recs)
 	fmt.Fprint(out, "\n### idle connections\n\n")
 	fmt.Fprintln(out, "| server | greeted | server processes | RSS KB / connection | PSS KB / connection |")
 	fmt.Fprintln(out, "|---|--:|--:|--:|--:|")
@@ -198,4 +199,33 @@ func check(r record) string {
 		return "ok"
 	}
 	return strings.Join(bad, ", ")
+}
+
+// writeLoad states the machine's 1-minute load average seen before each
+// point, per server: on a shared machine it says how comparable the two
+// columns are.
+func writeLoad(out io.Writer, recs []record) {
+	var parts []string
+	for _, s := range servers {
+		lo, hi, n := 0.0, 0.0, 0
+		for _, r := range recs {
+			v, ok := r.num("load")
+			if r["server"] != s || !ok {
+				continue
+			}
+			if n == 0 || v < lo {
+				lo = v
+			}
+			if n == 0 || v > hi {
+				hi = v
+			}
+			n++
+		}
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1f–%.1f", s, lo, hi))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(out, "\nLoad average (1 min) before the points: %s.\n", strings.Join(parts, ", "))
+	}
 }
