@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"moat/internal/delivery/maildir"
@@ -64,6 +65,10 @@ func (m *Manager) deliverLocal(msg *queue.Message, i int) result {
 		// compares.
 		Recipient: strings.ToLower(rcpt.Address),
 		SizeLimit: m.set.mailboxSizeLimit,
+		// A retry after a crash between this delivery and the queue's
+		// record of it finds the earlier file instead of adding one.
+		Key:     msg.ID + "." + strconv.Itoa(i),
+		Arrival: msg.Envelope.Arrival,
 	}
 	if m.set.origRecipient {
 		opts.OrigRecipient = rcpt.Address

@@ -274,7 +274,8 @@ func (m *Manager) dispatch(ctx context.Context, jobs chan<- job, from string, al
 
 // due returns the deferred messages whose next attempt has come (all of
 // them when all is set) and forgets the back-off times of messages no
-// longer in deferred/ (delivered, or deleted by postsuper).
+// longer in deferred/ (delivered, or deleted by postsuper) nor with a
+// worker.
 func (m *Manager) due(ids []string, all bool) []string {
 	now := m.now()
 	m.mu.Lock()
@@ -288,7 +289,9 @@ func (m *Manager) due(ids []string, all bool) []string {
 		}
 	}
 	for id := range m.retryAt {
-		if !listed[id] {
+		// A worker still holding the message sets its time before it
+		// moves it to deferred/: not yet listed, not gone.
+		if !listed[id] && !m.inflight[id] {
 			delete(m.retryAt, id)
 		}
 	}

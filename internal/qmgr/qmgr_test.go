@@ -587,3 +587,27 @@ func TestSymlinkedMaildirDeferred(t *testing.T) {
 	}
 	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<vera@mx.test>, relay=local, .*dsn=4.3.0, status=deferred \(maildir delivery failed: .*/vera is a symbolic link`)
 }
+
+// due keeps the back-off time a worker has set for a message it is still
+// moving to deferred/ (the race TestBackoffThenFlush once lost), and
+// forgets those of messages that are gone.
+func TestDueKeepsInflightBackoff(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := &Manager{now: func() time.Time { return now },
+		inflight: map[string]bool{"moving": true},
+		retryAt: map[string]time.Time{"moving": now.Add(time.Hour), "gone": now.Add(time.Hour),
+			"waiting": now.Add(time.Hour), "ripe": now.Add(-time.Second)}}
+	got := m.due([]string{"waiting", "ripe", "new"}, false)
+	if !slices.Equal(got, []string{"ripe", "new"}) {
+		t.Errorf("due = %v, want [ripe new]", got)
+	}
+	if _, ok := m.retryAt["moving"]; !ok {
+		t.Error("the back-off of a message a worker holds was forgotten")
+	}
+	if _, ok := m.retryAt["gone"]; ok {
+		t.Error("the back-off of a message no longer queued was kept")
+	}
+	if got := m.due([]string{"waiting"}, true); !slices.Equal(got, []string{"waiting"}) {
+		t.Errorf("due(all) = %v, want [waiting]", got)
+	}
+}
