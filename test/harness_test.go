@@ -8,7 +8,9 @@ package test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -238,7 +240,10 @@ func (s *server) maildir(user string) string { return filepath.Join(s.dir, "mail
 // delivered counts the messages in a user's Maildir.
 func (s *server) delivered(user string) int {
 	n, err := maildir.Count(s.maildir(user))
-	if err != nil && !os.IsNotExist(err) {
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0 // the Maildir is being created
+	}
+	if err != nil {
 		s.t.Fatal(err)
 	}
 	return n
