@@ -6,74 +6,38 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"moat/internal/config"
+	"moat/internal/postqueue"
 	"moat/internal/queue"
 )
 
-// openQueue opens (creating what is missing) the queue directory. Started
-// as root, the mail system's queue belongs to mail_owner (postfix check
-// demands it, and issue 4's unprivileged roles will need it), but
-// queue.Open creates directories as the caller; so directories it created
-// as root are handed to mail_owner and Open is tried again, as Postfix's
-// `postfix start` does with post-install's set-permissions. Each round
-// fixes everything created so far; a round that fixes nothing returns
-// Open's error.
+// openQueue opens (creating what is missing) the queue directory, and the
+// public/ directory where postqueue leaves flush requests. Started as root,
+// the mail system's queue belongs to mail_owner (postfix check demands it,
+// and issue 4's unprivileged roles will need it); queue.Open gives what it
+// creates to the owner it is told.
 func openQueue(dir string, opts queue.Options, cfg *config.Config) (*queue.Queue, error) {
-	if os.Geteuid() != 0 {
-		return queue.Open(dir, opts)
+	owner := os.Geteuid()
+	if owner == 0 {
+		uid, ok := cfg.MailOwnerUID()
+		if !ok || uid == 0 {
+			return nil, fmt.Errorf("file %s: parameter mail_owner: %q is not an unprivileged account (postfix check says more)", cfg.Path, cfg.Get("mail_owner"))
+		}
+		owner = uid
+		opts.Owner, opts.OwnerSet = uid, true
 	}
-	uid, ok := cfg.MailOwnerUID()
-	if !ok || uid == 0 {
-		return nil, fmt.Errorf("file %s: parameter mail_owner: %q is not an unprivileged account (postfix check says more)", cfg.Path, cfg.Get("mail_owner"))
+	q, err := queue.Open(dir, opts)
+	if err != nil {
+		return nil, err
 	}
-	opts.Owner, opts.OwnerSet = uid, true
-	for range 512 {
-		q, err := queue.Open(dir, opts)
-		if err == nil {
-			return q, nil
+	pub := filepath.Join(dir, postqueue.TriggerDir)
+	if err := os.Mkdir(pub, 0o700); err == nil {
+		if err := os.Lchown(pub, owner, -1); err != nil {
+			return nil, fmt.Errorf("create %s: %w", pub, err)
 		}
-		n, aerr := adoptDirs(dir, uid)
-		if aerr != nil {
-			return nil, errors.Join(err, aerr)
-		}
-		if n == 0 {
-			return nil, err
-		}
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create %s: %w", pub, err)
 	}
-	return nil, errors.New("queue: directories keep changing owner")
-}
-
-// adoptDirs gives root-owned directories under the queue directory to uid,
-// except the queue directory itself and pid/, which stay root's as in
-// Postfix. It returns how many it changed.
-func adoptDirs(dir string, uid int) (int, error) {
-	n := 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		if p == dir {
-			return nil
-		}
-		if p == filepath.Join(dir, "pid") {
-			return fs.SkipDir
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
-			if err := os.Lchown(p, uid, -1); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	return n, err
+	return q, nil
 }

@@ -186,6 +186,13 @@ func (q *Queue) checkDir(p string) error {
 		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("queue: create %s: %w", p, err)
 		}
+		// Root creates the queue for mail_owner (postfix start does so,
+		// as Postfix's post-install set-permissions does).
+		if q.owner != os.Geteuid() && os.Geteuid() == 0 {
+			if err := os.Lchown(p, q.owner, -1); err != nil {
+				return fmt.Errorf("queue: create %s: %w", p, err)
+			}
+		}
 		if err := syncPath(filepath.Dir(p)); err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}
