@@ -118,32 +118,52 @@ func Deliver(dir string, msg io.Reader, opts Options) (string, error) {
 		}
 	}
 
+	size, err := fillTmp(f, tmpPath, msg, opts)
+	if err != nil {
+		return "", err
+	}
+	newPath, err := linkNew(tmpPath, newDir, base, size, pid, q, host)
+	if err != nil {
+		os.Remove(tmpPath)
+		return "", err
+	}
+	if err := settle(tmpDir, tmpPath, newDir, newPath, true); err != nil {
+		return "", err
+	}
+	return newPath, nil
+}
+
+// fillTmp writes the message into the tmp/ file f and closes it; on failure
+// it removes the file.
+func fillTmp(f *os.File, tmpPath string, msg io.Reader, opts Options) (int64, error) {
 	size, derr := writeMessage(f, msg, opts)
 	if cerr := f.Close(); derr == nil && cerr != nil {
 		derr = writeError(unwrapPath(cerr))
 	}
 	if derr != nil {
 		os.Remove(tmpPath)
-		return "", derr
+		return 0, derr
 	}
+	return size, nil
+}
 
-	newPath, err := linkNew(tmpPath, newDir, base, size, pid, q, host)
-	if err != nil {
-		os.Remove(tmpPath)
-		return "", err
-	}
+// settle makes the link into new/ durable and drops the tmp/ name. If new/
+// cannot be synced, a link this delivery made is taken back, so that the
+// queue's retry cannot duplicate the message.
+func settle(tmpDir, tmpPath, newDir, newPath string, linked bool) error {
 	if err := syncDir(newDir); err != nil {
-		// Not durable: take it back so the queue's retry cannot duplicate it.
-		os.Remove(newPath)
+		if linked {
+			os.Remove(newPath)
+		}
 		os.Remove(tmpPath)
-		return "", writeError(err)
+		return writeError(err)
 	}
 	// The message is safely in new/. A tmp/ name left behind by a failed
 	// unlink is harmless: Dovecot removes tmp/ files older than 36 hours.
 	if os.Remove(tmpPath) == nil {
 		_ = syncDir(tmpDir)
 	}
-	return newPath, nil
+	return nil
 }
 
 // deliverKeyed is Deliver with a name derived from opts.Key: if new/
@@ -162,25 +182,18 @@ func deliverKeyed(dir, tmpDir, newDir, host string, msg io.Reader, opts Options)
 	if err != nil {
 		return "", createError(tmpPath, unwrapPath(err))
 	}
-	size, derr := writeMessage(f, msg, opts)
-	if cerr := f.Close(); derr == nil && cerr != nil {
-		derr = writeError(unwrapPath(cerr))
-	}
-	if derr != nil {
-		os.Remove(tmpPath)
-		return "", derr
+	size, err := fillTmp(f, tmpPath, msg, opts)
+	if err != nil {
+		return "", err
 	}
 	newPath := filepath.Join(newDir, base+",S="+strconv.FormatInt(size, 10))
-	if err := os.Link(tmpPath, newPath); err != nil && !errors.Is(err, os.ErrExist) {
+	err = os.Link(tmpPath, newPath)
+	if err != nil && !errors.Is(err, os.ErrExist) {
 		os.Remove(tmpPath)
 		return "", createError(newPath, unwrapPath(err))
 	}
-	if err := syncDir(newDir); err != nil {
-		os.Remove(tmpPath)
-		return "", writeError(err)
-	}
-	if os.Remove(tmpPath) == nil {
-		_ = syncDir(tmpDir)
+	if err := settle(tmpDir, tmpPath, newDir, newPath, err == nil); err != nil {
+		return "", err
 	}
 	return newPath, nil
 }
