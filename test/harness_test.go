@@ -154,10 +154,7 @@ func (s *server) start() {
 
 // stop asks moat to stop as `postfix stop` does (SIGTERM) and waits.
 func (s *server) stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done := s.take()
 	if cmd == nil {
 		return
 	}
@@ -176,15 +173,19 @@ func (s *server) stop() {
 
 // kill stops moat with SIGKILL, as a crash or the OOM killer would.
 func (s *server) kill() {
+	if cmd, done := s.take(); cmd != nil {
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// take hands the running process to whoever stops it, once.
+func (s *server) take() (*exec.Cmd, chan error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	cmd, done := s.cmd, s.done
 	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Kill()
-	<-done
+	return cmd, done
 }
 
 func (s *server) addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
