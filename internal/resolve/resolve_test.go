@@ -2,13 +2,11 @@ package resolve
 
 import (
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"moat/internal/config"
+	"moat/internal/config/configtest"
 	"moat/internal/maps"
 )
 
@@ -19,14 +17,7 @@ const base = "myhostname = mail.example.com\nmydomain = example.com\ninet_interf
 
 func load(t *testing.T, mainCF string) (*Resolver, *[]string) {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(base+mainCF), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Load(t, base+mainCF)
 	var warnings []string
 	opts := maps.DefaultOptions()
 	opts.Warn = func(m string) { warnings = append(warnings, m) }
@@ -131,14 +122,7 @@ func TestInterfaces(t *testing.T) {
 	named, _ := load(t, "inet_interfaces = localhost 192.0.2.1\n")
 	expect(t, named, []want{{"[127.0.0.1]", Local, false, ""}, {"[192.0.2.1]", Local, false, ""}, {"[192.0.2.2]", Default, false, ""}})
 
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(base+"proxy_interfaces = all\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Load(t, base+"proxy_interfaces = all\n")
 	if _, err := New(cfg, maps.DefaultOptions()); err == nil || !strings.Contains(err.Error(), "proxy_interfaces") {
 		t.Errorf("proxy_interfaces = all: %v", err)
 	}
@@ -235,14 +219,7 @@ func TestLookupFailure(t *testing.T) {
 }
 
 func TestBadConfig(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(base+"relay_domains = /nonexistent/file\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Load(t, base+"relay_domains = /nonexistent/file\n")
 	if _, err := New(cfg, maps.DefaultOptions()); err == nil || !strings.Contains(err.Error(), "relay_domains: open file /nonexistent/file") {
 		t.Errorf("missing relay_domains file: %v", err)
 	}

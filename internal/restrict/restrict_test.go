@@ -3,27 +3,18 @@ package restrict
 import (
 	"context"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"moat/internal/config"
+	"moat/internal/config/configtest"
 	"moat/internal/maps"
 	"moat/internal/smtpd"
 )
 
 func load(t *testing.T, mainCF string) *config.Config {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(mainCF), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return configtest.Load(t, mainCF)
 }
 
 const base = "myhostname = mx.moat.test\nmydomain = moat.test\nmydestination = $myhostname, localhost\nmynetworks = 192.0.2.0/24\ninet_interfaces = loopback-only\n"
