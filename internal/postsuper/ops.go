@@ -127,7 +127,7 @@ func apply(q *queue.Queue, name, id, to string) (bool, error) {
 		return true, nil
 	}
 	if to == "" {
-		err = q.Remove(name, id)
+		err = q.RemoveDurably(name, id)
 	} else {
 		err = q.Move(id, name, to)
 	}

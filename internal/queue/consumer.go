@@ -81,9 +81,17 @@ func (q *Queue) Stat(name, id string) (Info, error) {
 }
 
 // Move moves a message between queues (incoming → active → deferred, hold
-// and back) with one atomic rename, then makes both directories durable
-// (group-committed like Commit). It refuses to replace a message of the
+// and back) with one atomic rename. It refuses to replace a message of the
 // same ID in the target queue.
+//
+// The scheduler's own moves (between incoming, active and deferred) are not
+// followed by directory fsyncs: a journaling file system keeps a rename
+// atomic across a crash, so the message is in one queue or the other, and
+// the scheduler takes it from either (RequeueActive, the deferred scan).
+// That saves two fsyncs per message on the delivery path. A move into or
+// out of hold or corrupt records an admin's or recovery's decision, which a
+// crash must not undo, so those directories are made durable
+// (group-committed like Commit).
 func (q *Queue) Move(id, from, to string) error {
 	src, err := q.path(from, id)
 	if err != nil {
@@ -107,6 +115,9 @@ func (q *Queue) Move(id, from, to string) error {
 	if err := os.Rename(src, dst); err != nil {
 		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
 	}
+	if schedulerQueue(from) && schedulerQueue(to) {
+		return nil
+	}
 	if err := q.syncerFor(to, id).sync(); err != nil {
 		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
 	}
@@ -116,20 +127,44 @@ func (q *Queue) Move(id, from, to string) error {
 	return nil
 }
 
-// Remove deletes a message whose every recipient is settled, durably, so
-// that a crash cannot bring back a finished message.
+// schedulerQueue reports the queues the scheduler moves messages between.
+func schedulerQueue(name string) bool {
+	return name == Incoming || name == Active || name == Deferred
+}
+
+// Remove deletes a message whose every recipient is settled. It does not
+// fsync the directory: a crash may bring back a finished message, whose
+// state log says every recipient is settled, so the scheduler removes it
+// again without delivering anything (Postfix's queue manager does not
+// fsync removals either). postsuper -d removes mail that may still be
+// pending; it uses RemoveDurably.
 func (q *Queue) Remove(name, id string) error {
-	p, err := q.path(name, id)
+	_, err := q.remove(name, id)
+	return err
+}
+
+// RemoveDurably deletes a message and makes the removal durable, so that a
+// crash cannot bring back mail an admin deleted (postsuper -d).
+func (q *Queue) RemoveDurably(name, id string) error {
+	s, err := q.remove(name, id)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil {
-		return fmt.Errorf("queue: remove %s: %w", id, err)
-	}
-	if err := q.syncerFor(name, id).sync(); err != nil {
+	if err := s.sync(); err != nil {
 		return fmt.Errorf("queue: remove %s: %w", id, err)
 	}
 	return nil
+}
+
+func (q *Queue) remove(name, id string) (*dirSync, error) {
+	p, err := q.path(name, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(p); err != nil {
+		return nil, fmt.Errorf("queue: remove %s: %w", id, err)
+	}
+	return q.syncerFor(name, id), nil
 }
 
 // RecipientUpdate settles (or defers) one recipient, by its index in

@@ -127,7 +127,7 @@ func Deliver(dir string, msg io.Reader, opts Options) (string, error) {
 		os.Remove(tmpPath)
 		return "", err
 	}
-	if err := settle(tmpDir, tmpPath, newDir, newPath, true); err != nil {
+	if err := settle(tmpPath, newDir, newPath, true); err != nil {
 		return "", err
 	}
 	return newPath, nil
@@ -150,7 +150,7 @@ func fillTmp(f *os.File, tmpPath string, msg io.Reader, opts Options) (int64, er
 // settle makes the link into new/ durable and drops the tmp/ name. If new/
 // cannot be synced, a link this delivery made is taken back, so that the
 // queue's retry cannot duplicate the message.
-func settle(tmpDir, tmpPath, newDir, newPath string, linked bool) error {
+func settle(tmpPath, newDir, newPath string, linked bool) error {
 	if err := syncDir(newDir); err != nil {
 		if linked {
 			os.Remove(newPath)
@@ -158,11 +158,10 @@ func settle(tmpDir, tmpPath, newDir, newPath string, linked bool) error {
 		os.Remove(tmpPath)
 		return writeError(err)
 	}
-	// The message is safely in new/. A tmp/ name left behind by a failed
-	// unlink is harmless: Dovecot removes tmp/ files older than 36 hours.
-	if os.Remove(tmpPath) == nil {
-		_ = syncDir(tmpDir)
-	}
+	// The message is safely in new/. The tmp/ name is dropped without a
+	// directory fsync: one brought back by a crash is harmless (Dovecot
+	// removes tmp/ files older than 36 hours; a keyed retry replaces it).
+	os.Remove(tmpPath)
 	return nil
 }
 
@@ -192,7 +191,7 @@ func deliverKeyed(dir, tmpDir, newDir, host string, msg io.Reader, opts Options)
 		os.Remove(tmpPath)
 		return "", createError(newPath, unwrapPath(err))
 	}
-	if err := settle(tmpDir, tmpPath, newDir, newPath, err == nil); err != nil {
+	if err := settle(tmpPath, newDir, newPath, err == nil); err != nil {
 		return "", err
 	}
 	return newPath, nil
