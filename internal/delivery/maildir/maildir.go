@@ -171,9 +171,13 @@ func deliverKeyed(dir, tmpDir, newDir, host string, msg io.Reader, opts Options)
 	if strings.ContainsAny(opts.Key, "/:,\x00") {
 		return "", createError(dir, fmt.Errorf("unsafe delivery key %q", opts.Key))
 	}
+	// No ",S=size" in the name: the size is known only after writing, and
+	// the earlier attempt must be found with one lstat(2), not by listing
+	// new/, which holds every unread message.
 	base := fmt.Sprintf("%d.K%s.%s", opts.Arrival.Unix(), opts.Key, host)
-	if done, _ := filepath.Glob(filepath.Join(newDir, globEscape(base)+",S=*")); len(done) > 0 {
-		return done[0], nil
+	newPath := filepath.Join(newDir, base)
+	if _, err := os.Lstat(newPath); err == nil {
+		return newPath, nil
 	}
 	tmpPath := filepath.Join(tmpDir, base)
 	// A tmp file of an attempt that crashed half-way is replaced.
@@ -181,11 +185,9 @@ func deliverKeyed(dir, tmpDir, newDir, host string, msg io.Reader, opts Options)
 	if err != nil {
 		return "", createError(tmpPath, unwrapPath(err))
 	}
-	size, err := fillTmp(f, tmpPath, msg, opts)
-	if err != nil {
+	if _, err := fillTmp(f, tmpPath, msg, opts); err != nil {
 		return "", err
 	}
-	newPath := filepath.Join(newDir, base+",S="+strconv.FormatInt(size, 10))
 	err = os.Link(tmpPath, newPath)
 	if err != nil && !errors.Is(err, os.ErrExist) {
 		os.Remove(tmpPath)
@@ -195,11 +197,6 @@ func deliverKeyed(dir, tmpDir, newDir, host string, msg io.Reader, opts Options)
 		return "", err
 	}
 	return newPath, nil
-}
-
-// globEscape quotes the pattern characters filepath.Match knows.
-func globEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
 }
 
 // linkNew links the finished tmp file into new/ under base plus ",S=size"
