@@ -22,6 +22,9 @@ type result struct {
 	handoff time.Time
 	done    time.Time
 	log     *maillog.Logger // the daemon that logs it, as in Postfix
+	// replayable: repeating the delivery has no effect (a keyed Maildir
+	// file), so its record need not be fsynced (queue.RecipientUpdate).
+	replayable bool
 }
 
 // status is the word Postfix logs after "status=".
@@ -113,7 +116,7 @@ func (m *Manager) process(ctx context.Context, j job) {
 // it. If the record cannot be written the result is not logged as final: the
 // recipient stays unsettled and is tried again (at worst a duplicate).
 func (m *Manager) record(id string, i int, r result, active time.Time, env *queue.Envelope) bool {
-	upd := queue.RecipientUpdate{Index: i, State: r.state}
+	upd := queue.RecipientUpdate{Index: i, State: r.state, Replayable: r.replayable}
 	if r.state != queue.RcptDelivered {
 		upd.Reason = r.reason
 	}

@@ -84,7 +84,9 @@ func (m *Manager) deliverLocal(msg *queue.Message, i int) result {
 		}
 		return res(queue.RcptDeferred, "4.3.0", "maildir delivery failed: "+err.Error())
 	}
-	return res(queue.RcptDelivered, "2.0.0", "delivered to maildir")
+	r := res(queue.RcptDelivered, "2.0.0", "delivered to maildir")
+	r.replayable = true // opts.Key names the file: a retry finds it
+	return r
 }
 
 // symlinkIn returns the first of dir, dir/tmp, dir/new and dir/cur that is

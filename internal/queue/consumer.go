@@ -173,9 +173,17 @@ type RecipientUpdate struct {
 	Index  int
 	State  RcptState
 	Reason string // deferral or bounce reason, shown by mailq
+	// Replayable says the agent's delivery can be repeated without
+	// effect (a Maildir file named by queue ID and recipient: the retry
+	// finds it), so its record need not be durable at once: a crash that
+	// loses it makes the retry find the earlier delivery, not make a
+	// second one. An update of only replayable records skips the fsync,
+	// which the next journal commit does anyway.
+	Replayable bool
 }
 
-// UpdateRecipients appends state records and fsyncs them before returning.
+// UpdateRecipients appends state records and fsyncs them before returning
+// (unless every one is Replayable).
 // A delivery agent calls it right after the next hop accepted (or refused)
 // the message and before reporting success upward, so that after a crash the
 // recipient is not delivered twice. The window between the hop's acceptance
@@ -202,7 +210,9 @@ func (q *Queue) UpdateRecipients(name, id string, updates []RecipientUpdate) err
 		return fmt.Errorf("queue: update %s: %w", id, err)
 	}
 	var buf []byte
+	durable := false
 	for _, u := range updates {
+		durable = durable || !u.Replayable
 		if u.Index < 0 || u.Index >= len(m.Envelope.Recipients) {
 			return fmt.Errorf("queue: update %s: no recipient %d", id, u.Index)
 		}
@@ -223,6 +233,9 @@ func (q *Queue) UpdateRecipients(name, id string, updates []RecipientUpdate) err
 	}
 	if _, err := f.WriteAt(buf, m.stateEnd); err != nil {
 		return fmt.Errorf("queue: update %s: %w", id, err)
+	}
+	if !durable {
+		return nil
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("queue: update %s: fsync: %w", id, err)

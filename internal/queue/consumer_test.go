@@ -86,8 +86,9 @@ func TestUpdateRecipients(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A replayable record (not fsynced at once) reads back like any other.
+	must(q.UpdateRecipients(Incoming, id, []RecipientUpdate{{Index: 0, State: RcptDelivered, Replayable: true}}))
 	must(q.UpdateRecipients(Incoming, id, []RecipientUpdate{
-		{Index: 0, State: RcptDelivered},
 		{Index: 1, State: RcptDeferred, Reason: "connect to mx.example.net[192.0.2.9]:25: Connection timed out"},
 	}))
 	in, err := q.Stat(Incoming, id)
