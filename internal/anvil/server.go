@@ -1,0 +1,169 @@
+package anvil
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"moat/internal/config"
+	"moat/internal/maillog"
+)
+
+// connIdle closes a client connection that sends nothing for this long;
+// smtpd clients reconnect on their next event, so an abandoned connection
+// does not hold a goroutine forever.
+const connIdle = 10 * time.Minute
+
+// Serve runs the anvil service on ln until ctx is done: one Table for every
+// smtpd process of the host, its idle entries expired once per
+// anvil_rate_time_unit and its "statistics:" lines logged every
+// anvil_status_update_time and when the service stops (anvil(8)).
+func Serve(ctx context.Context, ln net.Listener, cfg *config.Config, log *maillog.Logger) error {
+	unit, err := cfg.Duration("anvil_rate_time_unit")
+	if err != nil {
+		return fmt.Errorf("anvil: %w", err)
+	}
+	status, err := cfg.Duration("anvil_status_update_time")
+	if err != nil {
+		return fmt.Errorf("anvil: %w", err)
+	}
+	if unit <= 0 || status <= 0 {
+		return errors.New("anvil: anvil_rate_time_unit and anvil_status_update_time must be positive")
+	}
+	return ServeTable(ctx, ln, NewTable(Options{Unit: unit}), status, log)
+}
+
+// ServeTable is Serve with a table and status period chosen by the caller
+// (tests use short periods and small caps).
+func ServeTable(ctx context.Context, ln net.Listener, t *Table, status time.Duration, log *maillog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	stopAccept := context.AfterFunc(ctx, func() {
+		_ = ln.Close()
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	defer stopAccept()
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		housekeep(ctx, t, status, log)
+	}()
+
+	var err error
+	for {
+		c, aerr := ln.Accept()
+		if aerr != nil {
+			if ctx.Err() == nil {
+				err = fmt.Errorf("anvil: accept: %w", aerr)
+			}
+			break
+		}
+		mu.Lock()
+		conns[c] = true
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveConn(c, t, log)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+		}()
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// housekeep expires idle entries once per unit and logs statistics every
+// status period, and once more at the end as Postfix's anvil does on exit.
+func housekeep(ctx context.Context, t *Table, status time.Duration, log *maillog.Logger) {
+	exp := time.NewTicker(t.unit)
+	defer exp.Stop()
+	st := time.NewTicker(status)
+	defer st.Stop()
+	dump := func() {
+		for _, l := range t.Statistics() {
+			log.Info("%s", l)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			dump()
+			return
+		case <-exp.C:
+			t.Expire()
+		case <-st.C:
+			dump()
+		}
+	}
+}
+
+// serveConn answers one smtpd client's requests until it hangs up or
+// sends something that is not a request.
+func serveConn(c net.Conn, l Limiter, log *maillog.Logger) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, MaxLine)
+	bw := bufio.NewWriterSize(c, MaxLine)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(connIdle))
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				log.Warning("anvil: request longer than %d bytes; closing", MaxLine)
+			}
+			return
+		}
+		req, err := ParseRequest(strings.TrimSuffix(string(line), "\n"))
+		var rep Reply
+		if err != nil {
+			log.Warning("unrecognized request: %v", err)
+			rep = Reply{Err: "bad request"}
+		} else {
+			rep = Apply(l, req)
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := bw.WriteString(oneLine(rep.String()) + "\n"); err != nil {
+			return
+		}
+		// Reply when no further request is already buffered, so a
+		// pipelining client gets its replies in one write.
+		if br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				return
+			}
+		}
+		if rep.Err != "" && err != nil {
+			_ = bw.Flush()
+			return
+		}
+	}
+}
+
+// oneLine keeps reply text on one line and within MaxLine.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > MaxLine-1 {
+		s = s[:MaxLine-1]
+	}
+	return s
+}
