@@ -47,6 +47,15 @@ type Options struct {
 	// source file. nil writes them to standard error, so a command-line
 	// tool shows them; daemons route them to the mail log.
 	Warn func(msg string)
+	// ProxySocket is the proxymap(8) service's UNIX socket. When set,
+	// "proxy:TYPE:NAME" tables are asked of that server, which is how a
+	// daemon in a chroot jail reaches tables outside it (the passwd file)
+	// and how many processes share one open table. A relative path is
+	// resolved at each connect against the working directory, so
+	// "private/proxymap" works both before and after a daemon chroots
+	// into the queue directory. Empty opens the inner table directly
+	// (postmap -q, tests, daemons that are not jailed).
+	ProxySocket string
 }
 
 // warnf reports a non-fatal problem through Options.Warn.
@@ -110,10 +119,7 @@ func Open(spec string, opts Options) (Table, error) {
 	case "environ":
 		return openEnviron(name, opts)
 	case "proxy":
-		// proxymap (a separate service for chrooted processes) is built
-		// with privilege separation; until then the inner table is opened
-		// directly, which gives the same answers.
-		return Open(name, opts)
+		return openProxy(name, opts)
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnsupported, spec)
 }
