@@ -178,6 +178,9 @@ func (s *session) mailCmd(line string) bool {
 		s.reply(smtp.UnicodeAddressReply())
 		return false
 	}
+	if !s.anvilMail() {
+		return false
+	}
 	if r, short := s.lowOnSpace(); short {
 		s.reply(r)
 		return false
@@ -252,6 +255,9 @@ func (s *session) rcptCmd(line string) bool {
 	}
 	if s.set.rcptLimit > 0 && len(s.tx.rcpts) >= s.set.rcptLimit {
 		s.reply(smtp.NewReply(452, "4.5.3", "Error: too many recipients"))
+		return false
+	}
+	if !s.anvilRcpt() {
 		return false
 	}
 	ext := r.To.Quoted()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"moat/internal/anvil"
 	"moat/internal/cleanup"
 	"moat/internal/config"
 	"moat/internal/maillog"
@@ -38,6 +39,11 @@ type Deps struct {
 	Committed func(id string)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Anvil counts connections and rates for the smtpd_client_*_limit
+	// parameters across every smtpd process (anvil(8)); nil means no
+	// client limits. The master gives each smtpd an anvil.Client for
+	// private/anvil, or one shared *anvil.Table when all run in-process.
+	Anvil anvil.Limiter
 }
 
 // DefaultSessionTimeLimit caps a whole session when the moat-only parameter
@@ -70,6 +76,8 @@ type settings struct {
 	discardEHLO      map[string]bool
 	forbidden        *forbiddenList
 	fastFlushDomains []string
+
+	anvil anvilLimits
 }
 
 // Server runs the sessions of one service.
@@ -111,7 +119,7 @@ func New(d Deps) (*Server, error) {
 // Close releases the tables; call it after every session has ended.
 func (s *Server) Close() error {
 	var errs []error
-	for _, l := range []*matchlist.List{s.set.bareExclusions, s.set.debugPeers} {
+	for _, l := range []*matchlist.List{s.set.bareExclusions, s.set.debugPeers, s.set.anvil.exceptions} {
 		if l != nil {
 			errs = append(errs, l.Close())
 		}
@@ -241,5 +249,5 @@ func (s *Server) readSettings(mo maps.Options) error {
 	if st.fastFlushDomains, err = c.List("fast_flush_domains"); err != nil {
 		return err
 	}
-	return nil
+	return s.readAnvilLimits(mo)
 }

@@ -53,6 +53,8 @@ type session struct {
 	errors, junk int
 	cmds         maillog.Commands
 
+	anvil bool // this client is counted by anvil (anvilOn)
+
 	connDecision *Decision // smtpd_delay_reject = no: kept from connect
 	heloDecision *Decision
 	tx           *transaction
@@ -164,11 +166,18 @@ func (w connWriter) Write(p []byte) (int, error) {
 func (s *session) run() {
 	s.identify()
 	s.log.Info("%s", maillog.Connect(s.client))
+	s.anvil = s.anvilOn()
 	defer func() {
 		s.abortTx()
 		_ = s.bw.Flush()
+		s.anvilDisconnect()
 		s.log.Info("%s", maillog.Disconnect(s.client, &s.cmds))
 	}()
+	// Postfix counts the connection before the greeting and refuses it
+	// with 421 over smtpd_client_connection_{count,rate}_limit (smtpd(8)).
+	if !s.anvilConnect() {
+		return
+	}
 	if !s.set.delayReject {
 		s.connDecision, _ = s.decide(StageConnect, "")
 	}
