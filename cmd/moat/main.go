@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"moat/internal/cli"
+	"moat/internal/master"
 	"moat/internal/postalias"
 	"moat/internal/postcat"
 	"moat/internal/postconf"
@@ -51,6 +52,10 @@ func run(env *cli.Env, argv []string) int {
 		return 1
 	}
 	verb := argv[1]
+	if verb == master.ChildVerb {
+		// Hidden: the master runs its services through it.
+		return postfix.Child(env, verb, argv[2:])
+	}
 	cmd, ok := commands[verb]
 	if !ok {
 		fmt.Fprintf(env.Stderr, "moat: unknown command %q\n", verb)

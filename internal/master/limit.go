@@ -76,3 +76,10 @@ func (l *limiter) shouldWarn(now time.Time) bool {
 	l.warned = now
 	return true
 }
+
+// load returns the sessions running and the limit.
+func (l *limiter) load() (n, max int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n, l.max
+}

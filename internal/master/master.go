@@ -153,6 +153,14 @@ type Options struct {
 	StopTimeout time.Duration
 	// SyslogPath overrides /dev/log.
 	SyslogPath string
+	// Children runs each service as a child process of the moat binary
+	// (the hidden ChildVerb) instead of in this process: smtpd children
+	// on the master's listeners, the queue manager as a child of its own
+	// woken through QmgrFIFO. Servers and Roles are then built by the
+	// children (RunChild), from the same tables.
+	Children bool
+	// Executable is the binary children run; "" means os.Executable().
+	Executable string
 
 	lookup resolver // tests; nil means the system resolver
 }
@@ -209,6 +217,24 @@ type master struct {
 	roles       []Role
 	rolesWG     sync.WaitGroup
 	rolesCancel context.CancelFunc
+
+	// With Options.Children: the current generation's children by
+	// service key, retired ones still finishing, the queue manager.
+	kids        map[string]*kid
+	retiredKids []*kid
+	qmgr        *kid
+	kidsWG      sync.WaitGroup
+	gen         int
+	fifo        int // QmgrFIFO held open read-write; -1 when none
+	wakeStop    chan struct{}
+
+	// In a child: the sockets the master passed, by endpoint key (nil in
+	// the master), the gate that holds accepting until privileges are
+	// dropped, and the queue manager trigger smtpd writes after commits.
+	inherited map[string]net.Listener
+	gate      chan struct{}
+	trigger   func()
+	stress    *stressState
 }
 
 func start(ctx context.Context, opts Options) (m *master, err error) {
@@ -218,7 +244,7 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 	m = &master{
 		opts: opts, lookup: opts.lookup, listeners: map[string]*listener{},
 		services: map[string]*service{}, limiters: map[string]*limiter{},
-		conns: map[net.Conn]struct{}{},
+		conns: map[net.Conn]struct{}{}, fifo: -1,
 	}
 	if m.lookup == nil {
 		m.lookup = defaultResolver
@@ -273,15 +299,23 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 	if _, err = m.queue.Recover(false); err != nil {
 		return m, fmt.Errorf("queue recovery: %w", err)
 	}
-	if err = m.startRoles(snap); err != nil {
+	m.sessCtx, m.sessCancel = context.WithCancel(context.Background())
+	if opts.Children {
+		if os.Geteuid() != 0 {
+			m.log.Warning("not started as root: every service runs as uid %d, without chroot and without dropping privileges", os.Geteuid())
+		}
+		owner, _ := snap.cfg.MailOwnerUID()
+		if err = m.openTrigger(snap.queueDir, owner); err != nil {
+			return m, err
+		}
+	} else if err = m.startRoles(snap); err != nil {
 		return m, err
 	}
-	m.sessCtx, m.sessCancel = context.WithCancel(context.Background())
 	if err = m.apply(snap); err != nil {
 		return m, err
 	}
 	m.log.Info("daemon started -- version %s, configuration %s", config.Version, m.dir)
-	m.logSkipped(snap)
+	m.logServices(snap)
 	m.notify(Ready, nil)
 	return m, nil
 }
@@ -301,6 +335,8 @@ func (m *master) undoStart() {
 		m.sessCancel()
 	}
 	m.stopRoles()
+	m.stopKids()
+	m.closeTrigger()
 	if m.pid != nil {
 		m.pid.release()
 	}
@@ -311,19 +347,6 @@ func closeLog(l *maillog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	l.Close(ctx)
-}
-
-// logSkipped names, once per command, the master.cf services moat reads
-// but does not run as their own process yet (issue 4 runs them).
-func (m *master) logSkipped(snap *snapshot) {
-	seen := map[string]bool{}
-	for _, s := range snap.skipped {
-		if seen[s.Command] {
-			continue
-		}
-		seen[s.Command] = true
-		m.log.Info("service %s/%s (command %s, master.cf line %d): not run as a separate process by this version of moat", s.Name, s.Type, s.Command, s.Line)
-	}
 }
 
 func (m *master) startRoles(snap *snapshot) error {
@@ -360,8 +383,12 @@ func (m *master) stopRoles() {
 	}
 }
 
-// committed wakes every background role.
+// committed wakes every background role, or, in a child, the queue
+// manager child through its trigger.
 func (m *master) committed(string) {
+	if m.trigger != nil {
+		m.trigger()
+	}
 	for _, r := range m.roles {
 		r.Wake()
 	}
@@ -472,12 +499,26 @@ func (m *master) shutdown(sig int) error {
 	}
 	m.mu.Unlock()
 	m.stopRoles()
+	m.stopKids()
+	m.closeTrigger()
 	var errs []error
-	if err := m.pid.release(); err != nil {
-		errs = append(errs, fmt.Errorf("remove PID file: %w", err))
+	if m.pid != nil {
+		if err := m.pid.release(); err != nil {
+			errs = append(errs, fmt.Errorf("remove PID file: %w", err))
+		}
 	}
 	closeLog(m.base)
 	return errors.Join(errs...)
+}
+
+// closeTrigger stops the wakeup timer and closes the master's hold on
+// the queue manager's FIFO.
+func (m *master) closeTrigger() {
+	m.setWakeup(0)
+	if m.fifo >= 0 {
+		syscall.Close(m.fifo)
+		m.fifo = -1
+	}
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {

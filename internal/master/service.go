@@ -17,7 +17,11 @@ import (
 type service struct {
 	spec   *serviceSpec
 	server ConnServer
-	lim    *limiter
+	// stressed is the same service built with stress=yes (STRESS_README),
+	// used for sessions accepted while the service is at its limit; nil
+	// where stress mode does not apply.
+	stressed ConnServer
+	lim      *limiter
 
 	mu      sync.Mutex
 	active  int
@@ -65,6 +69,9 @@ func (s *service) retire() {
 
 func (s *service) close() {
 	err := s.server.Close()
+	if s.stressed != nil {
+		err = errors.Join(err, s.stressed.Close())
+	}
 	if s.onClose != nil {
 		s.onClose(err)
 	}
@@ -79,22 +86,36 @@ type listener struct {
 	cur  atomic.Pointer[service]
 	stop chan struct{}
 	once sync.Once
+
+	fmu sync.Mutex
+	f   *os.File // the socket as passed to children (children.go)
 }
 
 func (l *listener) close() {
 	l.once.Do(func() {
 		close(l.stop)
 		l.ln.Close()
+		l.fmu.Lock()
+		if l.f != nil {
+			l.f.Close()
+		}
+		l.fmu.Unlock()
 	})
 }
 
 // apply builds a generation from snap and switches to it. Nothing changes
 // unless every server is built and every new endpoint bound.
 func (m *master) apply(snap *snapshot) error {
+	if m.opts.Children {
+		return m.applyChildren(snap)
+	}
 	built := map[string]*service{}
 	fail := func(err error) error {
 		for _, s := range built {
 			s.server.Close()
+			if s.stressed != nil {
+				s.stressed.Close()
+			}
 		}
 		return err
 	}
@@ -107,7 +128,20 @@ func (m *master) apply(snap *snapshot) error {
 		if err != nil {
 			return fail(fmt.Errorf("master.cf, line %d: service %s: %w", spec.row.Line, spec.key, err))
 		}
-		built[spec.key] = &service{spec: spec, server: srv}
+		svc := &service{spec: spec, server: srv}
+		built[spec.key] = svc
+		if m.stress != nil && spec.maxproc > 1 {
+			// Built now, with the normal one, because a jailed child
+			// cannot open tables later.
+			scfg := spec.cfg.WithOverrides(map[string]string{"stress": "yes"})
+			svc.stressed, err = spec.factory(ServiceDeps{
+				Config: scfg, Service: spec.row.Name, Log: log, Queue: m.queue,
+				Committed: m.committed, Now: time.Now,
+			})
+			if err != nil {
+				return fail(fmt.Errorf("master.cf, line %d: service %s (stress=yes): %w", spec.row.Line, spec.key, err))
+			}
+		}
 	}
 
 	m.mu.Lock()
@@ -120,7 +154,7 @@ func (m *master) apply(snap *snapshot) error {
 				keep[ep.Key()] = l
 				continue
 			}
-			ln, err := net.Listen(ep.Network, ep.Addr)
+			ln, err := m.listen(ep)
 			if err != nil {
 				for _, l := range fresh {
 					l.ln.Close()
@@ -171,6 +205,19 @@ func (m *master) apply(snap *snapshot) error {
 	return nil
 }
 
+// listen binds ep, or, in a child, takes the socket the master bound for
+// it and passed down.
+func (m *master) listen(ep endpoint) (net.Listener, error) {
+	if ln, ok := m.inherited[ep.Key()]; ok {
+		delete(m.inherited, ep.Key())
+		return ln, nil
+	}
+	if m.inherited != nil {
+		return nil, fmt.Errorf("no socket inherited for %s", ep.Addr)
+	}
+	return net.Listen(ep.Network, ep.Addr)
+}
+
 // closeLogger reports a server's Close error.
 func (m *master) closeLogger(key string) func(error) {
 	return func(err error) {
@@ -187,6 +234,13 @@ func (m *master) closeLogger(key string) func(error) {
 // listening while a service has no free process.
 func (m *master) acceptLoop(l *listener) {
 	defer m.acceptWG.Done()
+	if m.gate != nil {
+		select {
+		case <-m.gate:
+		case <-l.stop:
+			return
+		}
+	}
 	var backoff time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -229,12 +283,15 @@ func (m *master) acquire(l *listener) *service {
 		if ok {
 			return s
 		}
+		m.stressOn(s)
 		if s.lim.shouldWarn(time.Now()) {
-			// master_spawn.c's words; the third line, about stress
-			// settings, waits for moat's stress mode (issue 4).
+			// master_spawn.c's words.
 			m.log.Warning("service \"%s\" (%s) has reached its process limit \"%d\": new clients may experience noticeable delays",
 				s.spec.row.Name, s.spec.internal, s.spec.maxproc)
 			m.log.Warning("to avoid this condition, increase the process count in master.cf or reduce the service time per client")
+			if s.stressed != nil {
+				m.log.Warning("see http://www.postfix.org/STRESS_README.html for examples of stress-adapting configuration settings")
+			}
 		}
 		select {
 		case <-wait:
@@ -251,8 +308,13 @@ func (m *master) serve(s *service, c net.Conn) {
 	m.mu.Lock()
 	m.conns[c] = struct{}{}
 	m.mu.Unlock()
+	srv := s.server
+	if s.stressed != nil && m.stress.active() {
+		srv = s.stressed
+	}
 	go func() {
 		defer m.sessions.Done()
+		defer m.stressOff(s)
 		defer s.lim.release()
 		defer s.end()
 		defer func() {
@@ -261,6 +323,6 @@ func (m *master) serve(s *service, c net.Conn) {
 			delete(m.conns, c)
 			m.mu.Unlock()
 		}()
-		s.server.ServeConn(m.sessCtx, c)
+		srv.ServeConn(m.sessCtx, c)
 	}()
 }

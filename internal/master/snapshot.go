@@ -51,6 +51,9 @@ func loadSnapshot(ctx context.Context, dir, cwd string, servers map[string]Serve
 	if err != nil {
 		return nil, interfaces{}, protocols{}, err
 	}
+	if err := checkCommands(mpath, mf); err != nil {
+		return nil, interfaces{}, protocols{}, err
+	}
 	for _, s := range mf.Services {
 		cfg.AddServiceParams(s.Name, s.Command)
 	}

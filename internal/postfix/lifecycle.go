@@ -194,6 +194,7 @@ func pidPath(cfg *config.Config, cwd string) (string, error) {
 func masterOptions(dir, cwd string) master.Options {
 	return master.Options{
 		ConfigDir: dir, Dir: cwd, Servers: servers(), Roles: roles(), Signals: true,
+		Children: true,
 	}
 }
 

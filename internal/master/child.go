@@ -1,0 +1,332 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"moat/internal/config"
+	"moat/internal/maillog"
+	"moat/internal/mastercf"
+	"moat/internal/queue"
+)
+
+// ChildOptions are what the master tells a child on its command line
+// (childArgs) plus the servers and roles the binary knows.
+type ChildOptions struct {
+	ConfigDir string
+	Dir       string // the master's working directory
+	Service   string // master.cf "name/type"
+	Gen       int
+	// Unpriv runs the child as mail_owner (master.cf unpriv y); Jail
+	// chroots it into queue_directory (chroot y).
+	Unpriv, Jail bool
+	Internal     string   // Postfix's endpoint name, for the limit warning
+	Listen       []string // endpoint keys of fds 4, 5, ...
+	Role         string   // "qmgr" for the queue manager; "" for a server
+	Stderr       bool
+	SyslogPath   string
+	Servers      map[string]ServerFactory
+	Roles        []RoleSpec
+}
+
+// RunChild is one master.cf service in a child process: it opens what it
+// needs as root (log, queue, tables, the qmgr trigger, the inherited
+// listeners), drops privileges as the master decided, says ready on fd 3,
+// and serves until SIGTERM (stop: sessions cancelled, bounded) or SIGUSR1
+// (retire after a reload: accept no more, let sessions finish).
+func RunChild(opts ChildOptions) error {
+	ready := os.NewFile(childReadyFD, "ready")
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	c, err := startChild(opts)
+	if err != nil {
+		if ready != nil {
+			io.WriteString(ready, err.Error()+"\n")
+			ready.Close()
+		}
+		return err
+	}
+	io.WriteString(ready, "ready\n")
+	ready.Close()
+	return c.serve(sigs)
+}
+
+// child is a running child's state.
+type child struct {
+	m    *master
+	role Role
+	qlog *maillog.Logger
+}
+
+func startChild(opts ChildOptions) (_ *child, err error) {
+	dir, err := filepath.Abs(opts.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg, row, err := childConfig(dir, opts.Service)
+	if err != nil {
+		return nil, err
+	}
+	qdir := cfg.Get("queue_directory")
+	if !filepath.IsAbs(qdir) {
+		qdir = filepath.Join(opts.Dir, qdir)
+	}
+	command := opts.Role
+	if command == "" {
+		if row == nil {
+			return nil, fmt.Errorf("service %s: not in master.cf", opts.Service)
+		}
+		command = row.Command
+	}
+	base, err := maillog.FromConfig(cfg, maillog.Setup{Daemon: command, Stderr: opts.Stderr, SyslogPath: opts.SyslogPath})
+	if err != nil {
+		return nil, fmt.Errorf("maillog: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			base.Fatal("%v", err)
+			closeLog(base)
+		}
+	}()
+	// Every path from here is relative to the queue directory, which
+	// becomes "/" in a jail (Postfix's daemons chdir there too).
+	if err := os.Chdir(qdir); err != nil {
+		return nil, fmt.Errorf("chdir %s: %w", qdir, err)
+	}
+	qopts, err := queue.OptionsFromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	qopts.Logf = base.Warning
+	if os.Geteuid() == 0 {
+		uid, ok := cfg.MailOwnerUID()
+		if !ok || uid == 0 {
+			return nil, fmt.Errorf("file %s: parameter mail_owner: %q is not an unprivileged account", cfg.Path, cfg.Get("mail_owner"))
+		}
+		qopts.Owner, qopts.OwnerSet = uid, true
+	}
+	q, err := queue.Open(".", qopts)
+	if err != nil {
+		return nil, err
+	}
+	m := &master{
+		opts: Options{StopTimeout: DefaultStopTimeout}, dir: dir, cwd: opts.Dir,
+		base: base, log: base, queue: q, listeners: map[string]*listener{},
+		services: map[string]*service{}, limiters: map[string]*limiter{},
+		conns: map[net.Conn]struct{}{}, fifo: -1, gate: make(chan struct{}),
+	}
+	m.sessCtx, m.sessCancel = context.WithCancel(context.Background())
+	c := &child{m: m}
+
+	if opts.Role != "" {
+		var spec *RoleSpec
+		for i := range opts.Roles {
+			if opts.Roles[i].Name == opts.Role {
+				spec = &opts.Roles[i]
+			}
+		}
+		if spec == nil {
+			return nil, fmt.Errorf("unknown role %q", opts.Role)
+		}
+		if c.role, err = spec.New(RoleDeps{Config: cfg, Log: base, Queue: q}); err != nil {
+			return nil, fmt.Errorf("%s: %w", spec.Name, err)
+		}
+		// Read-write, so the FIFO never reports end of file.
+		if m.fifo, err = syscall.Open(QmgrFIFO, syscall.O_RDWR|syscall.O_CLOEXEC, 0); err != nil {
+			return nil, fmt.Errorf("open %s: %w", QmgrFIFO, err)
+		}
+	} else {
+		if err := c.buildServer(opts, cfg, row); err != nil {
+			return nil, err
+		}
+	}
+	if err := dropPrivileges(cfg, opts.Unpriv, opts.Jail, qdir); err != nil {
+		return nil, err
+	}
+	close(m.gate)
+	return c, nil
+}
+
+// childConfig is main.cf with the service's master.cf -o overrides, as
+// the master read it; row is nil for a role with no master.cf row.
+func childConfig(dir, key string) (*config.Config, *mastercf.Service, error) {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	mf, err := mastercf.Load(filepath.Join(dir, "master.cf"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var row *mastercf.Service
+	for _, s := range mf.Services {
+		cfg.AddServiceParams(s.Name, s.Command)
+		if s.Name+"/"+s.Type == key && row == nil {
+			row = s
+		}
+	}
+	if row != nil {
+		cfg = cfg.WithOverrides(row.OverrideMap())
+	}
+	return cfg, row, nil
+}
+
+// buildServer takes the inherited sockets and builds the server (and its
+// stress=yes twin) on them, accepting only once the gate opens.
+func (c *child) buildServer(opts ChildOptions, cfg *config.Config, row *mastercf.Service) error {
+	m := c.m
+	factory, ok := opts.Servers[row.Command]
+	if !ok {
+		return fmt.Errorf("master.cf, line %d: command %q is not a server moat can run", row.Line, row.Command)
+	}
+	defProc, err := cfg.Int("default_process_limit")
+	if err != nil {
+		return err
+	}
+	maxproc := int(defProc)
+	if row.Maxproc != "-" {
+		if maxproc, err = strconv.Atoi(row.Maxproc); err != nil {
+			return fmt.Errorf("master.cf, line %d: bad maxproc %q", row.Line, row.Maxproc)
+		}
+	}
+	m.inherited = map[string]net.Listener{}
+	spec := &serviceSpec{row: row, key: opts.Service, internal: opts.Internal, cfg: cfg, maxproc: maxproc, factory: factory}
+	for i, key := range opts.Listen {
+		f := os.NewFile(uintptr(childFirstLFD+i), "listener")
+		if f == nil {
+			return fmt.Errorf("listener %s: descriptor %d not inherited", key, childFirstLFD+i)
+		}
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", key, err)
+		}
+		m.inherited[key] = ln
+		ep, err := parseEndpointKey(key)
+		if err != nil {
+			return err
+		}
+		spec.eps = append(spec.eps, ep)
+	}
+	fd, err := OpenTrigger(".")
+	if err != nil {
+		m.log.Warning("%v: the queue manager finds new mail at its next scan", err)
+	}
+	m.fifo = fd
+	m.trigger = func() { Trigger(fd, TriggerIncoming) }
+	m.stress = &stressState{}
+	return m.apply(&snapshot{cfg: cfg, inet: []*serviceSpec{spec}})
+}
+
+// parseEndpointKey reverses endpoint.Key.
+func parseEndpointKey(key string) (endpoint, error) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == ' ' {
+			return endpoint{Network: key[:i], Addr: key[i+1:]}, nil
+		}
+	}
+	return endpoint{}, fmt.Errorf("bad listener key %q", key)
+}
+
+// serve runs until a signal ends the child.
+func (c *child) serve(sigs <-chan os.Signal) error {
+	m := c.m
+	if c.role != nil {
+		return c.serveRole(sigs)
+	}
+	for s := range sigs {
+		switch s {
+		case syscall.SIGUSR1:
+			// Retired by a reload: the next generation accepts on the same
+			// sockets; this one finishes its sessions, however long
+			// smtpd_timeout lets them run, then exits.
+			m.mu.Lock()
+			for _, l := range m.listeners {
+				l.close()
+			}
+			m.mu.Unlock()
+			m.acceptWG.Wait()
+			select {
+			case <-waitChan(&m.sessions):
+			case s2 := <-sigs:
+				if s2 != syscall.SIGTERM && s2 != syscall.SIGINT {
+					<-waitChan(&m.sessions)
+					break
+				}
+				return m.shutdownChild(int(s2.(syscall.Signal)))
+			}
+			return m.shutdownChild(0)
+		case syscall.SIGTERM, syscall.SIGINT:
+			return m.shutdownChild(int(s.(syscall.Signal)))
+		}
+	}
+	return nil
+}
+
+// shutdownChild stops a server child; sig 0 means retired and idle.
+func (m *master) shutdownChild(sig int) error {
+	if sig == 0 {
+		m.mu.Lock()
+		for _, s := range m.services {
+			s.retire()
+		}
+		m.mu.Unlock()
+		m.closeTrigger()
+		closeLog(m.base)
+		return nil
+	}
+	return m.shutdown(sig)
+}
+
+func waitChan(wg interface{ Wait() }) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	return ch
+}
+
+// serveRole runs the queue manager until SIGTERM or SIGUSR1, waking it
+// for each byte on its FIFO.
+func (c *child) serveRole(sigs <-chan os.Signal) error {
+	m := c.m
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := syscall.Read(m.fifo, buf)
+			if err != nil {
+				if errors.Is(err, syscall.EINTR) {
+					continue
+				}
+				return
+			}
+			if n > 0 {
+				c.role.Wake()
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- c.role.Run(ctx) }()
+	var err error
+	select {
+	case s := <-sigs:
+		m.log.Info("terminating on signal %d", int(s.(syscall.Signal)))
+		cancel()
+		err = <-done
+	case err = <-done:
+		if err != nil {
+			m.log.Error("%v", err)
+		}
+	}
+	closeLog(m.base)
+	return err
+}

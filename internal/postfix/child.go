@@ -1,0 +1,61 @@
+package postfix
+
+import (
+	"strconv"
+
+	"moat/internal/cli"
+	"moat/internal/master"
+)
+
+// Child is the hidden `moat master-child` verb: one master.cf service
+// run by the master as its child (master(8) execs the service's command;
+// moat re-executes itself). Its arguments come from the master, not an
+// admin: -c DIR -d CWD -s NAME/TYPE -g GEN -u y|n -j y|n [-i INTERNAL]
+// [-l LISTENER]... [-r ROLE] [-e] [-S SYSLOG].
+func Child(env *cli.Env, prog string, args []string) int {
+	opts := master.ChildOptions{Servers: servers(), Roles: roles()}
+	for i := 0; i < len(args); i++ {
+		flag := args[i]
+		if flag == "-e" {
+			opts.Stderr = true
+			continue
+		}
+		if i+1 >= len(args) {
+			return env.Fatalf(prog, "option %s needs a value", flag)
+		}
+		i++
+		v := args[i]
+		switch flag {
+		case "-c":
+			opts.ConfigDir = v
+		case "-d":
+			opts.Dir = v
+		case "-s":
+			opts.Service = v
+		case "-g":
+			opts.Gen, _ = strconv.Atoi(v)
+		case "-u":
+			opts.Unpriv = v == "y"
+		case "-j":
+			opts.Jail = v == "y"
+		case "-i":
+			opts.Internal = v
+		case "-l":
+			opts.Listen = append(opts.Listen, v)
+		case "-r":
+			opts.Role = v
+		case "-S":
+			opts.SyslogPath = v
+		default:
+			return env.Fatalf(prog, "unknown option %s (this verb is run by the master only)", flag)
+		}
+	}
+	if opts.ConfigDir == "" || opts.Service == "" {
+		return env.Fatalf(prog, "usage: moat %s -c DIR -s SERVICE ... (run by the master only)", master.ChildVerb)
+	}
+	if err := master.RunChild(opts); err != nil {
+		env.Errorf(prog, "%v", err)
+		return 1
+	}
+	return 0
+}
