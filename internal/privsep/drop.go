@@ -46,24 +46,11 @@ func Drop(a Account, chrootDir string) error {
 	}
 	var jail *syscall.Stat_t
 	if chrootDir != "" {
-		if !filepath.IsAbs(chrootDir) {
-			return fmt.Errorf("chroot %s: not an absolute path", chrootDir)
-		}
-		real, err := filepath.EvalSymlinks(chrootDir)
+		real, st, err := jailDir(chrootDir)
 		if err != nil {
-			return fmt.Errorf("chroot %s: %w", chrootDir, err)
+			return err
 		}
-		if err := checkRootDir(real); err != nil {
-			return fmt.Errorf("chroot %s: %w", chrootDir, err)
-		}
-		if err := dirFDsWithin(real); err != nil {
-			return fmt.Errorf("chroot %s: %w", chrootDir, err)
-		}
-		jail = &syscall.Stat_t{}
-		if err := syscall.Stat(real, jail); err != nil {
-			return fmt.Errorf("chroot %s: %w", chrootDir, err)
-		}
-		chrootDir = real
+		jail, chrootDir = st, real
 	}
 	// /proc is outside any jail: keep a descriptor to this process's
 	// entry to verify through afterwards. It is closed before returning,
@@ -92,6 +79,55 @@ func Drop(a Account, chrootDir string) error {
 	}
 	if err := verify(self, a, jail); err != nil {
 		return fmt.Errorf("drop privileges to %s: %w", a.Name, err)
+	}
+	return nil
+}
+
+// jailDir resolves and vets a chroot directory: absolute, root's, not
+// writable by others, and no directory descriptor held outside it.
+func jailDir(dir string) (string, *syscall.Stat_t, error) {
+	if !filepath.IsAbs(dir) {
+		return "", nil, fmt.Errorf("chroot %s: not an absolute path", dir)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	if err := checkRootDir(real); err != nil {
+		return "", nil, fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	if err := dirFDsWithin(real); err != nil {
+		return "", nil, fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(real, &st); err != nil {
+		return "", nil, fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	return real, &st, nil
+}
+
+// Jail chroots a process that stays root into chrootDir (then chdir "/"),
+// with Drop's checks on the directory: master(5) allows chroot = y with
+// unpriv = n. It confines mistakes, not an attacker — root can leave a
+// chroot — so moat's own rows jail only unprivileged daemons; this is for
+// admins' master.cf rows that ask for it.
+func Jail(chrootDir string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("chroot %s: %w", chrootDir, ErrNotRoot)
+	}
+	real, want, err := jailDir(chrootDir)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Chroot(real); err != nil {
+		return fmt.Errorf("chroot %s: %w", chrootDir, err)
+	}
+	if err := syscall.Chdir("/"); err != nil {
+		return fmt.Errorf("chroot %s: chdir /: %w", chrootDir, err)
+	}
+	var root syscall.Stat_t
+	if err := syscall.Stat("/", &root); err != nil || root.Dev != want.Dev || root.Ino != want.Ino {
+		return fmt.Errorf("chroot %s: / is not the jail directory afterwards (%v)", chrootDir, err)
 	}
 	return nil
 }

@@ -29,10 +29,11 @@ const (
 	envUID    = "MOAT_PRIVSEP_UID"
 	envGID    = "MOAT_PRIVSEP_GID"
 	envJail   = "MOAT_PRIVSEP_JAIL"
-	envSecret = "MOAT_PRIVSEP_SECRET"  // a root-only file the child must not read
-	envOut    = "MOAT_PRIVSEP_OUTSIDE" // a path the child must not create
-	envHost   = "MOAT_PRIVSEP_HOST"    // a name to resolve after the drop
-	envDirFD  = "MOAT_PRIVSEP_DIRFD"   // a directory to hold open across Drop
+	envSecret = "MOAT_PRIVSEP_SECRET"   // a root-only file the child must not read
+	envOut    = "MOAT_PRIVSEP_OUTSIDE"  // a path the child must not create
+	envHost   = "MOAT_PRIVSEP_HOST"     // a name to resolve after the drop
+	envDirFD  = "MOAT_PRIVSEP_DIRFD"    // a directory to hold open across Drop
+	envRoot   = "MOAT_PRIVSEP_ROOTJAIL" // Jail only, staying root
 )
 
 func TestHelperProcess(t *testing.T) {
@@ -67,6 +68,15 @@ func helper() int {
 			return 1
 		}
 		defer f.Close()
+	}
+	if os.Getenv(envRoot) != "" {
+		say("jail", errText(Jail(os.Getenv(envJail))))
+		_, err := os.Stat("/secret")
+		say("secret", errText(err))
+		fmt.Fprintln(out, "READY")
+		out.Flush()
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		return 0
 	}
 	err := Drop(Account{Name: "test", UID: uid, GID: gid}, os.Getenv(envJail))
 	say("drop", errText(err))
@@ -373,6 +383,25 @@ func TestDropRefusesDirFD(t *testing.T) {
 	}
 	if r := c.root(t); r != "/" {
 		t.Errorf("root %s after a refused drop", r)
+	}
+}
+
+// TestJailRoot: a chroot = y, unpriv = n row is jailed but stays root.
+func TestJailRoot(t *testing.T) {
+	needRoot(t)
+	jail := newJail(t)
+	writeFile(t, filepath.Join(jail, "secret"), "x", 0o600)
+	c := startHelper(t, envRoot+"=1", envJail+"="+jail)
+	if c.report["jail"] != "ok" || c.report["secret"] != "ok" {
+		t.Errorf("report %v", c.report)
+	}
+	if r := c.root(t); r != jail {
+		t.Errorf("root %s, want %s", r, jail)
+	}
+	for _, st := range c.threads(t) {
+		if st.UID != [4]int{} {
+			t.Errorf("uids %v, want root's", st.UID)
+		}
 	}
 }
 
