@@ -19,9 +19,11 @@ import (
 // failure, which defers the mail instead of losing it.
 const proxyTimeout = 30 * time.Second
 
-// proxyMaxIdle bounds the idle connections a proxy table keeps for reuse.
-// Busier moments dial more and close the surplus afterwards.
-const proxyMaxIdle = 8
+// proxyMaxConns bounds the connections one proxy table opens to the
+// server: concurrent lookups beyond it wait for a connection to come free
+// (each takes microseconds) rather than dial and hang up again, which
+// under load cost more than the lookups themselves.
+const proxyMaxConns = 8
 
 // proxyDenyHold is how long a refusal ("not approved in proxy_read_maps")
 // is remembered before the server is asked again. Postfix's client exits
@@ -40,6 +42,10 @@ type proxyTable struct {
 	flags  wire.Flags
 
 	kind atomic.Int32 // kindUnknown, kindFixed or kindPattern
+
+	// slots holds one token per connection that may be in use; a request
+	// takes one for its duration.
+	slots chan struct{}
 
 	mu          sync.Mutex
 	idle        []*proxyConn
@@ -73,7 +79,7 @@ func openProxy(name string, opts Options) (Table, error) {
 	if opts.ProxySocket == "" {
 		return Open(inner, opts)
 	}
-	t := &proxyTable{socket: opts.ProxySocket, inner: inner}
+	t := &proxyTable{socket: opts.ProxySocket, inner: inner, slots: make(chan struct{}, proxyMaxConns)}
 	if opts.Fold {
 		t.flags |= wire.FlagFold
 	}
@@ -167,6 +173,14 @@ func (t *proxyTable) statusErr(rep wire.Reply) error {
 // restarted, or was reloaded); such a failure is retried once on a fresh
 // connection. A fresh connection that fails is reported.
 func (t *proxyTable) call(req wire.Request) (wire.Reply, error) {
+	timer := time.NewTimer(proxyTimeout)
+	select {
+	case t.slots <- struct{}{}:
+		timer.Stop()
+	case <-timer.C:
+		return wire.Reply{}, fmt.Errorf("proxy:%s: timed out waiting for a proxymap connection", t.inner)
+	}
+	defer func() { <-t.slots }()
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -207,13 +221,13 @@ func (t *proxyTable) call(req wire.Request) (wire.Reply, error) {
 }
 
 // release returns a healthy connection to the idle list (or closes it
-// when the list is full or the table closed) and remembers a refusal.
+// when the table was closed meanwhile) and remembers a refusal.
 func (t *proxyTable) release(c *proxyConn, denied bool) {
 	t.mu.Lock()
 	if denied {
 		t.deniedUntil = time.Now().Add(proxyDenyHold)
 	}
-	if !t.closed && len(t.idle) < proxyMaxIdle {
+	if !t.closed && len(t.idle) < proxyMaxConns {
 		t.idle = append(t.idle, c)
 		c = nil
 	}

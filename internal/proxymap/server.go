@@ -99,11 +99,13 @@ func newServer(cfg *config.Config, log *maillog.Logger) (*server, error) {
 		base:     base,
 		recheck:  recheckInterval,
 		tables:   make(map[tableKey]*entry),
-		conns:    make(map[net.Conn]struct{}),
 	}, nil
 }
 
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	s.conns = make(map[net.Conn]struct{})
+	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
