@@ -12,6 +12,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/maps"
 	"moat/internal/mastercf"
+	"moat/internal/privsep"
 	"moat/internal/queue"
 )
 
@@ -126,8 +127,9 @@ func Check(dir string, o Options) []Problem {
 		k.warnf("%s", w)
 	}
 	k.configFiles(dir)
-	owner := k.accounts(c, o)
-	k.queue(c, o, owner)
+	acct := k.accounts(c, o)
+	owner := acct.UID
+	k.queue(c, o, acct)
 	k.dataDir(c, o, owner)
 	k.tables(c, mf, owner)
 	return k.probs
@@ -156,44 +158,27 @@ func (k *checker) configFiles(dir string) {
 	}
 }
 
-// accounts checks mail_owner and setgid_group as Postfix's mail_params
-// does at every daemon's start, and returns mail_owner's uid (-1 when it
-// is unknown).
-func (k *checker) accounts(c *config.Config, o Options) int {
-	ownerName := c.Get("mail_owner")
-	groupName := c.Get("setgid_group")
-	uid := -1
-	a, err := lookupUser(o.Passwd, ownerName)
-	switch {
-	case err != nil:
+// accounts checks mail_owner and setgid_group with privsep.Accounts, the
+// checks every moat daemon makes before dropping privileges (Postfix's
+// mail_params does the same at every daemon's start), and returns
+// mail_owner's account (UID -1 when it is unknown).
+func (k *checker) accounts(c *config.Config, o Options) privsep.Account {
+	a, errs := privsep.Accounts(c, privsep.Databases{Passwd: o.Passwd, Group: o.Group})
+	for _, err := range errs {
 		k.fatalf("%v", err)
-	case a == nil:
-		k.fatalf("file %s: parameter mail_owner: unknown user name value: %s (create the account or set mail_owner)", c.Path, ownerName)
-	case a.UID == 0:
-		k.fatalf("file %s: parameter mail_owner: user %s has privileged user ID: set mail_owner to a dedicated unprivileged account", c.Path, ownerName)
-	default:
-		uid = a.UID
-		if loginShell(a.Shell) {
-			k.warnf("mail_owner %s has login shell %s: set it to /usr/sbin/nologin (usermod -s /usr/sbin/nologin %s)", ownerName, a.Shell, ownerName)
+	}
+	if a.UID > 0 {
+		if u, err := lookupUser(o.Passwd, a.Name); err == nil && u != nil && loginShell(u.Shell) {
+			k.warnf("mail_owner %s has login shell %s: set it to /usr/sbin/nologin (usermod -s /usr/sbin/nologin %s)", a.Name, u.Shell, a.Name)
 		}
 	}
-	g, err := lookupGroup(o.Group, groupName)
-	switch {
-	case err != nil:
-		k.fatalf("%v", err)
-	case g == nil:
-		k.fatalf("file %s: parameter setgid_group: unknown group name: %s (create the group or set setgid_group)", c.Path, groupName)
-	case g.GID == 0:
-		k.fatalf("file %s: parameter setgid_group: group %s has privileged group ID: set setgid_group to a dedicated group", c.Path, groupName)
-	case a != nil && a.GID == g.GID:
-		k.fatalf("file %s: parameter setgid_group: group %s has same group ID as mail_owner group ID: give setgid_group its own group", c.Path, groupName)
-	}
-	return uid
+	return a
 }
 
 // queue checks the queue directories with queue.Check, which reports all
 // problems without creating anything.
-func (k *checker) queue(c *config.Config, o Options, owner int) {
+func (k *checker) queue(c *config.Config, o Options, acct privsep.Account) {
+	owner := acct.UID
 	qdir := c.Get("queue_directory")
 	if qdir == "" {
 		k.fatalf("file %s: parameter queue_directory is empty", c.Path)
@@ -238,6 +223,36 @@ func (k *checker) queue(c *config.Config, o Options, owner int) {
 					continue
 				}
 				k.warnf("missing queue directory %s: postfix start creates it", pe.Path)
+				continue
+			}
+		}
+		k.fatalf("%v", err)
+	}
+	if o.Euid == 0 && owner > 0 {
+		k.jailedQueue(qdir, acct)
+	}
+}
+
+// jailedQueue adds privsep.CheckQueue's findings — what a root-started
+// mail system with chrooted mail_owner daemons needs beyond queue.Check:
+// the top directory and the jail's etc/ and pid/ root's, every queue and
+// socket directory and what lies beneath mail_owner's. Faults queue.Check
+// already reported (the top's mode, each queue directory's owner, mode
+// and type) are not repeated.
+func (k *checker) jailedQueue(qdir string, acct privsep.Account) {
+	queueDirs := map[string]bool{}
+	for _, n := range queue.Names() {
+		queueDirs[filepath.Join(qdir, n)] = true
+	}
+	for _, err := range privsep.CheckQueue(qdir, acct) {
+		var p *privsep.QueueProblem
+		if errors.As(err, &p) {
+			switch {
+			case p.Kind == privsep.ProblemOther:
+				continue // unreadable or missing: queue.Check said so
+			case p.Path == qdir && p.Kind == privsep.ProblemMode:
+				continue
+			case queueDirs[p.Path] && p.Kind != privsep.ProblemBelow:
 				continue
 			}
 		}

@@ -197,6 +197,21 @@ func TestCheckProblems(t *testing.T) {
 		{name: "mail_owner shell", setup: func(f *fixture) { f.owner, f.qowner = "shelly", 4244 }, want: "postfix/postfix-script: warning: mail_owner shelly has login shell /bin/bash: set it to /usr/sbin/nologin (usermod -s /usr/sbin/nologin shelly)\n"},
 		{name: "setgid_group unknown", setup: func(f *fixture) { f.sgid = "nogroup" }, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter setgid_group: unknown group name: nogroup (create the group or set setgid_group)\n"},
 		{name: "setgid_group same as mail_owner", setup: func(f *fixture) { f.sgid = "moat" }, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter setgid_group: group moat has same group ID as mail_owner group ID: give setgid_group its own group\n"},
+		{name: "mail_owner shared uid", after: func(f *fixture) {
+			f.write(f.passwd, testPasswd+"twin:x:4242:4242::/:/usr/sbin/nologin\n", 0o644)
+		}, status: 1, want: "postfix: fatal: file ROOT/etc/main.cf: parameter mail_owner: user moat has same user ID as twin: give mail_owner a user ID of its own\n"},
+		{name: "queue top not root's", after: func(f *fixture) { os.Chown(f.q, testUID, testGID) }, status: 1,
+			want: "postfix: fatal: queue_directory ROOT/spool is owned by uid 4242, not root: chown root ROOT/spool\n"},
+		{name: "queue top writable", after: func(f *fixture) { os.Chmod(f.q, 0o777) }, status: 1,
+			want: "postfix: fatal: queue: ROOT/spool has mode 0777, writable by others: chmod go-w ROOT/spool\n"},
+		{name: "queue file not mail_owner's", after: func(f *fixture) { f.write(filepath.Join(f.q, "incoming", "x"), "", 0o600) }, status: 1,
+			want: "postfix: fatal: 1 entries under ROOT/spool/incoming are not owned by moat, first ROOT/spool/incoming/x: chown -R moat ROOT/spool/incoming\n"},
+		{name: "private not mail_owner's", after: func(f *fixture) { os.Mkdir(filepath.Join(f.q, "private"), 0o700) }, status: 1,
+			want: "postfix: fatal: not owned by moat: ROOT/spool/private is owned by uid 0 (chown moat ROOT/spool/private)\n"},
+		{name: "jail etc writable", after: func(f *fixture) {
+			os.Mkdir(filepath.Join(f.q, "etc"), 0o755)
+			os.Chmod(filepath.Join(f.q, "etc"), 0o777)
+		}, status: 1, want: "postfix: fatal: ROOT/spool/etc has mode 0777, writable by group or others: chmod go-w ROOT/spool/etc\n"},
 		{name: "data_directory owner", after: func(f *fixture) { os.Chown(filepath.Join(f.root, "lib"), 0, 0) }, want: "postfix/postfix-script: warning: not owned by moat: ROOT/lib (chown moat ROOT/lib)\n"},
 		{name: "config not root", after: func(f *fixture) { os.Chown(filepath.Join(f.conf, "master.cf"), testUID, 0) }, want: "postfix/postfix-script: warning: not owned by root: ROOT/etc/master.cf (chown root ROOT/etc/master.cf)\n"},
 		{name: "config writable", after: func(f *fixture) { os.Chmod(filepath.Join(f.conf, "main.cf"), 0o664) }, want: "postfix/postfix-script: warning: group or other writable: ROOT/etc/main.cf (chmod go-w ROOT/etc/main.cf)\n"},

@@ -78,19 +78,6 @@ func lookupUser(path, name string) (*Account, error) {
 	return nil, nil
 }
 
-func lookupGroup(path, name string) (*Group, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	for _, g := range ParseGroup(data) {
-		if g.Name == name {
-			return &g, nil
-		}
-	}
-	return nil, nil
-}
-
 // loginShell reports whether shell lets the account log in: Postfix's
 // INSTALL advises mail_owner have no shell, and an interactive one turns a
 // compromised daemon into a login.

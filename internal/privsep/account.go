@@ -152,7 +152,7 @@ func Accounts(cfg *config.Config, db Databases) (Account, []error) {
 		if p.UID == 0 {
 			bad("parameter mail_owner: user %s has privileged user ID: set mail_owner to a dedicated unprivileged account", owner)
 		}
-		if p.GID == 0 {
+		if p.GID == 0 && p.UID != 0 { // root's gid is said with its uid
 			bad("parameter mail_owner: user %s has privileged group ID: give %s its own group (usermod -g GROUP %s)", owner, owner, owner)
 		}
 		// Postfix asks getpwuid() for the first account with this uid;

@@ -73,19 +73,27 @@ func checkRootDir(p string) error {
 		return err
 	}
 	if st.Mode()&fs.ModeSymlink != 0 {
-		return fmt.Errorf("%s is a symbolic link: replace it with a directory (mkdir -m 0755 %s)", p, p)
+		return &dirFault{ProblemType, fmt.Sprintf("%s is a symbolic link: replace it with a directory (mkdir -m 0755 %s)", p, p)}
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("%s is not a directory", p)
+		return &dirFault{ProblemType, fmt.Sprintf("%s is not a directory", p)}
 	}
 	if uid := ownerUID(st); uid != 0 {
-		return fmt.Errorf("%s is owned by uid %d, not root: chown root %s", p, uid, p)
+		return &dirFault{ProblemOwner, fmt.Sprintf("%s is owned by uid %d, not root: chown root %s", p, uid, p)}
 	}
 	if st.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s has mode %04o, writable by group or others: chmod go-w %s", p, st.Mode().Perm(), p)
+		return &dirFault{ProblemMode, fmt.Sprintf("%s has mode %04o, writable by group or others: chmod go-w %s", p, st.Mode().Perm(), p)}
 	}
 	return nil
 }
+
+// dirFault is checkRootDir's finding, classified for CheckQueue.
+type dirFault struct {
+	kind ProblemKind
+	msg  string
+}
+
+func (d *dirFault) Error() string { return d.msg }
 
 func ownerUID(st fs.FileInfo) int {
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {

@@ -8,13 +8,27 @@ import (
 	"path/filepath"
 )
 
-// QueueProblem is one finding of CheckQueue: the path at fault and a
-// message naming the fix. Callers that also run the queue package's own
-// checks match on Path to report each path once.
+// QueueProblem is one finding of CheckQueue: the path at fault, what kind
+// of fault, and a message naming the fix. Callers that also run the queue
+// package's own checks (mode and owner of each queue directory) match on
+// Path and Kind to report each fault once.
 type QueueProblem struct {
 	Path string
+	Kind ProblemKind
 	Msg  string
 }
+
+// ProblemKind classifies a QueueProblem.
+type ProblemKind int
+
+// The kinds of queue problems.
+const (
+	ProblemOther ProblemKind = iota // unreadable or missing
+	ProblemOwner                    // Path has the wrong owner
+	ProblemMode                     // Path is writable by group or others
+	ProblemType                     // Path is not a directory (a link, a file)
+	ProblemBelow                    // entries beneath Path are at fault
+)
 
 func (p *QueueProblem) Error() string { return p.Msg }
 
@@ -44,23 +58,23 @@ var rootDirs = []string{"pid", "etc", "bin", "lib", "sbin", "usr"}
 // directory with a count, so a large queue gives one line, not thousands.
 func CheckQueue(queueDir string, a Account) []error {
 	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, &QueueProblem{Path: path, Msg: fmt.Sprintf(format, args...)})
+	bad := func(path string, kind ProblemKind, format string, args ...any) {
+		errs = append(errs, &QueueProblem{Path: path, Kind: kind, Msg: fmt.Sprintf(format, args...)})
 	}
 	// The top may be a symbolic link (admins move /var/spool/postfix to
 	// a bigger disk); what it points to is judged.
 	st, err := os.Stat(queueDir)
 	if err != nil {
-		return []error{&QueueProblem{Path: queueDir, Msg: fmt.Sprintf("queue_directory %s: %v", queueDir, errors.Unwrap(err))}}
+		return []error{&QueueProblem{Path: queueDir, Kind: ProblemOther, Msg: fmt.Sprintf("queue_directory %s: %v", queueDir, errors.Unwrap(err))}}
 	}
 	if !st.IsDir() {
-		return []error{&QueueProblem{Path: queueDir, Msg: fmt.Sprintf("queue_directory %s is not a directory", queueDir)}}
+		return []error{&QueueProblem{Path: queueDir, Kind: ProblemType, Msg: fmt.Sprintf("queue_directory %s is not a directory", queueDir)}}
 	}
 	if uid := ownerUID(st); uid != 0 {
-		bad(queueDir, "queue_directory %s is owned by uid %d, not root: chown root %s", queueDir, uid, queueDir)
+		bad(queueDir, ProblemOwner, "queue_directory %s is owned by uid %d, not root: chown root %s", queueDir, uid, queueDir)
 	}
 	if st.Mode().Perm()&0o022 != 0 {
-		bad(queueDir, "queue_directory %s is writable by group or others (mode %04o): chmod go-w %s", queueDir, st.Mode().Perm(), queueDir)
+		bad(queueDir, ProblemMode, "queue_directory %s is writable by group or others (mode %04o): chmod go-w %s", queueDir, st.Mode().Perm(), queueDir)
 	}
 	for _, name := range rootDirs {
 		p := filepath.Join(queueDir, name)
@@ -68,7 +82,7 @@ func CheckQueue(queueDir string, a Account) []error {
 			continue
 		}
 		if err := checkRootDir(p); err != nil {
-			bad(p, "%v", err)
+			bad(p, rootDirKind(err), "%v", err)
 			continue
 		}
 		if name == "pid" {
@@ -83,7 +97,7 @@ func CheckQueue(queueDir string, a Account) []error {
 			}
 			return ""
 		}, func(n int, first, what string) {
-			bad(p, "%d entries under %s are %s, first %s: chown -R root %s; chmod -R go-w %s", n, p, what, first, p, p)
+			bad(p, ProblemBelow, "%d entries under %s are %s, first %s: chown -R root %s; chmod -R go-w %s", n, p, what, first, p, p)
 		})
 	}
 	for _, name := range append(append([]string{}, mailOwnerDirs...), "maildrop") {
@@ -93,15 +107,15 @@ func CheckQueue(queueDir string, a Account) []error {
 			continue
 		}
 		if err != nil {
-			bad(p, "%v", err)
+			bad(p, ProblemOther, "%v", err)
 			continue
 		}
 		if !info.IsDir() {
-			bad(p, "%s is not a directory (a symbolic link would let a daemon write elsewhere): replace it with a directory", p)
+			bad(p, ProblemType, "%s is not a directory (a symbolic link would let a daemon write elsewhere): replace it with a directory", p)
 			continue
 		}
 		if uid := ownerUID(info); uid != a.UID {
-			bad(p, "not owned by %s: %s is owned by uid %d (chown %s %s)", a.Name, p, uid, a.Name, p)
+			bad(p, ProblemOwner, "not owned by %s: %s is owned by uid %d (chown %s %s)", a.Name, p, uid, a.Name, p)
 		}
 		if name == "maildrop" {
 			continue
@@ -115,10 +129,19 @@ func CheckQueue(queueDir string, a Account) []error {
 			}
 			return ""
 		}, func(n int, first, what string) {
-			bad(p, "%d entries under %s are %s, first %s: chown -R %s %s", n, p, what, first, a.Name, p)
+			bad(p, ProblemBelow, "%d entries under %s are %s, first %s: chown -R %s %s", n, p, what, first, a.Name, p)
 		})
 	}
 	return errs
+}
+
+// rootDirKind classifies checkRootDir's error.
+func rootDirKind(err error) ProblemKind {
+	var k *dirFault
+	if errors.As(err, &k) {
+		return k.kind
+	}
+	return ProblemOther
 }
 
 // walkOwned walks the entries below top (not top itself, already judged),

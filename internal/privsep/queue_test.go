@@ -40,19 +40,20 @@ func TestCheckQueue(t *testing.T) {
 		name  string
 		setup func(dir string)
 		want  []string // substrings, one per problem, with DIR for the queue
+		kind  ProblemKind
 	}{
 		{name: "clean"},
-		{name: "top not root's", setup: func(dir string) { os.Chown(dir, a.UID, a.GID) },
+		{name: "top not root's", kind: ProblemOwner, setup: func(dir string) { os.Chown(dir, a.UID, a.GID) },
 			want: []string{"queue_directory DIR is owned by uid 4242, not root: chown root DIR"}},
-		{name: "top writable", setup: func(dir string) { os.Chmod(dir, 0o775) },
+		{name: "top writable", kind: ProblemMode, setup: func(dir string) { os.Chmod(dir, 0o775) },
 			want: []string{"queue_directory DIR is writable by group or others (mode 0775): chmod go-w DIR"}},
-		{name: "queue dir root's", setup: func(dir string) { os.Chown(filepath.Join(dir, "active"), 0, 0) },
+		{name: "queue dir root's", kind: ProblemOwner, setup: func(dir string) { os.Chown(filepath.Join(dir, "active"), 0, 0) },
 			want: []string{"not owned by moat: DIR/active is owned by uid 0 (chown moat DIR/active)"}},
-		{name: "queue dir symlink", setup: func(dir string) {
+		{name: "queue dir symlink", kind: ProblemType, setup: func(dir string) {
 			os.Remove(filepath.Join(dir, "hold"))
 			os.Symlink("/tmp", filepath.Join(dir, "hold"))
 		}, want: []string{"DIR/hold is not a directory (a symbolic link would let a daemon write elsewhere)"}},
-		{name: "files not mail_owner's", setup: func(dir string) {
+		{name: "files not mail_owner's", kind: ProblemBelow, setup: func(dir string) {
 			for _, n := range []string{"a", "b", "c"} {
 				os.WriteFile(filepath.Join(dir, "incoming", n), nil, 0o600)
 			}
@@ -67,11 +68,11 @@ func TestCheckQueue(t *testing.T) {
 			}
 			t.Cleanup(func() { l.Close() })
 		}},
-		{name: "jail etc writable", setup: func(dir string) { os.Chmod(filepath.Join(dir, "etc", "hosts"), 0o666) },
+		{name: "jail etc writable", kind: ProblemBelow, setup: func(dir string) { os.Chmod(filepath.Join(dir, "etc", "hosts"), 0o666) },
 			want: []string{"1 entries under DIR/etc are writable by group or others, first DIR/etc/hosts"}},
-		{name: "jail etc not root's", setup: func(dir string) { os.Chown(filepath.Join(dir, "etc"), a.UID, a.GID) },
+		{name: "jail etc not root's", kind: ProblemOwner, setup: func(dir string) { os.Chown(filepath.Join(dir, "etc"), a.UID, a.GID) },
 			want: []string{"DIR/etc is owned by uid 4242, not root: chown root DIR/etc"}},
-		{name: "pid dir", setup: func(dir string) {
+		{name: "pid dir", kind: ProblemOwner, setup: func(dir string) {
 			os.Mkdir(filepath.Join(dir, "pid"), 0o755)
 			os.Chown(filepath.Join(dir, "pid"), a.UID, a.GID)
 		}, want: []string{"DIR/pid is owned by uid 4242, not root: chown root DIR/pid"}},
@@ -91,8 +92,8 @@ func TestCheckQueue(t *testing.T) {
 				if !strings.Contains(got, tc.want[i]) {
 					t.Errorf("problem %q, want %q", got, tc.want[i])
 				}
-				if _, ok := e.(*QueueProblem); !ok {
-					t.Errorf("%T is not a *QueueProblem", e)
+				if p, ok := e.(*QueueProblem); !ok || p.Kind != tc.kind {
+					t.Errorf("%#v: want a *QueueProblem of kind %d", e, tc.kind)
 				}
 			}
 		})
