@@ -31,6 +31,9 @@ type ChildOptions struct {
 	Internal     string   // Postfix's endpoint name, for the limit warning
 	Listen       []string // endpoint keys of fds 4, 5, ...
 	Role         string   // "qmgr" for the queue manager; "" for a server
+	// Sockets are the role services' sockets by role name, relative to
+	// the queue directory ("anvil" → "private/anvil").
+	Sockets map[string]string
 	Stderr       bool
 	SyslogPath   string
 	Servers      map[string]ServerFactory
@@ -123,6 +126,7 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 		base: base, log: base, queue: q, listeners: map[string]*listener{},
 		services: map[string]*service{}, limiters: map[string]*limiter{},
 		conns: map[net.Conn]struct{}{}, fifo: -1, gate: make(chan struct{}),
+		sockets: opts.Sockets,
 	}
 	m.sessCtx, m.sessCancel = context.WithCancel(context.Background())
 	c := &child{m: m}
@@ -137,12 +141,26 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 		if spec == nil {
 			return nil, fmt.Errorf("unknown role %q", opts.Role)
 		}
-		if c.role, err = spec.New(RoleDeps{Config: cfg, Log: base, Queue: q}); err != nil {
+		deps := RoleDeps{Config: cfg, Log: base, Queue: q}
+		if len(opts.Listen) > 0 {
+			f := os.NewFile(childFirstLFD, "listener")
+			if f == nil {
+				return nil, fmt.Errorf("listener %s: descriptor not inherited", opts.Listen[0])
+			}
+			deps.Listener, err = net.FileListener(f)
+			f.Close()
+			if err != nil {
+				return nil, fmt.Errorf("listener %s: %w", opts.Listen[0], err)
+			}
+		}
+		if c.role, err = spec.New(deps); err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Name, err)
 		}
-		// Read-write, so the FIFO never reports end of file.
-		if m.fifo, err = syscall.Open(QmgrFIFO, syscall.O_RDWR|syscall.O_CLOEXEC, 0); err != nil {
-			return nil, fmt.Errorf("open %s: %w", QmgrFIFO, err)
+		if opts.Role == "qmgr" {
+			// Read-write, so the FIFO never reports end of file.
+			if m.fifo, err = syscall.Open(QmgrFIFO, syscall.O_RDWR|syscall.O_CLOEXEC, 0); err != nil {
+				return nil, fmt.Errorf("open %s: %w", QmgrFIFO, err)
+			}
 		}
 	} else {
 		if err := c.buildServer(opts, cfg, row); err != nil {
@@ -300,6 +318,9 @@ func (c *child) serveRole(sigs <-chan os.Signal) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
+		if m.fifo < 0 {
+			return
+		}
 		buf := make([]byte, 64)
 		for {
 			n, err := syscall.Read(m.fifo, buf)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,6 +246,9 @@ func (m *master) applyChildren(snap *snapshot) error {
 	if err != nil {
 		return err
 	}
+	if err := m.prepareRoles(snap); err != nil {
+		return err
+	}
 	m.gen++
 	var started []*kid
 	fail := func(err error) error {
@@ -307,7 +309,7 @@ func (m *master) applyChildren(snap *snapshot) error {
 	for _, k := range old {
 		k.stop(syscall.SIGUSR1)
 	}
-	return m.restartQmgr(snap)
+	return m.restartRoles(snap)
 }
 
 // bindAll returns the listener set snap needs: the ones already bound
@@ -343,11 +345,11 @@ func (l *listener) file() (*os.File, error) {
 	if l.f != nil {
 		return l.f, nil
 	}
-	tl, ok := l.ln.(*net.TCPListener)
+	fl, ok := l.ln.(interface{ File() (*os.File, error) })
 	if !ok {
 		return nil, fmt.Errorf("listener %s cannot be passed to a child", l.ep.Addr)
 	}
-	f, err := tl.File()
+	f, err := fl.File()
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.ep.Addr, err)
 	}
@@ -378,6 +380,9 @@ func (m *master) childArgs(snap *snapshot, key, unpriv, chroot string, listen []
 	if m.opts.SyslogPath != "" {
 		args = append(args, "-S", m.opts.SyslogPath)
 	}
+	for name, p := range m.sockets {
+		args = append(args, "-p", name+"="+p)
+	}
 	return args
 }
 
@@ -406,8 +411,8 @@ func (m *master) stopKids() {
 		all = append(all, k)
 	}
 	all = append(all, m.retiredKids...)
-	if m.qmgr != nil {
-		all = append(all, m.qmgr)
+	for _, k := range m.roleKids {
+		all = append(all, k)
 	}
 	m.mu.Unlock()
 	for _, k := range all {
@@ -425,5 +430,8 @@ func (m *master) stopKids() {
 		}
 		m.log.Warning("children did not stop within %v: killed", m.opts.StopTimeout+5*time.Second)
 		waitTimeout(&m.kidsWG, 2*time.Second)
+	}
+	for _, l := range m.unixLns {
+		l.close()
 	}
 }

@@ -74,6 +74,11 @@ type ServiceDeps struct {
 	// next scan.
 	Committed func(id string)
 	Now       func() time.Time
+	// AnvilSocket and ProxySocket are the anvil and proxymap services'
+	// sockets, relative to the queue directory (a child's working
+	// directory, jailed or not: "private/anvil"); "" when the service
+	// does not run (in-process masters).
+	AnvilSocket, ProxySocket string
 }
 
 // ServerFactory builds a service's server from its parameters; it is
@@ -93,12 +98,23 @@ type RoleDeps struct {
 	Config *config.Config
 	Log    *maillog.Logger // tagged with the role's name
 	Queue  *queue.Queue
+	// Listener is the role's private/NAME socket (Socket roles, run as
+	// children only).
+	Listener net.Listener
 }
 
 // RoleSpec names a background role and how to build it.
 type RoleSpec struct {
-	Name string // also its log tag: "qmgr"
+	Name string // also its log tag and master.cf command: "qmgr"
 	New  func(RoleDeps) (Role, error)
+	// Implicit roles run as children even when master.cf has no row for
+	// them (moat's smtpd relies on qmgr and anvil); others only with one.
+	Implicit bool
+	// Socket roles serve a UNIX socket, private/NAME, that the master
+	// binds and passes down (anvil, proxymap).
+	Socket bool
+	// ChildOnly roles are not started by an in-process master.
+	ChildOnly bool
 }
 
 // EventKind says what an Event reports.
@@ -222,7 +238,9 @@ type master struct {
 	// service key, retired ones still finishing, the queue manager.
 	kids        map[string]*kid
 	retiredKids []*kid
-	qmgr        *kid
+	roleKids    map[string]*kid      // by role name
+	unixLns     map[string]*listener // private/NAME sockets by role name
+	noRowLogged map[string]bool
 	kidsWG      sync.WaitGroup
 	gen         int
 	fifo        int // QmgrFIFO held open read-write; -1 when none
@@ -235,6 +253,7 @@ type master struct {
 	gate      chan struct{}
 	trigger   func()
 	stress    *stressState
+	sockets   map[string]string // role name → private socket path (-p)
 }
 
 func start(ctx context.Context, opts Options) (m *master, err error) {
@@ -245,6 +264,7 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 		opts: opts, lookup: opts.lookup, listeners: map[string]*listener{},
 		services: map[string]*service{}, limiters: map[string]*limiter{},
 		conns: map[net.Conn]struct{}{}, fifo: -1,
+		roleKids: map[string]*kid{}, unixLns: map[string]*listener{}, noRowLogged: map[string]bool{},
 	}
 	if m.lookup == nil {
 		m.lookup = defaultResolver
@@ -353,6 +373,9 @@ func (m *master) startRoles(snap *snapshot) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.rolesCancel = cancel
 	for _, spec := range m.opts.Roles {
+		if spec.ChildOnly {
+			continue
+		}
 		r, err := spec.New(RoleDeps{Config: snap.cfg, Log: m.base.With(spec.Name, os.Getpid()), Queue: m.queue})
 		if err != nil {
 			return fmt.Errorf("%s: %w", spec.Name, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"moat/internal/mastercf"
+	"moat/internal/privsep"
 )
 
 // QmgrFIFO is the queue manager's trigger, under queue_directory, as in
@@ -37,7 +39,7 @@ type roleKind struct {
 // names its line, so a typo is not silently ignored.
 func roleOf(command string) (roleKind, bool) {
 	switch command {
-	case "smtpd", "qmgr":
+	case "smtpd", "qmgr", "anvil", "proxymap":
 		return roleKind{run: true}, true
 	case "oqmgr":
 		return roleKind{into: "qmgr"}, true
@@ -47,7 +49,7 @@ func roleOf(command string) (roleKind, bool) {
 		return roleKind{into: "qmgr"}, true
 	case "postlogd":
 		return roleKind{into: "every daemon's own log writer"}, true
-	case "pickup", "tlsmgr", "verify", "flush", "proxymap", "anvil", "scache",
+	case "pickup", "tlsmgr", "verify", "flush", "scache",
 		"showq", "smtp", "lmtp", "virtual", "pipe", "spawn", "postscreen",
 		"dnsblog", "tlsproxy":
 		return roleKind{}, true
@@ -78,8 +80,8 @@ func (m *master) logServices(snap *snapshot) {
 		seen[s.Command] = true
 		r, _ := roleOf(s.Command)
 		switch {
-		case r.run && s.Command == "qmgr" && m.opts.Children:
-			// It runs; nothing to explain.
+		case r.run && m.opts.Children:
+			// It runs as its own child; nothing to explain.
 		case r.run:
 			m.log.Info("service %s/%s (command %s, master.cf line %d): not run as a separate process by this version of moat", s.Name, s.Type, s.Command, s.Line)
 		case r.into != "":
@@ -106,6 +108,9 @@ func (m *master) openTrigger(qdir string, owner int) error {
 	}
 	if fi.Mode()&fs.ModeNamedPipe == 0 {
 		return fmt.Errorf("%s: not a FIFO (remove it and start again)", p)
+	}
+	if err := os.Chmod(p, 0o620); err != nil {
+		return fmt.Errorf("chmod %s: %w", p, err)
 	}
 	if os.Geteuid() == 0 {
 		if err := os.Lchown(p, owner, -1); err != nil {
@@ -140,59 +145,185 @@ func Trigger(fd int, req byte) {
 	}
 }
 
-// restartQmgr (re)starts the queue manager child: the old one is stopped
-// and waited for first, because two queue managers would both recover
-// active/ and could deliver a message twice.
-func (m *master) restartQmgr(snap *snapshot) error {
-	if len(m.opts.Roles) == 0 {
-		return nil
-	}
-	var row, local *mastercf.Service
+// roleRows finds the master.cf rows whose commands moat runs as role
+// children, first row per command.
+func roleRows(snap *snapshot) map[string]*mastercf.Service {
+	rows := map[string]*mastercf.Service{}
 	for _, s := range snap.skipped {
-		switch {
-		case s.Command == "qmgr" && row == nil:
-			row = s
-		case s.Command == "local" && local == nil:
-			local = s
+		if _, ok := rows[s.Command]; !ok {
+			rows[s.Command] = s
 		}
 	}
-	key := "qmgr/unix"
-	wakeup := 0
-	if row != nil {
-		key = row.Name + "/" + row.Type
-		w := row.Wakeup
-		if n, err := strconv.Atoi(trimQ(w)); err == nil {
-			wakeup = n
+	return rows
+}
+
+// restartRoles (re)starts the role children after the smtpd children:
+// anvil and proxymap (a new one, then the old one stopped: their sockets
+// stay bound by the master, so clients wait rather than fail), then the
+// queue manager, whose old process is stopped and waited for first,
+// because two queue managers would both recover active/ and could deliver
+// a message twice. qmgr and anvil run even without a master.cf row, since
+// moat's smtpd relies on them; proxymap runs when master.cf has its row.
+func (m *master) restartRoles(snap *snapshot) error {
+	rows := roleRows(snap)
+	owner, _ := snap.cfg.MailOwnerUID()
+	for _, spec := range m.opts.Roles {
+		row := rows[spec.Name]
+		if row == nil && !spec.Implicit {
+			if old := m.roleKids[spec.Name]; old != nil {
+				old.stop(syscall.SIGTERM)
+				m.mu.Lock()
+				delete(m.roleKids, spec.Name)
+				m.retiredKids = append(m.retiredKids, old)
+				m.mu.Unlock()
+			}
+			continue
+		}
+		key, unpriv, chroot, wakeup := spec.Name+"/unix", "-", "n", 0
+		if row != nil {
+			key, unpriv, chroot = row.Name+"/"+row.Type, row.Unpriv, row.Chroot
+			if n, err := strconv.Atoi(trimQ(row.Wakeup)); err == nil {
+				wakeup = n
+			}
+		} else if !m.noRowLogged[spec.Name] {
+			m.noRowLogged[spec.Name] = true
+			m.log.Info("master.cf has no %s service: running it with the default settings", spec.Name)
+		}
+		if spec.Name == "qmgr" {
+			// The local delivery agent runs inside the queue manager and
+			// writes mailboxes, so the pair runs as root, unjailed, unless
+			// master.cf's local row says unpriv y (issue 5 moves local
+			// delivery to a root child of its own and lets qmgr drop to
+			// mail_owner).
+			unpriv, chroot = "n", "n"
+			if l := rows["local"]; l != nil && l.Unpriv == "y" {
+				unpriv = "y"
+			}
+		}
+		var files []*os.File
+		var listen []string
+		if spec.Socket {
+			l, err := m.privateSocket(snap.queueDir, spec.Name, owner)
+			if err != nil {
+				return err
+			}
+			f, err := l.file()
+			if err != nil {
+				return err
+			}
+			files, listen = []*os.File{f}, []string{l.ep.Key()}
+		}
+		old := m.roleKids[spec.Name]
+		if old != nil && spec.Name == "qmgr" {
+			old.stop(syscall.SIGTERM)
+			select {
+			case <-old.done:
+			case <-time.After(m.opts.StopTimeout + 5*time.Second):
+				m.log.Warning("the previous %s (pid %d) did not stop in time", spec.Name, old.pid())
+			}
+		}
+		args := m.childArgs(snap, key, unpriv, chroot, listen, "")
+		args = append(args, "-r", spec.Name)
+		k := newKid(key, m.daemonPath(snap, spec.Name), args, files)
+		if err := m.startKid(k); err != nil {
+			return err
+		}
+		if old != nil {
+			old.stop(syscall.SIGTERM)
+			m.mu.Lock()
+			m.retiredKids = append(m.retiredKids, old)
+			m.mu.Unlock()
+		}
+		m.mu.Lock()
+		m.roleKids[spec.Name] = k
+		m.mu.Unlock()
+		if spec.Name == "qmgr" {
+			m.setWakeup(time.Duration(wakeup) * time.Second)
 		}
 	}
-	// The local delivery agent runs inside the queue manager and writes
-	// mailboxes, so the pair runs as root unless master.cf's local row
-	// says unpriv y (issue 5 moves local delivery to a root child of its
-	// own and lets qmgr drop to mail_owner).
-	unpriv := "n"
-	if local != nil && local.Unpriv == "y" {
-		unpriv = "y"
-	}
-	if m.qmgr != nil {
-		old := m.qmgr
-		old.stop(syscall.SIGTERM)
-		select {
-		case <-old.done:
-		case <-time.After(m.opts.StopTimeout + 5*time.Second):
-			m.log.Warning("the previous queue manager (pid %d) did not stop in time", old.pid())
-		}
-	}
-	args := m.childArgs(snap, key, unpriv, "n", nil, "")
-	args = append(args, "-r", "qmgr")
-	k := newKid(key, m.daemonPath(snap, "qmgr"), args, nil)
-	if err := m.startKid(k); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.qmgr = k
-	m.mu.Unlock()
-	m.setWakeup(time.Duration(wakeup) * time.Second)
 	return nil
+}
+
+// prepareRoles, before any child starts, refreshes the jail's copies of
+// the host's resolver files when a service is jailed (privsep.PrepareJail,
+// at start and at every reload) and binds the private sockets of the role
+// services that will run, so that smtpd children are told where they are.
+func (m *master) prepareRoles(snap *snapshot) error {
+	if os.Geteuid() == 0 {
+		for _, s := range snap.inet {
+			if yesNo(s.row.Chroot, false) == "y" {
+				if err := privsep.PrepareJail(snap.queueDir); err != nil {
+					return fmt.Errorf("prepare the chroot jail: %w", err)
+				}
+				break
+			}
+		}
+	}
+	rows := roleRows(snap)
+	owner, _ := snap.cfg.MailOwnerUID()
+	sockets := map[string]string{}
+	for _, spec := range m.opts.Roles {
+		if !spec.Socket || (rows[spec.Name] == nil && !spec.Implicit) {
+			continue
+		}
+		l, err := m.privateSocket(snap.queueDir, spec.Name, owner)
+		if err != nil {
+			return err
+		}
+		sockets[spec.Name] = l.ep.Addr
+	}
+	for name, l := range m.unixLns {
+		if _, ok := sockets[name]; !ok {
+			// No longer configured: its child is stopped by
+			// restartRoles; clients fall back (anvil fails open,
+			// proxy: tables fail closed).
+			l.close()
+			delete(m.unixLns, name)
+		}
+	}
+	m.sockets = sockets
+	return nil
+}
+
+// privateSocket is the UNIX socket private/NAME that a role child serves:
+// bound once by the master (root), given to mail_owner, and kept across
+// reloads and restarts so that clients never find it missing.
+func (m *master) privateSocket(qdir, name string, owner int) (*listener, error) {
+	if l, ok := m.unixLns[name]; ok {
+		return l, nil
+	}
+	dir := filepath.Join(qdir, "private")
+	if err := os.Mkdir(dir, 0o700); err == nil {
+		if os.Geteuid() == 0 {
+			if err := os.Lchown(dir, owner, -1); err != nil {
+				return nil, fmt.Errorf("chown %s: %w", dir, err)
+			}
+		}
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	p := filepath.Join(dir, name)
+	// A socket left by a master that crashed.
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSocket != 0 {
+		os.Remove(p)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("service %s: %w", name, err)
+	}
+	if err := os.Chmod(p, 0o666); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", p, err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(p, owner, -1); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("chown %s: %w", p, err)
+		}
+	}
+	l := &listener{ep: endpoint{Network: "unix", Addr: "private/" + name}, ln: ln, stop: make(chan struct{})}
+	m.unixLns[name] = l
+	return l, nil
 }
 
 // trimQ drops master(5)'s "?" wakeup suffix (wake only when used).

@@ -124,6 +124,7 @@ func (m *master) apply(snap *snapshot) error {
 		srv, err := spec.factory(ServiceDeps{
 			Config: spec.cfg, Service: spec.row.Name, Log: log, Queue: m.queue,
 			Committed: m.committed, Now: time.Now,
+			AnvilSocket: m.sockets["anvil"], ProxySocket: m.sockets["proxymap"],
 		})
 		if err != nil {
 			return fail(fmt.Errorf("master.cf, line %d: service %s: %w", spec.row.Line, spec.key, err))
@@ -137,6 +138,7 @@ func (m *master) apply(snap *snapshot) error {
 			svc.stressed, err = spec.factory(ServiceDeps{
 				Config: scfg, Service: spec.row.Name, Log: log, Queue: m.queue,
 				Committed: m.committed, Now: time.Now,
+				AnvilSocket: m.sockets["anvil"], ProxySocket: m.sockets["proxymap"],
 			})
 			if err != nil {
 				return fail(fmt.Errorf("master.cf, line %d: service %s (stress=yes): %w", spec.row.Line, spec.key, err))

@@ -2,6 +2,7 @@ package postfix
 
 import (
 	"strconv"
+	"strings"
 
 	"moat/internal/cli"
 	"moat/internal/master"
@@ -11,7 +12,7 @@ import (
 // run by the master as its child (master(8) execs the service's command;
 // moat re-executes itself). Its arguments come from the master, not an
 // admin: -c DIR -d CWD -s NAME/TYPE -g GEN -u y|n -j y|n [-i INTERNAL]
-// [-l LISTENER]... [-r ROLE] [-e] [-S SYSLOG].
+// [-l LISTENER]... [-p ROLE=SOCKET]... [-r ROLE] [-e] [-S SYSLOG].
 func Child(env *cli.Env, prog string, args []string) int {
 	opts := master.ChildOptions{Servers: servers(), Roles: roles()}
 	for i := 0; i < len(args); i++ {
@@ -46,6 +47,12 @@ func Child(env *cli.Env, prog string, args []string) int {
 			opts.Role = v
 		case "-S":
 			opts.SyslogPath = v
+		case "-p":
+			name, path, _ := strings.Cut(v, "=")
+			if opts.Sockets == nil {
+				opts.Sockets = map[string]string{}
+			}
+			opts.Sockets[name] = path
 		default:
 			return env.Fatalf(prog, "unknown option %s (this verb is run by the master only)", flag)
 		}

@@ -1,10 +1,16 @@
 package postfix
 
 import (
+	"context"
 	"errors"
+	"net"
 
+	"moat/internal/anvil"
+	"moat/internal/config"
+	"moat/internal/maillog"
 	"moat/internal/maps"
 	"moat/internal/master"
+	"moat/internal/proxymap"
 	"moat/internal/qmgr"
 	"moat/internal/restrict"
 	"moat/internal/smtpd"
@@ -20,21 +26,29 @@ func servers() map[string]master.ServerFactory {
 
 // newSMTPD builds one smtpd service generation with its restriction lists:
 // a service whose lists cannot be evaluated (or would make an open relay)
-// does not start, so moat fails closed.
+// does not start, so moat fails closed. Its proxy: tables go through the
+// proxymap service and its client limits through anvil, when the master
+// runs them (their sockets are relative to the queue directory, the
+// child's working directory in or out of its jail).
 func newSMTPD(d master.ServiceDeps) (master.ConnServer, error) {
 	log := d.Log
 	mo, err := maps.DaemonOptions(d.Config, func(msg string) { log.Warning("%s", msg) })
 	if err != nil {
 		return nil, err
 	}
+	mo.ProxySocket = d.ProxySocket
 	lists, err := restrict.New(d.Config, mo)
 	if err != nil {
 		return nil, err
 	}
-	s, err := smtpd.New(smtpd.Deps{
+	deps := smtpd.Deps{
 		Config: d.Config, Service: d.Service, Log: d.Log, Queue: d.Queue,
 		Policy: lists, Committed: d.Committed, Now: d.Now,
-	})
+	}
+	if d.AnvilSocket != "" {
+		deps.Anvil = anvil.NewClient(d.AnvilSocket)
+	}
+	s, err := smtpd.New(deps)
 	if err != nil {
 		lists.Close()
 		return nil, err
@@ -53,14 +67,45 @@ func (s *smtpdService) Close() error {
 	return errors.Join(s.Server.Close(), s.lists.Close())
 }
 
-// roles are the background roles started with the master and stopped with
-// it, after queue recovery and before the first connection: the queue
-// manager, woken by every smtpd commit through ServiceDeps.Committed.
+// roles are the services the master runs besides smtpd: the queue
+// manager (with its local, discard and error agents), woken through
+// public/qmgr by every smtpd commit; anvil (anvil(8)), counting client
+// limits for every smtpd process; proxymap (proxymap(8)), serving
+// proxy: tables to jailed smtpd processes when master.cf has its row.
 func roles() []master.RoleSpec {
 	return []master.RoleSpec{{
-		Name: "qmgr",
+		Name: "qmgr", Implicit: true,
 		New: func(d master.RoleDeps) (master.Role, error) {
 			return qmgr.New(qmgr.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue})
 		},
+	}, {
+		Name: "anvil", Implicit: true, Socket: true, ChildOnly: true,
+		New: func(d master.RoleDeps) (master.Role, error) {
+			return socketRole{d.Listener, d.Config, d.Log, anvil.Serve}, nil
+		},
+	}, {
+		Name: "proxymap", Socket: true, ChildOnly: true,
+		New: func(d master.RoleDeps) (master.Role, error) {
+			return socketRole{d.Listener, d.Config, d.Log, proxymap.Serve}, nil
+		},
 	}}
 }
+
+// socketRole runs a service that answers on its private/ socket.
+type socketRole struct {
+	ln    net.Listener
+	cfg   *config.Config
+	log   *maillog.Logger
+	serve func(context.Context, net.Listener, *config.Config, *maillog.Logger) error
+}
+
+// Run serves until ctx ends.
+func (r socketRole) Run(ctx context.Context) error {
+	if r.ln == nil {
+		return errors.New("no socket inherited from the master")
+	}
+	return r.serve(ctx, r.ln, r.cfg, r.log)
+}
+
+// Wake does nothing: these services answer requests, they scan nothing.
+func (socketRole) Wake() {}
