@@ -33,11 +33,11 @@ type ChildOptions struct {
 	Role         string   // "qmgr" for the queue manager; "" for a server
 	// Sockets are the role services' sockets by role name, relative to
 	// the queue directory ("anvil" → "private/anvil").
-	Sockets map[string]string
-	Stderr       bool
-	SyslogPath   string
-	Servers      map[string]ServerFactory
-	Roles        []RoleSpec
+	Sockets    map[string]string
+	Stderr     bool
+	SyslogPath string
+	Servers    map[string]ServerFactory
+	Roles      []RoleSpec
 }
 
 // RunChild is one master.cf service in a child process: it opens what it
