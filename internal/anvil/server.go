@@ -24,18 +24,40 @@ const connIdle = 10 * time.Minute
 // anvil_rate_time_unit and its "statistics:" lines logged every
 // anvil_status_update_time and when the service stops (anvil(8)).
 func Serve(ctx context.Context, ln net.Listener, cfg *config.Config, log *maillog.Logger) error {
-	unit, err := cfg.Duration("anvil_rate_time_unit")
+	unit, status, err := times(cfg)
 	if err != nil {
-		return fmt.Errorf("anvil: %w", err)
-	}
-	status, err := cfg.Duration("anvil_status_update_time")
-	if err != nil {
-		return fmt.Errorf("anvil: %w", err)
-	}
-	if unit <= 0 || status <= 0 {
-		return errors.New("anvil: anvil_rate_time_unit and anvil_status_update_time must be positive")
+		return err
 	}
 	return ServeTable(ctx, ln, NewTable(Options{Unit: unit}), status, log)
+}
+
+// times reads anvil_rate_time_unit and anvil_status_update_time.
+func times(cfg *config.Config) (unit, status time.Duration, err error) {
+	if unit, err = cfg.Duration("anvil_rate_time_unit"); err != nil {
+		return 0, 0, fmt.Errorf("anvil: %w", err)
+	}
+	if status, err = cfg.Duration("anvil_status_update_time"); err != nil {
+		return 0, 0, fmt.Errorf("anvil: %w", err)
+	}
+	if unit <= 0 || status <= 0 {
+		return 0, 0, errors.New("anvil: anvil_rate_time_unit and anvil_status_update_time must be positive")
+	}
+	return unit, status, nil
+}
+
+// Local is the anvil service for a master that runs every smtpd session in
+// its own process: one Table shared by all services and generations (pass
+// it as smtpd.Deps.Anvil), with the same expiry and "statistics:" lines as
+// Serve, until ctx is done. log should be tagged "anvil", as the service's
+// lines are in Postfix.
+func Local(ctx context.Context, cfg *config.Config, log *maillog.Logger) (*Table, error) {
+	unit, status, err := times(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := NewTable(Options{Unit: unit})
+	go housekeep(ctx, t, status, log)
+	return t, nil
 }
 
 // ServeTable is Serve with a table and status period chosen by the caller

@@ -289,3 +289,36 @@ func TestServeConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLocal: the in-process service logs statistics too.
+func TestLocal(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte("anvil_status_update_time = 1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &logSink{}
+	log := maillog.New(maillog.Options{Sink: sink})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tb, err := Local(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l Limiter = tb
+	l.Connect("smtp", "192.0.2.1")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_ = log.Flush(ctx)
+		if strings.Contains(sink.text(), "statistics: max connection count 1 for (smtp:192.0.2.1)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no statistics:\n%s", sink.text())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
