@@ -132,6 +132,9 @@ func Jail(chrootDir string) error {
 	return nil
 }
 
+// xOK is access(2)'s X_OK, which package syscall does not name on Linux.
+const xOK = 1
+
 // verify checks the dropped identity; see Drop.
 func verify(self *os.File, a Account, jail *syscall.Stat_t) error {
 	if u, eu, g, eg := syscall.Getuid(), syscall.Geteuid(), syscall.Getgid(), syscall.Getegid(); u != a.UID || eu != a.UID || g != a.GID || eg != a.GID {
@@ -166,7 +169,7 @@ func verify(self *os.File, a Account, jail *syscall.Stat_t) error {
 		// access(2) checks with the real ids, now the account's: a
 		// jail root it cannot search leaves the daemon unable to open
 		// anything, which would show only later as odd errors.
-		if err := syscall.Access("/", 1); err != nil {
+		if err := syscall.Access("/", xOK); err != nil {
 			return fmt.Errorf("the jail is not searchable by %s: chmod 0755 the queue directory: %w", a.Name, err)
 		}
 	}

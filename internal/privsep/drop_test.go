@@ -386,6 +386,20 @@ func TestDropRefusesDirFD(t *testing.T) {
 	}
 }
 
+// TestDropUnsearchableJail: a jail mail_owner cannot enter would leave the
+// daemon unable to open anything; Drop says so instead.
+func TestDropUnsearchableJail(t *testing.T) {
+	a := mailOwner(t)
+	jail := newJail(t)
+	if err := os.Chmod(jail, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := startHelper(t, append(accountEnv(a), envJail+"="+jail)...)
+	if !strings.Contains(c.report["drop"], "the jail is not searchable by test: chmod 0755 the queue directory") {
+		t.Errorf("report %v", c.report)
+	}
+}
+
 // TestJailRoot: a chroot = y, unpriv = n row is jailed but stays root.
 func TestJailRoot(t *testing.T) {
 	needRoot(t)
