@@ -137,7 +137,22 @@ func housekeep(ctx context.Context, t *Table, status time.Duration, log *maillog
 
 // serveConn answers one smtpd client's requests until it hangs up or
 // sends something that is not a request.
+//
+// It remembers the connections this client counted and has not yet
+// uncounted, as Postfix's anvil does per client stream: when the stream
+// ends (the smtpd process exited or crashed), they are uncounted, so a
+// dead process's sessions do not hold their clients' concurrency forever.
+// A DISCONNECT this stream never counted (a session that began before the
+// client reconnected) is ignored, so a count is never taken twice.
 func serveConn(c net.Conn, l Limiter, log *maillog.Logger) {
+	held := map[Request]int{}
+	defer func() {
+		for r, n := range held {
+			for range n {
+				_ = l.Disconnect(r.Service, r.Addr)
+			}
+		}
+	}()
 	defer c.Close()
 	br := bufio.NewReaderSize(c, MaxLine)
 	bw := bufio.NewWriterSize(c, MaxLine)
@@ -150,13 +165,13 @@ func serveConn(c net.Conn, l Limiter, log *maillog.Logger) {
 			}
 			return
 		}
-		req, err := ParseRequest(strings.TrimSuffix(string(line), "\n"))
+		req, perr := ParseRequest(strings.TrimSuffix(string(line), "\n"))
 		var rep Reply
-		if err != nil {
-			log.Warning("unrecognized request: %v", err)
+		if perr != nil {
+			log.Warning("unrecognized request: %v", perr)
 			rep = Reply{Err: "bad request"}
 		} else {
-			rep = Apply(l, req)
+			rep = applyHeld(l, req, held)
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := bw.WriteString(oneLine(rep.String()) + "\n"); err != nil {
@@ -164,16 +179,36 @@ func serveConn(c net.Conn, l Limiter, log *maillog.Logger) {
 		}
 		// Reply when no further request is already buffered, so a
 		// pipelining client gets its replies in one write.
-		if br.Buffered() == 0 {
+		if br.Buffered() == 0 || perr != nil {
 			if err := bw.Flush(); err != nil {
 				return
 			}
 		}
-		if rep.Err != "" && err != nil {
-			_ = bw.Flush()
+		if perr != nil {
 			return
 		}
 	}
+}
+
+// applyHeld is Apply with the stream's record of counted connections.
+func applyHeld(l Limiter, req Request, held map[Request]int) Reply {
+	k := Request{Service: req.Service, Addr: req.Addr}
+	switch req.Verb {
+	case verbDisconnect:
+		if held[k] == 0 {
+			return Reply{}
+		}
+		if held[k]--; held[k] == 0 {
+			delete(held, k)
+		}
+	case "CONNECT":
+		rep := Apply(l, req)
+		if rep.Err == "" {
+			held[k]++
+		}
+		return rep
+	}
+	return Apply(l, req)
 }
 
 // oneLine keeps reply text on one line and within MaxLine.

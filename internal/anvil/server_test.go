@@ -322,3 +322,42 @@ func TestLocal(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestStreamEndUncounts: when an smtpd process's stream ends (it exited or
+// crashed), the connections it counted are uncounted; a DISCONNECT for a
+// connection another stream counted is ignored.
+func TestStreamEndUncounts(t *testing.T) {
+	tb := NewTable(Options{})
+	sv := startService(t, t.TempDir(), tb, time.Hour)
+	dead := NewClient(sv.path)
+	for range 3 {
+		if _, _, err := dead.Connect("smtp", "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := NewClient(sv.path)
+	defer live.Close()
+	if n, _, _ := live.Connect("smtp", "192.0.2.1"); n != 4 {
+		t.Fatalf("count %d", n)
+	}
+	// A stray DISCONNECT from the live stream for more than it counted.
+	for range 3 {
+		live.Disconnect("smtp", "192.0.2.1")
+	}
+	if n, _, _ := live.Connect("smtp", "192.0.2.1"); n != 4 {
+		t.Fatalf("after stray disconnects: count %d, want 4", n)
+	}
+	dead.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, _, _ := live.Connect("smtp", "192.0.2.1")
+		live.Disconnect("smtp", "192.0.2.1")
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("count %d after the first stream ended, want 2", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -192,3 +192,48 @@ func TestAuthAndTLSHooks(t *testing.T) {
 		t.Fatalf("log:\n%s", strings.Join(l, "\n"))
 	}
 }
+
+// TestAnvilAcrossServers: two smtpd servers (as two processes would), each
+// with its own client of one anvil service, share the client's count.
+func TestAnvilAcrossServers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "anvil")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alog := maillog.New(maillog.Options{Sink: &logSink{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- anvil.ServeTable(ctx, ln, anvil.NewTable(anvil.Options{}), time.Hour, alog) }()
+	t.Cleanup(func() { cancel(); <-done })
+	params := map[string]string{"smtpd_client_connection_count_limit": "2",
+		"smtpd_client_event_limit_exceptions": noExceptions}
+	c1, err := anvil.Dial(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c2 := anvil.NewClient(path)
+	defer c2.Close()
+	h1 := newHarness(t, params, nil, "", withAnvil(c1))
+	h2 := newHarness(t, params, nil, "", withAnvil(c2))
+	a := h1.greeted()
+	h2.greeted()
+	c := h1.dial()
+	c.expect("421 4.7.0 mx.example.com Error: too many connections from 127.0.0.1")
+	c.closed()
+	a.cmd("QUIT", "221")
+	a.closed()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := h2.dial()
+		if strings.HasPrefix(c.reply(), "220 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("h1's closed session still counted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
