@@ -44,7 +44,7 @@ type service struct {
 	done   chan error
 }
 
-func startService(t *testing.T, dir string, tb *Table, status time.Duration) *service {
+func startService(t testing.TB, dir string, tb *Table, status time.Duration) *service {
 	t.Helper()
 	path := filepath.Join(dir, "anvil")
 	_ = os.Remove(path)
