@@ -272,12 +272,27 @@ func (m *master) applyChildren(snap *snapshot) error {
 			files = append(files, f)
 			keys = append(keys, ep.Key())
 		}
-		k := newKid(spec.key, m.daemonPath(snap, spec.row.Command), m.childArgs(snap, spec.key, spec.row.Unpriv, spec.row.Chroot, keys, spec.internal), files)
-		if err := m.startKid(k); err != nil {
-			return fail(err)
+		kids[spec.key] = newKid(spec.key, m.daemonPath(snap, spec.row.Command), m.childArgs(snap, spec.key, spec.row.Unpriv, spec.row.Chroot, keys, spec.internal), files)
+	}
+	// The children start in parallel: a reload's pause is one child's
+	// start-up, not the sum of them.
+	errs := make([]error, len(snap.inet))
+	var wg sync.WaitGroup
+	for i, spec := range snap.inet {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.startKid(kids[spec.key])
+		}()
+	}
+	wg.Wait()
+	for i, spec := range snap.inet {
+		if errs[i] == nil {
+			started = append(started, kids[spec.key])
 		}
-		started = append(started, k)
-		kids[spec.key] = k
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fail(err)
 	}
 
 	m.mu.Lock()

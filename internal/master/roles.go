@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -167,16 +168,18 @@ func roleRows(snap *snapshot) map[string]*mastercf.Service {
 func (m *master) restartRoles(snap *snapshot) error {
 	rows := roleRows(snap)
 	owner, _ := snap.cfg.MailOwnerUID()
-	for _, spec := range m.opts.Roles {
+	var wg sync.WaitGroup
+	errs := make([]error, len(m.opts.Roles))
+	for i, spec := range m.opts.Roles {
 		row := rows[spec.Name]
 		if row == nil && !spec.Implicit {
+			m.mu.Lock()
 			if old := m.roleKids[spec.Name]; old != nil {
 				old.stop(syscall.SIGTERM)
-				m.mu.Lock()
 				delete(m.roleKids, spec.Name)
 				m.retiredKids = append(m.retiredKids, old)
-				m.mu.Unlock()
 			}
+			m.mu.Unlock()
 			continue
 		}
 		key, unpriv, chroot, wakeup := spec.Name+"/unix", "-", "n", 0
@@ -199,6 +202,7 @@ func (m *master) restartRoles(snap *snapshot) error {
 			if l := rows["local"]; l != nil && l.Unpriv == "y" {
 				unpriv = "y"
 			}
+			m.setWakeup(time.Duration(wakeup) * time.Second)
 		}
 		var files []*os.File
 		var listen []string
@@ -213,35 +217,37 @@ func (m *master) restartRoles(snap *snapshot) error {
 			}
 			files, listen = []*os.File{f}, []string{l.ep.Key()}
 		}
-		old := m.roleKids[spec.Name]
-		if old != nil && spec.Name == "qmgr" {
-			old.stop(syscall.SIGTERM)
-			select {
-			case <-old.done:
-			case <-time.After(m.opts.StopTimeout + 5*time.Second):
-				m.log.Warning("the previous %s (pid %d) did not stop in time", spec.Name, old.pid())
-			}
-		}
 		args := m.childArgs(snap, key, unpriv, chroot, listen, "")
 		args = append(args, "-r", spec.Name)
 		k := newKid(key, m.daemonPath(snap, spec.Name), args, files)
-		if err := m.startKid(k); err != nil {
-			return err
-		}
-		if old != nil {
-			old.stop(syscall.SIGTERM)
-			m.mu.Lock()
-			m.retiredKids = append(m.retiredKids, old)
-			m.mu.Unlock()
-		}
 		m.mu.Lock()
-		m.roleKids[spec.Name] = k
+		old := m.roleKids[spec.Name]
 		m.mu.Unlock()
-		if spec.Name == "qmgr" {
-			m.setWakeup(time.Duration(wakeup) * time.Second)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if old != nil && spec.Name == "qmgr" {
+				old.stop(syscall.SIGTERM)
+				select {
+				case <-old.done:
+				case <-time.After(m.opts.StopTimeout + 5*time.Second):
+					m.log.Warning("the previous %s (pid %d) did not stop in time", spec.Name, old.pid())
+				}
+			}
+			if errs[i] = m.startKid(k); errs[i] != nil {
+				return
+			}
+			m.mu.Lock()
+			m.roleKids[spec.Name] = k
+			if old != nil {
+				old.stop(syscall.SIGTERM)
+				m.retiredKids = append(m.retiredKids, old)
+			}
+			m.mu.Unlock()
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // prepareRoles, before any child starts, refreshes the jail's copies of

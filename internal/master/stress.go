@@ -6,7 +6,7 @@ import "sync"
 // when the service reaches its maxproc, so that sessions accepted from
 // then on run with stress=yes and every ${stress?...} parameter takes
 // its overload value (smtpd_timeout 10s, smtpd_hard_error_limit 1, ...);
-// off again once no more than half of maxproc sessions remain. Postfix
+// off again once fewer than half of maxproc sessions remain. Postfix
 // keeps stress on for the life of the processes started under load; moat
 // has one process per service, so it decides per session instead.
 // Loopback clients are not exempt (Postfix exempts loopback listeners).
@@ -38,14 +38,15 @@ func (m *master) stressOn(s *service) {
 	}
 }
 
-// stressOff turns stress mode off once load has dropped to half of
-// maxproc.
+// stressOff turns stress mode off once load has dropped below half of
+// maxproc (strictly, so that a client waiting for the slot just freed is
+// still served under stress).
 func (m *master) stressOff(s *service) {
 	if m.stress == nil || s.stressed == nil {
 		return
 	}
 	n, max := s.lim.load()
-	if n > max/2 {
+	if n >= max/2 {
 		return
 	}
 	m.stress.mu.Lock()
