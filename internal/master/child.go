@@ -67,7 +67,6 @@ func RunChild(opts ChildOptions) error {
 type child struct {
 	m    *master
 	role Role
-	qlog *maillog.Logger
 }
 
 func startChild(opts ChildOptions) (_ *child, err error) {

@@ -296,9 +296,10 @@ func (m *master) applyChildren(snap *snapshot) error {
 	}
 
 	m.mu.Lock()
+	var dropped []*listener
 	for key, l := range m.listeners {
 		if _, ok := keep[key]; !ok {
-			l.close()
+			dropped = append(dropped, l)
 		}
 	}
 	for _, spec := range snap.inet {
@@ -323,6 +324,18 @@ func (m *master) applyChildren(snap *snapshot) error {
 	m.mu.Unlock()
 	for _, k := range old {
 		k.stop(syscall.SIGUSR1)
+	}
+	if len(dropped) > 0 {
+		// A socket no longer configured closes once the old children,
+		// which may be restarting with it, are gone.
+		go func() {
+			for _, k := range old {
+				<-k.done
+			}
+			for _, l := range dropped {
+				l.close()
+			}
+		}()
 	}
 	return m.restartRoles(snap)
 }

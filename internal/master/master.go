@@ -342,6 +342,7 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 
 // undoStart releases what a failed start acquired.
 func (m *master) undoStart() {
+	m.stopKids()
 	m.mu.Lock()
 	for _, l := range m.listeners {
 		l.close()
@@ -355,7 +356,6 @@ func (m *master) undoStart() {
 		m.sessCancel()
 	}
 	m.stopRoles()
-	m.stopKids()
 	m.closeTrigger()
 	if m.pid != nil {
 		m.pid.release()
@@ -499,6 +499,9 @@ func (m *master) warnIgnored(snap *snapshot) {
 // file and the log.
 func (m *master) shutdown(sig int) error {
 	m.log.Info("terminating on signal %d", sig)
+	// Children first: a supervisor may be restarting one with a
+	// listener's descriptor.
+	m.stopKids()
 	m.mu.Lock()
 	for _, l := range m.listeners {
 		l.close()
@@ -522,7 +525,6 @@ func (m *master) shutdown(sig int) error {
 	}
 	m.mu.Unlock()
 	m.stopRoles()
-	m.stopKids()
 	m.closeTrigger()
 	var errs []error
 	if m.pid != nil {
