@@ -266,3 +266,12 @@ func (c *proxyConn) exchange(req wire.Request) (wire.Reply, error) {
 	}
 	return rep, err
 }
+
+// WithProxySocket returns o with ProxySocket set to path: a jailed
+// daemon's master hands it the proxymap socket this way, on top of what
+// DaemonOptions decides, so every daemon still gets its options from that
+// one place.
+func (o Options) WithProxySocket(path string) Options {
+	o.ProxySocket = path
+	return o
+}

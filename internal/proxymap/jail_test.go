@@ -42,8 +42,7 @@ func TestJailedChild(t *testing.T) {
 	}
 	uid, _ := strconv.Atoi(os.Getenv(jailEnv + "_UID"))
 	gid, _ := strconv.Atoi(os.Getenv(jailEnv + "_GID"))
-	opts := maps.DefaultOptions()
-	opts.ProxySocket = "private/proxymap"
+	opts := maps.DefaultOptions().WithProxySocket("private/proxymap")
 	type tab struct {
 		spec string
 		t    maps.Table
