@@ -1,6 +1,7 @@
 package proxymap
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"moat/internal/config/configtest"
+	"moat/internal/maillog"
 	"moat/internal/maps"
 	"moat/internal/proxymap/wire"
 )
@@ -267,5 +270,20 @@ func TestDirectWithoutSocket(t *testing.T) {
 	defer tb.Close()
 	if v, ok, err := tb.Lookup("K"); err != nil || !ok || v != "v" {
 		t.Errorf("%q %v %v", v, ok, err)
+	}
+}
+
+// TestVerboseAllowlisting: in verbose mode each approved table is logged
+// at start, with Postfix's text.
+func TestVerboseAllowlisting(t *testing.T) {
+	cfg := configtest.Load(t, "local_recipient_maps = proxy:unix:passwd.byname\n")
+	sink := &logSink{}
+	log := maillog.New(maillog.Options{Sink: sink, Fallback: sink, SyslogName: "postfix", Daemon: "proxymap", PID: 1})
+	defer log.Close(context.Background())
+	if _, err := newServer(cfg, log.WithVerbose(1)); err != nil {
+		t.Fatal(err)
+	}
+	if !sink.has("info: allowlisting unix:passwd.byname from proxy_read_maps") {
+		t.Errorf("log:\n%s", sink)
 	}
 }

@@ -21,7 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdmaps "maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,9 +95,14 @@ func newServer(cfg *config.Config, log *maillog.Logger) (*server, error) {
 	}
 	// The server opens the inner tables itself; it must never proxy them.
 	base.ProxySocket = ""
+	approved := approvedTables(cfg.Get("proxy_read_maps"), "proxy_read_maps", log.Warning)
+	// Postfix names each approved table in verbose mode (-v in master.cf).
+	for _, name := range slices.Sorted(stdmaps.Keys(approved)) {
+		log.Verbose("allowlisting %s from %s", name, "proxy_read_maps")
+	}
 	return &server{
 		log:      log,
-		approved: approvedTables(cfg.Get("proxy_read_maps"), "proxy_read_maps", log.Warning),
+		approved: approved,
 		base:     base,
 		recheck:  recheckInterval,
 		tables:   make(map[tableKey]*entry),
