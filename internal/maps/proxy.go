@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,12 @@ const proxyTimeout = 30 * time.Second
 // (each takes microseconds) rather than dial and hang up again, which
 // under load cost more than the lookups themselves.
 const proxyMaxConns = 8
+
+// proxyIdle is how long an unused connection is kept: Postfix's ipc_idle
+// default. Without it every jailed process would hold its connections to
+// the proxymap server for its whole life, and the server's descriptors
+// would grow with the number of processes rather than with the load.
+const proxyIdle = 5 * time.Second
 
 // proxyDenyHold is how long a refusal ("not approved in proxy_read_maps")
 // is remembered before the server is asked again. Postfix's client exits
@@ -48,7 +55,8 @@ type proxyTable struct {
 	slots chan struct{}
 
 	mu          sync.Mutex
-	idle        []*proxyConn
+	idle        []*proxyConn // most recently used last
+	reaper      *time.Timer  // closes connections idle for proxyIdle
 	closed      bool
 	deniedUntil time.Time
 }
@@ -61,8 +69,9 @@ const (
 
 // proxyConn is one connection to the server with its read buffer.
 type proxyConn struct {
-	c net.Conn
-	r *bufio.Reader
+	c    net.Conn
+	r    *bufio.Reader
+	used time.Time // when it last finished a request
 }
 
 // openProxy opens "proxy:" + name. Postfix strips repeated "proxy:"
@@ -138,6 +147,9 @@ func (t *proxyTable) Close() error {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle, t.closed = nil, true
+	if t.reaper != nil {
+		t.reaper.Stop()
+	}
 	t.mu.Unlock()
 	for _, c := range idle {
 		c.c.Close()
@@ -228,11 +240,37 @@ func (t *proxyTable) release(c *proxyConn, denied bool) {
 		t.deniedUntil = time.Now().Add(proxyDenyHold)
 	}
 	if !t.closed && len(t.idle) < proxyMaxConns {
+		c.used = time.Now()
 		t.idle = append(t.idle, c)
 		c = nil
+		if t.reaper == nil {
+			t.reaper = time.AfterFunc(proxyIdle, t.reap)
+		}
 	}
 	t.mu.Unlock()
 	if c != nil {
+		c.c.Close()
+	}
+}
+
+// reap closes the connections that have been idle for proxyIdle and
+// comes back while any remain.
+func (t *proxyTable) reap() {
+	t.mu.Lock()
+	cut := time.Now().Add(-proxyIdle)
+	n := 0
+	for n < len(t.idle) && !t.idle[n].used.After(cut) {
+		n++
+	}
+	old := slices.Clone(t.idle[:n])
+	t.idle = slices.Delete(t.idle, 0, n)
+	if len(t.idle) > 0 && !t.closed {
+		t.reaper.Reset(time.Until(t.idle[0].used.Add(proxyIdle)))
+	} else {
+		t.reaper = nil
+	}
+	t.mu.Unlock()
+	for _, c := range old {
 		c.c.Close()
 	}
 }

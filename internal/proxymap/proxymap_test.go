@@ -287,3 +287,35 @@ func TestVerboseAllowlisting(t *testing.T) {
 		t.Errorf("log:\n%s", sink)
 	}
 }
+
+// TestIdleConnectionsClosed: a client hangs up connections it has not
+// used for ipc_idle (5s), so the server's descriptors follow the load, not
+// the number of processes; the next lookup simply reconnects.
+func TestIdleConnectionsClosed(t *testing.T) {
+	dir := t.TempDir()
+	tab := filepath.Join(dir, "t")
+	writeTable(t, tab, "k v\n")
+	f := startServer(t, dir, "transport_maps = proxy:texthash:"+tab+"\n")
+	c := f.client("proxy:texthash:" + tab)
+	if _, ok, err := c.Lookup("k"); err != nil || !ok {
+		t.Fatalf("lookup: %v %v", ok, err)
+	}
+	conns := func() int {
+		f.srv.mu.Lock()
+		defer f.srv.mu.Unlock()
+		return len(f.srv.conns)
+	}
+	if n := conns(); n != 1 {
+		t.Fatalf("%d server connections after a lookup, want 1", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for conns() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle connection still open after 10s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v, ok, err := c.Lookup("k"); err != nil || !ok || v != "v" {
+		t.Fatalf("lookup after idle close: %q %v %v", v, ok, err)
+	}
+}
