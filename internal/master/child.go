@@ -32,7 +32,9 @@ type ChildOptions struct {
 	Listen       []string // endpoint keys of fds 4, 5, ...
 	Role         string   // "qmgr" for the queue manager; "" for a server
 	// Sockets are the role services' sockets by role name, relative to
-	// the queue directory ("anvil" → "private/anvil").
+	// the queue directory ("anvil" → "private/anvil"); a jailed child
+	// uses them as they are, from its root, others join them to the
+	// queue directory.
 	Sockets    map[string]string
 	Stderr     bool
 	SyslogPath string
@@ -99,10 +101,26 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 			closeLog(base)
 		}
 	}()
-	// Every path from here is relative to the queue directory, which
-	// becomes "/" in a jail (Postfix's daemons chdir there too).
-	if err := os.Chdir(qdir); err != nil {
-		return nil, fmt.Errorf("chdir %s: %w", qdir, err)
+	// A child that is jailed or drops to mail_owner reaches the queue as
+	// "." (the jail's "/", or the queue directory it works in: mail_owner
+	// may not be able to traverse the path above it), so it opens it from
+	// there. Tables are still opened from the master's working directory,
+	// as with the in-process master; a root, unjailed child (the queue
+	// manager with its local agent) stays there and uses absolute queue
+	// paths, so mail_spool_directory resolves as before.
+	qpath := qdir
+	if (opts.Jail || opts.Unpriv) && os.Geteuid() == 0 {
+		qpath = "."
+		if err := os.Chdir(qdir); err != nil {
+			return nil, fmt.Errorf("chdir %s: %w", qdir, err)
+		}
+	}
+	sockets := map[string]string{}
+	for name, p := range opts.Sockets {
+		if qpath != "." {
+			p = filepath.Join(qdir, p)
+		}
+		sockets[name] = p
 	}
 	qopts, err := queue.OptionsFromConfig(cfg)
 	if err != nil {
@@ -116,16 +134,22 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 		}
 		qopts.Owner, qopts.OwnerSet = uid, true
 	}
-	q, err := queue.Open(".", qopts)
+	q, err := queue.Open(qpath, qopts)
 	if err != nil {
 		return nil, err
+	}
+	if qpath == "." {
+		// Tables are opened from where the master runs.
+		if err := os.Chdir(opts.Dir); err != nil {
+			return nil, fmt.Errorf("chdir %s: %w", opts.Dir, err)
+		}
 	}
 	m := &master{
 		opts: Options{StopTimeout: DefaultStopTimeout}, dir: dir, cwd: opts.Dir,
 		base: base, log: base, queue: q, listeners: map[string]*listener{},
 		services: map[string]*service{}, limiters: map[string]*limiter{},
 		conns: map[net.Conn]struct{}{}, fifo: -1, gate: make(chan struct{}),
-		sockets: opts.Sockets,
+		sockets: sockets,
 	}
 	m.sessCtx, m.sessCancel = context.WithCancel(context.Background())
 	c := &child{m: m}
@@ -140,7 +164,7 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 		if spec == nil {
 			return nil, fmt.Errorf("unknown role %q", opts.Role)
 		}
-		deps := RoleDeps{Config: cfg, Log: base, Queue: q}
+		deps := RoleDeps{Config: cfg, Log: base, Queue: q, ProxySocket: sockets["proxymap"]}
 		if len(opts.Listen) > 0 {
 			f := os.NewFile(childFirstLFD, "listener")
 			if f == nil {
@@ -157,17 +181,32 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 		}
 		if opts.Role == "qmgr" {
 			// Read-write, so the FIFO never reports end of file.
-			if m.fifo, err = syscall.Open(QmgrFIFO, syscall.O_RDWR|syscall.O_CLOEXEC, 0); err != nil {
+			if m.fifo, err = syscall.Open(filepath.Join(qdir, QmgrFIFO), syscall.O_RDWR|syscall.O_CLOEXEC, 0); err != nil {
 				return nil, fmt.Errorf("open %s: %w", QmgrFIFO, err)
 			}
 		}
 	} else {
-		if err := c.buildServer(opts, cfg, row); err != nil {
+		if err := c.buildServer(opts, cfg, row, qdir); err != nil {
 			return nil, err
 		}
 	}
+	if qpath == "." {
+		if err := os.Chdir(qdir); err != nil {
+			return nil, fmt.Errorf("chdir %s: %w", qdir, err)
+		}
+	}
+	ppid := os.Getppid()
 	if err := dropPrivileges(cfg, opts.Unpriv, opts.Jail, qdir); err != nil {
 		return nil, err
+	}
+	// Changing credentials clears the parent-death signal the master
+	// asked for (prctl(2), PR_SET_PDEATHSIG); ask again, and leave if
+	// the master died in between.
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); e != 0 {
+		return nil, fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", e)
+	}
+	if os.Getppid() != ppid {
+		return nil, errors.New("the master exited while this child started")
 	}
 	close(m.gate)
 	return c, nil
@@ -199,7 +238,7 @@ func childConfig(dir, key string) (*config.Config, *mastercf.Service, error) {
 
 // buildServer takes the inherited sockets and builds the server (and its
 // stress=yes twin) on them, accepting only once the gate opens.
-func (c *child) buildServer(opts ChildOptions, cfg *config.Config, row *mastercf.Service) error {
+func (c *child) buildServer(opts ChildOptions, cfg *config.Config, row *mastercf.Service, qdir string) error {
 	m := c.m
 	factory, ok := opts.Servers[row.Command]
 	if !ok {
@@ -234,7 +273,7 @@ func (c *child) buildServer(opts ChildOptions, cfg *config.Config, row *mastercf
 		}
 		spec.eps = append(spec.eps, ep)
 	}
-	fd, err := OpenTrigger(".")
+	fd, err := OpenTrigger(qdir)
 	if err != nil {
 		m.log.Warning("%v: the queue manager finds new mail at its next scan", err)
 	}

@@ -250,6 +250,14 @@ func (m *master) applyChildren(snap *snapshot) error {
 		return err
 	}
 	m.gen++
+	// The services smtpd relies on come first, so that a client greeted
+	// by a new smtpd finds them up.
+	if err := m.restartRoles(snap); err != nil {
+		for _, l := range fresh {
+			l.ln.Close()
+		}
+		return err
+	}
 	var started []*kid
 	fail := func(err error) error {
 		for _, k := range started {
@@ -337,7 +345,7 @@ func (m *master) applyChildren(snap *snapshot) error {
 			}
 		}()
 	}
-	return m.restartRoles(snap)
+	return nil
 }
 
 // bindAll returns the listener set snap needs: the ones already bound

@@ -101,6 +101,9 @@ type RoleDeps struct {
 	// Listener is the role's private/NAME socket (Socket roles, run as
 	// children only).
 	Listener net.Listener
+	// ProxySocket is the proxymap service's socket when it runs, for the
+	// role's proxy: tables (see ServiceDeps).
+	ProxySocket string
 }
 
 // RoleSpec names a background role and how to build it.

@@ -158,7 +158,7 @@ func roleRows(snap *snapshot) map[string]*mastercf.Service {
 	return rows
 }
 
-// restartRoles (re)starts the role children after the smtpd children:
+// restartRoles (re)starts the role children, before the smtpd children:
 // anvil and proxymap (a new one, then the old one stopped: their sockets
 // stay bound by the master, so clients wait rather than fail), then the
 // queue manager, whose old process is stopped and waited for first,

@@ -12,6 +12,7 @@ import (
 	"moat/internal/master"
 	"moat/internal/proxymap"
 	"moat/internal/qmgr"
+	"moat/internal/resolve"
 	"moat/internal/restrict"
 	"moat/internal/smtpd"
 )
@@ -75,9 +76,7 @@ func (s *smtpdService) Close() error {
 func roles() []master.RoleSpec {
 	return []master.RoleSpec{{
 		Name: "qmgr", Implicit: true,
-		New: func(d master.RoleDeps) (master.Role, error) {
-			return qmgr.New(qmgr.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue})
-		},
+		New: newQmgr,
 	}, {
 		Name: "anvil", Implicit: true, Socket: true, ChildOnly: true,
 		New: func(d master.RoleDeps) (master.Role, error) {
@@ -89,6 +88,45 @@ func roles() []master.RoleSpec {
 			return socketRole{d.Listener, d.Config, d.Log, proxymap.Serve}, nil
 		},
 	}}
+}
+
+// newQmgr builds the queue manager; with proxymap running, its proxy:
+// tables (relay_domains, virtual_alias_domains, ...) are read through it
+// too, as Postfix's trivial-rewrite does, so one open table serves all.
+func newQmgr(d master.RoleDeps) (master.Role, error) {
+	deps := qmgr.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue}
+	if d.ProxySocket == "" {
+		return qmgr.New(deps)
+	}
+	log := d.Log
+	mo, err := maps.DaemonOptions(d.Config, func(msg string) { log.Warning("%s", msg) })
+	if err != nil {
+		return nil, err
+	}
+	mo.ProxySocket = d.ProxySocket
+	r, err := resolve.New(d.Config, mo)
+	if err != nil {
+		return nil, err
+	}
+	deps.Classify = r.Domain
+	m, err := qmgr.New(deps)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return qmgrRole{m, r}, nil
+}
+
+// qmgrRole closes the resolver it was given once the manager stops.
+type qmgrRole struct {
+	*qmgr.Manager
+	r *resolve.Resolver
+}
+
+// Run runs the manager, then releases the resolver's tables.
+func (q qmgrRole) Run(ctx context.Context) error {
+	err := q.Manager.Run(ctx)
+	return errors.Join(err, q.r.Close())
 }
 
 // socketRole runs a service that answers on its private/ socket.
