@@ -162,6 +162,12 @@ func (c *Client) NewTLS(service, addr string) (int, error) {
 	return r.Rate, err
 }
 
+// NewTLSStatus implements Limiter.
+func (c *Client) NewTLSStatus(service, addr string) (int, error) {
+	r, err := c.do(verbTLSStatus, service, addr)
+	return r.Rate, err
+}
+
 // Auth implements Limiter.
 func (c *Client) Auth(service, addr string) (int, error) {
 	r, err := c.do("AUTH", service, addr)

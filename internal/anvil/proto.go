@@ -11,7 +11,8 @@ import (
 // and one reply line per event, over a UNIX stream socket:
 //
 //	request: VERB SP service SP address LF
-//	         VERB is CONNECT, DISCONNECT, MAIL, RCPT, NEWTLS or AUTH
+//	         VERB is CONNECT, DISCONNECT, MAIL, RCPT, NEWTLS, NEWTLS_STATUS
+//	         or AUTH
 //	reply:   "OK" SP count SP rate LF     (count is 0 except for CONNECT)
 //	         "ERR" SP text LF
 //
@@ -34,8 +35,12 @@ var verbs = map[string]Event{
 	"AUTH":    EvAuth,
 }
 
-// verbDisconnect is the one request that counts down.
-const verbDisconnect = "DISCONNECT"
+// verbDisconnect is the one request that counts down, verbTLSStatus the
+// one that counts nothing.
+const (
+	verbDisconnect = "DISCONNECT"
+	verbTLSStatus  = "NEWTLS_STATUS"
+)
 
 // Request is one parsed request line.
 type Request struct {
@@ -57,7 +62,7 @@ func ParseRequest(line string) (Request, error) {
 		return Request{}, fmt.Errorf("%w: want 3 fields, got %d", errBadRequest, len(f))
 	}
 	r := Request{Verb: f[0], Service: f[1], Addr: f[2]}
-	if _, ok := verbs[r.Verb]; !ok && r.Verb != verbDisconnect {
+	if _, ok := verbs[r.Verb]; !ok && r.Verb != verbDisconnect && r.Verb != verbTLSStatus {
 		return Request{}, fmt.Errorf("%w: unknown verb %q", errBadRequest, truncate(r.Verb))
 	}
 	for _, v := range f[1:] {
@@ -140,6 +145,8 @@ func Apply(l Limiter, r Request) Reply {
 		rep.Rate, err = l.Rcpt(r.Service, r.Addr)
 	case "NEWTLS":
 		rep.Rate, err = l.NewTLS(r.Service, r.Addr)
+	case verbTLSStatus:
+		rep.Rate, err = l.NewTLSStatus(r.Service, r.Addr)
 	case "AUTH":
 		rep.Rate, err = l.Auth(r.Service, r.Addr)
 	default:

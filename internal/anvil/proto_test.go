@@ -7,7 +7,7 @@ import (
 
 func TestParseRequest(t *testing.T) {
 	good := []string{"CONNECT smtp 192.0.2.1", "DISCONNECT 127.0.0.1:2525 ::1", "MAIL s a",
-		"RCPT s a", "NEWTLS s a", "AUTH s a"}
+		"RCPT s a", "NEWTLS s a", "NEWTLS_STATUS s a", "AUTH s a"}
 	for _, l := range good {
 		r, err := ParseRequest(l)
 		if err != nil || r.String() != l {

@@ -93,6 +93,11 @@ func TestClientServer(t *testing.T) {
 	}
 	for name, f := range map[string]func(string, string) (int, error){
 		"mail": l.Mail, "rcpt": l.Rcpt, "newtls": l.NewTLS, "auth": l.Auth} {
+		if name == "newtls" {
+			if r, err := l.NewTLSStatus("smtp", "192.0.2.1"); err != nil || r != 0 {
+				t.Fatalf("newtls status: %d %v", r, err)
+			}
+		}
 		if r, err := f("smtp", "192.0.2.1"); err != nil || r != 1 {
 			t.Fatalf("%s: %d %v", name, r, err)
 		}

@@ -52,6 +52,10 @@ type Limiter interface {
 	Rcpt(service, addr string) (rate int, err error)
 	// NewTLS records a new (not resumed) TLS session and returns its rate.
 	NewTLS(service, addr string) (rate int, err error)
+	// NewTLSStatus returns the new-TLS-session rate without counting:
+	// smtpd asks before the handshake and counts (NewTLS) only after a
+	// handshake that did not resume a session, as Postfix's smtpd does.
+	NewTLSStatus(service, addr string) (rate int, err error)
 	// Auth records an AUTH request and returns its rate.
 	Auth(service, addr string) (rate int, err error)
 }
@@ -299,6 +303,22 @@ func (t *Table) Rcpt(service, addr string) (int, error) { return t.rate(service,
 
 // NewTLS implements Limiter.
 func (t *Table) NewTLS(service, addr string) (int, error) { return t.rate(service, addr, EvNewTLS) }
+
+// NewTLSStatus implements Limiter. It neither creates the entry nor
+// counts as use of it.
+func (t *Table) NewTLSStatus(service, addr string) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	el, ok := t.entries[Key(service, addr)]
+	if !ok {
+		return 0, nil
+	}
+	e := el.Value.(*entry)
+	if t.now().Sub(e.start) >= t.unit {
+		return 0, nil
+	}
+	return e.rates[EvNewTLS], nil
+}
 
 // Auth implements Limiter.
 func (t *Table) Auth(service, addr string) (int, error) { return t.rate(service, addr, EvAuth) }

@@ -74,8 +74,19 @@ func TestRatesShareWindow(t *testing.T) {
 			t.Fatalf("rcpt %d: rate %d", i, r)
 		}
 	}
+	if r, _ := tb.NewTLSStatus("smtp", "a"); r != 0 {
+		t.Fatalf("newtls status before any: %d", r)
+	}
 	if r, _ := tb.NewTLS("smtp", "a"); r != 1 {
 		t.Fatalf("newtls %d", r)
+	}
+	for range 3 {
+		if r, _ := tb.NewTLSStatus("smtp", "a"); r != 1 {
+			t.Fatalf("newtls status counted: %d", r)
+		}
+	}
+	if r, _ := tb.NewTLSStatus("smtp", "unknown"); r != 0 || tb.Len() != 1 {
+		t.Fatalf("status of an unknown client: %d, %d entries", r, tb.Len())
 	}
 	if r, _ := tb.Auth("smtp", "a"); r != 1 {
 		t.Fatalf("auth %d", r)

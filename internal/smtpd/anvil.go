@@ -107,7 +107,7 @@ func (s *session) anvilDisconnect() {
 	}
 }
 
-// anvilRate counts one MAIL, RCPT, new TLS session or AUTH and reports
+// anvilRate counts one MAIL, RCPT or AUTH and reports
 // whether it is within limit; over it, the caller's reply goes out (and
 // counts as an error) and Postfix's warning is logged.
 func (s *session) anvilRate(limit int, ev anvil.Event, what string, r smtp.Reply) bool {
@@ -122,8 +122,6 @@ func (s *session) anvilRate(limit int, ev anvil.Event, what string, r smtp.Reply
 		rate, err = a.Mail(svc, addr)
 	case anvil.EvRcpt:
 		rate, err = a.Rcpt(svc, addr)
-	case anvil.EvNewTLS:
-		rate, err = a.NewTLS(svc, addr)
 	case anvil.EvAuth:
 		rate, err = a.Auth(svc, addr)
 	default:
@@ -163,14 +161,50 @@ func (s *session) anvilAuth() bool {
 		smtp.NewReply(450, "4.7.1", "Error: too many AUTH commands from "+addr))
 }
 
-// anvilNewTLS is smtpd_client_new_tls_session_rate_limit, for issue 7's
-// STARTTLS (454, the session goes on in plain text) and wrapper-mode TLS
-// at connect (421, the session ends), as Postfix replies.
-func (s *session) anvilNewTLS(atConnect bool) bool {
-	_, addr := s.anvilKey()
-	r := smtp.NewReply(454, "4.7.0", "Error: too many new TLS sessions from "+addr)
-	if atConnect {
-		r = smtp.NewReply(421, "4.7.0", s.set.myhostname+" Error: too many new TLS sessions from "+addr)
+// anvilTLSAllowed is smtpd_client_new_tls_session_rate_limit before a TLS
+// handshake (issue 7's STARTTLS, and wrapper-mode TLS at connect): it asks
+// the rate without counting, and over the limit refuses with Postfix's 454
+// (the session goes on in plain text) or, at connect, 421 (the session
+// ends).
+func (s *session) anvilTLSAllowed(atConnect bool) bool {
+	if !s.anvil || s.set.anvil.tlsRate <= 0 {
+		return true
 	}
-	return s.anvilRate(s.set.anvil.tlsRate, anvil.EvNewTLS, "New TLS session", r)
+	svc, addr := s.anvilKey()
+	rate, err := s.srv.d.Anvil.NewTLSStatus(svc, addr)
+	if err != nil {
+		s.anvilWarn(err)
+		return true
+	}
+	if rate <= s.set.anvil.tlsRate {
+		return true
+	}
+	s.log.Warning("New TLS session rate limit exceeded: %d from %s for service %s", rate, s.client, svc)
+	if atConnect {
+		s.write(smtp.NewReply(421, "4.7.0", s.set.myhostname+" Error: too many new TLS sessions from "+addr))
+	} else {
+		s.reply(smtp.NewReply(454, "4.7.0", "Error: too many new TLS sessions from "+addr))
+	}
+	return false
+}
+
+// anvilTLSCount counts a handshake that made a new TLS session (a resumed
+// one is not counted) and reports whether the rate is within the limit;
+// over it, the warning is logged and the caller hangs up without a reply,
+// as Postfix's smtpd does once TLS is up.
+func (s *session) anvilTLSCount() bool {
+	if !s.anvil || s.set.anvil.tlsRate <= 0 {
+		return true
+	}
+	svc, addr := s.anvilKey()
+	rate, err := s.srv.d.Anvil.NewTLS(svc, addr)
+	if err != nil {
+		s.anvilWarn(err)
+		return true
+	}
+	if rate <= s.set.anvil.tlsRate {
+		return true
+	}
+	s.log.Warning("New TLS session rate limit exceeded: %d from %s for service %s", rate, s.client, svc)
+	return false
 }
