@@ -1,33 +1,66 @@
 // Package master is moat's master(8): it reads main.cf and master.cf,
 // opens and recovers the queue, binds one listener set per master.cf inet
-// service and hands each accepted connection to that service's server,
-// bounded by the service's maxproc; it reloads on SIGHUP without closing a
+// service, and runs the services; it reloads on SIGHUP without closing a
 // listener that stays configured, and stops on SIGTERM.
 //
-// Today every role runs in this one process. The code is shaped for issue
-// 4's privilege-separated master: a service (one master.cf row) is built by
-// a ServerFactory into a ConnServer, and the listeners (sockets, which a
-// process-per-service master would hand to its children) are kept apart
-// from the server generations that use them, so a reload only swaps which
-// generation a listener feeds.
+// # Process model (Options.Children, what `postfix start` runs)
+//
+// The master stays root: it binds every inet listener, creates the
+// private/ sockets of anvil and proxymap and the public/qmgr FIFO, and
+// runs each service as a child process of the moat binary (the hidden
+// ChildVerb), handing the sockets down as inherited descriptors (fd 3 is
+// a readiness pipe, fd 4 onwards the listeners). A child (RunChild)
+// opens what it needs as root — the log sink, the queue, its tables,
+// the FIFO — then drops privileges as its master.cf row says (unpriv:
+// mail_owner, no supplementary groups; chroot: jailed in queue_directory,
+// through internal/privsep), says ready, and serves.
+//
+//	smtpd (each inet row)  mail_owner, jailed per the chroot column; many
+//	                       sessions as goroutines, bounded by maxproc
+//	qmgr (+ local, discard, error agents)
+//	                       root, unjailed while local delivery runs inside
+//	                       it (mail_owner when master.cf's local row says
+//	                       unpriv y); woken through public/qmgr
+//	anvil, proxymap        their rows' columns (stock: mail_owner,
+//	                       unjailed), on private/anvil, private/proxymap
+//
+// qmgr and anvil run even without a master.cf row (moat's smtpd relies on
+// them); proxymap runs when master.cf has its row. Every other stock
+// command is named once in the start-up log as folded into another role
+// or not run yet; an unknown command is an error naming its line.
+//
+// A child that exits unexpectedly is restarted after 1 s, doubling to
+// 60 s, with master(8)'s warnings; after five quick deaths in a row the
+// master also logs at fatal level, and keeps the back-off. A reload
+// starts the new generation's children on the same sockets and, once all
+// are ready, tells the old ones (SIGUSR1) to stop accepting and finish
+// their sessions, so no connection is refused and no session cut; the
+// queue manager alone is stopped before its successor starts, since two
+// would both recover active/. Children die with the master (SIGKILL via
+// the parent-death signal), so a master restarted after a crash can bind
+// its ports at once.
+//
+// Without Options.Children (the package's tests) every role runs in this
+// process instead: sessions as goroutines, the queue manager as a
+// background role woken by each commit.
 //
 // Where moat's master differs from Postfix's:
-//   - maxproc bounds concurrent sessions (goroutines), not processes;
-//   - unix, fifo and pass services (pickup, cleanup, qmgr, ...) are read
-//     and named in the log but not run: their work is done in-process by
-//     the background roles (Options.Roles) or not yet at all;
+//   - one process per service, not per session: maxproc bounds the
+//     sessions (goroutines) of a service's child;
+//   - stress mode is decided per session inside the smtpd child (see
+//     stressState), not by restarting processes with -o stress=yes;
 //   - a reload that fails (bad main.cf or master.cf, a port that cannot be
-//     bound) is logged and the master keeps running on the previous
-//     configuration, where Postfix's master exits on a fatal error;
-//   - the logger, the queue, the background roles and
-//     inet_interfaces/inet_protocols are set up at start only; a reload
-//     that changes queue_directory or maillog_file is logged as ignored
-//     (Postfix ignores inet_interfaces changes the same way);
+//     bound, a child that cannot start) is logged and the master keeps
+//     running on the previous configuration, where Postfix's master exits
+//     on a fatal error;
+//   - the logger, the queue and inet_interfaces/inet_protocols are set up
+//     at start only; a reload that changes queue_directory or
+//     maillog_file is logged as ignored (Postfix ignores inet_interfaces
+//     changes the same way);
 //   - the process-limit warning is logged for every inet service at its
 //     limit, once per 1000 seconds as master(8) does; Postfix 3.7 logs it
 //     only for services with maxproc above 1 (those its stress mode
-//     covers), and adds a third line about stress settings, which waits
-//     for moat's stress mode;
+//     covers);
 //   - the PID file is removed at exit (Postfix leaves it; only its lock
 //     matters to both).
 package master

@@ -1,6 +1,7 @@
 package postfix
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -14,7 +15,21 @@ import (
 // admin: -c DIR -d CWD -s NAME/TYPE -g GEN -u y|n -j y|n [-i INTERNAL]
 // [-l LISTENER]... [-p ROLE=SOCKET]... [-r ROLE] [-e] [-S SYSLOG].
 func Child(env *cli.Env, prog string, args []string) int {
-	opts := master.ChildOptions{Servers: servers(), Roles: roles()}
+	opts, err := parseChildArgs(args)
+	if err != nil {
+		return env.Fatalf(prog, "%v", err)
+	}
+	opts.Servers, opts.Roles = servers(), roles()
+	if err := master.RunChild(opts); err != nil {
+		env.Errorf(prog, "%v", err)
+		return 1
+	}
+	return 0
+}
+
+// parseChildArgs reads the master's command line for a child.
+func parseChildArgs(args []string) (master.ChildOptions, error) {
+	var opts master.ChildOptions
 	for i := 0; i < len(args); i++ {
 		flag := args[i]
 		if flag == "-e" {
@@ -22,7 +37,7 @@ func Child(env *cli.Env, prog string, args []string) int {
 			continue
 		}
 		if i+1 >= len(args) {
-			return env.Fatalf(prog, "option %s needs a value", flag)
+			return opts, fmt.Errorf("option %q needs a value", flag)
 		}
 		i++
 		v := args[i]
@@ -34,7 +49,11 @@ func Child(env *cli.Env, prog string, args []string) int {
 		case "-s":
 			opts.Service = v
 		case "-g":
-			opts.Gen, _ = strconv.Atoi(v)
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return opts, fmt.Errorf("-g %q: not a generation number", v)
+			}
+			opts.Gen = n
 		case "-u":
 			opts.Unpriv = v == "y"
 		case "-j":
@@ -48,21 +67,20 @@ func Child(env *cli.Env, prog string, args []string) int {
 		case "-S":
 			opts.SyslogPath = v
 		case "-p":
-			name, path, _ := strings.Cut(v, "=")
+			name, path, ok := strings.Cut(v, "=")
+			if !ok || name == "" || path == "" {
+				return opts, fmt.Errorf("-p %q: want ROLE=SOCKET", v)
+			}
 			if opts.Sockets == nil {
 				opts.Sockets = map[string]string{}
 			}
 			opts.Sockets[name] = path
 		default:
-			return env.Fatalf(prog, "unknown option %s (this verb is run by the master only)", flag)
+			return opts, fmt.Errorf("unknown option %q (this verb is run by the master only)", flag)
 		}
 	}
 	if opts.ConfigDir == "" || opts.Service == "" {
-		return env.Fatalf(prog, "usage: moat %s -c DIR -s SERVICE ... (run by the master only)", master.ChildVerb)
+		return opts, fmt.Errorf("usage: moat %s -c DIR -s SERVICE ... (run by the master only)", master.ChildVerb)
 	}
-	if err := master.RunChild(opts); err != nil {
-		env.Errorf(prog, "%v", err)
-		return 1
-	}
-	return 0
+	return opts, nil
 }
