@@ -80,6 +80,7 @@ import (
 
 	"moat/internal/config"
 	"moat/internal/maillog"
+	"moat/internal/privsep"
 	"moat/internal/queue"
 )
 
@@ -363,6 +364,18 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 		owner, _ := snap.cfg.MailOwnerUID()
 		if err = m.openTrigger(snap.queueDir, owner); err != nil {
 			return m, err
+		}
+		if os.Geteuid() == 0 {
+			// Every Postfix daemon refuses an unsafe mail_owner at start
+			// (mail_params.c), and postfix-script an unsafe queue; the
+			// master does both once, before any child is trusted with it.
+			var acct privsep.Account
+			if acct, err = privsep.MailOwner(snap.cfg); err != nil {
+				return m, err
+			}
+			if err = errors.Join(privsep.CheckQueue(snap.queueDir, acct)...); err != nil {
+				return m, err
+			}
 		}
 	} else if err = m.startRoles(snap); err != nil {
 		return m, err
