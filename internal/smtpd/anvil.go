@@ -23,6 +23,8 @@ func (l *anvilLimits) any() bool {
 		l.tlsRate > 0 || l.authRate > 0
 }
 
+// readAnvilLimits reads the limits once per service generation, so a bad
+// value or exception list stops the service at start, not mid-session.
 func (s *Server) readAnvilLimits(mo maps.Options) error {
 	c := s.d.Config
 	l := &s.set.anvil
