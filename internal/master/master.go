@@ -276,7 +276,7 @@ type master struct {
 	kids        map[string]*kid
 	retiredKids []*kid
 	roleKids    map[string]*kid      // by role name
-	unixLns     map[string]*listener // private/NAME sockets by role name
+	unixLns     map[string]*listener // role sockets by path: "private/anvil"
 	noRowLogged map[string]bool
 	kidsWG      sync.WaitGroup
 	gen         int

@@ -207,7 +207,7 @@ func (m *master) restartRoles(snap *snapshot) error {
 		var files []*os.File
 		var listen []string
 		if spec.Socket {
-			l, err := m.privateSocket(snap.queueDir, spec.Name, owner)
+			l, err := m.privateSocket(snap.queueDir, socketDir(row), spec.Name, owner)
 			if err != nil {
 				return err
 			}
@@ -272,14 +272,14 @@ func (m *master) prepareRoles(snap *snapshot) error {
 		if !spec.Socket || (rows[spec.Name] == nil && !spec.Implicit) {
 			continue
 		}
-		l, err := m.privateSocket(snap.queueDir, spec.Name, owner)
+		l, err := m.privateSocket(snap.queueDir, socketDir(rows[spec.Name]), spec.Name, owner)
 		if err != nil {
 			return err
 		}
 		sockets[spec.Name] = l.ep.Addr
 	}
 	for name, l := range m.unixLns {
-		if _, ok := sockets[name]; !ok {
+		if sockets[filepath.Base(name)] != name {
 			// No longer configured: its child is stopped by
 			// restartRoles; clients fall back (anvil fails open,
 			// proxy: tables fail closed).
@@ -291,14 +291,24 @@ func (m *master) prepareRoles(snap *snapshot) error {
 	return nil
 }
 
-// privateSocket is the UNIX socket private/NAME that a role child serves:
-// bound once by the master (root), given to mail_owner, and kept across
-// reloads and restarts so that clients never find it missing.
-func (m *master) privateSocket(qdir, name string, owner int) (*listener, error) {
-	if l, ok := m.unixLns[name]; ok {
+// socketDir is where master(5)'s private column puts a service's socket:
+// private/ (y, the default) or public/ (n).
+func socketDir(row *mastercf.Service) string {
+	if row != nil && row.Private == "n" {
+		return "public"
+	}
+	return "private"
+}
+
+// privateSocket is the UNIX socket SUB/NAME (private/anvil) that a role
+// child serves: bound once by the master (root), given to mail_owner, and
+// kept across reloads and restarts so that clients never find it missing.
+func (m *master) privateSocket(qdir, sub, name string, owner int) (*listener, error) {
+	rel := sub + "/" + name
+	if l, ok := m.unixLns[rel]; ok {
 		return l, nil
 	}
-	dir := filepath.Join(qdir, "private")
+	dir := filepath.Join(qdir, sub)
 	if err := os.Mkdir(dir, 0o700); err == nil {
 		if os.Geteuid() == 0 {
 			if err := os.Lchown(dir, owner, -1); err != nil {
@@ -327,8 +337,8 @@ func (m *master) privateSocket(qdir, name string, owner int) (*listener, error) 
 			return nil, fmt.Errorf("chown %s: %w", p, err)
 		}
 	}
-	l := &listener{ep: endpoint{Network: "unix", Addr: "private/" + name}, ln: ln, stop: make(chan struct{})}
-	m.unixLns[name] = l
+	l := &listener{ep: endpoint{Network: "unix", Addr: rel}, ln: ln, stop: make(chan struct{})}
+	m.unixLns[rel] = l
 	return l, nil
 }
 
