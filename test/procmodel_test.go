@@ -341,3 +341,63 @@ func TestStressMode(t *testing.T) {
 		t.Errorf("greeting after load dropped %q, want calm", g)
 	}
 }
+
+// TestReloadFinishesSessions: a session open across a reload finishes on
+// the old smtpd child, which then exits; a new connection is served by
+// the new child; the listening socket never closes.
+func TestReloadFinishesSessions(t *testing.T) {
+	t.Parallel()
+	s := startWithMaster(t, "smtpd_peername_lookup = no\n", "127.0.0.1:{{PORT}} inet n - n - - smtpd\n")
+	key := fmt.Sprintf("127.0.0.1:%d/inet", s.port)
+	before := s.childPIDs(key)
+	if len(before) != 1 {
+		t.Fatalf("smtpd children %v, want one", before)
+	}
+	d := dial(t, s.addr())
+	d.expect("220")
+	d.cmd("EHLO client.example", "250")
+	d.cmd("MAIL FROM:<sender@example.org>", "250")
+
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.waitLog(`: reload -- version`, 10*time.Second)
+	var after []int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		after = s.childPIDs(key)
+		if len(after) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(after) != 2 {
+		t.Fatalf("smtpd children after reload %v, want the draining old one and the new one", after)
+	}
+
+	// A new client gets the new child.
+	n := dial(t, s.addr())
+	n.expect("220")
+	n.cmd("QUIT", "221")
+	s.waitLog(`postfix/smtpd\[\d+\]: disconnect from`, 5*time.Second)
+	newPID := after[0]
+	if newPID == before[0] {
+		newPID = after[1]
+	}
+	s.waitLog(fmt.Sprintf(`postfix/smtpd\[%d\]: connect from`, newPID), 5*time.Second)
+
+	// The old session goes on, on the old child.
+	d.cmd("RCPT TO:<across@mx.moat.test>", "250")
+	d.cmd("DATA", "354")
+	d.send("Subject: across a reload\r\n\r\nstill here\r\n.\r\n")
+	d.expect("250")
+	d.cmd("QUIT", "221")
+	s.waitDelivered("across", 1, 20*time.Second)
+	s.waitLog(fmt.Sprintf(`postfix/smtpd\[%d\]: disconnect from .* quit=1`, before[0]), 5*time.Second)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if p := s.childPIDs(key); len(p) == 1 && p[0] == newPID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("old smtpd child %d still runs after its last session: %v", before[0], s.childPIDs(key))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
