@@ -192,9 +192,17 @@ func TestDebianMasterCF(t *testing.T) {
 	if err != nil {
 		t.Skip("no /usr/share/postfix/master.cf.dist")
 	}
-	// The stock smtp row listens on port 25 of inet_interfaces; the test
-	// adds its own port, as an admin adds a submission port.
-	s := startWithMaster(t, "", string(stock)+"\n127.0.0.1:{{PORT}} inet n - y - - smtpd\n")
+	// The stock smtp row listens on port 25 of inet_interfaces (loopback
+	// here); the test adds its own port, as an admin adds a submission
+	// port. Where port 25 is taken (or not ours to bind), the stock row
+	// moves to another free port, the only change.
+	text := string(stock)
+	if ln, err := net.Listen("tcp4", "127.0.0.1:25"); err == nil {
+		ln.Close()
+	} else {
+		text = strings.Replace(text, "\nsmtp      inet", fmt.Sprintf("\n127.0.0.1:%d inet", freePort(t)), 1)
+	}
+	s := startWithMaster(t, "", text+"\n127.0.0.1:{{PORT}} inet n - y - - smtpd\n")
 	s.waitLog(`service tlsmgr/unix \(command tlsmgr, master.cf line \d+\): not run yet`, 5*time.Second)
 	s.waitLog(`service cleanup/unix \(command cleanup, master.cf line \d+\) is folded into smtpd`, 5*time.Second)
 	s.waitLog(`service postlog/unix-dgram \(command postlogd, master.cf line \d+\) is folded into`, 5*time.Second)
