@@ -46,26 +46,38 @@ func newSMTPD(d master.ServiceDeps) (master.ConnServer, error) {
 		Config: d.Config, Service: d.Service, Log: d.Log, Queue: d.Queue,
 		Policy: lists, Committed: d.Committed, Now: d.Now,
 	}
+	var ac *anvil.Client
 	if d.AnvilSocket != "" {
-		deps.Anvil = anvil.NewClient(d.AnvilSocket)
+		ac = anvil.NewClient(d.AnvilSocket)
+		deps.Anvil = ac
 	}
 	s, err := smtpd.New(deps)
 	if err != nil {
 		lists.Close()
+		if ac != nil {
+			ac.Close()
+		}
 		return nil, err
 	}
-	return &smtpdService{Server: s, lists: lists}, nil
+	return &smtpdService{Server: s, lists: lists, anvil: ac}, nil
 }
 
-// smtpdService closes a generation's restriction tables with its server.
+// smtpdService closes a generation's restriction tables and its anvil
+// connection with its server, so a reload leaves nothing open behind.
 type smtpdService struct {
 	*smtpd.Server
 	lists *restrict.Lists
+	anvil *anvil.Client
 }
 
-// Close releases the server's and the restriction lists' tables.
+// Close releases the server's and the restriction lists' tables and the
+// anvil connection.
 func (s *smtpdService) Close() error {
-	return errors.Join(s.Server.Close(), s.lists.Close())
+	err := errors.Join(s.Server.Close(), s.lists.Close())
+	if s.anvil != nil {
+		err = errors.Join(err, s.anvil.Close())
+	}
+	return err
 }
 
 // roles are the services the master runs besides smtpd: the queue
