@@ -174,14 +174,9 @@ func (s *session) anvilTLSAllowed(atConnect bool) bool {
 	}
 	svc, addr := s.anvilKey()
 	rate, err := s.srv.d.Anvil.NewTLSStatus(svc, addr)
-	if err != nil {
-		s.anvilWarn(err)
+	if s.tlsRateWithin(rate, err, svc) {
 		return true
 	}
-	if rate <= s.set.anvil.tlsRate {
-		return true
-	}
-	s.log.Warning("New TLS session rate limit exceeded: %d from %s for service %s", rate, s.client, svc)
 	if atConnect {
 		s.write(smtp.NewReply(421, "4.7.0", s.set.myhostname+" Error: too many new TLS sessions from "+addr))
 	} else {
@@ -200,6 +195,13 @@ func (s *session) anvilTLSCount() bool {
 	}
 	svc, addr := s.anvilKey()
 	rate, err := s.srv.d.Anvil.NewTLS(svc, addr)
+	return s.tlsRateWithin(rate, err, svc)
+}
+
+// tlsRateWithin judges a new-TLS-session rate anvil reported: within the
+// limit, or unknown (anvil unreachable: fail open, as Postfix does), is
+// true; over it, the warning is logged.
+func (s *session) tlsRateWithin(rate int, err error, svc string) bool {
 	if err != nil {
 		s.anvilWarn(err)
 		return true
