@@ -253,7 +253,7 @@ loop:
 		}
 	}
 	if reloads < 20 {
-		t.Fatalf("smtp-source finished after only %d reloads", reloads)
+		t.Fatalf("smtp-source finished (%v) after only %d reloads", err, reloads)
 	}
 	err = <-done
 	if err != nil {
