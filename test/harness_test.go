@@ -142,6 +142,7 @@ func (s *server) start() {
 		}
 		select {
 		case err := <-done:
+			done <- err // for stop, which the test's cleanup runs
 			s.t.Fatalf("moat exited while starting: %v\n%s", err, s.stderr())
 		default:
 		}

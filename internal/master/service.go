@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -217,8 +218,22 @@ func (m *master) listen(ep endpoint) (net.Listener, error) {
 	if m.inherited != nil {
 		return nil, fmt.Errorf("no socket inherited for %s", ep.Addr)
 	}
-	return net.Listen(ep.Network, ep.Addr)
+	// After a crash (the master SIGKILLed), its children die with it by
+	// their parent-death signal, but their sockets close a moment after
+	// the master is reaped; a restart that binds at once would fail.
+	// So an address in use is tried again for a short while.
+	deadline := time.Now().Add(bindRetry)
+	for {
+		ln, err := net.Listen(ep.Network, ep.Addr)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return ln, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
+
+// bindRetry bounds how long an address in use is retried (see listen).
+const bindRetry = 2 * time.Second
 
 // closeLogger reports a server's Close error.
 func (m *master) closeLogger(key string) func(error) {
