@@ -171,13 +171,19 @@ func (m *master) apply(snap *snapshot) error {
 	}
 
 	// Commit: limits, then listeners, then the old generation's retirement.
+	// A raised maxproc takes effect only after the listeners point at the
+	// new generation: setMax wakes connections waiting for a slot, and
+	// one woken earlier would still find the old generation and be
+	// served on the old configuration.
 	limiters := map[string]*limiter{}
+	var raise []func()
 	for key, s := range built {
 		lim := m.limiters[key]
 		if lim == nil {
 			lim = newLimiter(s.spec.maxproc)
 		} else {
-			lim.setMax(s.spec.maxproc)
+			n := s.spec.maxproc
+			raise = append(raise, func() { lim.setMax(n) })
 		}
 		s.lim = lim
 		limiters[key] = lim
@@ -190,6 +196,9 @@ func (m *master) apply(snap *snapshot) error {
 				old.lim.wake()
 			}
 		}
+	}
+	for _, f := range raise {
+		f()
 	}
 	for key, l := range m.listeners {
 		if _, ok := keep[key]; !ok {
