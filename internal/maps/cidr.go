@@ -2,7 +2,6 @@ package maps
 
 import (
 	"fmt"
-	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -236,14 +235,9 @@ func cidrNegation(s string) (bool, string) {
 
 // openCIDR opens a cidr_table(5) file.
 func openCIDR(name string, opts Options) (Table, error) {
-	f, err := openTableFile(name, opts)
+	data, err := patternSource("cidr", name, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open cidr:%s: %w", name, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("read cidr:%s: %w", name, err)
+		return nil, err
 	}
 	t := parseCIDRSource(name, data)
 	t.finishOpen("cidr:"+name, opts)

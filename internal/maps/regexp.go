@@ -3,7 +3,6 @@ package maps
 import (
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -643,14 +642,9 @@ func (p *reParser) parseReplacement(line int, s string) ([]replPart, int, bool) 
 // openPatternFile reads a regexp or pcre table after the ownership and
 // permission checks every table file gets.
 func openPatternFile(d reDialect, name string, opts Options) (Table, error) {
-	f, err := openTableFile(name, opts)
+	data, err := patternSource(d.kind(), name, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open %s:%s: %w", d.kind(), name, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("read %s:%s: %w", d.kind(), name, err)
+		return nil, err
 	}
 	t, err := parseRegexpSource(d, name, data)
 	if err != nil {

@@ -19,19 +19,11 @@ type forbiddenList struct {
 func newForbiddenList(words []string, mo maps.Options) (*forbiddenList, error) {
 	f := &forbiddenList{words: map[string]bool{}}
 	for _, w := range words {
-		typ, name, isTable := strings.Cut(w, ":")
-		if !isTable {
+		if !strings.Contains(w, ":") {
 			f.words[strings.ToUpper(w)] = true
 			continue
 		}
-		var t maps.Table
-		var err error
-		switch {
-		case (typ == "regexp" || typ == "pcre") && strings.HasPrefix(name, "{"):
-			t, err = inlinePatternTable(typ, name)
-		default:
-			t, err = maps.Open(w, mo)
-		}
+		t, err := maps.Open(w, mo)
 		if err != nil {
 			f.close()
 			return nil, fmt.Errorf("smtpd_forbidden_commands: %w", err)
@@ -39,43 +31,6 @@ func newForbiddenList(words []string, mo maps.Options) (*forbiddenList, error) {
 		f.tables = append(f.tables, t)
 	}
 	return f, nil
-}
-
-// inlinePatternTable reads Postfix's inline pattern table, "{{/re/ result},
-// {/re2/ result2}}" (regexp_table(5), Postfix 3.7), one rule per brace group.
-func inlinePatternTable(typ, body string) (maps.Table, error) {
-	body = strings.TrimSpace(body)
-	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
-		return nil, fmt.Errorf("%s:%s: missing braces", typ, body)
-	}
-	inner := body[1 : len(body)-1]
-	var rules []string
-	depth, start := 0, -1
-	for i := 0; i < len(inner); i++ {
-		switch inner[i] {
-		case '{':
-			if depth == 0 {
-				start = i + 1
-			}
-			depth++
-		case '}':
-			depth--
-			if depth < 0 {
-				return nil, fmt.Errorf("%s:%s: unbalanced braces", typ, body)
-			}
-			if depth == 0 {
-				rules = append(rules, strings.TrimSpace(inner[start:i]))
-			}
-		}
-	}
-	if depth != 0 {
-		return nil, fmt.Errorf("%s:%s: unbalanced braces", typ, body)
-	}
-	data := []byte(strings.Join(rules, "\n") + "\n")
-	if typ == "pcre" {
-		return maps.ParsePCRETable(typ+":"+body, data)
-	}
-	return maps.ParseRegexpTable(typ+":"+body, data)
 }
 
 // match reports whether a command verb is forbidden; a table failure is

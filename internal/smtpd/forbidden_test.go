@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -22,39 +21,4 @@ func TestForbiddenCommands(t *testing.T) {
 	c.cmd("X-FOO", "221 2.7.0")
 	c = h2.greeted()
 	c.cmd("AAB", "221 2.7.0")
-}
-
-func TestInlinePatternTable(t *testing.T) {
-	tb, err := inlinePatternTable("regexp", "{{/^[^A-Z]/ Bogus}, { /^X{2}$/ x }}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tb.Close()
-	for key, want := range map[string]bool{"1A": true, "XX": true, "XXX": false, "EHLO": false} {
-		if _, found, err := tb.Lookup(key); found != want || err != nil {
-			t.Errorf("Lookup(%q) = %v, %v", key, found, err)
-		}
-	}
-	for _, bad := range []string{"", "{", "{{/a/ b}", "{/a/ b}}", "x"} {
-		if tb, err := inlinePatternTable("regexp", bad); err == nil {
-			tb.Close()
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func FuzzInlinePatternTable(f *testing.F) {
-	for _, s := range []string{"{{/^[^A-Z]/ Bogus}}", "{{/a{2}/ x}, {/b/ y}}", "{}", "{{}}", "{{/(/ x}}"} {
-		f.Add(s, "GET")
-	}
-	f.Fuzz(func(t *testing.T, body, key string) {
-		for _, typ := range []string{"regexp", "pcre"} {
-			tb, err := inlinePatternTable(typ, body)
-			if err != nil {
-				continue
-			}
-			_, _, _ = tb.Lookup(strings.ToUpper(key))
-			tb.Close()
-		}
-	})
 }
