@@ -13,26 +13,14 @@ import (
 
 	"moat/internal/config"
 	"moat/internal/maillog"
+	"moat/internal/maillog/maillogtest"
 )
 
 // logSink keeps records for the test to read.
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
+type logSink struct{ maillogtest.Sink }
 
-func (s *logSink) Write(r *maillog.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lines = append(s.lines, r.Text)
-	return nil
-}
-func (s *logSink) Reopen() error { return nil }
-func (s *logSink) Close() error  { return nil }
 func (s *logSink) text() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.lines, "\n")
+	return strings.Join(s.Lines(func(r maillog.Record) string { return r.Text }), "\n")
 }
 
 // service runs an anvil server on a socket in a temporary directory.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,46 +13,31 @@ import (
 
 	"moat/internal/config/configtest"
 	"moat/internal/maillog"
+	"moat/internal/maillog/maillogtest"
 	"moat/internal/maps"
 )
 
-// logSink keeps the server's log records for the test to read.
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
+// logSink keeps the server's log records for the test to read, each as
+// "severity: text" (informational ones too).
+type logSink struct{ maillogtest.Sink }
 
-func (s *logSink) Write(r *maillog.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lines = append(s.lines, r.Severity.String()+": "+r.Text)
-	return nil
+func (s *logSink) lines() []string {
+	return s.Lines(func(r maillog.Record) string { return r.Severity.String() + ": " + r.Text })
 }
-func (s *logSink) Reopen() error { return nil }
-func (s *logSink) Close() error  { return nil }
 
 // has reports whether a record with exactly this text ("warning: ...")
 // was logged, waiting briefly for the logger's writer goroutine.
 func (s *logSink) has(line string) bool {
 	for range 100 {
-		s.mu.Lock()
-		for _, l := range s.lines {
-			if l == line {
-				s.mu.Unlock()
-				return true
-			}
+		if slices.Contains(s.lines(), line) {
+			return true
 		}
-		s.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
 }
 
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.lines, "\n")
-}
+func (s *logSink) String() string { return strings.Join(s.lines(), "\n") }
 
 // fixture is a running proxymap server on a socket in a temporary
 // directory.

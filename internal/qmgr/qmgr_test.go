@@ -16,34 +16,18 @@ import (
 	"moat/internal/config"
 	"moat/internal/delivery/maildir"
 	"moat/internal/maillog"
+	"moat/internal/maillog/maillogtest"
 	"moat/internal/postqueue"
 	"moat/internal/queue"
 	"moat/internal/queue/queuetest"
 )
 
-// logBuf collects log records for the assertions.
-type logBuf struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (b *logBuf) Write(r *maillog.Record) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	line := r.Tag + "[" + "PID" + "]: "
-	if r.Severity != maillog.Info {
-		line += r.Severity.String() + ": "
-	}
-	b.lines = append(b.lines, line+r.Text)
-	return nil
-}
-func (b *logBuf) Reopen() error { return nil }
-func (b *logBuf) Close() error  { return nil }
+// logBuf collects log records for the assertions, read as
+// "postfix/daemon[PID]: text" with the real PID masked.
+type logBuf struct{ maillogtest.Sink }
 
 func (b *logBuf) all() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.lines)
+	return b.Lines(func(r maillog.Record) string { return r.Tag + "[PID]: " + maillogtest.Text(r) })
 }
 
 // env is one test's queue, configuration, mail spool and running manager.

@@ -15,29 +15,14 @@ import (
 
 	"moat/internal/config"
 	"moat/internal/maillog"
+	"moat/internal/maillog/maillogtest"
 	"moat/internal/queue"
 	"moat/internal/smtp"
 )
 
-// logSink keeps log records in memory, in maillog's file form minus the
-// time stamp and host, so tests compare the texts Postfix would log.
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logSink) Write(r *maillog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	text := r.Text
-	if r.Severity != maillog.Info {
-		text = r.Severity.String() + ": " + text
-	}
-	l.lines = append(l.lines, text)
-	return nil
-}
-func (l *logSink) Reopen() error { return nil }
-func (l *logSink) Close() error  { return nil }
+// logSink keeps log records in memory; tests compare the texts Postfix
+// would log (maillogtest.Text: the severity word, no time stamp or host).
+type logSink = maillogtest.Sink
 
 // harness is a listening smtpd service on 127.0.0.1 with its queue in a
 // temporary directory.
@@ -137,9 +122,7 @@ func (h *harness) logs() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = h.log.Flush(ctx)
-	h.sink.mu.Lock()
-	defer h.sink.mu.Unlock()
-	return append([]string(nil), h.sink.lines...)
+	return h.sink.Lines(maillogtest.Text)
 }
 
 // waitLog waits (bounded) until a record containing s appears.
