@@ -124,6 +124,10 @@ local     unix  -       n       n       -       -       local
 anvil     unix  -       -       n       -       1       anvil
 `, open))
 	spool := filepath.Join(s.dir, "spool")
+	// The jailed smtpd greeting does not mean every child has dropped its
+	// privileges yet; the master logs "daemon started" once all said ready
+	// (which they do only after the drop).
+	s.waitLog(`postfix/master\[\d+\]: daemon started`, 15*time.Second)
 	want := func(pid int, jailed bool) {
 		t.Helper()
 		st := procStatus(t, pid)
