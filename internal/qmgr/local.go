@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"moat/internal/delivery"
 	"moat/internal/delivery/maildir"
 	"moat/internal/queue"
 )
@@ -74,7 +75,7 @@ func (m *Manager) deliverLocal(msg *queue.Message, i int) result {
 		opts.OrigRecipient = rcpt.Address
 	}
 	if _, err := maildir.Deliver(dir, msg.Content(), opts); err != nil {
-		var me *maildir.Error
+		var me *delivery.Error
 		if errors.As(err, &me) {
 			state := queue.RcptBounced
 			if me.Temporary() {

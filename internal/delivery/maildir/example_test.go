@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"moat/internal/delivery"
 	"moat/internal/delivery/maildir"
 )
 
@@ -25,7 +26,7 @@ func ExampleDeliver() {
 	fmt.Println(err, n)
 
 	_, err = maildir.Deliver(box, strings.NewReader("big\r\n"), maildir.Options{SizeLimit: 2})
-	var e *maildir.Error
+	var e *delivery.Error
 	if errors.As(err, &e) {
 		fmt.Printf("dsn=%s, status=%s (%s)\n", e.DSN, e.Status(), e.Text)
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"moat/internal/delivery"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -74,7 +75,7 @@ const copyBufSize = 64 << 10
 // the caller already runs as the recipient, as local(8) does for Maildir
 // delivery, so the files belong to the recipient and quotas apply.
 //
-// Any failure returns an *Error carrying the DSN and log text local(8)
+// Any failure returns an *delivery.Error carrying the DSN and log text local(8)
 // would use; then no file is left in tmp/ and nothing appears in new/.
 func Deliver(dir string, msg io.Reader, opts Options) (string, error) {
 	host := opts.Hostname
@@ -220,7 +221,7 @@ func linkNew(tmpPath, newDir, base string, size int64, pid, q int, host string) 
 
 // writeMessage copies the prepended headers and the converted message into
 // f and fsyncs it, returning the file size.
-func writeMessage(f *os.File, msg io.Reader, opts Options) (int64, *Error) {
+func writeMessage(f *os.File, msg io.Reader, opts Options) (int64, *delivery.Error) {
 	bw := bufio.NewWriterSize(f, copyBufSize)
 	var out io.Writer = bw
 	if opts.SizeLimit > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"moat/internal/delivery"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -233,7 +234,7 @@ func TestPermissionDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Deliver(dir, strings.NewReader("x\r\n"), Options{})
-	var e *Error
+	var e *delivery.Error
 	if !errors.As(err, &e) || e.DSN != "4.2.0" || !strings.HasSuffix(e.Text, ": Permission denied") {
 		t.Errorf("err = %v, want 4.2.0 Permission denied", err)
 	}
@@ -248,11 +249,11 @@ func TestErrnoDSN(t *testing.T) {
 		{syscall.EIO, "4.3.0"}, {syscall.EDQUOT, "5.2.2"}, {syscall.EFBIG, "5.2.2"},
 		{syscall.EACCES, "def"}, {syscall.EROFS, "def"},
 	} {
-		if got := errnoDSN(&os.PathError{Op: "write", Path: "f", Err: tt.errno}, "def"); got != tt.want {
+		if got := delivery.ErrnoDSN(&os.PathError{Op: "write", Path: "f", Err: tt.errno}, "def"); got != tt.want {
 			t.Errorf("%v: %s, want %s", tt.errno, got, tt.want)
 		}
 	}
-	if got := strerror(syscall.EDQUOT); got != "Disk quota exceeded" {
+	if got := delivery.Strerror(syscall.EDQUOT); got != "Disk quota exceeded" {
 		t.Errorf("strerror(EDQUOT) = %q", got)
 	}
 }
@@ -339,9 +340,9 @@ func TestLargeMessageBoundedMemory(t *testing.T) {
 
 func wantError(t *testing.T, err error, dsn, status, text string) {
 	t.Helper()
-	var e *Error
+	var e *delivery.Error
 	if !errors.As(err, &e) {
-		t.Fatalf("err = %v (%T), want *Error", err, err)
+		t.Fatalf("err = %v (%T), want *delivery.Error", err, err)
 	}
 	if e.DSN != dsn || e.Status() != status || e.Text != text {
 		t.Errorf("got %s %s (%s), want %s %s (%s)", e.DSN, e.Status(), e.Text, dsn, status, text)

@@ -1,0 +1,105 @@
+// Package asuser runs one mailbox delivery or one command with a
+// recipient's credentials in a short-lived child process, so that no
+// delivery ever writes a mailbox or runs a user's command as root
+// (local(8) "SECURITY", ../shared/DESIGN.md "Privilege separation").
+package asuser
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"moat/internal/cli"
+	"moat/internal/delivery"
+	"moat/internal/delivery/maildir"
+	"moat/internal/delivery/mbox"
+)
+
+// ChildVerb is the hidden moat verb the child runs under
+// (`moat delivery-child`); cmd/moat dispatches it to ChildMain.
+const ChildVerb = "delivery-child"
+
+// Creds is the identity a delivery runs as.
+type Creds struct {
+	UID, GID uint32
+	// Groups are the supplementary groups (e.g. the mail spool's group,
+	// for dot-lock files in /var/mail).
+	Groups []uint32
+	// User and Home are the account's name and home directory, for logs
+	// and for commands' $USER/$HOME.
+	User, Home string
+}
+
+// Kind says what a Job writes.
+type Kind string
+
+// The kinds of mailbox a Job writes.
+const (
+	KindMaildir Kind = "maildir" // Path is the Maildir directory
+	KindMbox    Kind = "mbox"    // Path is the mbox file (also /file targets)
+)
+
+// Job is one mailbox write done by the child.
+type Job struct {
+	Kind    Kind
+	Path    string
+	Maildir maildir.Options // for KindMaildir
+	Mbox    mbox.Options    // for KindMbox
+}
+
+// Deliver runs job with creds in a short-lived child (self is the moat
+// binary; the child runs `self delivery-child`), streaming content to it.
+// A process that is not root cannot change identity and runs the child as
+// itself (a development set-up). Every failure is a *delivery.Error:
+// the child's own classification, or 4.3.0 when the child could not run.
+func Deliver(ctx context.Context, self string, creds Creds, job Job, content io.Reader) error {
+	return &delivery.Error{DSN: "4.3.0", Text: "asuser: not implemented yet", Err: errors.ErrUnsupported}
+}
+
+// ChildMain is the child's side of Deliver: it reads the job, writes the
+// mailbox from its standard input, and reports the outcome to its parent.
+func ChildMain(env *cli.Env, prog string, args []string) int {
+	return 1
+}
+
+// Command is a command run with a recipient's credentials: local(8)'s
+// "|command" aliases and .forward lines and mailbox_command, pipe(8)'s
+// argv=.
+type Command struct {
+	Creds Creds
+	// Argv is executed directly; local(8) passes ["/bin/sh", "-c", cmd].
+	Argv []string
+	// Env is the complete environment (nothing is inherited).
+	Env []string
+	// Dir is the working directory ("" = "/").
+	Dir string
+	// Stdin is the message as the command reads it.
+	Stdin io.Reader
+	// TimeLimit kills the command (its whole process group) when it runs
+	// longer (command_time_limit, <transport>_time_limit).
+	TimeLimit time.Duration
+	// OutputLimit bounds the bytes of standard output and error kept for
+	// the bounce or defer reason; the rest is read and dropped.
+	OutputLimit int
+}
+
+// CommandResult is how a Command ended.
+type CommandResult struct {
+	// Status is the exit status when the command exited.
+	Status int
+	// Signal is the signal that killed it, 0 if none.
+	Signal int
+	// TimedOut says TimeLimit killed it.
+	TimedOut bool
+	// Output is the first OutputLimit bytes of its standard output and
+	// error.
+	Output string
+	// Err is set when the command could not be started at all.
+	Err error
+}
+
+// Run runs c and waits for it.
+func Run(ctx context.Context, c Command) CommandResult {
+	return CommandResult{Err: errors.ErrUnsupported}
+}
