@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"moat/internal/cli"
+	"moat/internal/delivery/asuser"
 	"moat/internal/master"
 	"moat/internal/postalias"
 	"moat/internal/postcat"
@@ -52,9 +53,13 @@ func run(env *cli.Env, argv []string) int {
 		return 1
 	}
 	verb := argv[1]
-	if verb == master.ChildVerb {
+	switch verb {
+	case master.ChildVerb:
 		// Hidden: the master runs its services through it.
 		return postfix.Child(env, verb, argv[2:])
+	case asuser.ChildVerb:
+		// Hidden: one mailbox delivery with a recipient's credentials.
+		return asuser.ChildMain(env, verb, argv[2:])
 	}
 	cmd, ok := commands[verb]
 	if !ok {

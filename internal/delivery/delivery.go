@@ -79,6 +79,16 @@ type Result struct {
 	// Done is when the agent finished with this recipient (delays=...d).
 	// Zero means the queue manager's clock when it got the result.
 	Done time.Time
+	// Pass, when not empty, is "transport:nexthop": the agent does not
+	// deliver this recipient itself but passes it on, as local(8) does
+	// with mailbox_transport, mailbox_transport_maps and
+	// fallback_transport (Postfix's deliver_pass). The queue manager then
+	// delivers the recipient through that transport in the same run, and
+	// State, DSN and Reason are ignored. Address, when set, replaces the
+	// recipient's address for that delivery (local(8) passes the
+	// recipient without its alias expansion changes).
+	Pass    string
+	Address string
 }
 
 // Agent is a delivery agent (one master.cf service: "local", "virtual", a
