@@ -36,8 +36,14 @@ func writeEnvelope(w io.Writer, e *queue.Envelope, loc *time.Location) {
 	attr("dsn_ret", e.Ret)
 	attr("message_id", e.MessageID)
 	attr("flags", flagNames(e.Flags))
+	if e.Filter != "" {
+		fmt.Fprintf(w, "content_filter: %s\n", e.Filter)
+	}
 	fmt.Fprintf(w, "sender: %s\n", e.Sender)
 	for _, r := range e.Recipients {
+		if r.Orig != "" {
+			fmt.Fprintf(w, "original_recipient: %s\n", r.Orig)
+		}
 		if r.ORCPT != "" {
 			fmt.Fprintf(w, "dsn_orig_rcpt: %s\n", r.ORCPT)
 		}

@@ -12,6 +12,9 @@
 //	named_attribute: NAME=VALUE    client_name, client_address, helo_name,
 //	                               protocol_name, sasl_username,
 //	                               envelope_id, dsn_ret, message_id, flags
+//	content_filter: TRANSPORT:NEXTHOP  content_filter / FILTER, if any
+//	original_recipient: ADDR       the address before rewriting, before
+//	                               its recipient
 //	dsn_orig_rcpt: TYPE;ADDR       RFC 3461 ORCPT, before its recipient
 //	dsn_notify: N                  RFC 3461 NOTIFY, Postfix's bit values
 //	recipient: ADDR                still to be delivered

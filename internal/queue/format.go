@@ -1,6 +1,7 @@
 package queue
 
-// Queue file format, version 1.
+// Queue file format, version 2 (version 1 files, without the 'Q' and
+// 'L' records, are still read).
 //
 // One file per message, named by its queue ID, in one queue directory. All
 // integers are big-endian or unsigned varints (encoding/binary Uvarint).
@@ -28,6 +29,11 @@ package queue
 //	'C' client hostname   'A' client address   'H' HELO/EHLO name
 //	'P' protocol (SMTP, ESMTP, ESMTPSA, ...)   'U' SASL login name
 //	'M' Message-ID        'F' flags, a Flags bit set (uvarint)
+//	'Q' original address of the preceding recipient, before canonical
+//	    and virtual alias rewriting (orig_to= in logs, X-Original-To:)
+//	'L' content filter, "transport:nexthop" (postconf(5) content_filter,
+//	    access(5) FILTER): the queue manager sends every recipient there
+//	    (both since version 2)
 //
 // A reader rejects unknown record types: a version-1 reader cannot know
 // whether an unknown record changes who receives the message, and guessing
@@ -63,7 +69,11 @@ import (
 )
 
 const (
-	fileMagic    = "MOATQF\x01\n"
+	fileMagic = "MOATQF\x02\n"
+	// fileMagicV1 is version 1's magic: the same format without the
+	// 'Q' and 'L' records, read so that an upgrade keeps the mail queued
+	// by the previous version.
+	fileMagicV1  = "MOATQF\x01\n"
 	contentOff   = int64(len(fileMagic)) // the 'D' record
 	contentStart = contentOff + 9        // first content byte
 	trailerLen   = 9
@@ -135,6 +145,11 @@ type Recipient struct {
 	// gave none, which is not NEVER: RFC 3461 section 4.1 lets the server
 	// choose then (FAILURE, DELAY in practice).
 	Notify smtp.Notify
+	// Orig is the address the client gave, when rewriting
+	// (canonical_maps, virtual_alias_maps, aliases) changed it: logged as
+	// orig_to= and delivered as X-Original-To:. "" when Address is
+	// original.
+	Orig string
 	// State and Reason come from the state log; writers leave them zero.
 	State  RcptState
 	Reason string
@@ -155,6 +170,11 @@ type Envelope struct {
 	MessageID  string
 	Arrival    time.Time
 	Flags      Flags
+	// Filter is the content filter, "transport:nexthop"
+	// (content_filter, FILTER): when set, the queue manager delivers
+	// every recipient through it instead of by address (postconf(5)
+	// content_filter).
+	Filter string
 	// Size is the content size in bytes; set by readers.
 	Size int64
 }
@@ -202,6 +222,7 @@ func encodeEnvelope(e *Envelope) ([]byte, error) {
 		{'C', "client name", e.ClientName}, {'A', "client address", e.ClientAddr},
 		{'H', "HELO name", e.Helo}, {'P', "protocol", e.Protocol},
 		{'U', "SASL user", e.SASLUser}, {'M', "Message-ID", e.MessageID},
+		{'L', "content filter", e.Filter},
 	}
 	for _, s := range strs {
 		if err := validField(s.name, s.text); err != nil {
@@ -230,6 +251,9 @@ func encodeEnvelope(e *Envelope) ([]byte, error) {
 		if err := validField("ORCPT", r.ORCPT); err != nil {
 			return nil, err
 		}
+		if err := validField("original recipient", r.Orig); err != nil {
+			return nil, err
+		}
 		if !validNotify(uint64(r.Notify)) {
 			// RFC 3461 section 4.1: NEVER excludes every other keyword.
 			return nil, fmt.Errorf("recipient %d: bad NOTIFY %#x", i, r.Notify)
@@ -240,6 +264,9 @@ func encodeEnvelope(e *Envelope) ([]byte, error) {
 		}
 		if r.Notify != 0 {
 			w.recUint('N', uint64(r.Notify))
+		}
+		if r.Orig != "" {
+			w.rec('Q', r.Orig)
 		}
 	}
 	if len(w.b) > maxEnvelope {
@@ -328,7 +355,8 @@ func payloadUint(b []byte) (uint64, error) {
 // decodeEnvelope reads envelope records up to and including the trailer's
 // type byte, from r positioned just after the content. limit is the file
 // size relative to r's start.
-func decodeEnvelope(r *recReader, e *Envelope, limit int64) error {
+// Version 1 files (v1 set) have no 'Q' or 'L' records.
+func decodeEnvelope(r *recReader, e *Envelope, limit int64, v1 bool) error {
 	r.sum = true
 	seen := map[byte]bool{}
 	var cur *Recipient
@@ -347,8 +375,11 @@ func decodeEnvelope(r *recReader, e *Envelope, limit int64) error {
 		if err != nil {
 			return fmt.Errorf("envelope record %q: %w", typ, noEOF(err))
 		}
+		if v1 && (typ == 'Q' || typ == 'L') {
+			return fmt.Errorf("envelope record %q in a version 1 file", typ)
+		}
 		switch typ {
-		case 'R', 'O', 'N':
+		case 'R', 'O', 'N', 'Q':
 		default:
 			if seen[typ] {
 				return fmt.Errorf("envelope record %q repeated", typ)
@@ -399,6 +430,13 @@ func decodeEnvelope(r *recReader, e *Envelope, limit int64) error {
 				return errors.New("ORCPT record without a recipient")
 			}
 			cur.ORCPT = s
+		case 'Q':
+			if cur == nil {
+				return errors.New("original recipient record without a recipient")
+			}
+			cur.Orig = s
+		case 'L':
+			e.Filter = s
 		case 'E':
 			e.EnvID = s
 		case 'W':

@@ -29,9 +29,10 @@ func testEnvelope() Envelope {
 		Sender: "alice@example.org",
 		Recipients: []Recipient{
 			{Address: "bob@example.com", ORCPT: "rfc822;bob@example.com", Notify: smtp.NotifySuccess | smtp.NotifyFailure},
-			{Address: "carol@example.net"},
+			{Address: "carol@example.net", Orig: "postmaster@example.net"},
 			{Address: "dave@example.net", Notify: smtp.NotifyNever},
 		},
+		Filter: "smtp:[127.0.0.1]:10025",
 		EnvID: "QQ314159", Ret: "HDRS",
 		ClientName: "mail.example.org", ClientAddr: "192.0.2.1", Helo: "mail.example.org",
 		Protocol: "ESMTPSA", SASLUser: "alice", MessageID: "<1@example.org>",
@@ -406,5 +407,47 @@ func TestCheckListsEveryProblem(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(q.Dir(), Hold)); err == nil {
 		t.Error("Check created a directory")
+	}
+}
+
+// TestReadsVersion1 proves that files written by the previous format
+// version (no 'Q' or 'L' records) still open after an upgrade, and that a
+// version 1 file cannot smuggle in a record its writer never knew.
+func TestReadsVersion1(t *testing.T) {
+	q := newQueue(t, Options{})
+	env := testEnvelope()
+	env.Filter = ""
+	for i := range env.Recipients {
+		env.Recipients[i].Orig = ""
+	}
+	id := commit(t, q, env, "Subject: old\r\n\r\nbody\r\n")
+	path := filepath.Join(q.Dir(), Incoming, id)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(b, fileMagicV1)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := q.Open(Incoming, id)
+	if err != nil {
+		t.Fatalf("version 1 file: %v", err)
+	}
+	got := m.Envelope
+	m.Close()
+	if got.Sender != env.Sender || len(got.Recipients) != 3 {
+		t.Errorf("version 1 envelope = %+v", got)
+	}
+
+	env = testEnvelope() // with Q and L records
+	id = commit(t, q, env, "x\r\n")
+	path = filepath.Join(q.Dir(), Incoming, id)
+	if b, err = os.ReadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	copy(b, fileMagicV1)
+	if _, err := ReadFile(bytes.NewReader(b), int64(len(b))); err == nil || !strings.Contains(err.Error(), "version 1") {
+		t.Errorf("version 1 file with a 'Q' record: err = %v", err)
 	}
 }

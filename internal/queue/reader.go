@@ -35,7 +35,8 @@ func parseFile(r io.ReaderAt, size int64) (*Message, error) {
 	if _, err := r.ReadAt(hdr[:], 0); err != nil {
 		return nil, fmt.Errorf("read header: %w", noEOF(err))
 	}
-	if string(hdr[:len(fileMagic)]) != fileMagic {
+	v1 := string(hdr[:len(fileMagicV1)]) == fileMagicV1
+	if !v1 && string(hdr[:len(fileMagic)]) != fileMagic {
 		if string(hdr[:6]) == fileMagic[:6] {
 			return nil, fmt.Errorf("unsupported queue file version %d", hdr[6])
 		}
@@ -53,7 +54,7 @@ func parseFile(r io.ReaderAt, size int64) (*Message, error) {
 	envStart := contentStart + int64(clen)
 	limit := size - envStart
 	rr := &recReader{r: bufio.NewReaderSize(io.NewSectionReader(r, envStart, limit), 4096)}
-	if err := decodeEnvelope(rr, &m.Envelope, limit); err != nil {
+	if err := decodeEnvelope(rr, &m.Envelope, limit, v1); err != nil {
 		return nil, err
 	}
 	envCRC := rr.crc
