@@ -99,7 +99,3 @@ type CommandResult struct {
 	Err error
 }
 
-// Run runs c and waits for it.
-func Run(ctx context.Context, c Command) CommandResult {
-	return CommandResult{Err: errors.ErrUnsupported}
-}
