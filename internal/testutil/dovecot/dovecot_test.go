@@ -1,0 +1,83 @@
+package dovecot
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The harness's own check: a real LMTP session on each listener delivers
+// to a known user, refuses an unknown one, and the message is in the
+// user's Maildir.
+func TestStartDeliver(t *testing.T) {
+	s := Start(t, Options{Users: map[string]string{"alice@example.com": "pw"}})
+	for i, network := range []string{"unix", "tcp"} {
+		addr := s.LMTPSocket
+		if network == "tcp" {
+			addr = s.LMTPAddr
+		}
+		c, err := net.DialTimeout(network, addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(c)
+		expect := func(prefix string) {
+			t.Helper()
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatalf("%s: read: %v", network, err)
+				}
+				if !strings.HasPrefix(line, prefix) {
+					t.Fatalf("%s: got %q, want %s", network, line, prefix)
+				}
+				if len(line) < 4 || line[3] != '-' {
+					return
+				}
+			}
+		}
+		send := func(s string) {
+			if _, err := c.Write([]byte(s + "\r\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		expect("220")
+		send("LHLO test")
+		expect("250")
+		send("MAIL FROM:<sender@example.org>")
+		expect("250")
+		send("RCPT TO:<alice@example.com>")
+		expect("250")
+		send("RCPT TO:<nobody@example.com>")
+		expect("550 5.1.1")
+		send("DATA")
+		expect("354")
+		send("Subject: harness\r\n\r\nbody " + network + "\r\n.")
+		expect("250 2.0.0 <alice@example.com>")
+		send("QUIT")
+		expect("221")
+		c.Close()
+		msgs, err := s.Messages("alice@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) != i+1 {
+			t.Fatalf("%d messages after %s, want %d", len(msgs), network, i+1)
+		}
+	}
+	msgs, _ := s.Messages("alice@example.com")
+	bodies := string(Body(msgs[0])) + string(Body(msgs[1]))
+	if !strings.Contains(bodies, "Subject: harness\n\nbody unix\n") || !strings.Contains(bodies, "body tcp\n") {
+		t.Errorf("bodies %q", bodies)
+	}
+}
+
+func TestBody(t *testing.T) {
+	in := "Return-Path: <a@b>\nDelivered-To: c@d\nReceived: from x\n\tby vm\nReceived: own\nSubject: s\n\nhi\n"
+	if got := string(Body([]byte(in))); got != "Received: own\nSubject: s\n\nhi\n" {
+		t.Errorf("Body = %q", got)
+	}
+}
