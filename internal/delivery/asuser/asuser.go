@@ -5,13 +5,9 @@
 package asuser
 
 import (
-	"context"
-	"errors"
 	"io"
 	"time"
 
-	"moat/internal/cli"
-	"moat/internal/delivery"
 	"moat/internal/delivery/maildir"
 	"moat/internal/delivery/mbox"
 )
@@ -46,21 +42,6 @@ type Job struct {
 	Path    string
 	Maildir maildir.Options // for KindMaildir
 	Mbox    mbox.Options    // for KindMbox
-}
-
-// Deliver runs job with creds in a short-lived child (self is the moat
-// binary; the child runs `self delivery-child`), streaming content to it.
-// A process that is not root cannot change identity and runs the child as
-// itself (a development set-up). Every failure is a *delivery.Error:
-// the child's own classification, or 4.3.0 when the child could not run.
-func Deliver(ctx context.Context, self string, creds Creds, job Job, content io.Reader) error {
-	return &delivery.Error{DSN: "4.3.0", Text: "asuser: not implemented yet", Err: errors.ErrUnsupported}
-}
-
-// ChildMain is the child's side of Deliver: it reads the job, writes the
-// mailbox from its standard input, and reports the outcome to its parent.
-func ChildMain(env *cli.Env, prog string, args []string) int {
-	return 1
 }
 
 // Command is a command run with a recipient's credentials: local(8)'s
@@ -98,4 +79,3 @@ type CommandResult struct {
 	// Err is set when the command could not be started at all.
 	Err error
 }
-
