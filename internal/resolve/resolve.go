@@ -221,6 +221,19 @@ func (r *Resolver) Resolve(domain string) (Result, error) {
 	return res, nil
 }
 
+// IsLocal is Postfix's resolve_local(): whether domain is in mydestination
+// or is an address literal of one of this host's interfaces. mail_addr_find
+// (canonical(5), virtual(5) "TABLE SEARCH ORDER") looks up a bare local part
+// only for such domains. One trailing dot is ignored, as in Resolve. A
+// non-nil error is a table lookup failure.
+func (r *Resolver) IsLocal(domain string) (bool, error) {
+	d := domain
+	if n := len(d); n > 1 && d[n-1] == '.' && d[n-2] != '.' {
+		d = d[:n-1]
+	}
+	return r.isLocal(d)
+}
+
 // isLocal is Postfix's resolve_local(): mydestination, or an address
 // literal (or, with resolve_numeric_domain, a bare address) of one of this
 // host's interfaces or proxy interfaces.

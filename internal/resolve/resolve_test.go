@@ -235,3 +235,17 @@ func TestClassString(t *testing.T) {
 		t.Error("Final")
 	}
 }
+
+// IsLocal is resolve_local(): mydestination and own address literals, one
+// trailing dot ignored; other classes are not local.
+func TestIsLocal(t *testing.T) {
+	r, _ := load(t, "mydestination = $myhostname\nvirtual_alias_domains = virt.example\n")
+	for d, want := range map[string]bool{
+		"mail.example.com": true, "MAIL.example.com.": true, "[127.0.0.1]": true,
+		"virt.example": false, "example.com": false, "[192.0.2.1]": false, "": false,
+	} {
+		if got, err := r.IsLocal(d); err != nil || got != want {
+			t.Errorf("IsLocal(%q) = %v, %v; want %v", d, got, err, want)
+		}
+	}
+}
