@@ -1,6 +1,11 @@
 package queue
 
-import "moat/internal/config"
+import (
+	"os/user"
+	"strconv"
+
+	"moat/internal/config"
+)
 
 // OptionsFromConfig returns the Options that main.cf implies: the hashed
 // queues and their depth (postconf(5) hash_queue_names, hash_queue_depth).
@@ -19,5 +24,12 @@ func OptionsFromConfig(cfg *config.Config) (Options, error) {
 		return opts, err
 	}
 	opts.HashDepth = int(depth)
+	// setgid_group opens maildrop/ to the set-group-ID postdrop; an
+	// unknown group leaves it closed (postfix check reports the group).
+	if g, err := user.LookupGroup(cfg.Get("setgid_group")); err == nil {
+		if gid, err := strconv.Atoi(g.Gid); err == nil && gid > 0 {
+			opts.MaildropGroup, opts.MaildropGroupSet = gid, true
+		}
+	}
 	return opts, nil
 }

@@ -66,7 +66,20 @@ type Options struct {
 	// Logf receives warnings (files moved to corrupt/, temporary files
 	// removed). Nil discards them.
 	Logf func(format string, args ...any)
+	// MaildropGroup is setgid_group's gid, used only when
+	// MaildropGroupSet: maildrop/ is then mode 1730 owned by Owner and
+	// that group, as Postfix's post-install makes it, so the set-group-ID
+	// postdrop can add files but nobody except the owner can list, read
+	// or remove them (the sticky bit keeps users from removing one
+	// another's files). Create makes it so, and turns an existing 0700
+	// maildrop/ into that; a 0700 maildrop/ is still accepted (it only
+	// closes local submission to everyone but root and mail_owner).
+	MaildropGroup    int
+	MaildropGroupSet bool
 }
+
+// maildropMode is maildrop/'s mode when MaildropGroupSet.
+const maildropMode = fs.ModeDir | fs.ModeSticky | 0o730
 
 // Queue is an open queue directory. It is safe for concurrent use by many
 // goroutines; several processes may use one directory at once (each rename
@@ -181,6 +194,9 @@ func (q *Queue) checkTop() error {
 }
 
 func (q *Queue) checkDir(p string) error {
+	if q.opts.MaildropGroupSet && p == filepath.Join(q.dir, Maildrop) {
+		return q.checkMaildrop(p)
+	}
 	st, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) && q.opts.Create {
 		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -369,4 +385,53 @@ func (s *dirSync) sync() error {
 		}
 		s.cond.Wait()
 	}
+}
+
+// checkMaildrop makes (with Create) and checks maildrop/ when a maildrop
+// group is set: mode 1730, owner q.owner, group MaildropGroup, or the
+// stricter 0700 owned by q.owner.
+func (q *Queue) checkMaildrop(p string) error {
+	st, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) && q.opts.Create {
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("queue: create %s: %w", p, err)
+		}
+		if err := syncPath(filepath.Dir(p)); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		st, err = os.Lstat(p)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: %w (run `postfix start` or create it with mode 1730)", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("queue: %s is not a directory: move it away and let moat create it", p)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("queue: %s: no owner information", p)
+	}
+	if int(sys.Uid) != q.owner {
+		return fmt.Errorf("queue: %s is owned by uid %d, want %d: chown %d %s", p, sys.Uid, q.owner, q.owner, p)
+	}
+	good := st.Mode() == maildropMode && int(sys.Gid) == q.opts.MaildropGroup
+	if good || !q.opts.Create && st.Mode() == fs.ModeDir|0o700 {
+		return nil
+	}
+	if q.opts.Create && os.Geteuid() == 0 {
+		// Group first, then mode: the directory is never group-writable
+		// for the wrong group.
+		if err := os.Lchown(p, q.owner, q.opts.MaildropGroup); err != nil {
+			return fmt.Errorf("queue: chown %s: %w", p, err)
+		}
+		if err := os.Chmod(p, maildropMode.Perm()|fs.ModeSticky); err != nil {
+			return fmt.Errorf("queue: chmod %s: %w", p, err)
+		}
+		return nil
+	}
+	if q.opts.Create && st.Mode() == fs.ModeDir|0o700 {
+		return nil // not root: it cannot be given to the group; stays closed
+	}
+	return fmt.Errorf("queue: %s has mode %v group %d, want drwx-wx--T group %d: chgrp %d %s; chmod 1730 %s",
+		p, st.Mode(), sys.Gid, q.opts.MaildropGroup, q.opts.MaildropGroup, p, p)
 }

@@ -33,7 +33,7 @@ func testEnvelope() Envelope {
 			{Address: "dave@example.net", Notify: smtp.NotifyNever},
 		},
 		Filter: "smtp:[127.0.0.1]:10025",
-		EnvID: "QQ314159", Ret: "HDRS",
+		EnvID:  "QQ314159", Ret: "HDRS",
 		ClientName: "mail.example.org", ClientAddr: "192.0.2.1", Helo: "mail.example.org",
 		Protocol: "ESMTPSA", SASLUser: "alice", MessageID: "<1@example.org>",
 		Flags: FlagSMTPUTF8,

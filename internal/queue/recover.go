@@ -29,7 +29,9 @@ type RecoverStats struct {
 func (q *Queue) Recover(verifyContent bool) (RecoverStats, error) {
 	var st RecoverStats
 	touched := map[string]bool{}
-	for _, name := range []string{Incoming, Active, Deferred, Hold, Maildrop} {
+	// maildrop/ holds pickup's files, not queue files (internal/maildrop):
+	// pickup judges those itself.
+	for _, name := range []string{Incoming, Active, Deferred, Hold} {
 		top := filepath.Join(q.dir, name)
 		// Collect first, act after: rehashing moves files into
 		// directories the walk has yet to visit.
