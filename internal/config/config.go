@@ -47,6 +47,12 @@ func Load(dir string) (*Config, error) {
 	if err := c.Check(); err != nil {
 		return nil, err
 	}
+	// A daemon's config_directory is the directory it was started with
+	// (-c, MAIL_CONFIG), as in Postfix: the queue manager finds
+	// master.cf there.
+	if abs, err := filepath.Abs(dir); err == nil {
+		c.SetProgramValue("config_directory", abs)
+	}
 	return c, nil
 }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"slices"
+	"strings"
 	"time"
 
+	"moat/internal/delivery"
 	"moat/internal/maillog"
 	"moat/internal/queue"
-	"moat/internal/resolve"
 )
 
 // result is one recipient's delivery attempt.
@@ -25,6 +27,13 @@ type result struct {
 	// replayable: repeating the delivery has no effect (a keyed Maildir
 	// file), so its record need not be fsynced (queue.RecipientUpdate).
 	replayable bool
+	// pass, when set, is an agent's pass-on ("transport:nexthop",
+	// delivery.Result.Pass) with the address to use (passAddr, "" for the
+	// queued one).
+	pass, passAddr string
+	// quiet: recorded without a log line of its own (expired recipients,
+	// whose message gets one line).
+	quiet bool
 }
 
 // status is the word Postfix logs after "status=".
@@ -70,36 +79,20 @@ func (m *Manager) process(ctx context.Context, j job) {
 	pending := env.Unsettled()
 	m.log.Info("%s", maillog.QueueActive(id, env.Sender, env.Size, len(pending)))
 
-	deferred, interrupted := false, false
-	var bounced []bounceItem
-	for _, i := range pending {
-		if ctx.Err() != nil {
-			interrupted = true
-			break
-		}
-		r := m.deliver(msg, i)
-		if r.state == queue.RcptBounced {
-			// Recorded after the notice is queued: a crash in between
-			// bounces again (a duplicate notice), never loses it.
-			bounced = append(bounced, bounceItem{index: i, res: r})
-			continue
-		}
-		if !m.record(id, i, r, active, env) {
-			deferred = true
-			continue
-		}
-		if r.state == queue.RcptDeferred {
-			deferred = true
-		}
-	}
-	if len(bounced) > 0 && !m.settleBounces(msg, bounced, active) {
-		deferred = true
-	}
-
-	switch {
-	case interrupted:
+	run := &attempt{m: m, msg: msg, active: active}
+	run.deliverAll(ctx, pending)
+	if run.interrupted {
 		m.moveOrWarn(id, queue.Active, queue.Incoming)
-	case deferred:
+		return
+	}
+	if len(run.deferred) > 0 && m.expired(env) {
+		run.expire()
+	}
+	if len(run.bounced) > 0 && !m.settleBounces(msg, run.bounced, active) {
+		run.unrecorded = true
+	}
+	switch {
+	case len(run.deferred) > 0 || run.unrecorded:
 		m.backoff(id, env.Arrival)
 		m.moveOrWarn(id, queue.Active, queue.Deferred)
 	default:
@@ -110,6 +103,157 @@ func (m *Manager) process(ctx context.Context, j job) {
 		}
 		m.log.Info("%s", maillog.Removed(id))
 	}
+}
+
+// expired reports whether a message has been queued longer than
+// maximal_queue_lifetime (bounce_queue_lifetime for mail from the null
+// sender): its deferred recipients are then returned to the sender. A
+// lifetime of 0 returns mail after the first failed attempt (postconf(5)).
+func (m *Manager) expired(env *queue.Envelope) bool {
+	life := m.set.maxLifetime
+	if env.Sender == "" {
+		life = m.set.bounceLifetime
+	}
+	return m.now().Sub(env.Arrival) >= life
+}
+
+// attempt is one delivery run over a message's unsettled recipients.
+type attempt struct {
+	m      *Manager
+	msg    *queue.Message
+	active time.Time
+	// bounced wait for their notice before they are recorded;
+	// deferred were recorded deferred in this run.
+	bounced  []bounceItem
+	deferred []bounceItem
+	// interrupted: ctx ended before every recipient was tried.
+	interrupted bool
+	// unrecorded: a result could not be written to the queue file; the
+	// recipient stays unsettled and the message is retried.
+	unrecorded bool
+}
+
+// maxPasses bounds how often one recipient is passed from agent to agent
+// (local(8)'s mailbox_transport, fallback_transport) in one run, so that
+// two transports passing to each other cannot loop.
+const maxPasses = 3
+
+// deliverAll routes the recipients, groups those with the same transport
+// and next hop into requests of at most the transport's recipient limit,
+// and runs each request.
+func (a *attempt) deliverAll(ctx context.Context, pending []int) {
+	m := a.m
+	env := &a.msg.Envelope
+	type key struct{ transport, nexthop string }
+	var order []key
+	groups := map[key][]int{}
+	for _, i := range pending {
+		rt, err := m.router.route(env, env.Recipients[i].Address)
+		if err != nil {
+			a.settle(i, m.routeFailure(a.msg.ID, env.Recipients[i].Address, err))
+			continue
+		}
+		k := key{rt.transport, rt.nexthop}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	for _, k := range order {
+		idxs := groups[k]
+		t := m.transports[k.transport]
+		size := 1
+		if t != nil {
+			size = t.rcptLimit
+		}
+		for len(idxs) > 0 {
+			if ctx.Err() != nil {
+				a.interrupted = true
+				return
+			}
+			n := min(size, len(idxs))
+			a.request(ctx, route{transport: k.transport, nexthop: k.nexthop}, idxs[:n], nil, 0)
+			idxs = idxs[n:]
+		}
+	}
+}
+
+// routeFailure is the queue manager's own verdict on a recipient it could
+// not route: a lookup failure defers it.
+func (m *Manager) routeFailure(id, addr string, err error) result {
+	m.log.Warning("%s: resolving <%s>: %v", id, addr, err)
+	return m.qmgrResult(queue.RcptDeferred, "4.3.0", "address resolver failure")
+}
+
+// request delivers recipients idxs through rt. addrs, when not nil, are
+// the addresses to deliver to instead of the queued ones (an agent's
+// pass-on); passes counts the pass-ons so far.
+func (a *attempt) request(ctx context.Context, rt route, idxs []int, addrs map[int]string, passes int) {
+	m := a.m
+	t := m.transports[rt.transport]
+	if t == nil {
+		for _, i := range idxs {
+			a.settle(i, m.qmgrResult(queue.RcptDeferred, "4.3.0", "mail transport unavailable"))
+		}
+		return
+	}
+	for i, r := range m.runTransport(ctx, t, rt, a.msg, idxs, addrs) {
+		if r.pass == "" {
+			a.settle(i, r)
+			continue
+		}
+		if passes >= maxPasses {
+			a.settle(i, m.qmgrResult(queue.RcptDeferred, "4.3.0", "mail transport loop: "+rt.transport+" passes to "+r.pass))
+			continue
+		}
+		addr := r.passAddr
+		if addr == "" {
+			addr = a.address(i, addrs)
+		}
+		_, domain := splitAddress(addr)
+		next := parseTransport(r.pass, domain)
+		a.request(ctx, next, []int{i}, map[int]string{i: addr}, passes+1)
+	}
+}
+
+func (a *attempt) address(i int, addrs map[int]string) string {
+	if s, ok := addrs[i]; ok {
+		return s
+	}
+	return a.msg.Envelope.Recipients[i].Address
+}
+
+// settle takes one recipient's final result for this run: a bounce waits
+// for its notice; anything else is recorded now.
+func (a *attempt) settle(i int, r result) {
+	if r.state == queue.RcptBounced {
+		// Recorded after the notice is queued: a crash in between
+		// bounces again (a duplicate notice), never loses it.
+		a.bounced = append(a.bounced, bounceItem{index: i, res: r})
+		return
+	}
+	if !a.m.record(a.msg.ID, i, r, a.active, &a.msg.Envelope) {
+		a.unrecorded = true
+		return
+	}
+	if r.state == queue.RcptDeferred {
+		a.deferred = append(a.deferred, bounceItem{index: i, res: r})
+	}
+}
+
+// expire returns the recipients deferred in this run to the sender: the
+// message outlived its queue lifetime. Postfix's qmgr logs it once for
+// the message ("from=<s>, status=expired, returned to sender"); the
+// recipients' last deferral reasons go into the notice.
+func (a *attempt) expire() {
+	env := &a.msg.Envelope
+	a.m.log.Info("%s: from=<%s>, status=expired, returned to sender", a.msg.ID, env.Sender)
+	for _, it := range a.deferred {
+		it.res.state = queue.RcptBounced
+		it.res.quiet = true
+		a.bounced = append(a.bounced, it)
+	}
+	a.deferred = nil
 }
 
 // record makes recipient i's result durable in the queue file and then logs
@@ -124,7 +268,9 @@ func (m *Manager) record(id string, i int, r result, active time.Time, env *queu
 		m.log.Warning("%s: recording the result for <%s>: %v", id, env.Recipients[i].Address, err)
 		return false
 	}
-	m.logResult(id, env, i, r, active)
+	if !r.quiet {
+		m.logResult(id, env, i, r, active)
+	}
 	return true
 }
 
@@ -132,6 +278,7 @@ func (m *Manager) logResult(id string, env *queue.Envelope, i int, r result, act
 	r.log.Info("%s", maillog.Delivery(maillog.DeliveryEvent{
 		QueueID:    id,
 		To:         env.Recipients[i].Address,
+		OrigTo:     env.Recipients[i].Orig,
 		Relay:      r.relay,
 		Arrival:    env.Arrival,
 		Active:     active,
@@ -150,50 +297,6 @@ func (m *Manager) moveOrWarn(id, from, to string) {
 	}
 }
 
-// deliver chooses recipient i's transport from its domain's address class
-// (ADDRESS_CLASS_README: local_transport, virtual_transport,
-// relay_transport, default_transport) and runs its agent.
-func (m *Manager) deliver(msg *queue.Message, i int) result {
-	addr := msg.Envelope.Recipients[i].Address
-	_, domain := splitAddress(addr)
-	class, err := m.classify(domain)
-	if err != nil {
-		m.log.Warning("%s: resolving <%s>: %v", msg.ID, addr, err)
-		return m.qmgrResult(queue.RcptDeferred, "4.3.0", "address resolver failure")
-	}
-	var setting string
-	switch class {
-	case resolve.Local:
-		setting = m.set.localTransport
-	case resolve.VirtualAlias:
-		// Postfix bounces what virtual_alias_maps did not rewrite
-		// ("User unknown in virtual alias table"); moat does not rewrite
-		// yet, so the address may well exist: keep the mail.
-		return m.qmgrResult(queue.RcptDeferred, "4.3.0",
-			"virtual alias rewriting is not available yet in this version of moat")
-	case resolve.VirtualMailbox:
-		setting = m.set.virtualTransport
-	case resolve.RelayDomain:
-		setting = m.set.relayTransport
-	default:
-		setting = m.set.defaultTransport
-	}
-	rt := parseTransport(setting, domain)
-	switch rt.transport {
-	case "local":
-		return m.deliverLocal(msg, i)
-	case "discard":
-		return m.discard(rt)
-	case "error":
-		return m.errorAgent(rt)
-	case "retry":
-		return m.retryAgent(rt)
-	default:
-		return m.qmgrResult(queue.RcptDeferred, "4.3.0",
-			"delivery via "+rt.transport+" is not available yet in this version of moat")
-	}
-}
-
 // qmgrResult is a result the queue manager decides without an agent
 // (Postfix's qmgr logs these itself, with relay=none).
 func (m *Manager) qmgrResult(state queue.RcptState, dsn, reason string) result {
@@ -202,16 +305,16 @@ func (m *Manager) qmgrResult(state queue.RcptState, dsn, reason string) result {
 
 // discard is discard(8): every recipient is "sent", with the next hop as
 // the reason (optionally led by a DSN code) and relay=none.
-func (m *Manager) discard(rt route) result {
+func (m *Manager) discard(rt route, log *maillog.Logger) result {
 	start := m.now()
 	dsn, text := splitDSN("2.0.0", rt.nexthop)
 	return result{state: queue.RcptDelivered, dsn: dsn, reason: text, relay: "none",
-		handoff: start, done: m.now(), log: m.agents.discard}
+		handoff: start, done: m.now(), log: log}
 }
 
 // errorAgent is error(8): every recipient bounces with the next hop as
 // the reason (default status 5.0.0).
-func (m *Manager) errorAgent(rt route) result {
+func (m *Manager) errorAgent(rt route, log *maillog.Logger) result {
 	start := m.now()
 	dsn, text := splitDSN("5.0.0", rt.nexthop)
 	state := queue.RcptBounced
@@ -219,14 +322,98 @@ func (m *Manager) errorAgent(rt route) result {
 		state = queue.RcptDeferred
 	}
 	return result{state: state, dsn: dsn, reason: text, relay: "none",
-		handoff: start, done: m.now(), log: m.agents.errorAgent}
+		handoff: start, done: m.now(), log: log}
 }
 
 // retryAgent is retry(8) (error(8) run as "retry"): every recipient is
 // deferred with the next hop as the reason (default status 4.0.0).
-func (m *Manager) retryAgent(rt route) result {
+func (m *Manager) retryAgent(rt route, log *maillog.Logger) result {
 	start := m.now()
 	dsn, text := splitDSN("4.0.0", rt.nexthop)
 	return result{state: queue.RcptDeferred, dsn: dsn, reason: text, relay: "none",
-		handoff: start, done: m.now(), log: m.agents.retry}
+		handoff: start, done: m.now(), log: log}
+}
+
+// runTransport delivers recipients idxs of msg through transport t and
+// returns each one's result. The transport's limits hold the request
+// back while its process or destination limit is reached.
+func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg *queue.Message, idxs []int, addrs map[int]string) map[int]result {
+	out := make(map[int]result, len(idxs))
+	env := &msg.Envelope
+	addr := func(i int) string {
+		if s, ok := addrs[i]; ok {
+			return s
+		}
+		return env.Recipients[i].Address
+	}
+	switch {
+	case t.legacy:
+		for _, i := range idxs {
+			out[i] = m.deliverLocal(msg, i)
+		}
+		return out
+	case t.unavailable != "":
+		for _, i := range idxs {
+			out[i] = m.qmgrResult(queue.RcptDeferred, "4.3.0", t.unavailable)
+		}
+		return out
+	case t.command == "discard":
+		for _, i := range idxs {
+			out[i] = m.discard(rt, t.log)
+		}
+		return out
+	case t.command == "error":
+		for _, i := range idxs {
+			out[i] = m.errorAgent(rt, t.log)
+		}
+		return out
+	case t.command == "retry":
+		for _, i := range idxs {
+			out[i] = m.retryAgent(rt, t.log)
+		}
+		return out
+	}
+	dest := rt.nexthop
+	if t.rcptLimit == 1 {
+		dest = strings.ToLower(addr(idxs[0]))
+	}
+	t.limits.acquire(dest)
+	defer t.limits.release(dest)
+	req := &delivery.Request{
+		QueueID:  msg.ID,
+		Envelope: env,
+		Content:  msg.Content,
+		Nexthop:  rt.nexthop,
+	}
+	for _, i := range idxs {
+		r := env.Recipients[i]
+		orig := r.Orig
+		if a := addr(i); a != r.Address && orig == "" {
+			orig = r.Address
+		}
+		req.Recipients = append(req.Recipients, delivery.Recipient{
+			Index: i, Address: addr(i), OrigAddress: orig, ORCPT: r.ORCPT, Notify: uint8(r.Notify),
+		})
+	}
+	handoff := m.now()
+	for _, r := range t.agent.Deliver(ctx, req) {
+		if _, want := addrs[r.Index]; !want && !slices.Contains(idxs, r.Index) {
+			m.log.Warning("%s: transport %s answered for recipient %d it was not given", msg.ID, t.name, r.Index)
+			continue
+		}
+		done := r.Done
+		if done.IsZero() {
+			done = m.now()
+		}
+		out[r.Index] = result{state: r.State, dsn: r.DSN, reason: r.Reason, relay: r.Relay,
+			handoff: handoff, done: done, log: t.log, replayable: r.Replayable,
+			pass: r.Pass, passAddr: r.Address}
+	}
+	for _, i := range idxs {
+		if _, ok := out[i]; !ok {
+			m.log.Warning("%s: transport %s gave no result for <%s>", msg.ID, t.name, addr(i))
+			out[i] = m.qmgrResult(queue.RcptDeferred, "4.3.0", "delivery agent gave no result")
+		}
+	}
+	return out
 }

@@ -52,6 +52,20 @@ type Deps struct {
 	// closed when Run returns; a process that has one open already may
 	// pass its Domain method.
 	Classify func(domain string) (resolve.Class, error)
+	// Agents build the delivery agents by master.cf command ("local",
+	// "virtual", "pipe", "lmtp"). A transport whose command has none is
+	// deferred with a reason mailq shows ("not available yet"); discard,
+	// error and retry are built in.
+	Agents map[string]AgentFactory
+	// Self is the moat binary, for agents' short-lived children; "" means
+	// os.Executable().
+	Self string
+	// Rewrite rewrites the envelope of mail an agent submits (local(8)
+	// forwarding) as cleanup does; nil means no rewriting.
+	Rewrite func(env *queue.Envelope) error
+	// ProxySocket is the proxymap service's socket when it runs, for the
+	// tables of the queue manager and its agents.
+	ProxySocket string
 }
 
 // Manager is one running queue manager. Create it with New; run it with Run.
@@ -64,6 +78,9 @@ type Manager struct {
 	ran      bool
 	set      settings
 	agents   agentLogs
+	router   *router
+	// transports are master.cf's delivery services by name.
+	transports map[string]*transport
 
 	wake chan struct{}
 
@@ -75,7 +92,7 @@ type Manager struct {
 // agentLogs are the loggers of the in-process delivery agents, tagged as
 // Postfix's agents are, so pflogsumm counts their records.
 type agentLogs struct {
-	local, discard, errorAgent, retry, bounce *maillog.Logger
+	local, bounce *maillog.Logger
 }
 
 // scanInterval is how often incoming/ is scanned without a Wake, for mail
@@ -108,25 +125,43 @@ func New(d Deps) (*Manager, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
-	if m.classify == nil {
-		log := d.Log
-		mo, err := maps.DaemonOptions(d.Config, func(msg string) { log.Warning("%s", msg) })
-		if err != nil {
-			return nil, fmt.Errorf("qmgr: %w", err)
+	log := d.Log
+	mo, err := maps.DaemonOptions(d.Config, func(msg string) { log.Warning("%s", msg) })
+	if err != nil {
+		return nil, fmt.Errorf("qmgr: %w", err)
+	}
+	mo.ProxySocket = d.ProxySocket
+	var closers []func() error
+	closeAll := func() error {
+		var errs []error
+		for _, c := range closers {
+			errs = append(errs, c())
 		}
+		return errors.Join(errs...)
+	}
+	if m.classify == nil {
 		r, err := resolve.New(d.Config, mo)
 		if err != nil {
 			return nil, fmt.Errorf("qmgr: %w", err)
 		}
-		m.classify, m.closer = r.Domain, r.Close
+		m.classify = r.Domain
+		closers = append(closers, r.Close)
 	}
+	if m.router, err = newRouter(d.Config, mo, m.classify); err != nil {
+		closeAll()
+		return nil, err
+	}
+	closers = append(closers, m.router.close)
+	if err := m.buildTransports(d); err != nil {
+		closeAll()
+		return nil, err
+	}
+	closers = append(closers, m.closeTransports)
+	m.closer = closeAll
 	pid := os.Getpid()
 	m.agents = agentLogs{
-		local:      d.Log.With("local", pid),
-		discard:    d.Log.With("discard", pid),
-		errorAgent: d.Log.With("error", pid),
-		retry:      d.Log.With("retry", pid),
-		bounce:     d.Log.With("bounce", pid),
+		local:  d.Log.With("local", pid),
+		bounce: d.Log.With("bounce", pid),
 	}
 	return m, nil
 }
@@ -328,11 +363,7 @@ func (m *Manager) release(id string) {
 
 // settings are the parameters read once at New.
 type settings struct {
-	myhostname       string
-	localTransport   string
-	defaultTransport string
-	virtualTransport string
-	relayTransport   string
+	myhostname string
 
 	spoolDir         string
 	homeMailbox      string
@@ -345,21 +376,22 @@ type settings struct {
 	queueRunDelay time.Duration
 	minBackoff    time.Duration
 	maxBackoff    time.Duration
-	resolution    int
-	workers       int
+	// maxLifetime and bounceLifetime are maximal_queue_lifetime and
+	// bounce_queue_lifetime (for mail from the null sender): a message
+	// still deferred after it is returned to its sender.
+	maxLifetime    time.Duration
+	bounceLifetime time.Duration
+	resolution     int
+	workers        int
 }
 
-// maxWorkers bounds the deliveries in progress at once: local Maildir
-// writes are disk-bound, and a handful saturates the disk's fsync rate.
-const maxWorkers = 8
+// workers is how many messages are in delivery at once; each
+// transport's own limits (maxproc, destination concurrency) then apply.
+const workers = 32
 
 func loadSettings(cfg *config.Config) (settings, error) {
 	s := settings{
 		myhostname:       cfg.Get("myhostname"),
-		localTransport:   cfg.Get("local_transport"),
-		defaultTransport: cfg.Get("default_transport"),
-		virtualTransport: cfg.Get("virtual_transport"),
-		relayTransport:   cfg.Get("relay_transport"),
 		spoolDir:         cfg.Get("mail_spool_directory"),
 		homeMailbox:      cfg.Get("home_mailbox"),
 		mailboxCommand:   cfg.Get("mailbox_command"),
@@ -394,23 +426,12 @@ func loadSettings(cfg *config.Config) (settings, error) {
 		return s, wrap("delay_logging_resolution_limit", err)
 	}
 	s.resolution = int(min(max(res, 0), 6))
-	limit, err := cfg.Int("local_destination_concurrency_limit")
-	if err != nil {
-		return s, wrap("local_destination_concurrency_limit", err)
+	s.workers = workers
+	if s.maxLifetime, err = cfg.Duration("maximal_queue_lifetime"); err != nil {
+		return s, wrap("maximal_queue_lifetime", err)
 	}
-	// 0 means "no limit" in Postfix; here it means the most we allow.
-	if limit <= 0 || limit > maxWorkers {
-		limit = maxWorkers
-	}
-	s.workers = int(limit)
-	if s.localTransport == "" {
-		return s, wrap("local_transport", errors.New("empty"))
-	}
-	for name, v := range map[string]string{"default_transport": s.defaultTransport,
-		"virtual_transport": s.virtualTransport, "relay_transport": s.relayTransport} {
-		if v == "" {
-			return s, wrap(name, errors.New("empty"))
-		}
+	if s.bounceLifetime, err = cfg.Duration("bounce_queue_lifetime"); err != nil {
+		return s, wrap("bounce_queue_lifetime", err)
 	}
 	return s, nil
 }
