@@ -39,6 +39,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"moat/internal/smtp"
 )
 
 // Magic is the first line of every maildrop file; the number after it is
@@ -106,6 +108,9 @@ func (e *Envelope) Validate() error {
 		if !validValue(v) {
 			return fmt.Errorf("maildrop: value %q has control characters or is too long", v)
 		}
+	}
+	if _, ok := ParseNotify(e.Notify); !ok {
+		return fmt.Errorf("maildrop: bad notify %q", e.Notify)
 	}
 	switch e.Ret {
 	case "", "FULL", "HDRS":
@@ -370,4 +375,32 @@ func trunc(s string) string {
 		return s[:64] + "..."
 	}
 	return s
+}
+
+// ParseNotify reads sendmail -N's value (sendmail(1): "never", or a comma
+// list of "success", "failure", "delay", any case) as the RFC 3461 §4.1
+// NOTIFY set; "" is the zero set (the server's choice).
+func ParseNotify(v string) (smtp.Notify, bool) {
+	if v == "" {
+		return 0, true
+	}
+	var n smtp.Notify
+	for _, w := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		switch strings.ToLower(w) {
+		case "never":
+			n |= smtp.NotifyNever
+		case "success":
+			n |= smtp.NotifySuccess
+		case "failure":
+			n |= smtp.NotifyFailure
+		case "delay":
+			n |= smtp.NotifyDelay
+		default:
+			return 0, false
+		}
+	}
+	if n == 0 || n&smtp.NotifyNever != 0 && n != smtp.NotifyNever {
+		return 0, false
+	}
+	return n, true
 }

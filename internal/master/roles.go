@@ -40,7 +40,7 @@ type roleKind struct {
 // names its line, so a typo is not silently ignored.
 func roleOf(command string) (roleKind, bool) {
 	switch command {
-	case "smtpd", "qmgr", "anvil", "proxymap":
+	case "smtpd", "qmgr", "anvil", "proxymap", "pickup":
 		return roleKind{run: true}, true
 	case "oqmgr":
 		return roleKind{into: "qmgr"}, true
@@ -50,7 +50,7 @@ func roleOf(command string) (roleKind, bool) {
 		return roleKind{into: "qmgr"}, true
 	case "postlogd":
 		return roleKind{into: "every daemon's own log writer"}, true
-	case "pickup", "tlsmgr", "verify", "flush", "scache",
+	case "tlsmgr", "verify", "flush", "scache",
 		"showq", "smtp", "lmtp", "virtual", "pipe", "spawn", "postscreen",
 		"dnsblog", "tlsproxy":
 		return roleKind{}, true

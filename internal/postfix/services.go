@@ -99,7 +99,7 @@ func roles() []master.RoleSpec {
 		New: func(d master.RoleDeps) (master.Role, error) {
 			return socketRole{d.Listener, d.Config, d.Log, proxymap.Serve}, nil
 		},
-	}}
+	}, {Name: "pickup", ChildOnly: true, New: newPickup}}
 }
 
 // newQmgr builds the queue manager; with proxymap running, its proxy:
