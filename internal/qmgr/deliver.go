@@ -144,20 +144,18 @@ const maxPasses = 3
 func (a *attempt) deliverAll(ctx context.Context, pending []int) {
 	m := a.m
 	env := &a.msg.Envelope
-	type key struct{ transport, nexthop string }
-	var order []key
-	groups := map[key][]int{}
+	var order []route
+	groups := map[route][]int{}
 	for _, i := range pending {
 		rt, err := m.router.route(env, env.Recipients[i].Address)
 		if err != nil {
 			a.settle(i, m.routeFailure(a.msg.ID, env.Recipients[i].Address, err))
 			continue
 		}
-		k := key{rt.transport, rt.nexthop}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
+		if _, ok := groups[rt]; !ok {
+			order = append(order, rt)
 		}
-		groups[k] = append(groups[k], i)
+		groups[rt] = append(groups[rt], i)
 	}
 	for _, k := range order {
 		idxs := groups[k]
@@ -172,7 +170,7 @@ func (a *attempt) deliverAll(ctx context.Context, pending []int) {
 				return
 			}
 			n := min(size, len(idxs))
-			a.request(ctx, route{transport: k.transport, nexthop: k.nexthop}, idxs[:n], nil, 0)
+			a.request(ctx, k, idxs[:n], nil, 0)
 			idxs = idxs[n:]
 		}
 	}
