@@ -201,6 +201,13 @@ func (s *session) mailCmd(line string) bool {
 			s.tx = nil
 			return false
 		}
+		if !d.discards() {
+			if u, refused := s.unlistedSender(); refused {
+				s.rejectWith(u, "")
+				s.tx = nil
+				return false
+			}
+		}
 		for _, k := range []*Decision{s.connDecision, s.heloDecision, d} {
 			s.addActions(k, "")
 		}
@@ -307,6 +314,23 @@ func (s *session) rcptPolicy(addr, ext string) bool {
 		// per transaction, not once per recipient.
 		if d != nil && (st == StageRcpt || first) {
 			keep = append(keep, d)
+		}
+		// Postfix's smtpd_check_mail() ends with the unlisted-sender
+		// check, and runs at RCPT when smtpd_delay_reject is on.
+		if st == StageMail && !s.discarding(keep) {
+			if u, refused := s.unlistedSender(); refused {
+				s.rejectWith(u, ext)
+				return false
+			}
+		}
+	}
+	// The implicit unlisted-recipient check comes after the
+	// restrictions permitted, and not for a message already to be
+	// discarded (smtpd_check_rcpt()).
+	if !s.discarding(keep) {
+		if u, refused := s.unlisted(addr, ext); refused {
+			s.rejectWith(u, ext)
+			return false
 		}
 	}
 	for _, d := range keep {

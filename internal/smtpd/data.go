@@ -280,6 +280,18 @@ func (s *session) finish(f *cleanup.Filter, tap *msgTap, size int64, bdat bool) 
 		s.reply(ok)
 		return true, nil
 	}
+	if rw := s.srv.d.Rewrite; rw != nil {
+		// cleanup(8) rewrites every recipient it receives, those of
+		// REDIRECT and always_bcc included. A lookup problem or a
+		// limit is its CLEANUP_STAT_WRITE, which smtpd reports as a
+		// queue file write error.
+		if err := rw.Envelope(&env); err != nil {
+			s.log.Warning("%s: %v", id, err)
+			s.abortTx()
+			s.reply(replyWriteError)
+			return false, nil
+		}
+	}
 	tx.w.Envelope = env
 	cid, err := tx.w.Commit()
 	tx.w = nil

@@ -15,6 +15,7 @@ import (
 	"moat/internal/maps"
 	"moat/internal/matchlist"
 	"moat/internal/queue"
+	"moat/internal/rewrite"
 	"moat/internal/smtp"
 )
 
@@ -44,6 +45,15 @@ type Deps struct {
 	// client limits. The master gives each smtpd an anvil.Client for
 	// private/anvil, or one shared *anvil.Table when all run in-process.
 	Anvil anvil.Limiter
+	// Rewrite applies canonical_maps and virtual_alias_maps to each
+	// message's envelope before it is queued, as Postfix's cleanup(8)
+	// does; nil queues the addresses as the client gave them.
+	Rewrite *rewrite.Rewriter
+	// Unlisted refuses unknown recipients (and senders) at RCPT
+	// (smtpd_reject_unlisted_recipient, smtpd_reject_unlisted_sender);
+	// nil checks nothing. The caller builds it with the options that reach
+	// proxymap, since local_recipient_maps usually names proxy: tables.
+	Unlisted *Unlisted
 }
 
 // DefaultSessionTimeLimit caps a whole session when the moat-only parameter
