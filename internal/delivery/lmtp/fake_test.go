@@ -1,0 +1,255 @@
+package lmtp
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"moat/internal/queue"
+	"moat/internal/smtp"
+)
+
+var msg = []byte("Subject: test\r\n\r\nhello\r\n.dot line\r\n")
+
+func TestFakeRcptReplies(t *testing.T) {
+	f := newFake(t)
+	f.rcpt["full@example.com"] = "452 4.2.2 Mailbox full"
+	f.rcpt["gone@example.com"] = "550 no such user here"
+	f.start()
+	a := newAgent(t, t.TempDir(), nil)
+	res := deliver(t, a, request("inet:"+f.addr, msg, "ok@example.com", "full@example.com", "gone@example.com"))
+	relay := "127.0.0.1[127.0.0.1]:" + f.port
+	checkResult(t, res[0], queue.RcptDelivered, "2.0.0", "250 2.0.0 OK saved", relay)
+	checkResult(t, res[1], queue.RcptDeferred, "4.2.2",
+		"host 127.0.0.1[127.0.0.1] said: 452 4.2.2 Mailbox full (in reply to RCPT TO command)", relay)
+	checkResult(t, res[2], queue.RcptBounced, "5.0.0",
+		"host 127.0.0.1[127.0.0.1] said: 550 no such user here (in reply to RCPT TO command)", relay)
+	if len(f.bodies) != 1 || string(f.bodies[0]) != string(msg) {
+		t.Errorf("server got %q", f.bodies)
+	}
+	cmds := f.Commands()
+	want := []string{"LHLO " + testHost, "MAIL FROM:<sender@example.org>", "RCPT TO:<ok@example.com>",
+		"RCPT TO:<full@example.com>", "RCPT TO:<gone@example.com>", "DATA", "QUIT"}
+	if strings.Join(cmds, "|") != strings.Join(want, "|") {
+		t.Errorf("commands\n %q\nwant\n %q", cmds, want)
+	}
+}
+
+// Per-recipient replies after the body (RFC 2033 section 4.2), one of
+// them a refusal, and no PIPELINING: one command at a time.
+func TestFakeDataReplies(t *testing.T) {
+	f := newFake(t)
+	f.lhlo = []string{"ENHANCEDSTATUSCODES"}
+	f.dot = []string{"250 2.0.0 <a@example.com> saved", "552 5.2.2 <b@example.com> Quota exceeded"}
+	f.start()
+	a := newAgent(t, t.TempDir(), nil)
+	res := deliver(t, a, request(f.addr, msg, "a@example.com", "b@example.com"))
+	relay := "127.0.0.1[127.0.0.1]:" + f.port
+	checkResult(t, res[0], queue.RcptDelivered, "2.0.0", "250 2.0.0 <a@example.com> saved", relay)
+	checkResult(t, res[1], queue.RcptBounced, "5.2.2",
+		"host 127.0.0.1[127.0.0.1] said: 552 5.2.2 <b@example.com> Quota exceeded (in reply to end of DATA command)", relay)
+}
+
+func TestFakeMailRefused(t *testing.T) {
+	for _, pipelining := range []bool{true, false} {
+		f := newFake(t)
+		if !pipelining {
+			f.lhlo = []string{"8BITMIME"}
+		}
+		f.mail = "421 4.3.2 Service shutting down"
+		f.start()
+		a := newAgent(t, t.TempDir(), nil)
+		res := deliver(t, a, request(f.addr, msg, "a@example.com", "b@example.com"))
+		for _, r := range res {
+			checkResult(t, r, queue.RcptDeferred, "4.3.2",
+				"host 127.0.0.1[127.0.0.1] said: 421 4.3.2 Service shutting down (in reply to MAIL FROM command)",
+				"127.0.0.1[127.0.0.1]:"+f.port)
+		}
+		if len(f.bodies) != 0 {
+			t.Error("body sent after MAIL was refused")
+		}
+	}
+}
+
+func TestFakeAllRecipientsRefused(t *testing.T) {
+	f := newFake(t)
+	f.rcpt["a@example.com"] = "550 5.1.1 <a@example.com> User doesn't exist"
+	f.data = "503 5.5.1 No valid recipients"
+	f.start()
+	res := deliver(t, newAgent(t, t.TempDir(), nil), request(f.addr, msg, "a@example.com"))
+	checkResult(t, res[0], queue.RcptBounced, "5.1.1",
+		"host 127.0.0.1[127.0.0.1] said: 550 5.1.1 <a@example.com> User doesn't exist (in reply to RCPT TO command)",
+		"127.0.0.1[127.0.0.1]:"+f.port)
+	if cmds := f.Commands(); cmds[len(cmds)-1] != "QUIT" {
+		t.Errorf("commands %q", cmds)
+	}
+}
+
+func TestFakeGreetingRefused(t *testing.T) {
+	f := newFake(t)
+	f.greeting = "554 5.3.2 not accepting mail"
+	f.start()
+	res := deliver(t, newAgent(t, t.TempDir(), nil), request(f.addr, msg, "a@example.com"))
+	checkResult(t, res[0], queue.RcptBounced, "5.3.2",
+		"host 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.3.2 not accepting mail",
+		"127.0.0.1[127.0.0.1]:"+f.port)
+}
+
+func TestFakeDropInData(t *testing.T) {
+	f := newFake(t)
+	f.dropInData = 1
+	f.start()
+	res := deliver(t, newAgent(t, t.TempDir(), nil), request(f.addr, msg, "a@example.com", "b@example.com"))
+	relay := "127.0.0.1[127.0.0.1]:" + f.port
+	for _, r := range res {
+		// The body fits the socket buffer, so the loss shows when the
+		// replies are due.
+		checkResult(t, r, queue.RcptDeferred, "4.4.2",
+			"lost connection with "+relay+" while sending end of data -- message may be sent more than once", relay)
+	}
+}
+
+// A big body against a server that hangs up early: the write fails.
+func TestFakeDropInBigBody(t *testing.T) {
+	f := newFake(t)
+	f.dropInData = 2
+	f.start()
+	big := []byte(strings.Repeat(strings.Repeat("x", 998)+"\r\n", 8*1024))
+	res := deliver(t, newAgent(t, t.TempDir(), nil), request(f.addr, big, "a@example.com"))
+	relay := "127.0.0.1[127.0.0.1]:" + f.port
+	r := res[0]
+	if r.State != queue.RcptDeferred || r.DSN != "4.4.2" || r.Relay != relay ||
+		(r.Reason != "lost connection with "+relay+" while sending message body" &&
+			r.Reason != "lost connection with "+relay+" while sending end of data -- message may be sent more than once") {
+		t.Errorf("result %+v", r)
+	}
+}
+
+func TestFakeDataDoneTimeout(t *testing.T) {
+	f := newFake(t)
+	f.hangAfterDot = true
+	f.start()
+	a := newAgent(t, t.TempDir(), map[string]string{"lmtp_data_done_timeout": "1s"})
+	res := deliver(t, a, request(f.addr, msg, "a@example.com"))
+	relay := "127.0.0.1[127.0.0.1]:" + f.port
+	checkResult(t, res[0], queue.RcptDeferred, "4.4.2",
+		"conversation with "+relay+" timed out while sending end of data -- message may be sent more than once", relay)
+}
+
+func TestFakeRcpt421(t *testing.T) {
+	f := newFake(t)
+	f.lhlo = []string{"ENHANCEDSTATUSCODES"}
+	f.rcpt["b@example.com"] = "421 4.3.0 too busy"
+	f.start()
+	res := deliver(t, newAgent(t, t.TempDir(), nil), request(f.addr, msg, "a@example.com", "b@example.com", "c@example.com"))
+	relay := "127.0.0.1[127.0.0.1]:" + f.port
+	checkResult(t, res[1], queue.RcptDeferred, "4.3.0",
+		"host 127.0.0.1[127.0.0.1] said: 421 4.3.0 too busy (in reply to RCPT TO command)", relay)
+	for _, i := range []int{0, 2} {
+		checkResult(t, res[i], queue.RcptDeferred, "4.4.2", "lost connection with "+relay+" while sending RCPT TO", relay)
+	}
+}
+
+// The ESMTP parameters go out only when offered: SIZE, BODY=8BITMIME,
+// SMTPUTF8 and the RFC 3461 ones.
+func TestFakeParameters(t *testing.T) {
+	f := newFake(t)
+	f.lhlo = []string{"PIPELINING", "SIZE 100000", "8BITMIME", "DSN", "SMTPUTF8", "ENHANCEDSTATUSCODES"}
+	f.start()
+	req := request(f.addr, msg, "a@example.com", "b c@example.com")
+	req.Envelope.Flags = queue.Flag8BitMIME | queue.FlagSMTPUTF8
+	req.Envelope.Ret = "HDRS"
+	req.Envelope.EnvID = "id+1 x"
+	req.Recipients[0].Notify = uint8(smtp.NotifySuccess | smtp.NotifyFailure)
+	req.Recipients[0].ORCPT = "rfc822;Orig=A@example.com"
+	req.Recipients[1].OrigAddress = "alias@example.com"
+	res := deliver(t, newAgent(t, t.TempDir(), nil), req)
+	for _, r := range res {
+		if r.State != queue.RcptDelivered {
+			t.Errorf("result %+v", r)
+		}
+	}
+	cmds := f.Commands()
+	want := []string{
+		"MAIL FROM:<sender@example.org> SIZE=35 BODY=8BITMIME RET=HDRS ENVID=id+2B1+20x SMTPUTF8",
+		"RCPT TO:<a@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Orig+3DA@example.com",
+		`RCPT TO:<"b c"@example.com> ORCPT=rfc822;alias@example.com`,
+	}
+	if strings.Join(cmds[1:4], "|") != strings.Join(want, "|") {
+		t.Errorf("commands\n %q\nwant\n %q", cmds[1:4], want)
+	}
+
+	// Without the extensions none of them is sent.
+	g := newFake(t)
+	g.start()
+	req.Nexthop = g.addr
+	req.Envelope.Sender = ""
+	deliver(t, newAgent(t, t.TempDir(), nil), req)
+	if cmds := g.Commands(); cmds[1] != "MAIL FROM:<>" || cmds[2] != "RCPT TO:<a@example.com>" {
+		t.Errorf("commands %q", cmds)
+	}
+}
+
+func TestFakeSizeAndUTF8(t *testing.T) {
+	f := newFake(t)
+	f.lhlo = []string{"PIPELINING", "SIZE 10"}
+	f.start()
+	a := newAgent(t, t.TempDir(), nil)
+	res := deliver(t, a, request(f.addr, msg, "a@example.com"))
+	checkResult(t, res[0], queue.RcptBounced, "5.3.4",
+		"message size 35 exceeds size limit 10 of server 127.0.0.1[127.0.0.1]", "127.0.0.1[127.0.0.1]:"+f.port)
+
+	g := newFake(t)
+	g.start()
+	req := request(g.addr, msg, "jösé@example.com")
+	req.Envelope.Flags = queue.FlagSMTPUTF8
+	res = deliver(t, a, req)
+	checkResult(t, res[0], queue.RcptBounced, "5.6.7",
+		"SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]", "127.0.0.1[127.0.0.1]:"+g.port)
+	// UTF-8 only in the headers goes through without SMTPUTF8.
+	req = request(g.addr, []byte("Subject: héllo\r\n\r\nx\r\n"), "jose@example.com")
+	req.Envelope.Flags = queue.FlagSMTPUTF8
+	res = deliver(t, a, req)
+	if res[0].State != queue.RcptDelivered {
+		t.Errorf("result %+v", res[0])
+	}
+}
+
+func TestConnectRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	a := newAgent(t, t.TempDir(), nil)
+	res := deliver(t, a, request("inet:"+addr, msg, "a@example.com", "b@example.com"))
+	for _, r := range res {
+		checkResult(t, r, queue.RcptDeferred, "4.4.1",
+			"connect to 127.0.0.1[127.0.0.1]:"+port+": Connection refused", "none")
+	}
+	res = deliver(t, a, request("unix:private/missing", msg, "a@example.com"))
+	checkResult(t, res[0], queue.RcptDeferred, "4.4.1",
+		"connect to "+testHost+"[private/missing]: No such file or directory", "none")
+
+	// A socket file nobody listens on.
+	dir := t.TempDir()
+	ul, err := net.Listen("unix", filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul.(*net.UnixListener).SetUnlinkOnClose(false)
+	ul.Close()
+	if _, err := os.Stat(filepath.Join(dir, "sock")); err != nil {
+		t.Fatal(err)
+	}
+	res = deliver(t, newAgent(t, dir, nil), request("unix:sock", msg, "a@example.com"))
+	checkResult(t, res[0], queue.RcptDeferred, "4.4.1",
+		"connect to "+testHost+"[sock]: Connection refused", "none")
+
+	res = deliver(t, a, request("inet:[bad", msg, "a@example.com"))
+	checkResult(t, res[0], queue.RcptDeferred, "4.3.5", "Server configuration error", "none")
+}

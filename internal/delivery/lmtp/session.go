@@ -1,0 +1,557 @@
+package lmtp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"moat/internal/delivery"
+	"moat/internal/queue"
+	"moat/internal/smtp"
+)
+
+// session is one LMTP connection carrying one delivery request.
+type session struct {
+	ctx context.Context
+	a   *Agent
+	req *delivery.Request
+	nh  Nexthop
+
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	// wtimeout bounds each write, as Postfix's per-I/O timeouts do; the
+	// phase sets it.
+	wtimeout time.Duration
+
+	// namaddr is "host[addr]" for "host H said" texts; relay is
+	// namaddrport ("host[addr]:port", "myhostname[path]").
+	namaddr, relay string
+	ext            smtp.Extensions
+
+	results map[int]Result
+}
+
+func newSession(ctx context.Context, a *Agent, req *delivery.Request, nh Nexthop) *session {
+	return &session{ctx: ctx, a: a, req: req, nh: nh, results: make(map[int]Result, len(req.Recipients))}
+}
+
+// run connects, runs the transaction and returns a result for every
+// recipient.
+func (s *session) run() []Result {
+	if dsn, reason := s.connect(); reason != "" {
+		return s.a.all(s.req, stateOf(dsn), dsn, reason, "none")
+	}
+	stop := context.AfterFunc(s.ctx, func() { s.conn.Close() })
+	s.transaction()
+	stop()
+	s.conn.Close()
+	out := make([]Result, 0, len(s.req.Recipients))
+	for _, r := range s.req.Recipients {
+		res, ok := s.results[r.Index]
+		if !ok {
+			// Every path sets a result; this keeps the contract even
+			// if one is missed.
+			res = Result{Index: r.Index, State: queue.RcptDeferred, DSN: "4.3.0",
+				Reason: "delivery interrupted", Relay: s.relay, Done: s.a.now()}
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// connect opens the connection, trying each address of a TCP host in
+// turn as smtp_connect() does, and returns the DSN and reason of the last
+// failure when none answers.
+func (s *session) connect() (dsn, reason string) {
+	d := net.Dialer{Timeout: s.a.s.connect}
+	if s.nh.Unix {
+		// sockaddr_un's sun_path holds 108 bytes with the NUL.
+		if len(s.nh.Dial) >= 108 {
+			if s.a.log != nil {
+				s.a.log.Warning("unix-domain name too long: %s", s.nh.Dial)
+			}
+			return "4.3.5", "Server configuration error"
+		}
+		s.namaddr = s.a.s.myhostname + "[" + s.nh.Path + "]"
+		s.relay = s.namaddr
+		c, err := d.DialContext(s.ctx, "unix", s.nh.Dial)
+		if err != nil {
+			return "4.4.1", "connect to " + s.namaddr + ": " + connErr(err)
+		}
+		s.setConn(c)
+		return "", ""
+	}
+	addrs, why := s.lookup()
+	if why != "" {
+		return "4.4.4", why
+	}
+	port := strconv.Itoa(s.nh.Port)
+	for _, ip := range addrs {
+		namaddr := s.nh.Host + "[" + ip + "]"
+		c, err := d.DialContext(s.ctx, "tcp", net.JoinHostPort(ip, port))
+		if err != nil {
+			dsn, reason = "4.4.1", "connect to "+namaddr+":"+port+": "+connErr(err)
+			continue
+		}
+		s.namaddr = namaddr
+		s.relay = namaddr + ":" + port
+		s.setConn(c)
+		return "", ""
+	}
+	return dsn, reason
+}
+
+// lookup returns the host's addresses, the host itself when it is one,
+// or the reason Postfix logs when there are none. Names go through the
+// system resolver (lmtp_host_lookup = native in effect; MX records play
+// no part in LMTP).
+func (s *session) lookup() (addrs []string, why string) {
+	if ip := net.ParseIP(s.nh.Host); ip != nil {
+		return []string{ip.String()}, ""
+	}
+	ips, err := net.DefaultResolver.LookupIPAddr(s.ctx, s.nh.Host)
+	if err != nil || len(ips) == 0 {
+		return nil, "Host or domain name not found. Name service error for name=" + s.nh.Host + " type=A: Host not found"
+	}
+	for _, ip := range ips {
+		addrs = append(addrs, ip.IP.String())
+	}
+	return addrs, ""
+}
+
+// connErr is %m for a failed connect; Go reports a dial timeout as its
+// own error, which the kernel would have called ETIMEDOUT.
+func connErr(err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "Connection timed out"
+	}
+	return delivery.Strerror(err)
+}
+
+func (s *session) setConn(c net.Conn) {
+	s.conn = c
+	s.br = bufio.NewReaderSize(c, 4096)
+	s.bw = bufio.NewWriterSize(deadlineWriter{s}, 32*1024)
+}
+
+// deadlineWriter renews the write deadline before each write to the
+// connection.
+type deadlineWriter struct{ s *session }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	setDeadline(w.s.conn.SetWriteDeadline, w.s.wtimeout)
+	return w.s.conn.Write(p)
+}
+
+func setDeadline(set func(time.Time) error, d time.Duration) {
+	if d > 0 {
+		set(time.Now().Add(d))
+	} else {
+		set(time.Time{})
+	}
+}
+
+// read reads one reply within timeout.
+func (s *session) read(timeout time.Duration) (smtp.Reply, error) {
+	setDeadline(s.conn.SetReadDeadline, timeout)
+	return smtp.ReadReply(s.br, 0)
+}
+
+// send queues one command line; flush sends what is queued.
+func (s *session) send(line string, timeout time.Duration) {
+	s.wtimeout = timeout
+	s.bw.WriteString(line)
+	s.bw.WriteString("\r\n")
+}
+
+func (s *session) flush(timeout time.Duration) error {
+	s.wtimeout = timeout
+	return s.bw.Flush()
+}
+
+// set records a recipient's result unless it already has one.
+func (s *session) set(r delivery.Recipient, dsn, reason string) {
+	if _, ok := s.results[r.Index]; ok {
+		return
+	}
+	s.results[r.Index] = Result{Index: r.Index, State: stateOf(dsn), DSN: dsn,
+		Reason: reason, Relay: s.relay, Done: s.a.now()}
+}
+
+// failRest gives every recipient without a result the same one.
+func (s *session) failRest(dsn, reason string) {
+	for _, r := range s.req.Recipients {
+		s.set(r, dsn, reason)
+	}
+}
+
+// said is Postfix's "host H[A] said: REPLY (in reply to COMMAND)".
+func (s *session) said(rep smtp.Reply, command string) string {
+	return fmt.Sprintf("host %s said: %s (in reply to %s)", s.namaddr, rep.LogText(), command)
+}
+
+// ioFail defers every recipient without a result after an I/O error,
+// with smtp_stream_except()'s texts.
+func (s *session) ioFail(err error, where string) {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		s.failRest("4.4.2", fmt.Sprintf("conversation with %s timed out while %s", s.relay, where))
+	case errors.Is(err, smtp.ErrBadReply):
+		// Postfix would read on; a server that breaks reply syntax is
+		// out of sync, so moat ends the session and retries later.
+		s.failRest("4.5.0", fmt.Sprintf("malformed reply from %s while %s", s.relay, where))
+	default:
+		s.failRest("4.4.2", fmt.Sprintf("lost connection with %s while %s", s.relay, where))
+	}
+}
+
+// The states of smtp_proto.c's xfer_states[] and xfer_request[]: the
+// first names what was going on when the connection failed, the second
+// which command a reply answers.
+const (
+	whileGreeting = "receiving the initial server greeting"
+	whileLHLO     = "performing the LHLO handshake"
+	whileMail     = "sending MAIL FROM"
+	whileRcpt     = "sending RCPT TO"
+	whileData     = "sending DATA command"
+	whileBody     = "sending message body"
+	whileDot      = "sending end of data -- message may be sent more than once"
+
+	inMail = "MAIL FROM command"
+	inRcpt = "RCPT TO command"
+	inData = "DATA command"
+	inDot  = "end of DATA command"
+)
+
+// transaction runs greeting, LHLO, MAIL, RCPT, DATA, the body and QUIT.
+func (s *session) transaction() {
+	t := s.a.s
+	greet, err := s.read(t.lhlo)
+	if err != nil {
+		s.ioFail(err, whileGreeting)
+		return
+	}
+	if greet.Code/100 != 2 {
+		s.failRest(greet.DSN(), fmt.Sprintf("host %s refused to talk to me: %s", s.namaddr, greet.LogText()))
+		return
+	}
+	s.send("LHLO "+t.lhloName, t.lhlo)
+	if err := s.flush(t.lhlo); err != nil {
+		s.ioFail(err, whileLHLO)
+		return
+	}
+	lhlo, err := s.read(t.lhlo)
+	if err != nil {
+		s.ioFail(err, whileLHLO)
+		return
+	}
+	if lhlo.Code/100 != 2 {
+		s.failRest(lhlo.DSN(), fmt.Sprintf("host %s refused to talk to me: %s", s.namaddr, lhlo.LogText()))
+		s.quit()
+		return
+	}
+	s.ext = smtp.ParseEHLO(lhlo)
+	if !s.precheck() {
+		s.quit()
+		return
+	}
+	accepted, ok := s.envelope()
+	if !ok {
+		return
+	}
+	if len(accepted) == 0 {
+		s.quit()
+		return
+	}
+	if s.body(accepted) {
+		s.quit()
+	}
+}
+
+// precheck refuses what the server announced it cannot take, before
+// MAIL FROM, with Postfix's texts.
+func (s *session) precheck() bool {
+	env := s.req.Envelope
+	if limit, ok := s.ext.SizeLimit(); ok && limit > 0 && env.Size > limit {
+		s.failRest("5.3.4", fmt.Sprintf("message size %d exceeds size limit %d of server %s", env.Size, limit, s.namaddr))
+		return false
+	}
+	if env.Flags&queue.FlagSMTPUTF8 != 0 && !s.ext.Has("SMTPUTF8") && s.needsUTF8() {
+		s.failRest("5.6.7", fmt.Sprintf("SMTPUTF8 is required, but was not offered by host %s", s.namaddr))
+		return false
+	}
+	return true
+}
+
+// needsUTF8 reports a non-ASCII envelope address, which a server without
+// SMTPUTF8 cannot take; UTF-8 only in headers goes through, as Postfix's
+// default smtputf8_autodetect_classes lets it.
+func (s *session) needsUTF8() bool {
+	if !isASCII(s.req.Envelope.Sender) {
+		return true
+	}
+	for _, r := range s.req.Recipients {
+		if !isASCII(r.Address) {
+			return true
+		}
+	}
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// mailCommand is MAIL FROM with the parameters the server offered.
+func (s *session) mailCommand() string {
+	env := s.req.Envelope
+	var b strings.Builder
+	b.WriteString("MAIL FROM:<")
+	if env.Sender != "" {
+		b.WriteString(smtp.Path{Addr: env.Sender}.Quoted())
+	}
+	b.WriteByte('>')
+	if _, ok := s.ext.SizeLimit(); ok && env.Size > 0 {
+		fmt.Fprintf(&b, " SIZE=%d", env.Size)
+	}
+	if env.Flags&queue.Flag8BitMIME != 0 && s.ext.Has("8BITMIME") {
+		b.WriteString(" BODY=8BITMIME")
+	}
+	if s.ext.Has("DSN") {
+		if env.Ret != "" {
+			b.WriteString(" RET=" + env.Ret)
+		}
+		if env.EnvID != "" {
+			b.WriteString(" ENVID=" + smtp.XtextEncode(env.EnvID))
+		}
+	}
+	if env.Flags&queue.FlagSMTPUTF8 != 0 && s.ext.Has("SMTPUTF8") {
+		b.WriteString(" SMTPUTF8")
+	}
+	return b.String()
+}
+
+// rcptCommand is RCPT TO with the RFC 3461 parameters when the server
+// offered DSN. Like Postfix, moat sends ORCPT even when the client gave
+// none, from the original recipient address.
+func (s *session) rcptCommand(r delivery.Recipient) string {
+	cmd := "RCPT TO:<" + smtp.Path{Addr: r.Address}.Quoted() + ">"
+	if !s.ext.Has("DSN") {
+		return cmd
+	}
+	if r.Notify != 0 {
+		cmd += " NOTIFY=" + smtp.Notify(r.Notify).String()
+	}
+	orcpt := r.ORCPT
+	if orcpt == "" {
+		orig := r.OrigAddress
+		if orig == "" {
+			orig = r.Address
+		}
+		orcpt = "rfc822;" + orig
+	}
+	if typ, addr, ok := strings.Cut(orcpt, ";"); ok && isASCII(addr) {
+		cmd += " ORCPT=" + typ + ";" + smtp.XtextEncode(addr)
+	}
+	return cmd
+}
+
+// envelope sends MAIL, the RCPTs and DATA, all at once when the server
+// offered PIPELINING (RFC 2920), else one at a time, and returns the
+// recipients the server accepted; ok is false when the session is over
+// (no DATA to follow: an error, or all refused).
+func (s *session) envelope() (accepted []delivery.Recipient, ok bool) {
+	t := s.a.s
+	if s.ext.Has("PIPELINING") {
+		s.send(s.mailCommand(), t.mail)
+		for _, r := range s.req.Recipients {
+			s.send(s.rcptCommand(r), t.rcpt)
+		}
+		s.send("DATA", t.dataInit)
+		if err := s.flush(t.mail); err != nil {
+			s.ioFail(err, whileMail)
+			return nil, false
+		}
+		mail, err := s.read(t.mail)
+		if err != nil {
+			s.ioFail(err, whileMail)
+			return nil, false
+		}
+		for _, r := range s.req.Recipients {
+			rep, err := s.read(t.rcpt)
+			if err != nil {
+				s.ioFail(err, whileRcpt)
+				return nil, false
+			}
+			if mail.Code/100 != 2 {
+				continue
+			}
+			if rep.Code/100 == 2 {
+				accepted = append(accepted, r)
+			} else {
+				s.set(r, rep.DSN(), s.said(rep, inRcpt))
+			}
+		}
+		data, err := s.read(t.dataInit)
+		if err != nil {
+			s.ioFail(err, whileData)
+			return nil, false
+		}
+		if mail.Code/100 != 2 {
+			s.failRest(mail.DSN(), s.said(mail, inMail))
+		}
+		return s.afterData(data, accepted)
+	}
+	s.send(s.mailCommand(), t.mail)
+	mail, err := s.roundTrip(t.mail)
+	if err != nil {
+		s.ioFail(err, whileMail)
+		return nil, false
+	}
+	if mail.Code/100 != 2 {
+		s.failRest(mail.DSN(), s.said(mail, inMail))
+		s.quit()
+		return nil, false
+	}
+	for _, r := range s.req.Recipients {
+		s.send(s.rcptCommand(r), t.rcpt)
+		rep, err := s.roundTrip(t.rcpt)
+		if err != nil {
+			s.ioFail(err, whileRcpt)
+			return nil, false
+		}
+		if rep.Code/100 == 2 {
+			accepted = append(accepted, r)
+		} else {
+			s.set(r, rep.DSN(), s.said(rep, inRcpt))
+		}
+	}
+	if len(accepted) == 0 {
+		s.quit()
+		return nil, false
+	}
+	s.send("DATA", t.dataInit)
+	data, err := s.roundTrip(t.dataInit)
+	if err != nil {
+		s.ioFail(err, whileData)
+		return nil, false
+	}
+	return s.afterData(data, accepted)
+}
+
+func (s *session) roundTrip(timeout time.Duration) (smtp.Reply, error) {
+	if err := s.flush(timeout); err != nil {
+		return smtp.Reply{}, err
+	}
+	return s.read(timeout)
+}
+
+// afterData judges the DATA reply.
+func (s *session) afterData(data smtp.Reply, accepted []delivery.Recipient) ([]delivery.Recipient, bool) {
+	if data.Code == 354 && len(accepted) == 0 {
+		// RFC 2033 section 4.2 says DATA fails when no RCPT succeeded;
+		// a server that says 354 anyway is out of step, and only
+		// dropping the connection ends its transaction safely.
+		return nil, false
+	}
+	if len(accepted) == 0 {
+		s.quit()
+		return nil, false
+	}
+	if data.Code != 354 {
+		for _, r := range accepted {
+			s.set(r, data.DSN(), s.said(data, inData))
+		}
+		s.quit()
+		return nil, false
+	}
+	return accepted, true
+}
+
+// body sends the message and reads one reply per accepted recipient, in
+// RCPT order (RFC 2033 section 4.2). It reports whether the session can
+// still be ended with QUIT.
+func (s *session) body(accepted []delivery.Recipient) bool {
+	t := s.a.s
+	s.wtimeout = t.dataXfer
+	dw := smtp.NewDotWriter(markWriter{s.bw})
+	if _, err := io.Copy(dw, s.req.Content()); err != nil {
+		var we *writeError
+		if errors.As(err, &we) {
+			s.ioFail(we.err, whileBody)
+			return false
+		}
+		// The queue file is damaged: never end the DATA, so the server
+		// discards the partial message; the queue manager deals with
+		// the file.
+		if s.a.log != nil {
+			s.a.log.Warning("%s: read message content: %v", s.req.QueueID, err)
+		}
+		s.failRest("4.3.0", "unreadable mail queue entry")
+		return false
+	}
+	if err := dw.Close(); err != nil {
+		s.ioFail(err, whileBody)
+		return false
+	}
+	if err := s.flush(t.dataDone); err != nil {
+		s.ioFail(err, whileDot)
+		return false
+	}
+	for _, r := range accepted {
+		rep, err := s.read(t.dataDone)
+		if err != nil {
+			s.ioFail(err, whileDot)
+			return false
+		}
+		if rep.Code/100 == 2 {
+			s.set(r, rep.DSN(), rep.LogText())
+		} else {
+			s.set(r, rep.DSN(), s.said(rep, inDot))
+		}
+	}
+	return true
+}
+
+// writeError marks a failed write to the server inside io.Copy, to tell
+// it from a failed read of the queue file.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+
+// Unwrap lets ioFail see a timeout behind it.
+func (e *writeError) Unwrap() error { return e.err }
+
+// markWriter wraps the errors of writes to the server in writeError.
+type markWriter struct{ w io.Writer }
+
+func (m markWriter) Write(p []byte) (int, error) {
+	n, err := m.w.Write(p)
+	if err != nil {
+		err = &writeError{err}
+	}
+	return n, err
+}
+
+// quit ends the session politely; its failure changes no result.
+func (s *session) quit() {
+	t := s.a.s
+	s.send("QUIT", t.quit)
+	if s.flush(t.quit) == nil {
+		s.read(t.quit)
+	}
+}
