@@ -1,9 +1,12 @@
 package pipe
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	"moat/internal/config"
 )
 
 // debianRows are the pipe rows of Debian's stock master.cf
@@ -79,5 +82,36 @@ func TestUnescape(t *testing.T) {
 		if got := unescape(in); got != want {
 			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestCommandEnv(t *testing.T) {
+	t.Setenv("TZ", "Europe/Paris")
+	t.Setenv("MAIL_CONFIG", "")
+	os.Unsetenv("MAIL_CONFIG")
+	t.Setenv("SECRET", "x")
+	dir := t.TempDir()
+	cfg := config.Empty(dir)
+	env, err := commandEnv(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lang, hasLang := os.LookupEnv("LANG")
+	wantEnv := []string{"TZ=Europe/Paris", "MAIL_CONFIG=" + dir}
+	if hasLang {
+		wantEnv = append(wantEnv, "LANG="+lang)
+	}
+	wantEnv = append(wantEnv, "PATH=/usr/bin:/bin")
+	if !reflect.DeepEqual(env, wantEnv) {
+		t.Errorf("default: %q, want %q", env, wantEnv)
+	}
+	env, err = commandEnv(cfg.WithOverrides(map[string]string{
+		"export_environment": "TZ, PATH=/usr/sbin:/usr/bin:/bin { FOO=a b } SECRET"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEnv = []string{"TZ=Europe/Paris", "FOO=a b", "SECRET=x", "PATH=/usr/sbin:/usr/bin:/bin"}
+	if !reflect.DeepEqual(env, wantEnv) {
+		t.Errorf("explicit: %q, want %q", env, wantEnv)
 	}
 }

@@ -75,7 +75,8 @@ func headerSafe(s string) string {
 type contentReader struct {
 	src   *bufio.Reader
 	o     copyOptions
-	out   []byte
+	out   []byte // pending output; out[pos:] is not read yet
+	pos   int
 	start bool // at the start of a line
 	cr    bool // a CR held back at a buffer boundary
 	done  bool
@@ -88,7 +89,8 @@ func newContentReader(src io.Reader, o copyOptions) *contentReader {
 
 // Read implements io.Reader.
 func (c *contentReader) Read(p []byte) (int, error) {
-	for len(c.out) == 0 {
+	for c.pos == len(c.out) {
+		c.out, c.pos = c.out[:0], 0
 		if c.done {
 			if c.err != nil {
 				return 0, c.err
@@ -97,8 +99,8 @@ func (c *contentReader) Read(p []byte) (int, error) {
 		}
 		c.fill()
 	}
-	n := copy(p, c.out)
-	c.out = c.out[n:]
+	n := copy(p, c.out[c.pos:])
+	c.pos += n
 	return n, nil
 }
 

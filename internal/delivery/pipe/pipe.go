@@ -27,6 +27,9 @@
 // ${name?text} forms, are refused at set-up. A time limit defers (4.3.0)
 // where pipe_command() bounces (5.3.0): a hung filter or a slow mailbox is
 // not the message's fault, and maximal_queue_lifetime still ends it.
+// ${client_port}, ${sasl_method} and ${sasl_sender} expand to nothing: the
+// queue file does not record them. A command that cannot be started defers
+// (4.3.0) as pipe(8)'s child does when execvp() fails, with moat's own text.
 package pipe
 
 import (
