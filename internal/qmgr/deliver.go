@@ -338,6 +338,7 @@ func (m *Manager) retryAgent(rt route, log *maillog.Logger) result {
 func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg *queue.Message, idxs []int, addrs map[int]string) map[int]result {
 	out := make(map[int]result, len(idxs))
 	env := &msg.Envelope
+	t.ready()
 	addr := func(i int) string {
 		if s, ok := addrs[i]; ok {
 			return s

@@ -2,6 +2,7 @@ package qmgr
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -247,5 +248,34 @@ func TestExpiredReturnedToSender(t *testing.T) {
 	e.waitFor("notice", 5*time.Second, func() bool { return e.count("owner") == 1 })
 	if body := e.readOne("owner"); !strings.Contains(body, "<x@slow.example>: try later") {
 		t.Errorf("notice:\n%s", body)
+	}
+}
+
+// An agent that cannot be built (a stock pipe row for software this host
+// lacks) costs nothing until mail goes to it; then its mail is deferred
+// and the reason logged once.
+func TestBrokenAgentDefersItsMailOnly(t *testing.T) {
+	broken := func(d delivery.Deps) (delivery.Agent, error) {
+		return nil, errors.New("user=vmail: unknown user")
+	}
+	e := newEnvWith(t, "transport_maps = inline:{ box.example=dovecot: }\n", testMasterCF,
+		map[string]AgentFactory{"pipe": broken})
+	if strings.Contains(strings.Join(e.logs(), "\n"), "vmail") {
+		t.Fatalf("agent built before use:\n%s", strings.Join(e.logs(), "\n"))
+	}
+	id := e.put("s@example.org", "a@box.example", "b@box.example", "u@mx.test")
+	e.start()
+	e.waitFor("deferral", 5*time.Second, func() bool { return e.inQueue(queue.Deferred, id) })
+	e.wantLog(`^postfix/qmgr\[PID\]: warning: transport dovecot: user=vmail: unknown user; its mail is deferred until this is fixed$`)
+	e.wantLog(`^postfix/qmgr\[PID\]: ` + id + `: to=<b@box.example>, relay=none, .*status=deferred \(mail transport unavailable\)$`)
+	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<u@mx.test>, relay=local, .*status=sent`)
+	n := 0
+	for _, l := range e.logs() {
+		if strings.Contains(l, "warning: transport dovecot") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d warnings, want 1", n)
 	}
 }

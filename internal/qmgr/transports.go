@@ -38,9 +38,35 @@ type transport struct {
 	// destination for the concurrency limit (qmgr(8)).
 	rcptLimit int
 	limits    *limiter
+	mu        sync.Mutex // guards agent against Close
 	// legacy: the Maildir-only local delivery in this package, used
 	// when the process supplies no local agent.
 	legacy bool
+	// build makes the agent at the transport's first request, so that a
+	// stock master.cf row for software this host lacks (maildrop's
+	// user=vmail) costs nothing until mail is routed to it, as in Postfix.
+	build func() (delivery.Agent, error)
+	once  sync.Once
+	mgr   *Manager
+}
+
+// ready builds the agent on first use; a transport whose agent cannot be
+// built is logged once and stays unavailable.
+func (t *transport) ready() {
+	t.once.Do(func() {
+		if t.build == nil {
+			return
+		}
+		a, err := t.build()
+		if err != nil {
+			t.mgr.log.Warning("transport %s: %v; its mail is deferred until this is fixed", t.name, err)
+			t.unavailable = "mail transport unavailable"
+			return
+		}
+		t.mu.Lock()
+		t.agent = a
+		t.mu.Unlock()
+	})
 }
 
 // limiter bounds a transport's deliveries in progress: at most procs in
@@ -88,9 +114,10 @@ func builtinCommand(command string) bool {
 	return command == "discard" || command == "error" || command == "retry"
 }
 
-// defaultServices are the transports of Postfix's stock master.cf that
-// matter to delivery, used when there is no master.cf (tests, and a
-// configuration directory with main.cf alone).
+// defaultServices are the delivery transports of Postfix's stock
+// master.cf. moat runs them even when master.cf leaves their rows out (as
+// it runs qmgr and anvil without rows), so a master.cf listing only smtpd
+// still delivers; a row of the same name replaces the default.
 func defaultServices() []*mastercf.Service {
 	var out []*mastercf.Service
 	for _, n := range []string{"local", "virtual", "lmtp", "smtp", "relay", "discard", "error", "retry", "pipe"} {
@@ -107,23 +134,24 @@ func defaultServices() []*mastercf.Service {
 }
 
 // loadServices reads master.cf's unix services from the configuration
-// directory, or the stock ones when there is no master.cf.
+// directory, followed by the stock delivery services it does not define.
 func loadServices(cfg *config.Config) ([]*mastercf.Service, error) {
 	dir := cfg.Get("config_directory")
 	mf, err := mastercf.Load(filepath.Join(dir, "master.cf"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return defaultServices(), nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var out []*mastercf.Service
-	for _, s := range mf.Services {
-		if s.Type == "unix" {
-			out = append(out, s)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		for _, s := range mf.Services {
+			if s.Type == "unix" {
+				out = append(out, s)
+			}
 		}
 	}
-	return out, nil
+	// buildTransports keeps the first of duplicate names: master.cf's.
+	return append(out, defaultServices()...), nil
 }
 
 // buildTransports creates every delivery transport master.cf defines.
@@ -195,17 +223,13 @@ func (m *Manager) buildTransports(d Deps) error {
 			case factory == nil:
 				t.unavailable = "delivery via " + s.Command + " is not available yet in this version of moat"
 			default:
-				a, err := factory(delivery.Deps{
+				deps := delivery.Deps{
 					Config: cfg, Service: s.Name, Args: s.Args, Log: log,
 					Queue: d.Queue, Rewrite: d.Rewrite, Wake: m.Wake, Self: self,
 					ProxySocket: d.ProxySocket, Now: m.now,
-				})
-				if err != nil {
-					m.log.Warning("transport %s: %v; its mail is deferred until this is fixed", s.Name, err)
-					t.unavailable = "mail transport unavailable"
-				} else {
-					t.agent = a
 				}
+				t.build = func() (delivery.Agent, error) { return factory(deps) }
+				t.mgr = m
 			}
 		}
 		m.transports[s.Name] = t
@@ -240,9 +264,12 @@ func transportInt(cfg *config.Config, service, suffix string) (int, error) {
 func (m *Manager) closeTransports() error {
 	var errs []error
 	for _, t := range m.transports {
+		t.mu.Lock()
 		if t.agent != nil {
 			errs = append(errs, t.agent.Close())
+			t.agent = nil
 		}
+		t.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
