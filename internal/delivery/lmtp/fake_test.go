@@ -1,11 +1,14 @@
 package lmtp
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"moat/internal/queue"
 	"moat/internal/smtp"
@@ -252,4 +255,45 @@ func TestConnectRefused(t *testing.T) {
 
 	res = deliver(t, a, request("inet:[bad", msg, "a@example.com"))
 	checkResult(t, res[0], queue.RcptDeferred, "4.3.5", "Server configuration error", "none")
+}
+
+// More recipients than one pipelined batch: replies are read between
+// batches, and every recipient gets the reply meant for it.
+func TestFakeManyRecipients(t *testing.T) {
+	f := newFake(t)
+	f.rcpt["r137@example.com"] = "550 5.1.1 unknown"
+	f.start()
+	var rcpts []string
+	for i := 0; i < 2*pipelineBatch+50; i++ {
+		rcpts = append(rcpts, fmt.Sprintf("r%d@example.com", i))
+	}
+	res := deliver(t, newAgent(t, t.TempDir(), nil), request(f.addr, msg, rcpts...))
+	for i, r := range res {
+		want := queue.RcptDelivered
+		if i == 137 {
+			want = queue.RcptBounced
+		}
+		if r.State != want {
+			t.Fatalf("result %d: %+v", i, r)
+		}
+	}
+	if n := len(f.Commands()); n != len(rcpts)+4 {
+		t.Errorf("%d commands", n)
+	}
+}
+
+// A cancelled context (the queue manager stopping) ends the session and
+// defers everyone.
+func TestFakeCancel(t *testing.T) {
+	f := newFake(t)
+	f.hangAfterDot = true
+	f.start()
+	a := newAgent(t, t.TempDir(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	res := a.Deliver(ctx, request(f.addr, msg, "a@example.com"))
+	if time.Since(start) > 10*time.Second || len(res) != 1 || res[0].State != queue.RcptDeferred {
+		t.Fatalf("after %v: %+v", time.Since(start), res)
+	}
 }

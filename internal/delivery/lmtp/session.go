@@ -370,94 +370,83 @@ func (s *session) rcptCommand(r delivery.Recipient) string {
 	return cmd
 }
 
-// envelope sends MAIL, the RCPTs and DATA, all at once when the server
-// offered PIPELINING (RFC 2920), else one at a time, and returns the
-// recipients the server accepted; ok is false when the session is over
-// (no DATA to follow: an error, or all refused).
-func (s *session) envelope() (accepted []delivery.Recipient, ok bool) {
-	t := s.a.s
-	if s.ext.Has("PIPELINING") {
-		s.send(s.mailCommand(), t.mail)
-		for _, r := range s.req.Recipients {
-			s.send(s.rcptCommand(r), t.rcpt)
-		}
-		s.send("DATA", t.dataInit)
-		if err := s.flush(t.mail); err != nil {
-			s.ioFail(err, whileMail)
-			return nil, false
-		}
-		mail, err := s.read(t.mail)
-		if err != nil {
-			s.ioFail(err, whileMail)
-			return nil, false
-		}
-		for _, r := range s.req.Recipients {
-			rep, err := s.read(t.rcpt)
-			if err != nil {
-				s.ioFail(err, whileRcpt)
-				return nil, false
-			}
-			if mail.Code/100 != 2 {
-				continue
-			}
-			if rep.Code/100 == 2 {
-				accepted = append(accepted, r)
-			} else {
-				s.set(r, rep.DSN(), s.said(rep, inRcpt))
-			}
-		}
-		data, err := s.read(t.dataInit)
-		if err != nil {
-			s.ioFail(err, whileData)
-			return nil, false
-		}
-		if mail.Code/100 != 2 {
-			s.failRest(mail.DSN(), s.said(mail, inMail))
-		}
-		return s.afterData(data, accepted)
-	}
-	s.send(s.mailCommand(), t.mail)
-	mail, err := s.roundTrip(t.mail)
-	if err != nil {
-		s.ioFail(err, whileMail)
-		return nil, false
-	}
-	if mail.Code/100 != 2 {
-		s.failRest(mail.DSN(), s.said(mail, inMail))
-		s.quit()
-		return nil, false
-	}
-	for _, r := range s.req.Recipients {
-		s.send(s.rcptCommand(r), t.rcpt)
-		rep, err := s.roundTrip(t.rcpt)
-		if err != nil {
-			s.ioFail(err, whileRcpt)
-			return nil, false
-		}
-		if rep.Code/100 == 2 {
-			accepted = append(accepted, r)
-		} else {
-			s.set(r, rep.DSN(), s.said(rep, inRcpt))
-		}
-	}
-	if len(accepted) == 0 {
-		s.quit()
-		return nil, false
-	}
-	s.send("DATA", t.dataInit)
-	data, err := s.roundTrip(t.dataInit)
-	if err != nil {
-		s.ioFail(err, whileData)
-		return nil, false
-	}
-	return s.afterData(data, accepted)
+// pipelineBatch bounds how many commands go out before their replies
+// are read. A server's replies queue in its socket buffer while it
+// waits for us to read them; unbounded pipelining of a long recipient
+// list could fill both directions and stall (Postfix bounds it by the
+// TCP send buffer size).
+const pipelineBatch = 100
+
+// command is one envelope command and what its reply decides.
+type command struct {
+	line    string
+	timeout time.Duration
+	while   string              // the state for I/O error texts
+	rcpt    *delivery.Recipient // nil for MAIL and DATA
+	data    bool
 }
 
-func (s *session) roundTrip(timeout time.Duration) (smtp.Reply, error) {
-	if err := s.flush(timeout); err != nil {
-		return smtp.Reply{}, err
+// envelope sends MAIL, the RCPTs and DATA, in batches when the server
+// offered PIPELINING (RFC 2920), else one at a time, and returns the
+// recipients the server accepted; ok is false when the session is over
+// (no body to follow: an error, or nobody accepted).
+func (s *session) envelope() (accepted []delivery.Recipient, ok bool) {
+	t := s.a.s
+	cmds := make([]command, 0, len(s.req.Recipients)+2)
+	cmds = append(cmds, command{line: s.mailCommand(), timeout: t.mail, while: whileMail})
+	for i := range s.req.Recipients {
+		r := &s.req.Recipients[i]
+		cmds = append(cmds, command{line: s.rcptCommand(*r), timeout: t.rcpt, while: whileRcpt, rcpt: r})
 	}
-	return s.read(timeout)
+	cmds = append(cmds, command{line: "DATA", timeout: t.dataInit, while: whileData, data: true})
+	batch := 1
+	if s.ext.Has("PIPELINING") {
+		batch = pipelineBatch
+	}
+	var mail smtp.Reply
+	for i := 0; i < len(cmds); {
+		// Without pipelining, a refused MAIL or no accepted recipient
+		// ends the transaction before DATA.
+		if i > 0 && (mail.Code/100 != 2 || cmds[i].data && len(accepted) == 0) {
+			break
+		}
+		j := min(i+batch, len(cmds))
+		for _, c := range cmds[i:j] {
+			s.send(c.line, c.timeout)
+		}
+		if err := s.flush(cmds[i].timeout); err != nil {
+			s.ioFail(err, cmds[i].while)
+			return nil, false
+		}
+		for _, c := range cmds[i:j] {
+			rep, err := s.read(c.timeout)
+			if err != nil {
+				s.ioFail(err, c.while)
+				return nil, false
+			}
+			switch {
+			case i == 0 && c.rcpt == nil && !c.data:
+				mail = rep
+				if rep.Code/100 != 2 {
+					s.failRest(rep.DSN(), s.said(rep, inMail))
+				}
+			case c.rcpt != nil:
+				if mail.Code/100 != 2 {
+					continue
+				}
+				if rep.Code/100 == 2 {
+					accepted = append(accepted, *c.rcpt)
+				} else {
+					s.set(*c.rcpt, rep.DSN(), s.said(rep, inRcpt))
+				}
+			case c.data:
+				return s.afterData(rep, accepted)
+			}
+		}
+		i = j
+	}
+	s.quit()
+	return nil, false
 }
 
 // afterData judges the DATA reply.
