@@ -1,0 +1,338 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"moat/internal/aliases"
+	"moat/internal/delivery"
+	"moat/internal/queue"
+	"moat/internal/smtp"
+)
+
+// maxListFile bounds a .forward or :include: file: a mailing list of
+// this size is already unusual, and the file is read whole.
+const maxListFile = 4 << 20
+
+// dotforward is local(8)'s deliver_dotforward(): the first forward_path
+// file that exists and is safe, expanded with the user's rights. It
+// reports whether the file settled the recipient (an empty file does
+// not: "do not forward").
+func (j *job) dotforward(st attrs, acct *account) bool {
+	set := j.a.set
+	// A user listed in her own .forward file gets the mailbox.
+	if st.expType == expForward && (st.expFrom == st.user || st.expFrom == st.local) {
+		return false
+	}
+	m := j.macros(st, acct)
+	noExt := m
+	noExt.extension = ""
+	for _, tmpl := range set.forwardPath {
+		path, stat := expandLocal(tmpl, m, set.fwdFilter)
+		if stat&1 != 0 || path == "" {
+			continue
+		}
+		if !filepath.IsAbs(path) {
+			j.warn("forward_path entry %q expands to relative path %q: skipped", tmpl, path)
+			continue
+		}
+		data, err := readOwnedFile(path, acct)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			j.warn("%v", err)
+			continue
+		}
+		targets := parseForward(data)
+		if len(targets) == 0 {
+			return false
+		}
+		sub := st
+		sub.expType = expForward
+		sub.expFrom = st.user
+		sub.rights = acct
+		// Forwarded copies of a .forward go out as new mail (local(8):
+		// the owner attribute is set by .forward processing).
+		if sub.owner == "" {
+			sub.owner = st.rcpt
+		}
+		// The extension is used up when the file named it
+		// (.forward+ext); otherwise it propagates when told to.
+		if plain, _ := expandLocal(tmpl, noExt, set.fwdFilter); st.ext != "" && plain != path {
+			sub.unmatched = ""
+		} else if !set.propForward {
+			sub.unmatched = ""
+		}
+		j.tokens(sub, targets)
+		return true
+	}
+	return false
+}
+
+// readOwnedFile reads a .forward file as local(8) accepts it: a regular
+// file, reached without symbolic links, owned by the user or root and
+// writable by neither group nor others (moat is stricter than local(8),
+// which refuses only world-writable files: a group-writable .forward
+// lets the group run commands as the user).
+func readOwnedFile(path string, acct *account) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("file %s is a symbolic link: ignored", path)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot open file %s: %s", path, delivery.Strerror(err))
+	}
+	defer f.Close()
+	// A link in a directory above it would let the user point local(8)
+	// at a file only root can read.
+	if real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && real != filepath.Clean(path) {
+		return nil, fmt.Errorf("file %s is reached through a symbolic link (%s): ignored", path, real)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot stat file %s: %s", path, delivery.Strerror(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("file %s is not a regular file", path)
+	}
+	uid, _ := statUID(fi)
+	if uid != 0 && uid != acct.uid {
+		return nil, fmt.Errorf("file %s has bad owner uid %d", path, uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("file %s is group or world writable", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxListFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read file %s: %s", path, delivery.Strerror(err))
+	}
+	if len(data) > maxListFile {
+		return nil, fmt.Errorf("file %s is larger than %d bytes", path, maxListFile)
+	}
+	return data, nil
+}
+
+// parseForward splits a .forward or :include: file into targets: each
+// logical line (a line starting with whitespace continues the one
+// before; lines starting with '#' are comments) has the syntax of an
+// alias's right-hand side (local(8), aliases(5)).
+func parseForward(data []byte) []string {
+	var targets []string
+	var cur strings.Builder
+	flush := func() {
+		if cur.Len() > 0 {
+			targets = append(targets, aliases.Targets(cur.String())...)
+			cur.Reset()
+		}
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimRight(line, "\r")
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || trimmed[0] == '#' {
+			// A comment or blank line ends nothing in local(8)'s
+			// readlline(); a continuation after it is still one line.
+			continue
+		}
+		if aliases.IsSpace(line[0]) {
+			cur.WriteByte(' ')
+			cur.WriteString(trimmed)
+			continue
+		}
+		flush()
+		cur.WriteString(trimmed)
+	}
+	flush()
+	return targets
+}
+
+// include is local(8)'s deliver_include(): the targets listed in an
+// :include: file, with that file's owner's rights when the alias is
+// root's.
+func (j *job) include(st attrs, path string) {
+	rights := st.rights
+	if j.beenHere(fmt.Sprintf("include %d %s", j.rightsFor(st).uid, path)) {
+		return
+	}
+	st.level++
+	if st.level > maxLevel {
+		j.fail("5.4.6", "alias database loop for "+st.rcpt)
+		return
+	}
+	if !filepath.IsAbs(path) {
+		j.warn(":include:%s uses a relative path", path)
+		j.fail("5.3.5", "mail system configuration error")
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		j.warn("unable to lookup :include: file %s: %s", path, delivery.Strerror(err))
+		j.fail("5.3.5", "mail system configuration error")
+		return
+	}
+	if !fi.Mode().IsRegular() {
+		j.warn(":include: file %s is not a regular file", path)
+		j.fail("5.3.5", "mail system configuration error")
+		return
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		j.warn(":include: file %s is world writable", path)
+		j.fail("5.3.5", "mail system configuration error")
+		return
+	}
+	uid, _ := statUID(fi)
+	gid, _ := statGID(fi)
+	if rights == nil || rights.uid == 0 {
+		// A root-owned alias lends the include file owner's rights, so
+		// the owner cannot take over default_privs.
+		if uid != 0 {
+			owner, err := lookupUID(uid)
+			if err != nil || owner == nil {
+				j.warn("%s: cannot find :include: file owner username", path)
+				j.fail("4.3.5", "mail system configuration error")
+				return
+			}
+			rights = owner
+		}
+	} else if !readableBy(fi.Mode().Perm(), uid, gid, rights) {
+		// local(8) opens the file with the user's rights; moat reads it
+		// as root, so it checks that the user could have.
+		j.warn("cannot open include file %s: %s", path, delivery.Strerror(syscall.EACCES))
+		j.fail("5.3.5", "mail system configuration error")
+		return
+	}
+	data, err := readLimited(path)
+	if err != nil {
+		j.warn("cannot open include file %s: %v", path, err)
+		j.fail("5.3.5", "mail system configuration error")
+		return
+	}
+	sub := st
+	sub.expType = expInclude
+	sub.expFrom = st.local
+	sub.rights = rights
+	if sub.owner == "" {
+		sub.owner = st.rcpt
+	}
+	if !j.a.set.propInclude {
+		sub.unmatched = ""
+	}
+	j.tokens(sub, parseForward(data))
+}
+
+// readableBy approximates access(2) for a user and a file's mode.
+func readableBy(perm os.FileMode, uid, gid uint32, a *account) bool {
+	switch {
+	case uid == a.uid:
+		return perm&0o400 != 0
+	case gid == a.gid:
+		return perm&0o040 != 0
+	}
+	return perm&0o004 != 0
+}
+
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxListFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxListFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxListFile)
+	}
+	return data, nil
+}
+
+// flushForwards submits the forwarded copies: one new message per
+// envelope sender, "Delivered-To: RCPT" first so that the copy coming
+// back is recognized as a loop (local(8) "MAIL FORWARDING").
+func (j *job) flushForwards() {
+	for _, g := range j.forwards {
+		id, err := j.submit(g)
+		if err != nil {
+			j.warn("%s: cannot forward mail for %s: %v", j.req.QueueID, j.rcpt.Address, err)
+			j.fail("4.3.0", "cannot forward mail: "+err.Error())
+			return
+		}
+		j.ok("forwarded as "+id, false)
+	}
+}
+
+func (j *job) submit(g *fwdGroup) (string, error) {
+	q := j.a.d.Queue
+	if q == nil {
+		return "", errors.New("no queue to forward to")
+	}
+	w, err := q.NewMessage()
+	if err != nil {
+		return "", err
+	}
+	defer w.Abort()
+	if j.a.set.hdrForward {
+		if _, err := w.WriteString("Delivered-To: " + strings.ToLower(j.delivered) + "\r\n"); err != nil {
+			return "", err
+		}
+	}
+	if _, err := io.Copy(w, j.req.Content()); err != nil {
+		return "", err
+	}
+	orig := j.req.Envelope
+	env := queue.Envelope{
+		Sender:     g.sender,
+		ClientName: orig.ClientName,
+		ClientAddr: orig.ClientAddr,
+		Helo:       orig.Helo,
+		Protocol:   orig.Protocol,
+		SASLUser:   orig.SASLUser,
+		MessageID:  orig.MessageID,
+		Arrival:    j.a.d.Now(),
+		Flags:      orig.Flags &^ queue.FlagHold,
+	}
+	// RFC 3461 section 6.2.7.3: an alias passes ENVID, RET and ORCPT on,
+	// and NOTIFY without SUCCESS; a mailing list (an owner- sender) does
+	// not.
+	notify := smtp.Notify(j.rcpt.Notify)
+	if notify&smtp.NotifySuccess != 0 {
+		notify &^= smtp.NotifySuccess
+		if notify == 0 {
+			notify = smtp.NotifyNever
+		}
+	}
+	if !g.isOwner {
+		env.EnvID, env.Ret = orig.EnvID, orig.Ret
+	}
+	for _, a := range g.addrs {
+		r := queue.Recipient{Address: a}
+		if !g.isOwner {
+			r.ORCPT = j.rcpt.ORCPT
+			r.Notify = notify
+		}
+		env.Recipients = append(env.Recipients, r)
+	}
+	if j.a.d.Rewrite != nil {
+		if err := j.a.d.Rewrite(&env); err != nil {
+			return "", err
+		}
+	}
+	w.Envelope = env
+	id, err := w.Commit()
+	if err != nil {
+		return "", err
+	}
+	if j.a.d.Wake != nil {
+		j.a.d.Wake()
+	}
+	return id, nil
+}
