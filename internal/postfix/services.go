@@ -3,6 +3,7 @@ package postfix
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 
 	"moat/internal/anvil"
@@ -14,6 +15,7 @@ import (
 	"moat/internal/qmgr"
 	"moat/internal/resolve"
 	"moat/internal/restrict"
+	"moat/internal/rewrite"
 	"moat/internal/smtpd"
 )
 
@@ -38,46 +40,65 @@ func newSMTPD(d master.ServiceDeps) (master.ConnServer, error) {
 		return nil, err
 	}
 	mo.ProxySocket = d.ProxySocket
-	lists, err := restrict.New(d.Config, mo)
-	if err != nil {
+	svc := &smtpdService{}
+	fail := func(err error) (master.ConnServer, error) {
+		svc.Close()
 		return nil, err
+	}
+	if svc.lists, err = restrict.New(d.Config, mo); err != nil {
+		return fail(err)
+	}
+	// cleanup(8)'s address rewriting and smtpd's unlisted-recipient
+	// check read their tables with the same options, so a jailed smtpd
+	// reaches local_recipient_maps' proxy:unix:passwd.byname through
+	// proxymap.
+	if svc.rewrite, err = rewrite.New(d.Config, mo); err != nil {
+		return fail(err)
+	}
+	if svc.unlisted, err = smtpd.NewUnlisted(d.Config, mo); err != nil {
+		return fail(fmt.Errorf("smtpd: service %s: %w", d.Service, err))
 	}
 	deps := smtpd.Deps{
 		Config: d.Config, Service: d.Service, Log: d.Log, Queue: d.Queue,
-		Policy: lists, Committed: d.Committed, Now: d.Now,
+		Policy: svc.lists, Committed: d.Committed, Now: d.Now,
+		Rewrite: svc.rewrite, Unlisted: svc.unlisted,
 	}
-	var ac *anvil.Client
 	if d.AnvilSocket != "" {
-		ac = anvil.NewClient(d.AnvilSocket)
-		deps.Anvil = ac
+		svc.anvil = anvil.NewClient(d.AnvilSocket)
+		deps.Anvil = svc.anvil
 	}
-	s, err := smtpd.New(deps)
-	if err != nil {
-		lists.Close()
-		if ac != nil {
-			ac.Close()
-		}
-		return nil, err
+	if svc.Server, err = smtpd.New(deps); err != nil {
+		return fail(err)
 	}
-	return &smtpdService{Server: s, lists: lists, anvil: ac}, nil
+	return svc, nil
 }
 
-// smtpdService closes a generation's restriction tables and its anvil
-// connection with its server, so a reload leaves nothing open behind.
+// smtpdService closes a generation's restriction, rewriting and
+// unlisted-recipient tables and its anvil connection with its server, so a
+// reload leaves nothing open behind.
 type smtpdService struct {
 	*smtpd.Server
-	lists *restrict.Lists
-	anvil *anvil.Client
+	lists    *restrict.Lists
+	rewrite  *rewrite.Rewriter
+	unlisted *smtpd.Unlisted
+	anvil    *anvil.Client
 }
 
-// Close releases the server's and the restriction lists' tables and the
-// anvil connection.
+// Close releases the server's, the restriction lists', the rewriter's and
+// the unlisted check's tables and the anvil connection.
 func (s *smtpdService) Close() error {
-	err := errors.Join(s.Server.Close(), s.lists.Close())
-	if s.anvil != nil {
-		err = errors.Join(err, s.anvil.Close())
+	var errs []error
+	if s.Server != nil {
+		errs = append(errs, s.Server.Close())
 	}
-	return err
+	if s.lists != nil {
+		errs = append(errs, s.lists.Close())
+	}
+	errs = append(errs, s.rewrite.Close(), s.unlisted.Close())
+	if s.anvil != nil {
+		errs = append(errs, s.anvil.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // roles are the services the master runs besides smtpd: the queue
