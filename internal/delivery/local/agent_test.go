@@ -327,3 +327,35 @@ func TestAliasFileAndCommandRunAsDefaultPrivs(t *testing.T) {
 		t.Errorf("file:\n%s", mb)
 	}
 }
+
+func TestDotForwardSymlinks(t *testing.T) {
+	f := newFixture(t, "home_mailbox = Maildir/\nforward_path = $home/sub/.forward, BASE/alt/$user/.forward\n", "")
+	a := f.account()
+	// A directory the user links to root's file: ignored.
+	secret := filepath.Join(f.base, "secret")
+	if err := os.Mkdir(secret, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(secret, ".forward"), "leak@remote.example\n", 0o600, 0, 0)
+	if err := os.Symlink(secret, filepath.Join(a.home, "sub")); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to maildir")
+	if log := f.logText(); !strings.Contains(log, "in a directory root does not control") {
+		t.Errorf("log:\n%s", log)
+	}
+	// A link root made (BASE/alt -> BASE/home) is the admin's: followed.
+	os.Remove(filepath.Join(a.home, "sub"))
+	if err := os.Symlink(filepath.Join(f.base, "home"), filepath.Join(f.base, "alt")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(a.home, ".forward"), "fwd@remote.example\n", 0o644, a.uid, a.gid)
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "forwarded as ")
+}
+
+func TestStrictMailboxOwnership(t *testing.T) {
+	f := newFixture(t, "", "")
+	a := f.account()
+	writeFile(t, filepath.Join(f.spool, a.name), "", 0o666, 0, 0)
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDeferred, "4.2.0", "wrong ownership")
+}

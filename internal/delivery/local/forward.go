@@ -81,7 +81,18 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 // which refuses only world-writable files: a group-writable .forward
 // lets the group run commands as the user).
 func readOwnedFile(path string, acct *account) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	// Links in directories only root controls (/home -> /srv/home) are
+	// the admin's; a link the user could have made would let the user
+	// point local(8), which reads as root, at a file only root can read.
+	dir, err := resolveTrusted(filepath.Dir(filepath.Clean(path)), 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("file %s: %v: ignored", path, err)
+	}
+	want := filepath.Join(dir, filepath.Base(path))
+	f, err := os.OpenFile(want, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("file %s is a symbolic link: ignored", path)
@@ -92,9 +103,8 @@ func readOwnedFile(path string, acct *account) ([]byte, error) {
 		return nil, fmt.Errorf("cannot open file %s: %s", path, delivery.Strerror(err))
 	}
 	defer f.Close()
-	// A link in a directory above it would let the user point local(8)
-	// at a file only root can read.
-	if real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && real != filepath.Clean(path) {
+	// A directory swapped for a link between the walk and the open.
+	if real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && real != want {
 		return nil, fmt.Errorf("file %s is reached through a symbolic link (%s): ignored", path, real)
 	}
 	fi, err := f.Stat()
@@ -119,6 +129,51 @@ func readOwnedFile(path string, acct *account) ([]byte, error) {
 		return nil, fmt.Errorf("file %s is larger than %d bytes", path, maxListFile)
 	}
 	return data, nil
+}
+
+// resolveTrusted resolves the symbolic links in the absolute directory
+// path dir, accepting only links that sit in directories owned by root
+// and writable by no one else.
+func resolveTrusted(dir string, depth int) (string, error) {
+	if depth > 16 {
+		return "", errors.New("too many levels of symbolic links")
+	}
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("%s is not an absolute path", dir)
+	}
+	cur := "/"
+	parts := strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/")
+	for i, p := range parts {
+		if p == "" {
+			continue
+		}
+		next := filepath.Join(cur, p)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		pfi, err := os.Stat(cur)
+		if err != nil {
+			return "", err
+		}
+		if uid, _ := statUID(pfi); uid != 0 || pfi.Mode().Perm()&0o022 != 0 {
+			return "", fmt.Errorf("symbolic link %s in a directory root does not control", next)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(cur, target)
+		}
+		rest := filepath.Join(append([]string{target}, parts[i+1:]...)...)
+		return resolveTrusted(rest, depth+1)
+	}
+	return cur, nil
 }
 
 // parseForward splits a .forward or :include: file into targets: each

@@ -156,10 +156,10 @@ type settings struct {
 
 	hdrCommand, hdrFile, hdrForward bool
 	origRcptHdr                     bool
+	strictOwner                     bool
 
 	cmdFilter, fwdFilter, dirFilter string
 	myorigin                        string
-	lineLimit                       int
 	mailOwnerUID                    int
 	hasMailOwner                    bool
 
@@ -279,6 +279,7 @@ func readSettings(d delivery.Deps) (s *settings, err error) {
 		{"owner_request_special", &s.ownerSpec},
 		{"expand_owner_alias", &s.expandOwner},
 		{"enable_original_recipient", &s.origRcptHdr},
+		{"strict_mailbox_ownership", &s.strictOwner},
 	}
 	for _, b := range bools {
 		if *b.v, err = cfg.Bool(b.name); err != nil {
@@ -376,11 +377,6 @@ func readSettings(d delivery.Deps) (s *settings, err error) {
 	s.fwdFilter = cfg.Get("forward_expansion_filter")
 	s.dirFilter = cfg.Get("execution_directory_expansion_filter")
 	s.myorigin = cfg.Get("myorigin")
-	ll, err := cfg.Int("line_length_limit")
-	if err != nil || ll <= 0 {
-		return nil, fmt.Errorf("local: line_length_limit: bad value %q", cfg.Get("line_length_limit"))
-	}
-	s.lineLimit = int(ll)
 	s.mailOwnerUID, s.hasMailOwner = cfg.MailOwnerUID()
 
 	privs := cfg.Get("default_privs")

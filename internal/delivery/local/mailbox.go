@@ -133,6 +133,17 @@ func (j *job) writeMailbox(st attrs, creds asuser.Creds, path string, mailbox bo
 			job.Mbox.Fcntl = true
 		}
 	}
+	if mailbox && job.Kind == asuser.KindMbox && set.strictOwner {
+		// strict_mailbox_ownership: a mailbox file that is not the
+		// recipient's (a mistake, or someone else's trap) defers.
+		if fi, err := os.Lstat(path); err == nil {
+			if uid, _ := statUID(fi); uid != creds.UID {
+				j.warn("%s: mailbox %s is owned by uid %d, not by %s", j.req.QueueID, path, uid, creds.User)
+				j.fail("4.2.0", "mailbox "+path+": wrong ownership")
+				return
+			}
+		}
+	}
 	if err := asuser.Deliver(j.ctx, j.a.d.Self, creds, job, j.req.Content()); err != nil {
 		j.failErr(err, "4.3.0")
 		return

@@ -310,4 +310,3 @@ func maildirFiles(t *testing.T, dir string) []string {
 	}
 	return out
 }
-
