@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"moat/internal/config"
 )
@@ -113,5 +114,24 @@ func TestCommandEnv(t *testing.T) {
 	wantEnv = []string{"TZ=Europe/Paris", "FOO=a b", "SECRET=x", "PATH=/usr/sbin:/usr/bin:/bin"}
 	if !reflect.DeepEqual(env, wantEnv) {
 		t.Errorf("explicit: %q, want %q", env, wantEnv)
+	}
+}
+
+func TestTimeLimitParam(t *testing.T) {
+	cfg := config.Empty(t.TempDir())
+	cfg.AddServiceParams("svc", "pipe")
+	for _, tc := range []struct {
+		over map[string]string
+		want time.Duration
+	}{
+		{nil, 1000 * time.Second},
+		{map[string]string{"command_time_limit": "2m"}, 2 * time.Minute},
+		{map[string]string{"svc_time_limit": "30"}, 30 * time.Second},
+		{map[string]string{"svc_time_limit": "${command_time_limit}", "command_time_limit": "1h"}, time.Hour},
+	} {
+		got, err := timeLimit(cfg.WithOverrides(tc.over), "svc")
+		if err != nil || got != tc.want {
+			t.Errorf("%v: got %v %v, want %v", tc.over, got, err, tc.want)
+		}
 	}
 }
