@@ -17,10 +17,12 @@ import (
 	"moat/internal/postalias"
 	"moat/internal/postcat"
 	"moat/internal/postconf"
+	"moat/internal/postdrop"
 	"moat/internal/postfix"
 	"moat/internal/postmap"
 	"moat/internal/postqueue"
 	"moat/internal/postsuper"
+	"moat/internal/sendmail"
 )
 
 // command is the entry point of one verb: it gets the program name to print
@@ -37,9 +39,26 @@ var commands = map[string]command{
 	"postsuper":  postsuper.Main,
 	"postcat":    postcat.Main,
 	"postfix":    postfix.Main,
+	"sendmail":   sendmail.Main,
+	"postdrop":   postdropMain,
+}
+
+// postdropMain is postdrop run without privilege (moat postdrop, or a
+// link): it may write maildrop/ only if the caller can anyway.
+func postdropMain(env *cli.Env, prog string, args []string) int {
+	return postdrop.Main(env, prog, args, false)
 }
 
 func main() {
+	if os.Getegid() != os.Getgid() || os.Geteuid() != os.Getuid() {
+		// The set-group-ID copy (make install: /usr/sbin/postdrop, group
+		// setgid_group) is postdrop and nothing else, whatever its name
+		// or arguments, with an environment cut down to what postdrop
+		// reads: otherwise any user could run any moat command with the
+		// group that writes maildrop/.
+		postdrop.Sanitize()
+		os.Exit(postdrop.Main(cli.OS(), "postdrop", os.Args[1:], true))
+	}
 	os.Exit(run(cli.OS(), os.Args))
 }
 

@@ -61,7 +61,7 @@ func Create(dir string) (*Pending, error) {
 	}
 	name := strings.ToUpper(fmt.Sprintf("%016x%s", time.Now().UnixMicro(), hex.EncodeToString(rnd[:])))
 	p := filepath.Join(dir, tempPrefix+name)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create file %s: %w", p, err)
 	}

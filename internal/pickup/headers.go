@@ -21,7 +21,6 @@ type headerFilter struct {
 	cur       []byte // the logical header being collected
 	line      []byte // a partial line
 	body      bool
-	skip      bool // cur was too long: passed through
 	messageID string
 }
 

@@ -411,16 +411,10 @@ func (q *Queue) checkMaildrop(p string) error {
 	if !ok {
 		return fmt.Errorf("queue: %s: no owner information", p)
 	}
-	if int(sys.Uid) != q.owner {
-		return fmt.Errorf("queue: %s is owned by uid %d, want %d: chown %d %s", p, sys.Uid, q.owner, q.owner, p)
-	}
-	good := st.Mode() == maildropMode && int(sys.Gid) == q.opts.MaildropGroup
-	if good || !q.opts.Create && st.Mode() == fs.ModeDir|0o700 {
-		return nil
-	}
-	if q.opts.Create && os.Geteuid() == 0 {
-		// Group first, then mode: the directory is never group-writable
-		// for the wrong group.
+	good := int(sys.Uid) == q.owner && st.Mode() == maildropMode && int(sys.Gid) == q.opts.MaildropGroup
+	if !good && q.opts.Create && os.Geteuid() == 0 {
+		// Group and owner first, then mode: the directory is never
+		// group-writable for the wrong group.
 		if err := os.Lchown(p, q.owner, q.opts.MaildropGroup); err != nil {
 			return fmt.Errorf("queue: chown %s: %w", p, err)
 		}
@@ -429,8 +423,13 @@ func (q *Queue) checkMaildrop(p string) error {
 		}
 		return nil
 	}
-	if q.opts.Create && st.Mode() == fs.ModeDir|0o700 {
-		return nil // not root: it cannot be given to the group; stays closed
+	if int(sys.Uid) != q.owner {
+		return fmt.Errorf("queue: %s is owned by uid %d, want %d: chown %d %s", p, sys.Uid, q.owner, q.owner, p)
+	}
+	if good || st.Mode() == fs.ModeDir|0o700 {
+		// 0700: not root, so it could not be given to the group; it stays
+		// closed to local submission, which is safe.
+		return nil
 	}
 	return fmt.Errorf("queue: %s has mode %v group %d, want drwx-wx--T group %d: chgrp %d %s; chmod 1730 %s",
 		p, st.Mode(), sys.Gid, q.opts.MaildropGroup, q.opts.MaildropGroup, p, p)
