@@ -93,6 +93,17 @@ func New(d delivery.Deps) (*Agent, error) {
 	return &Agent{s: s, log: d.Log, now: now}, nil
 }
 
+// Factory is New with the signature of qmgr.AgentFactory, for the
+// process that registers agents by master.cf command ("lmtp"); it keeps
+// a failed New from becoming a non-nil interface around a nil *Agent.
+func Factory(d delivery.Deps) (delivery.Agent, error) {
+	a, err := New(d)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // Close releases nothing: the agent keeps no connections between
 // requests.
 func (a *Agent) Close() error { return nil }
