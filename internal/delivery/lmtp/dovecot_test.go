@@ -16,7 +16,17 @@ import (
 	"moat/internal/testutil/dovecot"
 )
 
-var users = map[string]string{"alice@example.com": "", "bob@example.com": ""}
+var users = map[string]string{"alice@example.com": "", "bob@example.com": "",
+	"carol@example.com": "", "dave@example.com": ""}
+
+// TestDovecot runs the scenarios against one Dovecot instance (each with
+// its own users), since starting one costs seconds on a busy machine.
+func TestDovecot(t *testing.T) {
+	dv := dovecot.Start(t, dovecot.Options{Users: users})
+	t.Run("UnixTwoUsersOneUnknown", func(t *testing.T) { testUnixTwoUsersOneUnknown(t, dv) })
+	t.Run("InetBigMessage", func(t *testing.T) { testInetBigMessage(t, dv) })
+	t.Run("QueueMessage", func(t *testing.T) { testQueueMessage(t, dv) })
+}
 
 // lf is how Dovecot's Maildir stores what moat sent with CRLF.
 func lf(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")) }
@@ -36,8 +46,7 @@ func onlyMessage(t *testing.T, dv *dovecot.Server, user string) []byte {
 // Two users and an unknown one in one session over the UNIX socket, named
 // relative to queue_directory as "lmtp:unix:private/dovecot-lmtp" is: one
 // DATA, two 250s, one 550 at RCPT.
-func TestDovecotUnixTwoUsersOneUnknown(t *testing.T) {
-	dv := dovecot.Start(t, dovecot.Options{Users: users})
+func testUnixTwoUsersOneUnknown(t *testing.T, dv *dovecot.Server) {
 	a := newAgent(t, dv.Dir, nil)
 	content := []byte("From: sender@example.org\r\nTo: alice@example.com\r\nSubject: two\r\n\r\nline one\r\n.leading dot\r\n..two dots\r\n")
 	req := request("unix:lmtp", content, "alice@example.com", "nobody@example.com", "bob@example.com")
@@ -66,8 +75,7 @@ func TestDovecotUnixTwoUsersOneUnknown(t *testing.T) {
 
 // A 1 MB message over TCP, many lines beginning with ".", byte-exact in
 // the Maildir.
-func TestDovecotInetBigMessage(t *testing.T) {
-	dv := dovecot.Start(t, dovecot.Options{Users: users})
+func testInetBigMessage(t *testing.T, dv *dovecot.Server) {
 	a := newAgent(t, t.TempDir(), nil)
 	var b bytes.Buffer
 	b.WriteString("Subject: big\r\n\r\n")
@@ -84,20 +92,19 @@ func TestDovecotInetBigMessage(t *testing.T) {
 		}
 	}
 	content := b.Bytes()
-	res := deliver(t, a, request("inet:"+dv.LMTPAddr, content, "alice@example.com"))
+	res := deliver(t, a, request("inet:"+dv.LMTPAddr, content, "carol@example.com"))
 	_, port, _ := strings.Cut(dv.LMTPAddr, ":")
 	if r := res[0]; r.State != queue.RcptDelivered || r.Relay != "127.0.0.1[127.0.0.1]:"+port {
 		t.Fatalf("result %+v", r)
 	}
-	if got := dovecot.Body(onlyMessage(t, dv, "alice@example.com")); !bytes.Equal(got, lf(content)) {
+	if got := dovecot.Body(onlyMessage(t, dv, "carol@example.com")); !bytes.Equal(got, lf(content)) {
 		t.Errorf("stored %d bytes, want %d (differ)", len(got), len(lf(content)))
 	}
 }
 
 // A real queue file as the content, read back through the queue's
 // consumer API as the queue manager does.
-func TestDovecotQueueMessage(t *testing.T) {
-	dv := dovecot.Start(t, dovecot.Options{Users: users})
+func testQueueMessage(t *testing.T, dv *dovecot.Server) {
 	q, err := queue.Open(t.TempDir(), queue.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +115,7 @@ func TestDovecotQueueMessage(t *testing.T) {
 	}
 	content := []byte("Subject: from the queue\r\n\r\nbody\r\n")
 	w.Envelope.Sender = "sender@example.org"
-	w.Envelope.Recipients = []queue.Recipient{{Address: "bob@example.com"}}
+	w.Envelope.Recipients = []queue.Recipient{{Address: "dave@example.com"}}
 	w.Envelope.Arrival = time.Now()
 	if _, err := w.Write(content); err != nil {
 		t.Fatal(err)
@@ -127,13 +134,13 @@ func TestDovecotQueueMessage(t *testing.T) {
 		Envelope:   &m.Envelope,
 		Content:    m.Content,
 		Nexthop:    "inet:" + dv.LMTPAddr,
-		Recipients: []delivery.Recipient{{Index: 0, Address: "bob@example.com"}},
+		Recipients: []delivery.Recipient{{Index: 0, Address: "dave@example.com"}},
 	}
 	res := deliver(t, newAgent(t, t.TempDir(), nil), req)
 	if res[0].State != queue.RcptDelivered {
 		t.Fatalf("result %+v", res[0])
 	}
-	if got := dovecot.Body(onlyMessage(t, dv, "bob@example.com")); !bytes.Equal(got, lf(content)) {
+	if got := dovecot.Body(onlyMessage(t, dv, "dave@example.com")); !bytes.Equal(got, lf(content)) {
 		t.Errorf("stored %q", got)
 	}
 }
