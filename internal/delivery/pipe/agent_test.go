@@ -408,3 +408,33 @@ func TestNewRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentDeliveries runs one agent's deliveries at once, as the
+// queue manager does up to the transport's process limit.
+func TestConcurrentDeliveries(t *testing.T) {
+	requireRoot(t)
+	u := newAccount(t)
+	r := newRig(t, "")
+	script := filepath.Join(r.dir, "each")
+	text := "#!/bin/sh\ncat > " + r.out + "/\"$1\"\nexit 0\n"
+	if err := os.WriteFile(script, []byte(text), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ag := newAgent(t, "svc", "user="+u.Username+" flags=D argv="+script+" ${user}", nil)
+	const n = 6
+	done := make(chan []delivery.Result, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			done <- ag.Deliver(context.Background(), request(testMsg, fmt.Sprintf("u%d@b.example", i)))
+		}()
+	}
+	for i := 0; i < n; i++ {
+		res := <-done
+		want(t, res[0], queue.RcptDelivered, "2.0.0", "delivered via svc service")
+	}
+	for i := 0; i < n; i++ {
+		if s := r.read(t, fmt.Sprintf("u%d", i)); !strings.HasPrefix(s, fmt.Sprintf("Delivered-To: u%d@b.example\n", i)) {
+			t.Errorf("u%d got %q", i, s)
+		}
+	}
+}

@@ -278,6 +278,9 @@ func bounce5(dsn, reason string) verdict {
 
 func (ag *Agent) deliver(ctx context.Context, req *delivery.Request) verdict {
 	rcpts := req.Recipients
+	if req.Content == nil {
+		return defer4("4.3.0", "error reading message: no content")
+	}
 	env := req.Envelope
 	if env == nil {
 		env = &queue.Envelope{}
