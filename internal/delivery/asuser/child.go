@@ -58,11 +58,8 @@ func childDeliver(stdin io.Reader, job *bufio.Reader) wireResult {
 	if err != nil {
 		return failure(childFailed(fmt.Errorf("reading job: %v", err)))
 	}
-	var w wireJob
-	if err := json.Unmarshal(line, &w); err != nil {
-		return failure(childFailed(fmt.Errorf("decoding job: %v", err)))
-	}
-	if err := w.validate(); err != nil {
+	w, err := decodeJob(line)
+	if err != nil {
 		return failure(childFailed(err))
 	}
 	if w.CheckUID {
@@ -85,6 +82,19 @@ func childDeliver(stdin io.Reader, job *bufio.Reader) wireResult {
 		return wireResult{OK: true, Path: w.Path}
 	}
 	return failure(childFailed(fmt.Errorf("unknown mailbox kind %q", w.Kind)))
+}
+
+// decodeJob parses and checks the job line: only a job that names a known
+// kind and an absolute path without NUL comes out.
+func decodeJob(line []byte) (wireJob, error) {
+	var w wireJob
+	if err := json.Unmarshal(line, &w); err != nil {
+		return wireJob{}, fmt.Errorf("decoding job: %v", err)
+	}
+	if err := w.validate(); err != nil {
+		return wireJob{}, err
+	}
+	return w, nil
 }
 
 // failure turns an error into the record the parent rebuilds a

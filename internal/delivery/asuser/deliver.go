@@ -145,6 +145,14 @@ func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content
 	case readErr != nil:
 		return "", &delivery.Error{DSN: "4.3.0", Text: string(job.Kind) + " delivery failed: error reading message: " + delivery.Strerror(readErr), Err: readErr}
 	}
+	return decodeResult(result, waitErr, stderr)
+}
+
+// decodeResult turns the child's outcome record into Deliver's answer.
+// Success needs both an explicit OK record and a clean exit; a failure
+// record keeps the child's classification, with a DSN that can only say
+// 4.x.x or 5.x.x.
+func decodeResult(result []byte, waitErr error, stderr []byte) (string, error) {
 	var r wireResult
 	if len(result) == 0 || json.Unmarshal(result, &r) != nil {
 		return "", childFailed(exitError(waitErr, stderr))
@@ -162,10 +170,13 @@ func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content
 	if !validDSN(e.DSN) {
 		e.DSN = "4.3.0"
 	}
-	if r.Errno != 0 {
+	if e.Text == "" {
+		e.Text = "delivery child failed: no reason given"
+	}
+	if r.Errno > 0 {
 		e.Err = syscall.Errno(r.Errno)
 	} else {
-		e.Err = errors.New(r.Text)
+		e.Err = errors.New(e.Text)
 	}
 	return "", e
 }

@@ -17,6 +17,7 @@ import (
 	"moat/internal/cli"
 	"moat/internal/delivery"
 	"moat/internal/delivery/maildir"
+	"moat/internal/delivery/mbox"
 )
 
 const testMsg = "Subject: hi\r\n\r\nbody\r\n"
@@ -250,4 +251,34 @@ func TestChildMainByHand(t *testing.T) {
 	if ChildMain(env, ChildVerb, []string{"x"}) != 1 {
 		t.Error("extra argument accepted")
 	}
+}
+
+func TestDeliverMboxAsUser(t *testing.T) {
+	cr := account(t)
+	path := filepath.Join(userDir(t, cr), "mbox")
+	job := Job{Kind: KindMbox, Path: path, Mbox: mbox.Options{Sender: "a@example.com", ReturnPath: true, Create: true, Fcntl: true, DotLock: true}}
+	for i := 0; i < 2; i++ {
+		got, err := DeliverFile(context.Background(), moatBin, cr, job, strings.NewReader(testMsg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != path {
+			t.Errorf("path %q", got)
+		}
+	}
+	if u, g := owner(t, path); u != cr.UID || g != cr.GID {
+		t.Errorf("mbox owned by %d:%d, want %d:%d", u, g, cr.UID, cr.GID)
+	}
+	b, _ := os.ReadFile(path)
+	if strings.Count(string(b), "From a@example.com  ") != 2 || strings.Count(string(b), "Return-Path: <a@example.com>\nSubject: hi\n\nbody\n\n") != 2 {
+		t.Errorf("mbox:\n%s", b)
+	}
+	// Someone else's file: the recipient cannot open it, and the
+	// child's classification (mbox_open's default 5.2.0) comes back.
+	other := filepath.Join(filepath.Dir(path), "root-owned")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Deliver(context.Background(), moatBin, cr, Job{Kind: KindMbox, Path: other}, strings.NewReader(testMsg))
+	wantDeliveryError(t, err, "5.2.0", "cannot open file: Permission denied")
 }
