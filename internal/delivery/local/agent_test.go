@@ -39,6 +39,9 @@ func TestAliasForward(t *testing.T) {
 	if got := recipients(m); !slices.Equal(got, []string{"a@remote.example", "B@Other.Example"}) {
 		t.Errorf("recipients %q", got)
 	}
+	if o := m.Envelope.Recipients[0].Orig; o != "List@example.com" {
+		t.Errorf("orig %q", o)
+	}
 	if m.Envelope.Sender != "sender@remote.example" || m.Envelope.ClientAddr != "192.0.2.1" {
 		t.Errorf("envelope %+v", m.Envelope)
 	}

@@ -185,7 +185,12 @@ func parseForward(data []byte) []string {
 	var cur strings.Builder
 	flush := func() {
 		if cur.Len() > 0 {
-			targets = append(targets, aliases.Targets(cur.String())...)
+			for _, t := range aliases.Targets(cur.String()) {
+				// A lone backslash tokenizes to nothing.
+				if strings.TrimSpace(t) != "" {
+					targets = append(targets, t)
+				}
+			}
 			cur.Reset()
 		}
 	}
@@ -373,6 +378,11 @@ func (j *job) submit(g *fwdGroup) (string, error) {
 		if !g.isOwner {
 			r.ORCPT = j.rcpt.ORCPT
 			r.Notify = notify
+			// Logged as orig_to=, delivered as X-Original-To: the
+			// address the mail was sent to before aliasing.
+			if !strings.EqualFold(j.origRcpt, a) {
+				r.Orig = j.origRcpt
+			}
 		}
 		env.Recipients = append(env.Recipients, r)
 	}

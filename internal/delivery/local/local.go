@@ -1,15 +1,3 @@
-// Package local is moat's local(8) delivery agent: mail for the domains
-// in mydestination goes through alias_maps, the recipient's .forward file,
-// and then the recipient's mailbox (a mailbox transport such as Dovecot's
-// LMTP, mailbox_command, home_mailbox, or the mail spool), in the order
-// local(8) "DELIVERY METHOD CONTROLS" gives, or back to the sender as
-// undeliverable.
-//
-// Every mailbox and file write and every command runs in a short-lived
-// child with the rights of the user it is done for (internal/delivery/
-// asuser), never as root: the recipient for mailboxes and .forward
-// entries, the alias table's owner (default_privs when root owns it) for
-// aliases (local(8) "DELIVERY RIGHTS").
 package local
 
 import (

@@ -2,6 +2,8 @@ package local
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -215,7 +217,7 @@ func FuzzExpandForwardPath(f *testing.F) {
 		// filtered value byte.
 		for i := 0; i < len(out); i++ {
 			c := out[i]
-			if !strings.ContainsRune(filter+"_/h", rune(c)) && !strings.Contains(tmpl, string(c)) {
+			if strings.IndexByte(filter+"_/h", c) < 0 && strings.IndexByte(tmpl, c) < 0 {
 				t.Fatalf("expandLocal(%q, %q, %q) = %q: byte %q from no source", tmpl, user, ext, out, c)
 			}
 		}
@@ -223,3 +225,21 @@ func FuzzExpandForwardPath(f *testing.F) {
 }
 
 func newBufReader(s string) *bufio.Reader { return bufio.NewReaderSize(strings.NewReader(s), 16) }
+
+// FuzzDeliveredTo checks the header scan used for loop detection: no
+// panic on any content, and a Delivered-To: put in front of any content
+// is always found.
+func FuzzDeliveredTo(f *testing.F) {
+	f.Add([]byte("Subject: x\r\n\r\nbody\r\n"))
+	f.Add([]byte("Delivered-To: a@b\r\n\tfolded\r\nX: y\r\n\r\n"))
+	f.Add([]byte("no colon\r\n \r\n\r"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := deliveredTo(bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		seen, err := deliveredTo(io.MultiReader(strings.NewReader("Delivered-To: Loop@Example.com\r\n\r\n"), bytes.NewReader(data)))
+		if err != nil || !seen["loop@example.com"] {
+			t.Fatalf("prepended Delivered-To not found: %v %v", seen, err)
+		}
+	})
+}
