@@ -297,3 +297,23 @@ func TestFakeCancel(t *testing.T) {
 		t.Fatalf("after %v: %+v", time.Since(start), res)
 	}
 }
+
+// Under a chroot jail at queue_directory the configured absolute path is
+// missing, and a relative socket name is found from the working
+// directory, as Postfix's lmtp(8) finds it.
+func TestRelativeSocketFromWorkingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "private"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, "private", "dovecot-lmtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeOn(t, ln)
+	f.start()
+	t.Chdir(dir)
+	a := newAgent(t, "/nonexistent/queue", nil)
+	res := deliver(t, a, request("unix:private/dovecot-lmtp", msg, "a@example.com"))
+	checkResult(t, res[0], queue.RcptDelivered, "2.0.0", "250 2.0.0 OK saved", testHost+"[private/dovecot-lmtp]")
+}

@@ -112,6 +112,11 @@ func newFake(t testing.TB) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newFakeOn(t, ln)
+}
+
+// newFakeOn serves on ln (a UNIX-domain listener, say).
+func newFakeOn(t testing.TB, ln net.Listener) *fakeServer {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	f := &fakeServer{t: t, ln: ln, addr: ln.Addr().String(), port: port, rcpt: map[string]string{}}
 	t.Cleanup(func() {

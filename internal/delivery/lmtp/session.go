@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"moat/internal/delivery"
@@ -82,6 +83,14 @@ func (s *session) connect() (dsn, reason string) {
 		s.namaddr = s.a.s.myhostname + "[" + s.nh.Path + "]"
 		s.relay = s.namaddr
 		c, err := d.DialContext(s.ctx, "unix", s.nh.Dial)
+		if err != nil && errors.Is(err, syscall.ENOENT) && s.nh.Dial != s.nh.Path {
+			// In a chroot jail at queue_directory the absolute path
+			// does not exist, but the working directory is the queue
+			// directory, where Postfix's lmtp(8) resolves the name.
+			if c2, err2 := d.DialContext(s.ctx, "unix", s.nh.Path); err2 == nil {
+				c, err = c2, nil
+			}
+		}
 		if err != nil {
 			return "4.4.1", "connect to " + s.namaddr + ": " + connErr(err)
 		}
