@@ -71,11 +71,12 @@ type Agent struct {
 // the service and the attribute at fault.
 //
 // user= must name an account (and user=name:group a group) that is neither
-// root (uid 0, or gid 0) nor the mail system: pipe(8) refuses mail_owner's
-// uid and gid and setgid_group's gid. moat is stricter about mail_owner: the
-// name itself is refused even when the account does not resolve, and so is
-// any account sharing mail_owner's uid or primary gid, because a command
-// running as the queue's owner could rewrite every queued message.
+// root (uid 0, or gid 0) nor the mail system: like pipe(8), moat refuses
+// mail_owner's uid and primary gid and setgid_group's gid. moat is stricter
+// about mail_owner: the name itself is refused even when no such account
+// exists (pipe(8) compares only ids, and a mail_owner that does not resolve
+// would let anything through), because a command running as the queue's
+// owner could rewrite every queued message.
 func New(d delivery.Deps) (*Agent, error) {
 	if d.Config == nil {
 		return nil, fmt.Errorf("pipe service %s: no configuration", d.Service)
