@@ -39,4 +39,8 @@ fuzz:
 install: build
 	install -d $(DESTDIR)/usr/sbin
 	install -m 0755 bin/moat $(DESTDIR)/usr/sbin/moat
-	for c in postfix postconf postmap postalias newaliases postqueue mailq postsuper postcat; do ln -sf moat $(DESTDIR)/usr/sbin/$$c; done
+	for c in postfix postconf postmap postalias newaliases postqueue mailq postsuper postcat sendmail; do ln -sf moat $(DESTDIR)/usr/sbin/$$c; done
+	# postdrop is a real copy, set-group-ID setgid_group (docs/SUBMISSION.md):
+	# the links above stay unprivileged. install(1) copies to a temporary
+	# name and renames, so a running postdrop is never overwritten in place.
+	install -m 2755 -g postdrop bin/moat $(DESTDIR)/usr/sbin/postdrop

@@ -46,6 +46,7 @@ const (
 	ExNoUser      = 67
 	ExUnavailable = 69
 	ExSoftware    = 70
+	ExOSErr       = 71
 	ExCantCreat   = 73
 	ExIOErr       = 74
 	ExTempFail    = 75
