@@ -10,6 +10,7 @@ package delivery
 import (
 	"context"
 	"io"
+	"strconv"
 	"time"
 
 	"moat/internal/config"
@@ -137,14 +138,15 @@ type Deps struct {
 
 // Sysexit maps a command's exit status to a delivery outcome as Postfix's
 // local(8) and pipe(8) do (sys_exits.c, <sysexits.h>): the DSN, whether it
-// is temporary, and the text. Statuses outside the table are temporary
-// ("4.3.0") when unknown, as Postfix's pipe(8) treats them.
+// is temporary, and the text. Any other status is permanent, "5.3.0
+// unknown mail system error N", as sys_exits_detail() and pipe_command.c
+// treat it.
 func Sysexit(status int) (dsn string, temporary bool, text string) {
 	if status >= 64 && status <= 78 {
 		e := sysexits()[status-64]
 		return e.dsn, e.temp, e.text
 	}
-	return "4.3.0", true, "unknown mail system error"
+	return "5.3.0", false, "unknown mail system error " + strconv.Itoa(status)
 }
 
 type sysexit struct {
