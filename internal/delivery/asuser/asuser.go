@@ -2,6 +2,20 @@
 // recipient's credentials in a short-lived child process, so that no
 // delivery ever writes a mailbox or runs a user's command as root
 // (local(8) "SECURITY", ../shared/DESIGN.md "Privilege separation").
+//
+// Postfix's local(8) and virtual(8) switch their effective uid and gid
+// around each write (set_eugid()) inside a process that can switch back
+// to root. moat instead starts a child whose real, effective and saved
+// ids are the recipient's, so a fault in the mailbox code cannot regain
+// root. The child is `moat delivery-child` (ChildMain): the job arrives on
+// descriptor 3, the message on standard input, and the outcome goes back
+// on descriptor 4. A final "commit" line on the job pipe tells the end of
+// the message from a parent that died mid-stream.
+//
+// A process that is not root cannot change identity: it runs the child
+// and the commands as itself, which is what a development set-up wants.
+// Commands never run as uid 0 (Run refuses); mailbox writes for uid 0
+// (root's own mailbox) do, as in Postfix.
 package asuser
 
 import (

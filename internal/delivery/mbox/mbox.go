@@ -4,6 +4,30 @@
 // message, the file locked (fcntl and/or a dot-lock) while it grows, fsynced
 // before success, and truncated back on any failure so a reader never sees
 // half a message.
+//
+// Differences from Postfix, each on purpose:
+//
+//   - Every symbolic link is refused (O_NOFOLLOW); safe_open(3) accepts
+//     one owned by root. O_NOFOLLOW decides in the open itself, with no
+//     window between a look at the link and the open; an admin who wants
+//     a mailbox elsewhere names that path in the configuration.
+//   - The fcntl lock is a Linux open-file-description lock
+//     (F_OFD_SETLK): it conflicts with the classic fcntl locks mail
+//     readers take, as Postfix's does, and also between two deliveries
+//     in one process, which classic locks do not.
+//   - A file whose last message lacks its closing blank line (another
+//     writer's doing) gets the missing newlines before the new From_
+//     line, so a reader still finds the separator; Postfix appends as is.
+//   - When two first deliveries race to create the file, the loser
+//     appends to the winner's file; safe_open(3) fails with "cannot
+//     create file exclusively: File exists".
+//   - mailbox_size_limit is counted in the writer, not set as
+//     RLIMIT_FSIZE; the failure is the same EFBIG and "File too large".
+//   - A failure to read the queued message defers (4.3.0), as in the
+//     maildir package: the queue file is still there to retry from.
+//   - Nothing is logged here (the writer runs in a child without the
+//     mail log): Postfix's warnings such as "file status changed
+//     unexpectedly" appear only as the delivery's reason.
 package mbox
 
 import (

@@ -270,3 +270,11 @@ func split(s string) []message {
 	end()
 	return msgs
 }
+
+func TestDotLockMayFail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing-dir", "mbox")
+	err := Deliver(path, strings.NewReader("x\r\n"), Options{DotLock: true})
+	wantErr(t, err, "5.2.0", "unable to create lock file "+path+".lock: No such file or directory")
+	err = Deliver(path, strings.NewReader("x\r\n"), Options{DotLock: true, DotLockMayFail: true})
+	wantErr(t, err, "5.2.0", "cannot open file: No such file or directory")
+}

@@ -7,6 +7,21 @@
 // Every write runs in a short-lived child with the mailbox owner's uid and
 // gid (internal/delivery/asuser), where Postfix's virtual(8) switches its
 // effective ids around the write.
+//
+// Differences from Postfix, each on purpose:
+//
+//   - A virtual_mailbox_maps value with a ".." component (or a NUL, or
+//     naming virtual_mailbox_base itself) is refused: deferred 4.3.5
+//     "mail system configuration error" with a warning. Postfix
+//     concatenates the base and the value unchecked.
+//   - A mailbox that is not a regular file fails with local(8)'s
+//     "destination PATH is not a regular file" (5.2.0) where virtual(8)
+//     says 5.3.5 "mail system configuration error".
+//   - A delivery child that crashes, or a delivery cut short by the
+//     queue manager, defers with 4.3.0 "delivery child failed: ...", a
+//     case Postfix (no child) does not have.
+//   - Address verification (sendmail -bv, DEL_REQ_TRACE_ONLY) is not a
+//     request kind yet; every request delivers.
 package virtual
 
 import (
