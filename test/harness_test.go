@@ -77,8 +77,14 @@ func freePort(t *testing.T) int {
 // baseMainCF is the configuration every end-to-end server starts from.
 // mynetworks deliberately excludes loopback, so that the test clients are
 // treated as Internet clients (no relay permission, no exemption from the
-// bare-newline checks) unless a test says otherwise.
+// bare-newline checks) unless a test says otherwise. The tests send to
+// local users that are not system accounts, so the unlisted-recipient
+// check is off (local_recipient_maps empty; test/unlisted_test.go turns
+// it on), and alias_maps is a table every test can open: the default
+// hash:/etc/aliases may be missing or a Berkeley DB file here.
 const baseMainCF = `compatibility_level = 3.6
+alias_maps = inline:{ postmaster=root }
+local_recipient_maps =
 myhostname = mx.moat.test
 mydomain = moat.test
 mydestination = $myhostname, localhost, $mydomain
