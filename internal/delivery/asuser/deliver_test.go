@@ -44,6 +44,7 @@ func wantDeliveryError(t *testing.T, err error, dsn, textPart string) {
 }
 
 func TestDeliverMaildirAsUser(t *testing.T) {
+	noLeak(t)
 	cr := account(t)
 	md := filepath.Join(userDir(t, cr), "Maildir") + "/"
 	job := Job{Kind: KindMaildir, Path: md, Maildir: maildir.Options{ReturnPath: true, Sender: "a@example.com", Recipient: cr.User + "@example.com"}}
@@ -164,6 +165,7 @@ func assertNewEmpty(t *testing.T, md string) {
 }
 
 func TestDeliverChildKilled(t *testing.T) {
+	noLeak(t)
 	cr := account(t)
 	md := userDir(t, cr) + "/Maildir/"
 	err := Deliver(context.Background(), moatBin, cr, Job{Kind: KindMaildir, Path: md}, &killingReader{t: t})
@@ -187,6 +189,7 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 }
 
 func TestDeliverContextEnds(t *testing.T) {
+	noLeak(t)
 	cr := account(t)
 	md := userDir(t, cr) + "/Maildir/"
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -207,6 +210,7 @@ func (f *failReader) Read(p []byte) (int, error) {
 }
 
 func TestDeliverContentReadError(t *testing.T) {
+	noLeak(t)
 	cr := account(t)
 	md := userDir(t, cr) + "/Maildir/"
 	err := Deliver(context.Background(), moatBin, cr, Job{Kind: KindMaildir, Path: md}, &failReader{})

@@ -8,8 +8,10 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"moat/internal/cli"
 )
@@ -114,4 +116,21 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return dst.Close()
+}
+
+// noLeak fails the test when goroutines started during it are still
+// running shortly after it returned (Run and Deliver wait for theirs).
+func noLeak(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		n := 0
+		for i := 0; i < 50; i++ {
+			if n = runtime.NumGoroutine(); n <= before {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("%d goroutines after the test, %d before", n, before)
+	})
 }

@@ -102,6 +102,7 @@ func alive(pid int) bool {
 }
 
 func TestRunTimeLimitKillsGroup(t *testing.T) {
+	noLeak(t)
 	cr := account(t)
 	start := time.Now()
 	res := Run(context.Background(), Command{
@@ -129,6 +130,7 @@ func TestRunTimeLimitKillsGroup(t *testing.T) {
 }
 
 func TestRunContextCancel(t *testing.T) {
+	noLeak(t)
 	cr := account(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -139,6 +141,7 @@ func TestRunContextCancel(t *testing.T) {
 }
 
 func TestRunOutputLimit(t *testing.T) {
+	noLeak(t)
 	cr := account(t)
 	res := Run(context.Background(), Command{
 		Creds:       cr,
@@ -152,6 +155,7 @@ func TestRunOutputLimit(t *testing.T) {
 }
 
 func TestRunIgnoresUnreadStdin(t *testing.T) {
+	noLeak(t)
 	cr := account(t)
 	in := bytes.NewReader(make([]byte, 8<<20))
 	res := Run(context.Background(), Command{Creds: cr, Argv: []string{"/bin/true"}, Stdin: in, TimeLimit: 10 * time.Second})
