@@ -54,7 +54,8 @@
 //     (local(8): the queue directory).
 //   - Only the first mailbox transport hand-off of a recipient is a
 //     Result.Pass; another local user reached the same way is forwarded.
-//   - biff (comsat notification) is not implemented; line_length_limit
-//     does not split .forward lines (a .forward is read whole, at most
-//     4 MB); duplicate_filter_limit is fixed at 10000.
+//   - biff (comsat notification) is not implemented. A .forward file
+//     larger than 4 MB is ignored, an :include: file that large bounces
+//     as a configuration error. duplicate_filter_limit is fixed at
+//     10000.
 package local

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"moat/internal/aliases"
 	"moat/internal/delivery"
@@ -49,7 +50,7 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 			j.warn("%v", err)
 			continue
 		}
-		targets := parseForward(data)
+		targets := parseForward(data, set.lineLimit)
 		if len(targets) == 0 {
 			return false
 		}
@@ -179,19 +180,38 @@ func resolveTrusted(dir string, depth int) (string, error) {
 // parseForward splits a .forward or :include: file into targets: each
 // logical line (a line starting with whitespace continues the one
 // before; lines starting with '#' are comments) has the syntax of an
-// alias's right-hand side (local(8), aliases(5)).
-func parseForward(data []byte) []string {
+// alias's right-hand side (local(8), aliases(5)). As in local(8), a
+// logical line is cut into chunks of at most limit bytes
+// (line_length_limit), which also bounds the tokenizer's work per chunk.
+func parseForward(data []byte, limit int) []string {
+	if limit <= 0 {
+		limit = 2048
+	}
 	var targets []string
 	var cur strings.Builder
-	flush := func() {
-		if cur.Len() > 0 {
-			for _, t := range aliases.Targets(cur.String()) {
-				// A lone backslash tokenizes to nothing.
-				if strings.TrimSpace(t) != "" {
-					targets = append(targets, t)
-				}
+	emit := func(chunk string) {
+		for _, t := range aliases.Targets(chunk) {
+			// A lone backslash tokenizes to nothing.
+			if strings.TrimSpace(t) != "" {
+				targets = append(targets, t)
 			}
-			cur.Reset()
+		}
+	}
+	flush := func() {
+		s := cur.String()
+		cur.Reset()
+		for len(s) > limit {
+			// Cut at a character boundary: an address is not split
+			// inside a UTF-8 sequence.
+			cut := limit
+			for cut > 1 && !utf8.RuneStart(s[cut]) {
+				cut--
+			}
+			emit(s[:cut])
+			s = s[cut:]
+		}
+		if s != "" {
+			emit(s)
 		}
 	}
 	for _, line := range strings.Split(string(data), "\n") {
@@ -285,7 +305,7 @@ func (j *job) include(st attrs, path string) {
 	if !j.a.set.propInclude {
 		sub.unmatched = ""
 	}
-	j.tokens(sub, parseForward(data))
+	j.tokens(sub, parseForward(data, j.a.set.lineLimit))
 }
 
 // readableBy approximates access(2) for a user and a file's mode.

@@ -145,6 +145,7 @@ type settings struct {
 	hdrCommand, hdrFile, hdrForward bool
 	origRcptHdr                     bool
 	strictOwner                     bool
+	lineLimit                       int
 
 	cmdFilter, fwdFilter, dirFilter string
 	myorigin                        string
@@ -365,6 +366,11 @@ func readSettings(d delivery.Deps) (s *settings, err error) {
 	s.fwdFilter = cfg.Get("forward_expansion_filter")
 	s.dirFilter = cfg.Get("execution_directory_expansion_filter")
 	s.myorigin = cfg.Get("myorigin")
+	ll, err := cfg.Int("line_length_limit")
+	if err != nil || ll < 1 {
+		return nil, fmt.Errorf("local: line_length_limit: bad value %q", cfg.Get("line_length_limit"))
+	}
+	s.lineLimit = int(ll)
 	s.mailOwnerUID, s.hasMailOwner = cfg.MailOwnerUID()
 
 	privs := cfg.Get("default_privs")

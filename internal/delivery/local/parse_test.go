@@ -86,7 +86,7 @@ func TestExpandLocal(t *testing.T) {
 
 func TestParseForward(t *testing.T) {
 	data := "# comment\nJoe Doe <joe@example.com>, \"|/usr/bin/procmail -a x\",\n  /var/mail/joe.copy\n\n:include:/etc/list , \\me\r\n"
-	got := parseForward([]byte(data))
+	got := parseForward([]byte(data), 2048)
 	want := []string{"Joe Doe <joe@example.com>", `"|/usr/bin/procmail -a x"`, "/var/mail/joe.copy", ":include:/etc/list", "me"}
 	if !slices.Equal(got, want) {
 		t.Errorf("parseForward = %q, want %q", got, want)
@@ -188,7 +188,7 @@ func FuzzParseForward(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, tg := range parseForward(data) {
+		for _, tg := range parseForward(data, 2048) {
 			if strings.TrimSpace(tg) == "" {
 				t.Fatalf("empty target from %q", data)
 			}
@@ -242,4 +242,19 @@ func FuzzDeliveredTo(f *testing.F) {
 			t.Fatalf("prepended Delivered-To not found: %v %v", seen, err)
 		}
 	})
+}
+
+func TestParseForwardChunks(t *testing.T) {
+	// A logical line longer than line_length_limit is cut into chunks,
+	// never inside a UTF-8 character.
+	line := strings.Repeat("é", 30) + "@x.org, " + strings.Repeat("b", 10) + "@y.org"
+	got := parseForward([]byte(line), 25)
+	for _, g := range got {
+		if !utf8.ValidString(g) {
+			t.Errorf("chunk %q is not valid UTF-8", g)
+		}
+	}
+	if len(got) < 3 {
+		t.Errorf("parseForward = %q, want several chunks", got)
+	}
 }
