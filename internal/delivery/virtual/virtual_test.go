@@ -260,6 +260,9 @@ func TestConfig(t *testing.T) {
 		if _, err := New(delivery.Deps{Config: cfg}); err == nil {
 			t.Errorf("%q accepted", p)
 		}
+		if a, err := Factory(delivery.Deps{Config: cfg}); err == nil || a != nil {
+			t.Errorf("Factory(%q) = %v, %v", p, a, err)
+		}
 	}
 	if atol(" 5000x") != 5000 || atol("x") != 0 || atol("-1") != -1 {
 		t.Error("atol")
