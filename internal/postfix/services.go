@@ -8,6 +8,8 @@ import (
 
 	"moat/internal/anvil"
 	"moat/internal/config"
+	"moat/internal/delivery"
+	"moat/internal/delivery/pipe"
 	"moat/internal/maillog"
 	"moat/internal/maps"
 	"moat/internal/master"
@@ -123,14 +125,13 @@ func roles() []master.RoleSpec {
 	}, {Name: "pickup", ChildOnly: true, New: newPickup}}
 }
 
-// newQmgr builds the queue manager; with proxymap running, its proxy:
-// tables (relay_domains, virtual_alias_domains, ...) are read through it
-// too, as Postfix's trivial-rewrite does, so one open table serves all.
+// newQmgr builds the queue manager with its delivery agents; with
+// proxymap running, its proxy: tables (relay_domains,
+// virtual_alias_domains, ...) and the agents' are read through it too, as
+// Postfix's trivial-rewrite does, so one open table serves all. Mail the
+// agents submit (local(8) forwarding) is rewritten as cleanup rewrites
+// mail from smtpd.
 func newQmgr(d master.RoleDeps) (master.Role, error) {
-	deps := qmgr.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue}
-	if d.ProxySocket == "" {
-		return qmgr.New(deps)
-	}
 	log := d.Log
 	mo, err := maps.DaemonOptions(d.Config, func(msg string) { log.Warning("%s", msg) })
 	if err != nil {
@@ -141,25 +142,41 @@ func newQmgr(d master.RoleDeps) (master.Role, error) {
 	if err != nil {
 		return nil, err
 	}
-	deps.Classify = r.Domain
-	m, err := qmgr.New(deps)
+	rw, err := rewrite.New(d.Config, mo)
 	if err != nil {
 		r.Close()
 		return nil, err
 	}
-	return qmgrRole{m, r}, nil
+	m, err := qmgr.New(qmgr.Deps{
+		Config: d.Config, Log: d.Log, Queue: d.Queue,
+		Classify: r.Domain, Rewrite: rw.Envelope, ProxySocket: d.ProxySocket,
+		Agents: agents(),
+	})
+	if err != nil {
+		r.Close()
+		rw.Close()
+		return nil, err
+	}
+	return qmgrRole{m, func() error { return errors.Join(r.Close(), rw.Close()) }}, nil
 }
 
-// qmgrRole closes the resolver it was given once the manager stops.
+// agents are the delivery agents by master.cf command.
+func agents() map[string]qmgr.AgentFactory {
+	return map[string]qmgr.AgentFactory{
+		"pipe": func(d delivery.Deps) (delivery.Agent, error) { return pipe.New(d) },
+	}
+}
+
+// qmgrRole releases the tables it was given once the manager stops.
 type qmgrRole struct {
 	*qmgr.Manager
-	r *resolve.Resolver
+	close func() error
 }
 
-// Run runs the manager, then releases the resolver's tables.
+// Run runs the manager, then releases the tables.
 func (q qmgrRole) Run(ctx context.Context) error {
 	err := q.Manager.Run(ctx)
-	return errors.Join(err, q.r.Close())
+	return errors.Join(err, q.close())
 }
 
 // socketRole runs a service that answers on its private/ socket.
