@@ -34,6 +34,7 @@ type reader struct {
 	first   bool // the first line has been seen
 	stripCR bool
 	mid     bool // inside a line longer than the buffer
+	skip    bool // inside a long first "From " line
 	done    bool
 }
 
@@ -48,8 +49,14 @@ func (m *reader) next() (piece []byte, lineStart, cont bool, err error) {
 		start := !m.mid
 		switch {
 		case errors.Is(err, bufio.ErrBufferFull):
+			if !m.first && bytes.HasPrefix(b, []byte("From ")) {
+				m.skip = true
+			}
 			m.mid = true
 			m.first = true
+			if m.skip {
+				continue
+			}
 			return append([]byte(nil), b...), start, true, nil
 		case errors.Is(err, io.EOF):
 			m.done = true
@@ -62,6 +69,10 @@ func (m *reader) next() (piece []byte, lineStart, cont bool, err error) {
 			b = b[:len(b)-1]
 		}
 		m.mid = false
+		if m.skip {
+			m.skip = false // the end of a long "From " line
+			continue
+		}
 		if !m.first {
 			m.first = true
 			if start && bytes.HasPrefix(b, []byte("From ")) {

@@ -27,7 +27,6 @@ import (
 	"moat/internal/maildrop"
 	"moat/internal/postalias"
 	"moat/internal/postdrop"
-	"moat/internal/postfix"
 	"moat/internal/postqueue"
 )
 
@@ -92,7 +91,7 @@ func Main(env *cli.Env, prog string, args []string) int {
 		}
 		return postqueue.Main(sub, "postqueue", []string{"-f"})
 	case modeDaemon:
-		return postfix.Main(sub, "postfix", []string{"start"})
+		return r.startDaemon()
 	case modeVerify:
 		if o.extract {
 			return r.fatal(postdrop.ExUsage, "%s: -t option cannot be used with -bv", r.sub.Name())
@@ -308,4 +307,25 @@ func (r *run) readFailed(err error) int {
 		return r.fatal(postdrop.ExIOErr, "%s: error reading input: %v", r.sub.Name(), re.err)
 	}
 	return r.fatal(postdrop.ExTempFail, "%s: error writing queue file: %v", r.sub.Name(), err)
+}
+
+// startDaemon is -bd: Postfix's sendmail executes "postfix start"; so
+// does this one, from command_directory.
+func (r *run) startDaemon() int {
+	cfg, err := config.Load(r.dir)
+	if err != nil {
+		return r.fatal(postdrop.ExConfig, "%v", err)
+	}
+	path := filepath.Join(cfg.Get("command_directory"), "postfix")
+	cmd := exec.Command(path, "start")
+	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+r.dir)
+	cmd.Stdout, cmd.Stderr = r.env.Stdout, r.env.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		return r.fatal(postdrop.ExOSErr, "%s: unable to execute %s: %v", r.sub.Name(), path, err)
+	}
+	return 0
 }
