@@ -276,7 +276,7 @@ func TestCommands(t *testing.T) {
 	wantState(t, f.deliver("ok@example.com"), queue.RcptDelivered, "2.0.0", "delivered to command: exit 0")
 	wantState(t, f.deliver("temp@example.com"), queue.RcptDeferred, "4.3.0", "temporary failure")
 	wantState(t, f.deliver("nouser@example.com"), queue.RcptBounced, "5.1.1", "user unknown")
-	wantState(t, f.deliver("other@example.com"), queue.RcptDeferred, "4.3.0", `Command died with status 3: "echo oops; exit 3". Command output: oops`)
+	wantState(t, f.deliver("other@example.com"), queue.RcptBounced, "5.3.0", `Command died with status 3: "echo oops; exit 3". Command output: oops`)
 	wantState(t, f.deliver("dsn@example.com"), queue.RcptBounced, "5.2.2", "mailbox full")
 }
 
