@@ -58,6 +58,10 @@ type Rewriter struct {
 
 	recursion, expansion, addrLen, dupLimit int
 	enableOrcpt                             bool
+	// noMaps is receive_override_options = no_address_mappings: the
+	// tables are not consulted (an after-queue content filter's first
+	// pass leaves them to the re-injection, postconf(5)).
+	noMaps bool
 
 	res *resolve.Resolver
 }
@@ -74,6 +78,9 @@ func New(cfg *config.Config, opts maps.Options) (*Rewriter, error) {
 
 func (r *Rewriter) open(cfg *config.Config, opts maps.Options) error {
 	var err error
+	if r.noMaps, err = OverrideOption(cfg, "no_address_mappings"); err != nil {
+		return err
+	}
 	if r.res, err = resolve.New(cfg, opts); err != nil {
 		return err
 	}
@@ -169,6 +176,24 @@ func (r *Rewriter) open(cfg *config.Config, opts maps.Options) error {
 	return nil
 }
 
+// OverrideOption reports whether receive_override_options (postconf(5))
+// lists opt: no_address_mappings turns off canonical, masquerade and virtual
+// alias mapping in cleanup, no_unknown_recipient_checks the unlisted
+// recipient check in smtpd. A master.cf service sets it with -o, so cfg is
+// the service's view.
+func OverrideOption(cfg *config.Config, opt string) (bool, error) {
+	list, err := cfg.List("receive_override_options")
+	if err != nil {
+		return false, fmt.Errorf("receive_override_options: %w", err)
+	}
+	for _, o := range list {
+		if strings.EqualFold(o, opt) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Close releases the tables.
 func (r *Rewriter) Close() error {
 	if r == nil {
@@ -201,12 +226,12 @@ func (r *Rewriter) Envelope(env *queue.Envelope) error {
 	if env.Sender != "" {
 		s := r.canon.apply(env.Sender)
 		var err error
-		if r.senderFrom {
+		if r.senderFrom && !r.noMaps {
 			if s, err = r.map11(r.senderCanon, s); err != nil {
 				return err
 			}
 		}
-		if r.canonFrom {
+		if r.canonFrom && !r.noMaps {
 			if s, err = r.map11(r.canonical, s); err != nil {
 				return err
 			}
@@ -222,18 +247,18 @@ func (r *Rewriter) Envelope(env *queue.Envelope) error {
 		}
 		a := r.canon.apply(rc.Address)
 		var err error
-		if r.rcptTo {
+		if r.rcptTo && !r.noMaps {
 			if a, err = r.map11(r.rcptCanon, a); err != nil {
 				return err
 			}
 		}
-		if r.canonTo {
+		if r.canonTo && !r.noMaps {
 			if a, err = r.map11(r.canonical, a); err != nil {
 				return err
 			}
 		}
 		addrs := []string{a}
-		if !r.virtual.Empty() {
+		if !r.virtual.Empty() && !r.noMaps {
 			if addrs, err = r.map1n(r.virtual, a); err != nil {
 				return err
 			}

@@ -349,3 +349,19 @@ func TestSplitAddrs(t *testing.T) {
 		t.Errorf("unquote: %q", got)
 	}
 }
+
+// receive_override_options = no_address_mappings leaves the tables alone
+// but still canonicalizes bare addresses, as cleanup does.
+func TestNoAddressMappings(t *testing.T) {
+	r, _ := newRewriter(t, `receive_override_options = no_header_body_checks, no_address_mappings
+canonical_maps = inline:{ a@x.example=b@x.example }
+virtual_alias_maps = inline:{ a@x.example=c@x.example }
+`)
+	s, got, err := rcpts(t, r, "a@x.example", "a@x.example", "bare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s != "a@x.example" || !slices.Equal(got, []string{"a@x.example", "bare@mail.example.com<bare"}) {
+		t.Errorf("sender %q recipients %q", s, got)
+	}
+}

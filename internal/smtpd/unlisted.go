@@ -55,6 +55,15 @@ func NewUnlisted(cfg *config.Config, opts maps.Options) (*Unlisted, error) {
 	if u.rejectSender, err = cfg.Bool("smtpd_reject_unlisted_sender"); err != nil {
 		return nil, fmt.Errorf("smtpd_reject_unlisted_sender: %w", err)
 	}
+	// receive_override_options = no_unknown_recipient_checks turns off
+	// both (INPUT_TRANSP_UNKNOWN_RCPT in check_rcpt_maps()).
+	off, err := rewrite.OverrideOption(cfg, "no_unknown_recipient_checks")
+	if err != nil {
+		return nil, err
+	}
+	if off {
+		u.rejectRcpt, u.rejectSender = false, false
+	}
 	if !u.rejectRcpt && !u.rejectSender {
 		return u, nil
 	}

@@ -142,9 +142,14 @@ func TestUnlistedEmpty(t *testing.T) {
 			t.Errorf("%s: %v %v", a, r, err)
 		}
 	}
-	off := newUnlisted(t, "myhostname = mx.example.com\nsmtpd_reject_unlisted_recipient = no\nlocal_recipient_maps = fail:down\n")
-	if r, err := off.Recipient("x@mx.example.com", "x@mx.example.com"); r != nil || err != nil {
-		t.Errorf("check off: %v %v", r, err)
+	for _, p := range []string{"smtpd_reject_unlisted_recipient = no", "receive_override_options = no_unknown_recipient_checks\nsmtpd_reject_unlisted_sender = yes"} {
+		off := newUnlisted(t, "myhostname = mx.example.com\nlocal_recipient_maps = fail:down\n"+p+"\n")
+		if r, err := off.Recipient("x@mx.example.com", "x@mx.example.com"); r != nil || err != nil {
+			t.Errorf("%s: %v %v", p, r, err)
+		}
+		if r, err := off.Sender("x@mx.example.com", "x@mx.example.com"); r != nil || err != nil {
+			t.Errorf("%s: sender %v %v", p, r, err)
+		}
 	}
 }
 
