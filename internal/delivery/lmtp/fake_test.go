@@ -2,7 +2,9 @@ package lmtp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -316,4 +318,35 @@ func TestRelativeSocketFromWorkingDirectory(t *testing.T) {
 	a := newAgent(t, "/nonexistent/queue", nil)
 	res := deliver(t, a, request("unix:private/dovecot-lmtp", msg, "a@example.com"))
 	checkResult(t, res[0], queue.RcptDelivered, "2.0.0", "250 2.0.0 OK saved", testHost+"[private/dovecot-lmtp]")
+}
+
+type brokenContent struct{ n int }
+
+func (b *brokenContent) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, errors.New("queue file checksum mismatch")
+	}
+	n := min(len(p), b.n)
+	for i := range p[:n] {
+		p[i] = 'x'
+	}
+	b.n -= n
+	return n, nil
+}
+
+// A queue file found damaged while the body is sent: the DATA is never
+// ended, so the server stores nothing, and the mail is deferred.
+func TestFakeDamagedContent(t *testing.T) {
+	f := newFake(t)
+	f.start()
+	req := request(f.addr, msg, "a@example.com")
+	req.Content = func() io.Reader { return &brokenContent{n: 100} }
+	res := deliver(t, newAgent(t, t.TempDir(), nil), req)
+	checkResult(t, res[0], queue.RcptDeferred, "4.3.0", "unreadable mail queue entry", "127.0.0.1[127.0.0.1]:"+f.port)
+	time.Sleep(50 * time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.bodies) != 0 {
+		t.Errorf("server stored %q", f.bodies)
+	}
 }
