@@ -217,7 +217,7 @@ func (r *Rewriter) Close() error {
 // recipients are dropped as cleanup's duplicate filter does (same
 // address, same original address and DSN attributes). A recipient whose
 // address changed keeps the address the client gave in Orig (orig_to=,
-// X-Original-To:).
+// X-Original-To:) unless enable_original_recipient is off.
 //
 // A non-nil error (an *Error) means the message must not be accepted now
 // (Postfix: CLEANUP_STAT_WRITE, "451 4.3.0 Error: queue file write
@@ -267,7 +267,9 @@ func (r *Rewriter) Envelope(env *queue.Envelope) error {
 			n := rc
 			n.Address = x
 			n.Orig = ""
-			if x != orig {
+			if x != orig && r.enableOrcpt {
+				// enable_original_recipient = no: cleanup drops the
+				// original address (no orig_to=, no X-Original-To:).
 				n.Orig = orig
 			}
 			key := strings.ToLower(x)

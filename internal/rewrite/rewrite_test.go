@@ -365,3 +365,18 @@ virtual_alias_maps = inline:{ a@x.example=c@x.example }
 		t.Errorf("sender %q recipients %q", s, got)
 	}
 }
+
+// enable_original_recipient = no: no Orig, and duplicates are by address
+// alone.
+func TestNoOriginalRecipient(t *testing.T) {
+	r, _ := newRewriter(t, `enable_original_recipient = no
+virtual_alias_maps = inline:{ a@x.example=c@x.example }
+`)
+	_, got, err := rcpts(t, r, "", "a@x.example", "c@x.example", "C@x.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"c@x.example"}) {
+		t.Errorf("recipients %q", got)
+	}
+}
