@@ -35,6 +35,8 @@ type Error struct {
 	Err error // the lookup error, if any
 }
 
+// Error returns cleanup's warning text, with the lookup error if any, for
+// the mail log.
 func (e *Error) Error() string {
 	if e.Err != nil {
 		return e.Msg + ": " + e.Err.Error()
@@ -42,6 +44,7 @@ func (e *Error) Error() string {
 	return e.Msg
 }
 
+// Unwrap gives the table's error, so callers can test it with errors.Is.
 func (e *Error) Unwrap() error { return e.Err }
 
 // Rewriter holds the open tables. It is safe for concurrent use.
