@@ -1,12 +1,14 @@
 package local
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"moat/internal/delivery"
 	"moat/internal/queue"
 )
 
@@ -361,4 +363,74 @@ func TestStrictMailboxOwnership(t *testing.T) {
 	a := f.account()
 	writeFile(t, filepath.Join(f.spool, a.name), "", 0o666, 0, 0)
 	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDeferred, "4.2.0", "wrong ownership")
+}
+
+func TestSeveralRecipients(t *testing.T) {
+	f := newFixture(t, "home_mailbox = Maildir/\n", "list x@remote.example\n")
+	a := f.account()
+	req := f.request("", testContent, a.name+"@example.com", "ghost@example.com", "list@example.com")
+	for i := range req.Recipients {
+		req.Recipients[i].Index = i + 5
+	}
+	res := f.agent.Deliver(context.Background(), req)
+	if len(res) != 3 {
+		t.Fatalf("%d results", len(res))
+	}
+	byIndex := map[int]delivery.Result{}
+	for _, r := range res {
+		byIndex[r.Index] = r
+	}
+	wantState(t, byIndex[5], queue.RcptDelivered, "2.0.0", "delivered to maildir")
+	wantState(t, byIndex[6], queue.RcptBounced, "5.1.1", "unknown user")
+	wantState(t, byIndex[7], queue.RcptDelivered, "2.0.0", "forwarded as ")
+	// The null sender: Return-Path: <>, and forwarded copies keep it.
+	if got := maildirFiles(t, filepath.Join(a.home, "Maildir")); len(got) != 1 || !strings.HasPrefix(got[0], "Return-Path: <>\n") {
+		t.Errorf("maildir %q", got)
+	}
+	if s := f.incoming()[0].Envelope.Sender; s != "" {
+		t.Errorf("forwarded sender %q", s)
+	}
+	// A context that has ended defers everyone.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, r := range f.agent.Deliver(ctx, req) {
+		if r.State != queue.RcptDeferred {
+			t.Errorf("after cancel: %+v", r)
+		}
+	}
+}
+
+func TestPerUserMaps(t *testing.T) {
+	f := newFixture(t, "", "")
+	a := f.account()
+	b := f.account()
+	writeFile(t, filepath.Join(f.base, "transports"), a.name+" lmtp:unix:private/dovecot-lmtp\n", 0o644, 0, 0)
+	writeFile(t, filepath.Join(f.base, "commands"), b.name+" cat > $HOME/got\n", 0o644, 0, 0)
+	g := f.reopen("mailbox_transport_maps = texthash:BASE/transports\nmailbox_command_maps = texthash:BASE/commands\n")
+	if r := g.deliver(a.name + "@example.com"); r.Pass != "lmtp:unix:private/dovecot-lmtp" {
+		t.Errorf("result %+v", r)
+	}
+	wantState(t, g.deliver(b.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to command: cat > $HOME/got")
+	if got := readFile(t, filepath.Join(b.home, "got")); !strings.Contains(got, "Subject: test\n") {
+		t.Errorf("command input %q", got)
+	}
+}
+
+func TestBadParameters(t *testing.T) {
+	for _, tc := range []struct{ cf, want string }{
+		{"allow_mail_to_commands = alias, bogus\n", "allow_mail_to_commands"},
+		{"mailbox_delivery_lock = fcntl, nope\n", "mailbox_delivery_lock"},
+		{"default_privs = root\n", "default_privs"},
+		{"default_privs = nosuchaccount12345\n", "default_privs"},
+		{"mailbox_size_limit = 1000\nmessage_size_limit = 2000\n", "mailbox_size_limit"},
+		{"forward_path = ${home\n", "forward_path"},
+		{"home_mailbox = /abs/Maildir/\n", "home_mailbox"},
+		{"prepend_delivered_header = command, nope\n", "prepend_delivered_header"},
+		{"command_time_limit = 0\n", "command_time_limit"},
+	} {
+		_, err := newAgentErr(t, tc.cf)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one naming %s", tc.cf, err, tc.want)
+		}
+	}
 }

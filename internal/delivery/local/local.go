@@ -193,9 +193,9 @@ func (s *settings) close() error {
 	return first
 }
 
-func readSettings(d delivery.Deps) (s *settings, err error) {
+func readSettings(d delivery.Deps) (_ *settings, err error) {
 	cfg := d.Config
-	s = &settings{}
+	s := &settings{}
 	defer func() {
 		if err != nil {
 			s.close()

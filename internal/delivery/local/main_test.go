@@ -79,6 +79,7 @@ type fixture struct {
 	sink  *maillogtest.Sink
 	agent *Agent
 	now   time.Time
+	cfDir string
 }
 
 func needRoot(t *testing.T) {
@@ -136,17 +137,27 @@ func newFixture(t *testing.T, extra string, aliasLines string) *fixture {
 	if err := os.WriteFile(filepath.Join(cfDir, "main.cf"), []byte(cf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(cfDir)
+	var err error
+	f.cfDir = cfDir
+	f.q, err = queue.Open(filepath.Join(base, "queue"), queue.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.q, err = queue.Open(filepath.Join(base, "queue"), queue.Options{Create: true})
+	f.start()
+	return f
+}
+
+// start (re)creates the agent from the fixture's main.cf.
+func (f *fixture) start() {
+	t := f.t
+	t.Helper()
+	cfg, err := config.Load(f.cfDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := maillog.New(maillog.Options{Sink: f.sink, Fallback: f.sink, SyslogName: "postfix", Daemon: "local", PID: 1})
 	t.Cleanup(func() { log.Close(context.Background()) })
-	f.agent, err = New(delivery.Deps{
+	agent, err := New(delivery.Deps{
 		Config:  cfg,
 		Service: "local",
 		Log:     log,
@@ -157,8 +168,40 @@ func newFixture(t *testing.T, extra string, aliasLines string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.agent.Close() })
+	t.Cleanup(func() { agent.Close() })
+	f.agent = agent
+}
+
+// reopen adds lines to main.cf and starts a new agent over the same
+// files, for tables written after the first agent started.
+func (f *fixture) reopen(extra string) *fixture {
+	f.t.Helper()
+	path := filepath.Join(f.cfDir, "main.cf")
+	cf := readFile(f.t, path) + strings.ReplaceAll(extra, "BASE", f.base)
+	if err := os.WriteFile(path, []byte(cf), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	f.start()
 	return f
+}
+
+// newAgentErr returns New's error for a main.cf with extra lines.
+func newAgentErr(t *testing.T, extra string) (*Agent, error) {
+	t.Helper()
+	dir := t.TempDir()
+	cf := "mail_spool_directory = /var/mail\nalias_maps =\n" + extra
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	a, err := New(delivery.Deps{Config: cfg, Self: moatBin})
+	if err == nil {
+		a.Close()
+	}
+	return a, err
 }
 
 // testAccount is a throw-away account with a home under the fixture.
