@@ -220,6 +220,7 @@ mail_location = maildir:%[1]s/mail/%%d/%%n/Maildir
 postmaster_address = postmaster@example.com
 auth_mechanisms = plain login
 disable_plaintext_auth = no
+auth_failure_delay = 0
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%%u %[1]s/users

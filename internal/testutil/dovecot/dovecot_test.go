@@ -2,7 +2,10 @@ package dovecot
 
 import (
 	"bufio"
+	"encoding/base64"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +82,47 @@ func TestBody(t *testing.T) {
 	in := "Return-Path: <a@b>\nDelivered-To: c@d\nReceived: from x\n\tby vm\nReceived: own\nSubject: s\n\nhi\n"
 	if got := string(Body([]byte(in))); got != "Received: own\nSubject: s\n\nhi\n" {
 		t.Errorf("Body = %q", got)
+	}
+}
+
+// The auth socket speaks Dovecot's authentication protocol (what
+// smtpd_sasl_type = dovecot uses): PLAIN with the right password is
+// accepted, with a wrong one refused.
+func TestAuthSocket(t *testing.T) {
+	s := Start(t, Options{Users: map[string]string{"alice@example.com": "s3cret"}})
+	c, err := net.DialTimeout("unix", s.AuthSocket, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	fmt.Fprintf(c, "VERSION\t1\t2\nCPID\t%d\n", os.Getpid())
+	mechs := ""
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "MECH\t") {
+			mechs += line
+		}
+		if line == "DONE\n" {
+			break
+		}
+	}
+	if !strings.Contains(mechs, "MECH\tPLAIN") {
+		t.Fatalf("mechanisms %q", mechs)
+	}
+	for i, tc := range []struct{ pass, want string }{{"s3cret", "OK\t1\tuser=alice@example.com"}, {"wrong", "FAIL\t2"}} {
+		resp := base64.StdEncoding.EncodeToString([]byte("\x00alice@example.com\x00" + tc.pass))
+		fmt.Fprintf(c, "AUTH\t%d\tPLAIN\tservice=smtp\tnologin\tresp=%s\n", i+1, resp)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(line, tc.want) {
+			t.Errorf("password %q: %q, want %s...", tc.pass, line, tc.want)
+		}
 	}
 }
