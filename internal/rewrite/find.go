@@ -28,8 +28,9 @@ type Maps struct {
 // A nis: table is skipped with a warning through opts.Warn: Debian's
 // default alias_maps is "hash:/etc/aliases, nis:mail.aliases", and Postfix
 // on a host without an NIS domain (every host this runs on: moat has no
-// NIS client) logs "NIS domain name not set - NIS lookups disabled" and
-// treats the table as empty. Any other unsupported type is an error.
+// NIS client) logs "dict_nis_init: NIS domain name not set - NIS lookups
+// disabled" and finds nothing in the table (checked with Debian's
+// `postmap -q root nis:mail.aliases`: that warning, exit status 1). Any other unsupported type is an error.
 func OpenMaps(cfg *config.Config, param string, opts maps.Options) (*Maps, error) {
 	specs, err := cfg.List(param)
 	if err != nil {
@@ -38,7 +39,7 @@ func OpenMaps(cfg *config.Config, param string, opts maps.Options) (*Maps, error
 	m := &Maps{Title: param}
 	for _, spec := range specs {
 		if typ, _, err := maps.Split(spec); err == nil && typ == "nis" {
-			msg := fmt.Sprintf("%s: %s: NIS domain name not set - NIS lookups disabled", param, spec)
+			msg := fmt.Sprintf("dict_nis_init: NIS domain name not set - NIS lookups disabled (%s: %s)", param, spec)
 			if opts.Warn != nil {
 				opts.Warn(msg)
 			}
