@@ -9,6 +9,7 @@ import (
 	"moat/internal/maps"
 	"moat/internal/master"
 	"moat/internal/pickup"
+	"moat/internal/rewrite"
 )
 
 // newPickup builds pickup(8) for master.cf's pickup row (stock: "pickup
@@ -26,28 +27,37 @@ func newPickup(d master.RoleDeps) (master.Role, error) {
 	if err != nil {
 		return nil, err
 	}
+	// cleanup(8)'s envelope rewriting (canonical, virtual alias), as smtpd
+	// applies it to mail it receives.
+	rw, err := rewrite.New(d.Config, mo)
+	if err != nil {
+		cs.Close()
+		return nil, err
+	}
 	fd, err := master.OpenTrigger(d.Config.Get("queue_directory"))
 	if err != nil {
 		log.Warning("%v: the queue manager finds picked-up mail at its next scan", err)
 	}
 	p, err := pickup.New(pickup.Deps{
-		Config: d.Config, Log: d.Log, Queue: d.Queue, Cleanup: cs,
+		Config: d.Config, Log: d.Log, Queue: d.Queue, Cleanup: cs, Rewrite: rw.Envelope,
 		Wake: func() { master.Trigger(fd, master.TriggerIncoming) },
 	})
 	if err != nil {
 		cs.Close()
+		rw.Close()
 		if fd >= 0 {
 			syscall.Close(fd)
 		}
 		return nil, err
 	}
-	return pickupRole{p, cs, fd}, nil
+	return pickupRole{p, cs, rw, fd}, nil
 }
 
 // pickupRole releases the tables and the FIFO once pickup stops.
 type pickupRole struct {
 	*pickup.Pickup
 	cs *cleanup.Settings
+	rw *rewrite.Rewriter
 	fd int
 }
 
@@ -57,5 +67,5 @@ func (r pickupRole) Run(ctx context.Context) error {
 	if r.fd >= 0 {
 		syscall.Close(r.fd)
 	}
-	return errors.Join(err, r.cs.Close())
+	return errors.Join(err, r.cs.Close(), r.rw.Close())
 }
