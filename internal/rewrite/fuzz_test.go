@@ -33,6 +33,8 @@ func FuzzEnvelope(f *testing.F) {
 	cfg := configtest.Load(f, base+`recipient_delimiter = +-
 virtual_alias_recursion_limit = 20
 virtual_alias_expansion_limit = 50
+masquerade_domains = !keep.x.example x.example
+masquerade_classes = envelope_sender, envelope_recipient
 canonical_maps = inline:{ @old.example=@new.example, a@x.example=b@x.example }
 virtual_alias_maps = inline:{ {list@x.example=a@y.example, b@y.example, list@x.example}, {loop@x.example=loop2@x.example}, {loop2@x.example=loop@x.example}, {@new.example=@final.example}, {b@x.example=user} }
 `)

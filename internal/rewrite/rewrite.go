@@ -58,6 +58,7 @@ type Rewriter struct {
 
 	find  *Finder
 	canon canon
+	masq  *masq
 
 	recursion, expansion, addrLen, dupLimit int
 	enableOrcpt                             bool
@@ -128,6 +129,9 @@ func (r *Rewriter) open(cfg *config.Config, opts maps.Options) error {
 		return err
 	}
 	if r.canonFrom, r.canonTo, err = classes("canonical_classes"); err != nil {
+		return err
+	}
+	if r.masq, err = openMasq(cfg, opts); err != nil {
 		return err
 	}
 	props, err := cfg.List("propagate_unmatched_extensions")
@@ -209,14 +213,17 @@ func (r *Rewriter) Close() error {
 	if r.res != nil {
 		errs = append(errs, r.res.Close())
 	}
+	errs = append(errs, r.masq.close())
 	return errors.Join(errs...)
 }
 
 // Envelope rewrites env's sender and recipients in place, in cleanup(8)'s
 // order: each address canonicalized (append_at_myorigin,
-// append_dot_mydomain), then the sender through sender_canonical_maps and
-// canonical_maps, each recipient through recipient_canonical_maps and
-// canonical_maps and then virtual_alias_maps expansion. Duplicate
+// append_dot_mydomain), then the sender through sender_canonical_maps,
+// canonical_maps and masquerading, each recipient through
+// recipient_canonical_maps, canonical_maps, masquerading (when
+// masquerade_classes has envelope_recipient) and then virtual_alias_maps
+// expansion. Duplicate
 // recipients are dropped as cleanup's duplicate filter does (same
 // address, same original address and DSN attributes). A recipient whose
 // address changed keeps the address the client gave in Orig (orig_to=,
@@ -239,6 +246,11 @@ func (r *Rewriter) Envelope(env *queue.Envelope) error {
 				return err
 			}
 		}
+		if r.masq.sender && !r.noMaps {
+			if s, err = r.masq.apply(s); err != nil {
+				return err
+			}
+		}
 		env.Sender = s
 	}
 	out := make([]queue.Recipient, 0, len(env.Recipients))
@@ -257,6 +269,11 @@ func (r *Rewriter) Envelope(env *queue.Envelope) error {
 		}
 		if r.canonTo && !r.noMaps {
 			if a, err = r.map11(r.canonical, a); err != nil {
+				return err
+			}
+		}
+		if r.masq.rcpt && !r.noMaps {
+			if a, err = r.masq.apply(a); err != nil {
 				return err
 			}
 		}

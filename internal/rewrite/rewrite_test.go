@@ -380,3 +380,38 @@ virtual_alias_maps = inline:{ a@x.example=c@x.example }
 		t.Errorf("recipients %q", got)
 	}
 }
+
+// Masquerading, with postconf(5)'s masquerade_domains examples.
+func TestMasquerade(t *testing.T) {
+	r, _ := newRewriter(t, `masquerade_domains = !keep.example.com foo.example.com example.com
+masquerade_exceptions = root
+`)
+	for in, want := range map[string]string{
+		"user@any.thing.foo.example.com":  "user@foo.example.com",
+		"user@any.thing.else.example.com": "user@example.com",
+		"user@example.com":                "user@example.com",
+		"user@foo.example.com":            "user@foo.example.com",
+		"user@x.keep.example.com":         "user@x.keep.example.com",
+		"user@notexample.com":             "user@notexample.com",
+		"root@host.example.com":           "root@host.example.com",
+		"user@HOST.Example.COM":           "user@example.com",
+	} {
+		s, got, err := rcpts(t, r, in, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// masquerade_classes' default leaves envelope recipients alone.
+		if s != want || !slices.Equal(got, []string{in}) {
+			t.Errorf("%s: sender %q recipients %q; want sender %q", in, s, got, want)
+		}
+	}
+	r, _ = newRewriter(t, "masquerade_domains = example.com\nmasquerade_classes = envelope_recipient\n")
+	if s, got, err := rcpts(t, r, "a@h.example.com", "b@h.example.com"); err != nil || s != "a@h.example.com" ||
+		!slices.Equal(got, []string{"b@example.com<b@h.example.com"}) {
+		t.Errorf("envelope_recipient: %q %q %v", s, got, err)
+	}
+	r, _ = newRewriter(t, "masquerade_domains = example.com\nmasquerade_exceptions = fail:down\n")
+	if _, _, err := rcpts(t, r, "a@h.example.com"); err == nil {
+		t.Error("masquerade_exceptions failure ignored")
+	}
+}
