@@ -434,3 +434,20 @@ func TestBadParameters(t *testing.T) {
 		}
 	}
 }
+
+func TestRegexpAliasSubstitutionRefused(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.regexp")
+	good := filepath.Join(dir, "good.regexp")
+	writeFile(t, bad, "# $1 in a comment is fine\n/^(.*)-cmd$/ |/usr/bin/handle $1\n", 0o644, 0, 0)
+	writeFile(t, good, "/^list-.*$/ |/usr/bin/handle\n", 0o644, 0, 0)
+	if _, err := newAgentErr(t, "alias_maps = regexp:"+bad+"\n"); err == nil || !strings.Contains(err.Error(), "substitution is not allowed") {
+		t.Errorf("error %v", err)
+	}
+	if _, err := newAgentErr(t, "alias_maps = pcre:{{/^(.*)$$/ $${1}@x}}\n"); err == nil || !strings.Contains(err.Error(), "substitution is not allowed") {
+		t.Errorf("inline: error %v", err)
+	}
+	if _, err := newAgentErr(t, "alias_maps = regexp:"+good+"\n"); err != nil {
+		t.Errorf("good table refused: %v", err)
+	}
+}

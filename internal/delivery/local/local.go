@@ -234,6 +234,11 @@ func readSettings(d delivery.Deps) (_ *settings, err error) {
 	if s.aliasMaps, err = openList("alias_maps"); err != nil {
 		return nil, err
 	}
+	for _, t := range s.aliasMaps {
+		if err := checkNoRegsub(t.spec); err != nil {
+			return nil, fmt.Errorf("local: alias_maps: %w", err)
+		}
+	}
 	if s.mailboxTransportMaps, err = openList("mailbox_transport_maps"); err != nil {
 		return nil, err
 	}
@@ -428,4 +433,47 @@ func spoolGroup(dir string) (uint32, bool) {
 	}
 	gid, ok := statGID(fi)
 	return gid, ok
+}
+
+// checkNoRegsub refuses a regexp or pcre alias table whose results use
+// $number substitution: local(8) "SECURITY" disallows it, because the
+// recipient's local part, which anyone can choose, would end up in a
+// |command or a /file name. Postfix opens the table with
+// DICT_FLAG_NO_REGSUB; maps has no such flag, so moat reads the source
+// and refuses, conservatively, any "$1" .. "$9", "${1" or "$(1" in it.
+func checkNoRegsub(spec string) error {
+	typ, name, _ := strings.Cut(spec, ":")
+	for typ == "proxy" {
+		typ, name, _ = strings.Cut(name, ":")
+	}
+	if typ != "regexp" && typ != "pcre" {
+		return nil
+	}
+	var data []byte
+	if strings.HasPrefix(name, "{") {
+		data = []byte(name)
+	} else {
+		var err error
+		if data, err = os.ReadFile(name); err != nil {
+			return fmt.Errorf("%s: %w", spec, err)
+		}
+	}
+	for n, line := range strings.Split(string(data), "\n") {
+		if t := strings.TrimSpace(line); t == "" || t[0] == '#' {
+			continue
+		}
+		for i := 0; i+1 < len(line); i++ {
+			if line[i] != '$' {
+				continue
+			}
+			c := line[i+1]
+			if (c == '{' || c == '(') && i+2 < len(line) {
+				c = line[i+2]
+			}
+			if c >= '0' && c <= '9' {
+				return fmt.Errorf("%s, line %d: $number substitution is not allowed in alias_maps (local(8) SECURITY)", spec, n+1)
+			}
+		}
+	}
+	return nil
 }
