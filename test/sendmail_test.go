@@ -134,10 +134,16 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 // the test's configuration, bounded in time.
 func (e *submitEnv) run(acct *account, stdin string, path string, args ...string) (string, string, int) {
 	e.t.Helper()
+	return e.runEnv(acct, nil, stdin, path, args...)
+}
+
+// runEnv is run with more environment variables.
+func (e *submitEnv) runEnv(acct *account, env []string, stdin string, path string, args ...string) (string, string, int) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = []string{"MAIL_CONFIG=" + e.dir, "PATH=/usr/bin:/bin"}
+	cmd.Env = append([]string{"MAIL_CONFIG=" + e.dir, "PATH=/usr/bin:/bin"}, env...)
 	if acct != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.uid), Gid: uint32(acct.gid), Groups: []uint32{}}}
 		cmd.Dir = "/"
@@ -252,17 +258,27 @@ func TestSendmailUser(t *testing.T) {
 	t.Run("mailx", func(t *testing.T) {
 		rc := filepath.Join(e.dir, "mailrc")
 		os.WriteFile(rc, []byte("set sendmail="+e.sendmail+"\n"), 0o644)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "mail", "-s", "from mailx", "judy")
-		cmd.Env = []string{"MAILRC=" + rc, "MAIL_CONFIG=" + e.dir, "HOME=" + e.dir, "PATH=/usr/bin:/bin"}
-		cmd.Stdin = strings.NewReader("sent with bsd-mailx\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("mail: %v\n%s", err, out)
+		out, stderr, code := e.runEnv(a, []string{"MAILRC=" + rc, "HOME=/nonexistent"}, "sent with bsd-mailx\n", "/usr/bin/mail", "-s", "from mailx", "judy")
+		if code != 0 {
+			t.Fatalf("mail exit %d: %s %s", code, out, stderr)
 		}
 		e.waitDelivered("judy", 1, 20*time.Second)
-		if m := e.message("judy"); !strings.Contains(m, "Subject: from mailx") {
+		if m := e.message("judy"); !strings.Contains(m, "Subject: from mailx") || !strings.Contains(m, "sent with bsd-mailx") {
 			t.Errorf("got:\n%s", m)
+		}
+	})
+
+	t.Run("moat sendmail verb", func(t *testing.T) {
+		if _, stderr, code := e.run(a, "Subject: verb\n\nx\n", filepath.Join(e.bin, "moat"), "sendmail", "-i", "lena"); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		e.waitDelivered("lena", 1, 20*time.Second)
+	})
+
+	t.Run("bp", func(t *testing.T) {
+		out, stderr, code := e.run(nil, "", e.sendmail, "-bp")
+		if code != 0 || !strings.Contains(out, "Mail queue is empty") {
+			t.Errorf("sendmail -bp: exit %d %q %q", code, out, stderr)
 		}
 	})
 
