@@ -60,6 +60,11 @@ func (m *reader) next() (piece []byte, lineStart, cont bool, err error) {
 			return append([]byte(nil), b...), start, true, nil
 		case errors.Is(err, io.EOF):
 			m.done = true
+			if len(b) == 0 && m.mid && !m.skip {
+				// A long last line without LF still ends in CRLF.
+				m.mid = false
+				return []byte("\r\n"), false, false, nil
+			}
 			if len(b) == 0 {
 				return nil, false, false, io.EOF
 			}
