@@ -127,8 +127,10 @@ func (j *job) result() delivery.Result {
 		// copy, forwarded copies) are done.
 		return delivery.Result{Pass: o.pass, Address: o.passAddr}
 	case o.actions == 0:
-		// Every target was a duplicate of one already handled.
-		return delivery.Result{State: queue.RcptDelivered, DSN: "2.0.0", Reason: "delivered"}
+		// Every target was a duplicate of one already handled, or an
+		// :include: file listed no one (Postfix's DSN text for an
+		// expansion).
+		return delivery.Result{State: queue.RcptDelivered, DSN: "2.0.0", Reason: "alias expanded"}
 	}
 	return delivery.Result{State: queue.RcptDelivered, DSN: "2.0.0",
 		Reason: strings.Join(o.reasons, "; "), Replayable: o.onlyMaildir && o.actions == 1}

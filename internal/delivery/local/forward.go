@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"moat/internal/aliases"
+	"moat/internal/config"
 	"moat/internal/delivery"
 	"moat/internal/queue"
 	"moat/internal/smtp"
@@ -35,7 +36,7 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 	noExt.extension = ""
 	for _, tmpl := range set.forwardPath {
 		path, stat := expandLocal(tmpl, m, set.fwdFilter)
-		if stat&1 != 0 || path == "" {
+		if stat&config.StatError != 0 || path == "" {
 			continue
 		}
 		if !filepath.IsAbs(path) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"moat/internal/config"
 	"moat/internal/delivery"
 	"moat/internal/delivery/asuser"
 	"moat/internal/delivery/maildir"
@@ -217,7 +218,7 @@ func (j *job) unknown(st attrs) {
 	}
 	if set.luserRelay != "" {
 		dest, stat := expandLocal(set.luserRelay, j.macros(st, nil), "")
-		if stat&1 == 0 && strings.TrimSpace(dest) != "" {
+		if stat&config.StatError == 0 && strings.TrimSpace(dest) != "" {
 			sub := st
 			sub.unmatched = ""
 			sub.expType = expAlias
@@ -273,7 +274,7 @@ func (j *job) command(st attrs, cmd string, mailbox bool) {
 	dir := ""
 	if set.execDir != "" {
 		d, stat := expandLocal(set.execDir, m, set.dirFilter)
-		if stat&1 != 0 {
+		if stat&config.StatError != 0 {
 			j.fail("4.3.5", "mail system configuration error")
 			return
 		}
