@@ -275,6 +275,27 @@ func TestSendmailUser(t *testing.T) {
 		e.waitDelivered("lena", 1, 20*time.Second)
 	})
 
+	t.Run("root and mail_owner write maildrop directly", func(t *testing.T) {
+		if _, stderr, code := e.run(nil, "Subject: root\n\nx\n", e.sendmail, "olga"); code != 0 {
+			t.Fatalf("root: exit %d: %s", code, stderr)
+		}
+		owner, err := user.Lookup("postfix")
+		if err != nil {
+			t.Skip("no postfix account")
+		}
+		uid, _ := strconv.Atoi(owner.Uid)
+		gid, _ := strconv.Atoi(owner.Gid)
+		// Without the postdrop binary, so the direct path is the only one.
+		os.Rename(filepath.Join(e.bin, "postdrop"), filepath.Join(e.bin, "postdrop.off"))
+		defer os.Rename(filepath.Join(e.bin, "postdrop.off"), filepath.Join(e.bin, "postdrop"))
+		if _, stderr, code := e.run(&account{"postfix", uid, gid}, "Subject: owner\n\nx\n", e.sendmail, "olga"); code != 0 {
+			t.Fatalf("mail_owner: exit %d: %s", code, stderr)
+		}
+		e.waitDelivered("olga", 2, 20*time.Second)
+		e.waitLog(`postfix/pickup\[\d+\]: [0-9A-Za-z]+: uid=0 from=<root>`, 5*time.Second)
+		e.waitLog(fmt.Sprintf(`postfix/pickup\[\d+\]: [0-9A-Za-z]+: uid=%d from=<postfix>`, uid), 5*time.Second)
+	})
+
 	t.Run("bp", func(t *testing.T) {
 		out, stderr, code := e.run(nil, "", e.sendmail, "-bp")
 		if code != 0 || !strings.Contains(out, "Mail queue is empty") {
