@@ -10,6 +10,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/delivery"
 	"moat/internal/delivery/pipe"
+	"moat/internal/delivery/virtual"
 	"moat/internal/maillog"
 	"moat/internal/maps"
 	"moat/internal/master"
@@ -163,7 +164,8 @@ func newQmgr(d master.RoleDeps) (master.Role, error) {
 // agents are the delivery agents by master.cf command.
 func agents() map[string]qmgr.AgentFactory {
 	return map[string]qmgr.AgentFactory{
-		"pipe": func(d delivery.Deps) (delivery.Agent, error) { return pipe.New(d) },
+		"pipe":    func(d delivery.Deps) (delivery.Agent, error) { return pipe.New(d) },
+		"virtual": virtual.Factory,
 	}
 }
 
