@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"moat/internal/delivery"
@@ -449,5 +450,40 @@ func TestRegexpAliasSubstitutionRefused(t *testing.T) {
 	}
 	if _, err := newAgentErr(t, "alias_maps = regexp:"+good+"\n"); err != nil {
 		t.Errorf("good table refused: %v", err)
+	}
+}
+
+func TestConcurrentDeliveries(t *testing.T) {
+	f := newFixture(t, "home_mailbox = Maildir/\n", "list x@remote.example, y@remote.example\n")
+	a := f.account()
+	var wg sync.WaitGroup
+	results := make(chan delivery.Result, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rcpt := a.name + "@example.com"
+			if i%2 == 1 {
+				rcpt = "list@example.com"
+			}
+			req := f.request("s@remote.example", testContent, rcpt)
+			req.QueueID = "4dXq8K0Bblz6Vd" + string(rune('A'+i))
+			for _, r := range f.agent.Deliver(context.Background(), req) {
+				results <- r
+			}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.State != queue.RcptDelivered {
+			t.Errorf("result %+v", r)
+		}
+	}
+	if n := len(maildirFiles(t, filepath.Join(a.home, "Maildir"))); n != 4 {
+		t.Errorf("%d Maildir files, want 4", n)
+	}
+	if n := len(f.incoming()); n != 4 {
+		t.Errorf("%d forwarded messages, want 4", n)
 	}
 }
