@@ -127,12 +127,20 @@ func (r Reply) DSN() string {
 // begins with "." gets a second one, a bare LF becomes CRLF (the wire
 // allows no other line end, RFC 5321 §2.3.8), and Close ends the body
 // with CRLF "." CRLF, adding the missing CRLF before it when the content
-// does not end with a line end. It writes to w in pieces as large as the
-// caller's writes; wrap w in a bufio.Writer and flush after Close.
+// does not end with a line end. A bare CR is content and passes as is.
+// It writes to w in pieces as large as the caller's writes; wrap w in a
+// bufio.Writer and flush after Close.
 type DotWriter struct {
+	// LineLimit, when positive, breaks longer lines by inserting
+	// CRLF SPACE, as Postfix's smtp_line_length_limit and
+	// lmtp_line_length_limit (998: RFC 5322 §2.1.1) do "to minimize the
+	// damage to MIME formatted mail". The stuffed dot does not count.
+	LineLimit int
+
 	w         io.Writer
 	lineStart bool // the next byte begins a line
-	prevCR    bool // the last byte written was CR
+	pendingCR bool // a CR ended the last write; its meaning waits for the next byte
+	col       int  // bytes in the current output line, for LineLimit
 	n         int64
 	err       error
 }
@@ -150,32 +158,64 @@ func (d *DotWriter) Write(p []byte) (int, error) {
 	}
 	total := len(p)
 	for len(p) > 0 {
+		if d.pendingCR {
+			d.pendingCR = false
+			if p[0] == '\n' {
+				d.endLine()
+				p = p[1:]
+				continue
+			}
+			d.content([]byte{'\r'})
+		}
 		if d.lineStart && p[0] == '.' {
-			d.put([]byte{'.'})
+			d.putString(".")
 		}
 		d.lineStart = false
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			d.put(p)
-			d.prevCR = p[len(p)-1] == '\r'
+			seg := p
+			if seg[len(seg)-1] == '\r' {
+				d.pendingCR = true
+				seg = seg[:len(seg)-1]
+			}
+			d.content(seg)
 			break
 		}
-		// Bytes before the LF, then the line end.
-		cr := i > 0 && p[i-1] == '\r' || i == 0 && d.prevCR
-		d.put(p[:i])
-		if cr {
-			d.put([]byte{'\n'})
-		} else {
-			d.put([]byte("\r\n"))
+		seg := p[:i]
+		if len(seg) > 0 && seg[len(seg)-1] == '\r' {
+			seg = seg[:len(seg)-1]
 		}
-		d.prevCR = false
-		d.lineStart = true
+		d.content(seg)
+		d.endLine()
 		p = p[i+1:]
 	}
 	if d.err != nil {
 		return 0, d.err
 	}
 	return total, nil
+}
+
+// content writes line content, breaking it at LineLimit.
+func (d *DotWriter) content(b []byte) {
+	for len(b) > 0 {
+		if d.LineLimit > 0 && d.col >= d.LineLimit {
+			d.putString("\r\n ")
+			d.col = 1
+		}
+		n := len(b)
+		if d.LineLimit > 0 {
+			n = min(n, max(d.LineLimit-d.col, 1))
+		}
+		d.put(b[:n])
+		d.col += n
+		b = b[n:]
+	}
+}
+
+func (d *DotWriter) endLine() {
+	d.putString("\r\n")
+	d.lineStart = true
+	d.col = 0
 }
 
 func (d *DotWriter) put(b []byte) {
@@ -189,20 +229,35 @@ func (d *DotWriter) put(b []byte) {
 	}
 }
 
+// putString is put for the fixed strings; a bufio.Writer takes them
+// without a copy.
+func (d *DotWriter) putString(s string) {
+	if d.err != nil {
+		return
+	}
+	n, err := io.WriteString(d.w, s)
+	d.n += int64(n)
+	if err != nil {
+		d.err = err
+	}
+}
+
 // Close writes the end-of-data line. It does not close the underlying
 // writer.
 func (d *DotWriter) Close() error {
 	if d.err != nil {
 		return d.err
 	}
-	if !d.lineStart {
-		if d.prevCR {
-			d.put([]byte{'\n'})
-		} else {
-			d.put([]byte("\r\n"))
-		}
+	if d.pendingCR {
+		// The content's last byte was a CR: it and the CRLF Close
+		// adds make one line end.
+		d.pendingCR = false
+		d.endLine()
 	}
-	d.put([]byte(".\r\n"))
+	if !d.lineStart {
+		d.endLine()
+	}
+	d.putString(".\r\n")
 	return d.err
 }
 

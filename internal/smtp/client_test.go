@@ -88,6 +88,33 @@ func TestDotWriter(t *testing.T) {
 	}
 }
 
+func TestDotWriterLineLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit   int
+		in, out string
+	}{
+		{5, "12345\r\n", "12345\r\n.\r\n"},
+		{5, "123456\r\n", "12345\r\n 6\r\n.\r\n"},
+		{5, "1234567890abc", "12345\r\n 6789\r\n 0abc\r\n.\r\n"},
+		{5, ".2345678\r\n.\r\n", "..2345\r\n 678\r\n..\r\n.\r\n"},
+		{5, "1234\r\r\n", "1234\r\r\n.\r\n"},
+		{5, "12345\r6\r\n", "12345\r\n \r6\r\n.\r\n"},
+		{1, "abc\r\n", "a\r\n b\r\n c\r\n.\r\n"},
+	} {
+		for cut := 0; cut <= len(tc.in); cut++ {
+			var b bytes.Buffer
+			d := NewDotWriter(&b)
+			d.LineLimit = tc.limit
+			d.Write([]byte(tc.in[:cut]))
+			d.Write([]byte(tc.in[cut:]))
+			d.Close()
+			if b.String() != tc.out {
+				t.Errorf("limit %d %q cut %d: %q, want %q", tc.limit, tc.in, cut, b.String(), tc.out)
+			}
+		}
+	}
+}
+
 type brokenWriter struct{ n int }
 
 func (f *brokenWriter) Write(p []byte) (int, error) {
@@ -109,20 +136,40 @@ func TestDotWriterError(t *testing.T) {
 }
 
 // dotModel is what a server's DATA reader should store for content sent
-// through DotWriter: LF line ends made CRLF, a final line end added.
-func dotModel(in []byte) []byte {
-	var out []byte
+// through DotWriter: LF line ends made CRLF, a final line end added, and
+// lines longer than limit (when positive) broken with CRLF SPACE.
+func dotModel(in []byte, limit int) []byte {
+	var norm []byte
 	for i, c := range in {
 		if c == '\n' && (i == 0 || in[i-1] != '\r') {
-			out = append(out, '\r')
+			norm = append(norm, '\r')
 		}
-		out = append(out, c)
+		norm = append(norm, c)
 	}
-	if n := len(out); n > 0 && out[n-1] != '\n' {
-		if out[n-1] != '\r' {
-			out = append(out, '\r')
+	if n := len(norm); n > 0 && norm[n-1] != '\n' {
+		if norm[n-1] != '\r' {
+			norm = append(norm, '\r')
 		}
-		out = append(out, '\n')
+		norm = append(norm, '\n')
+	}
+	if limit <= 0 {
+		return norm
+	}
+	var out []byte
+	for _, line := range bytes.SplitAfter(norm, []byte("\r\n")) {
+		content := bytes.TrimSuffix(line, []byte("\r\n"))
+		col := 0
+		for _, c := range content {
+			if col >= limit {
+				out = append(out, "\r\n "...)
+				col = 1
+			}
+			out = append(out, c)
+			col++
+		}
+		if len(content) < len(line) {
+			out = append(out, "\r\n"...)
+		}
 	}
 	return out
 }
@@ -135,10 +182,15 @@ func FuzzDotWriter(f *testing.F) {
 	f.Add([]byte("a\r\n.\r\nMAIL FROM:<x>\r\n"), uint16(3))
 	f.Add([]byte(".\n.\r.\r\n\r\n."), uint16(1))
 	f.Add([]byte("x\r"), uint16(1))
+	f.Add([]byte("abcdefgh\r"), uint16(0x0208))
+	f.Add([]byte("1234567\r\n.23456789\r\r\n"), uint16(0x0305))
 	f.Fuzz(func(t *testing.T, in []byte, cut uint16) {
-		k := int(cut) % (len(in) + 1)
+		// The high byte picks LineLimit (0: none), the low the cut.
+		limit := int(cut>>8) % 8
+		k := int(cut&0xff) % (len(in) + 1)
 		var wire bytes.Buffer
 		d := NewDotWriter(&wire)
+		d.LineLimit = limit
 		d.Write(in[:k])
 		d.Write(in[k:])
 		if err := d.Close(); err != nil {
@@ -154,7 +206,7 @@ func FuzzDotWriter(f *testing.F) {
 		if string(rest) != "NEXT\r\n" {
 			t.Fatalf("rest %q (wire %q)", rest, wire.Bytes())
 		}
-		if want := dotModel(in); !bytes.Equal(got.Bytes(), want) {
+		if want := dotModel(in, limit); !bytes.Equal(got.Bytes(), want) {
 			t.Fatalf("stored %q, want %q", got.Bytes(), want)
 		}
 	})

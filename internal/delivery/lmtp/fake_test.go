@@ -350,3 +350,33 @@ func TestFakeDamagedContent(t *testing.T) {
 		t.Errorf("server stored %q", f.bodies)
 	}
 }
+
+// lmtp_line_length_limit (998) breaks a longer line with CRLF SPACE, as
+// Postfix does; 0 turns that off.
+func TestFakeLineLimit(t *testing.T) {
+	long := strings.Repeat("a", 2000)
+	content := []byte("Subject: long\r\n\r\n" + long + "\r\n")
+	for _, tc := range []struct {
+		limit, want string
+	}{
+		{"", "Subject: long\r\n\r\n" + long[:998] + "\r\n " + long[998:1995] + "\r\n " + long[1995:] + "\r\n"},
+		{"0", string(content)},
+	} {
+		f := newFake(t)
+		f.start()
+		over := map[string]string{}
+		if tc.limit != "" {
+			over["lmtp_line_length_limit"] = tc.limit
+		}
+		res := deliver(t, newAgent(t, t.TempDir(), over), request(f.addr, content, "a@example.com"))
+		if res[0].State != queue.RcptDelivered {
+			t.Fatalf("result %+v", res[0])
+		}
+		f.mu.Lock()
+		got := string(f.bodies[0])
+		f.mu.Unlock()
+		if got != tc.want {
+			t.Errorf("limit %q: server got %d bytes, want %d", tc.limit, len(got), len(tc.want))
+		}
+	}
+}

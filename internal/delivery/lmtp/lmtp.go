@@ -38,6 +38,8 @@ type settings struct {
 	myhostname string
 	queueDir   string
 	tcpPort    int
+	// lineLimit is lmtp_line_length_limit: longer lines are broken.
+	lineLimit int
 	// Timeouts, postconf(5) lmtp_*_timeout; zero means none
 	// (lmtp_connect_timeout = 0 is Postfix's default: the kernel's).
 	connect, lhlo, mail, rcpt, dataInit, dataXfer, dataDone, quit time.Duration
@@ -67,6 +69,11 @@ func New(d delivery.Deps) (*Agent, error) {
 		return nil, fmt.Errorf("lmtp: lmtp_tcp_port: %w", err)
 	}
 	s.tcpPort = port
+	limit, err := cfg.Int("lmtp_line_length_limit")
+	if err != nil {
+		return nil, fmt.Errorf("lmtp: lmtp_line_length_limit: %w", err)
+	}
+	s.lineLimit = int(max(limit, 0))
 	for _, p := range []struct {
 		name string
 		dst  *time.Duration

@@ -487,6 +487,7 @@ func (s *session) body(accepted []delivery.Recipient) bool {
 	t := s.a.s
 	s.wtimeout = t.dataXfer
 	dw := smtp.NewDotWriter(markWriter{s.bw})
+	dw.LineLimit = t.lineLimit
 	if _, err := io.Copy(dw, s.req.Content()); err != nil {
 		var we *writeError
 		if errors.As(err, &we) {
