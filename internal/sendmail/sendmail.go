@@ -283,18 +283,33 @@ func (r *run) deliver() int {
 	if err == nil {
 		err = mw.Close()
 	}
-	if err != nil {
+	var re *readError
+	if err != nil && (errors.Is(err, maildrop.ErrTooBig) || errors.As(err, &re)) {
 		s.abort()
 		return r.readFailed(err)
 	}
-	s.w.Close()
-	if status, err := s.wait(); status != 0 {
-		if r.canWrite() {
-			return r.fatal(status, "%v", err)
+	if err != nil {
+		// The reader went away (postdrop refused the stream and said
+		// why): its verdict is the one to report.
+		s.w.Close()
+		if status := r.finish(s); status != 0 {
+			return status
 		}
-		return status
+		return r.readFailed(err)
 	}
-	return 0
+	s.w.Close()
+	return r.finish(s)
+}
+
+// finish waits for the stream's reader and returns its exit status. An
+// exec'd postdrop has printed its own reason; an in-process one's is
+// printed here.
+func (r *run) finish(s *sink) int {
+	status, err := s.wait()
+	if status != 0 && r.canWrite() {
+		return r.fatal(status, "%v", err)
+	}
+	return status
 }
 
 // readFailed reports an error reading the message or writing it on.

@@ -97,3 +97,28 @@ func TestStandAloneSMTP(t *testing.T) {
 		t.Errorf("content %q", b)
 	}
 }
+
+// TestDeliverRefused: postdrop's refusal reaches the caller with its exit
+// status and reason (in-process, as root).
+func TestDeliverRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("root writes maildrop/ in-process")
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "spool", "maildrop"), 0o700)
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+dir+"/spool\nlocal_login_sender_maps = inline:{ { root = root } }\n"), 0o644)
+	var out, errs strings.Builder
+	env := &cli.Env{Stdin: strings.NewReader("Subject: x\n\nbody\n"), Stdout: &out, Stderr: &errs, Getenv: func(string) string { return "" }}
+	code := Main(env, "sendmail", []string{"-C", dir, "-f", "boss@example", "someone"})
+	if code != 77 || !strings.Contains(errs.String(), "sendmail: fatal: not authorized to use sender='boss@example'") {
+		t.Errorf("exit %d, stderr %q", code, errs.String())
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "spool", "maildrop")); len(ents) != 0 {
+		t.Errorf("maildrop/ holds %v", ents)
+	}
+	errs.Reset()
+	env.Stdin = strings.NewReader("Subject: x\n\nbody\n")
+	if code := Main(env, "sendmail", []string{"-C", dir, "someone"}); code != 0 {
+		t.Errorf("as root: exit %d %q", code, errs.String())
+	}
+}
