@@ -12,8 +12,9 @@ const maxAddresses = 10000
 // bare "user" without a domain is an address (cron and PHP scripts send to
 // local users so), comments are dropped, a group's name and its ";" are
 // dropped, a source route in <@a,@b:user@c> is dropped, and unquoted
-// blanks inside an address are removed. Quoted local parts keep their
-// quotes. Empty members ("undisclosed-recipients:;") give nothing.
+// blanks inside an address are removed. Quoted local parts lose their
+// quotes, the envelope's internal form (as smtpd stores addresses too).
+// Empty members ("undisclosed-recipients:;") give nothing.
 func Addresses(list string) []string {
 	var out []string
 	var cur strings.Builder // the current member, comments removed
@@ -37,6 +38,7 @@ func Addresses(list string) []string {
 		if i := unquotedIndex(a, ':'); i >= 0 && strings.HasPrefix(a, "@") {
 			a = a[i+1:] // source route
 		}
+		a = internalize(a)
 		if a != "" && len(out) < maxAddresses {
 			out = append(out, a)
 		}
@@ -129,6 +131,29 @@ func stripBlanks(s string) string {
 			q = !q
 		case !q && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
 			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// internalize removes quoting: "joe q"@x is the address joe q@x, the
+// form Postfix's tok822_internalize gives and the queue stores.
+func internalize(s string) string {
+	if !strings.ContainsRune(s, '"') {
+		return s
+	}
+	var b strings.Builder
+	q := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"':
+			q = !q
+			continue
+		case q && c == '\\' && i+1 < len(s):
+			i++
+			c = s[i]
 		}
 		b.WriteByte(c)
 	}

@@ -15,7 +15,7 @@ func TestAddresses(t *testing.T) {
 		"undisclosed-recipients:;":   nil,
 		"<@relay.example:user@dest>": {"user@dest"},
 		"user @ example.com":         {"user@example.com"},
-		`"quoted user"@x`:            {`"quoted user"@x`},
+		`"quoted user"@x`:            {"quoted user@x"},
 		"Name <a@b":                  {"a@b"},
 		"":                           nil,
 		" , ,":                       nil,
