@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"moat/internal/queue"
@@ -71,7 +72,22 @@ func WriteRequest(queueDir string, r Request) error {
 		os.Remove(tmp)
 		return fmt.Errorf("trigger: %w", err)
 	}
+	wakeQmgr(dir)
 	return nil
+}
+
+// wakeQmgr writes one request byte ('D', Postfix's QMGR_REQ_SCAN_DEFERRED)
+// to the queue manager's FIFO (public/qmgr, the one the master creates and
+// smtpd writes to), so the request is taken now rather than at the next
+// periodic scan. It never blocks: without a reader (moat stopped) or with a
+// full FIFO the request file alone is enough.
+func wakeQmgr(dir string) {
+	fd, err := syscall.Open(filepath.Join(dir, "qmgr"), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	syscall.Write(fd, []byte{'D'})
+	syscall.Close(fd)
 }
 
 // TakeRequests reads and removes the pending requests in queueDir/public,

@@ -244,6 +244,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-m.wake:
 			incoming = true
+			// postqueue -f pokes the trigger after leaving its request.
+			if m.flushRequested() {
+				deferred, flush = true, true
+			}
 		case <-scan.C:
 			incoming = true
 			if m.flushRequested() {
