@@ -2,6 +2,9 @@
 // queue_directory/maildrop/ (internal/maildrop) through cleanup into the
 // queue, as Postfix's pickup hands them to cleanup(8).
 //
+// Two pickups may run for a moment (a reload starts the new one before
+// the old one stops); each file is locked while it is taken.
+//
 // It finds work by reading the directory once a second (and at once when
 // woken): a readdir of a directory that is normally empty costs next to
 // nothing, and needs no socket that every user's postdrop could reach
@@ -219,6 +222,16 @@ func (p *Pickup) take(name string) bool {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		p.d.Log.Warning("maildrop/%s: fstat: %v", name, err)
+		return false
+	}
+	// A reload runs the new pickup before the old one stops: the lock
+	// keeps two from taking one file, and the second look at the name
+	// keeps a late one from taking a file already queued and unlinked.
+	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return false
+	}
+	var now syscall.Stat_t
+	if err := syscall.Lstat(path, &now); err != nil || now.Ino != st.Ino || now.Dev != st.Dev {
 		return false
 	}
 	uid := int(st.Uid)

@@ -249,3 +249,24 @@ func FuzzHeaderFilter(f *testing.F) {
 		}
 	})
 }
+
+// TestTwoPickups: two pickups on one maildrop/ (as during a reload) queue
+// each file once.
+func TestTwoPickups(t *testing.T) {
+	f := newFixture(t, "")
+	for i := 0; i < 20; i++ {
+		f.submit(t, &maildrop.Envelope{Sender: "a", Recipients: []string{"b"}}, "x\r\n")
+	}
+	g, err := New(f.p.d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() { n, _ := g.Scan(); done <- n }()
+	n, _ := f.p.Scan()
+	n += <-done
+	ids, _ := f.q.List(queue.Incoming)
+	if n != 20 || len(ids) != 20 {
+		t.Errorf("queued %d (%d files), want 20", n, len(ids))
+	}
+}
