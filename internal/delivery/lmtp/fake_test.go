@@ -23,7 +23,8 @@ func TestFakeRcptReplies(t *testing.T) {
 	f.rcpt["full@example.com"] = "452 4.2.2 Mailbox full"
 	f.rcpt["gone@example.com"] = "550 no such user here"
 	f.start()
-	a := newAgent(t, t.TempDir(), nil)
+	// Without the connection cache the session ends with QUIT.
+	a := newAgent(t, t.TempDir(), map[string]string{"lmtp_connection_cache_on_demand": "no"})
 	res := deliver(t, a, request("inet:"+f.addr, msg, "ok@example.com", "full@example.com", "gone@example.com"))
 	relay := "127.0.0.1[127.0.0.1]:" + f.port
 	checkResult(t, res[0], queue.RcptDelivered, "2.0.0", "250 2.0.0 OK saved", relay)
@@ -279,7 +280,7 @@ func TestFakeManyRecipients(t *testing.T) {
 			t.Fatalf("result %d: %+v", i, r)
 		}
 	}
-	if n := len(f.Commands()); n != len(rcpts)+4 {
+	if n := len(f.Commands()); n != len(rcpts)+3 {
 		t.Errorf("%d commands", n)
 	}
 }
@@ -378,5 +379,73 @@ func TestFakeLineLimit(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("limit %q: server got %d bytes, want %d", tc.limit, len(got), len(tc.want))
 		}
+	}
+}
+
+// A second request to the same next hop reuses the connection after a
+// RSET probe; one the server closed while idle is replaced without any
+// error; limits end reuse; Close sends QUIT.
+func TestConnectionCache(t *testing.T) {
+	f := newFake(t)
+	f.start()
+	a := newAgent(t, t.TempDir(), map[string]string{"lmtp_connection_reuse_count_limit": "3"})
+	for i := 0; i < 4; i++ {
+		res := deliver(t, a, request(f.addr, msg, "a@example.com"))
+		if res[0].State != queue.RcptDelivered || res[0].Relay != "127.0.0.1[127.0.0.1]:"+f.port {
+			t.Fatalf("delivery %d: %+v", i, res[0])
+		}
+	}
+	want := "LHLO|MAIL|RCPT|DATA|RSET|MAIL|RCPT|DATA|RSET|MAIL|RCPT|DATA|QUIT|LHLO|MAIL|RCPT|DATA"
+	if got := verbs(f.Commands()); got != want {
+		t.Errorf("commands\n %s\nwant\n %s", got, want)
+	}
+	a.Close()
+	waitFor(t, func() bool { return strings.HasSuffix(verbs(f.Commands()), "DATA|QUIT") })
+	if res := deliver(t, a, request(f.addr, msg, "a@example.com")); res[0].State != queue.RcptDelivered {
+		t.Fatalf("after Close: %+v", res[0])
+	}
+}
+
+func TestConnectionCacheStale(t *testing.T) {
+	f := newFake(t)
+	f.start()
+	a := newAgent(t, t.TempDir(), nil)
+	deliver(t, a, request(f.addr, msg, "a@example.com"))
+	// The server drops the idle connection; the next delivery's probe
+	// fails and a new connection takes over.
+	f.closeAll()
+	res := deliver(t, a, request(f.addr, msg, "b@example.com"))
+	if res[0].State != queue.RcptDelivered {
+		t.Fatalf("%+v", res[0])
+	}
+	if got := verbs(f.Commands()); got != "LHLO|MAIL|RCPT|DATA|LHLO|MAIL|RCPT|DATA" {
+		t.Errorf("commands %s", got)
+	}
+
+	// An idle connection past lmtp_connection_cache_time_limit is ended.
+	g := newFake(t)
+	g.start()
+	b := newAgent(t, t.TempDir(), map[string]string{"lmtp_connection_cache_time_limit": "1s"})
+	deliver(t, b, request(g.addr, msg, "a@example.com"))
+	waitFor(t, func() bool { return strings.HasSuffix(verbs(g.Commands()), "DATA|QUIT") })
+}
+
+func verbs(cmds []string) string {
+	var v []string
+	for _, c := range cmds {
+		w, _, _ := strings.Cut(c, " ")
+		v = append(v, w)
+	}
+	return strings.Join(v, "|")
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

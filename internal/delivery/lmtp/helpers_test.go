@@ -32,6 +32,7 @@ func newAgent(t testing.TB, queueDir string, over map[string]string) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { a.Close() })
 	return a
 }
 
@@ -102,6 +103,7 @@ type fakeServer struct {
 	dropInData   int
 
 	mu       sync.Mutex
+	conns    []net.Conn
 	commands []string
 	bodies   [][]byte
 	wg       sync.WaitGroup
@@ -136,6 +138,9 @@ func (f *fakeServer) start() {
 			if err != nil {
 				return
 			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			f.mu.Unlock()
 			f.wg.Add(1)
 			go func() {
 				defer f.wg.Done()
@@ -145,6 +150,16 @@ func (f *fakeServer) start() {
 			}()
 		}
 	}()
+}
+
+// closeAll drops every connection, as a server restart would.
+func (f *fakeServer) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
 }
 
 func (f *fakeServer) log(cmd string) {

@@ -5,12 +5,12 @@
 // the mailbox_transport = lmtp:unix:private/dovecot-lmtp and
 // virtual_transport = lmtp:... set-ups of Postfix work unchanged.
 //
-// One connection serves one delivery request: LHLO, MAIL FROM, one RCPT
-// TO per recipient and one DATA, pipelined when the server offers
-// PIPELINING (RFC 2920), then one reply per accepted recipient after the
-// body (RFC 2033 section 4.2), then QUIT. Postfix's connection cache
-// (lmtp_connection_cache_on_demand) is not implemented: an LMTP server on
-// the same host makes a new connection cheap.
+// A delivery request is one mail transaction: MAIL FROM, one RCPT TO per
+// recipient and one DATA, pipelined when the server offers PIPELINING
+// (RFC 2920), then one reply per accepted recipient after the body (RFC
+// 2033 section 4.2). Connections are kept idle for the next request to
+// the same next hop, as Postfix's connection cache does, and probed with
+// RSET before reuse.
 package lmtp
 
 import (
@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"time"
 
+	"moat/internal/config"
 	"moat/internal/delivery"
 	"moat/internal/maillog"
 	"moat/internal/queue"
@@ -26,9 +27,10 @@ import (
 // Agent delivers requests to LMTP servers. It holds only its settings,
 // so it is safe for concurrent use as delivery.Agent requires.
 type Agent struct {
-	s   settings
-	log *maillog.Logger
-	now func() time.Time
+	s     settings
+	log   *maillog.Logger
+	now   func() time.Time
+	cache *connCache
 }
 
 // settings are the lmtp_* parameters of postconf(5) that the agent uses,
@@ -42,7 +44,7 @@ type settings struct {
 	lineLimit int
 	// Timeouts, postconf(5) lmtp_*_timeout; zero means none
 	// (lmtp_connect_timeout = 0 is Postfix's default: the kernel's).
-	connect, lhlo, mail, rcpt, dataInit, dataXfer, dataDone, quit time.Duration
+	connect, lhlo, mail, rcpt, dataInit, dataXfer, dataDone, quit, rset time.Duration
 }
 
 // New reads the lmtp_* parameters from d.Config (the master.cf row's -o
@@ -86,6 +88,7 @@ func New(d delivery.Deps) (*Agent, error) {
 		{"lmtp_data_xfer_timeout", &s.dataXfer},
 		{"lmtp_data_done_timeout", &s.dataDone},
 		{"lmtp_quit_timeout", &s.quit},
+		{"lmtp_rset_timeout", &s.rset},
 	} {
 		v, err := cfg.Duration(p.name)
 		if err != nil {
@@ -97,7 +100,52 @@ func New(d delivery.Deps) (*Agent, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Agent{s: s, log: d.Log, now: now}, nil
+	cache, err := newCache(cfg, s)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{s: s, log: d.Log, now: now, cache: cache}, nil
+}
+
+// newCache reads the connection cache parameters. With
+// lmtp_connection_cache_on_demand every next hop is cached (Postfix
+// caches on demand, when the queue manager sees a backlog; moat's
+// agent serves concurrent requests and reuses connections whenever it
+// has one idle); otherwise only lmtp_connection_cache_destinations.
+func newCache(cfg *config.Config, s settings) (*connCache, error) {
+	onDemand, err := cfg.Bool("lmtp_connection_cache_on_demand")
+	if err != nil {
+		return nil, fmt.Errorf("lmtp: lmtp_connection_cache_on_demand: %w", err)
+	}
+	dests, err := cfg.List("lmtp_connection_cache_destinations")
+	if err != nil {
+		return nil, fmt.Errorf("lmtp: lmtp_connection_cache_destinations: %w", err)
+	}
+	listed := make(map[string]bool, len(dests))
+	for _, d := range dests {
+		if nh, err := ParseNexthop(d, s.tcpPort, s.queueDir); err == nil {
+			listed[nh.String()] = true
+		}
+	}
+	if !onDemand && len(listed) == 0 {
+		return nil, nil
+	}
+	c := &connCache{quit: s.quit, enabled: func(key string) bool { return onDemand || listed[key] }}
+	if c.idle, err = cfg.Duration("lmtp_connection_cache_time_limit"); err != nil {
+		return nil, fmt.Errorf("lmtp: lmtp_connection_cache_time_limit: %w", err)
+	}
+	if c.life, err = cfg.Duration("lmtp_connection_reuse_time_limit"); err != nil {
+		return nil, fmt.Errorf("lmtp: lmtp_connection_reuse_time_limit: %w", err)
+	}
+	n, err := cfg.Int("lmtp_connection_reuse_count_limit")
+	if err != nil {
+		return nil, fmt.Errorf("lmtp: lmtp_connection_reuse_count_limit: %w", err)
+	}
+	c.uses = int(max(n, 0))
+	if c.idle <= 0 {
+		return nil, nil
+	}
+	return c, nil
 }
 
 // Factory is New with the signature of qmgr.AgentFactory, for the
@@ -111,9 +159,11 @@ func Factory(d delivery.Deps) (delivery.Agent, error) {
 	return a, nil
 }
 
-// Close releases nothing: the agent keeps no connections between
-// requests.
-func (a *Agent) Close() error { return nil }
+// Close ends the cached idle connections with QUIT.
+func (a *Agent) Close() error {
+	a.cache.close()
+	return nil
+}
 
 // Deliver sends req to the LMTP server named by req.Nexthop and returns
 // one result per recipient. Nothing is left undecided: a failure before

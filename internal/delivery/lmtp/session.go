@@ -1,7 +1,6 @@
 package lmtp
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -24,12 +23,8 @@ type session struct {
 	req *delivery.Request
 	nh  Nexthop
 
-	conn net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	// wtimeout bounds each write, as Postfix's per-I/O timeouts do; the
-	// phase sets it.
-	wtimeout time.Duration
+	// w is the connection, new or from the cache.
+	w *wire
 
 	// namaddr is "host[addr]" for "host H said" texts; relay is
 	// namaddrport ("host[addr]:port", "myhostname[path]").
@@ -43,16 +38,68 @@ func newSession(ctx context.Context, a *Agent, req *delivery.Request, nh Nexthop
 	return &session{ctx: ctx, a: a, req: req, nh: nh, results: make(map[int]Result, len(req.Recipients))}
 }
 
-// run connects, runs the transaction and returns a result for every
-// recipient.
+// run connects (or takes a cached connection that answers a RSET
+// probe), runs the transaction and returns a result for every recipient.
+// A connection left clean after the body goes back to the cache.
 func (s *session) run() []Result {
-	if dsn, reason := s.connect(); reason != "" {
-		return s.a.all(s.req, stateOf(dsn), dsn, reason, "none")
+	key := s.nh.String()
+	if w := s.a.cache.get(key, s.a.now()); w != nil && s.probe(w) {
+		s.use(w)
+	} else {
+		if dsn, reason := s.connect(); reason != "" {
+			return s.a.all(s.req, stateOf(dsn), dsn, reason, "none")
+		}
+		s.w.born = s.a.now()
+		s.w.namaddr, s.w.relay = s.namaddr, s.relay
+		if !s.handshake() {
+			s.w.c.Close()
+			return s.collect()
+		}
+		s.w.ext = s.ext
 	}
-	stop := context.AfterFunc(s.ctx, func() { s.conn.Close() })
-	s.transaction()
-	stop()
-	s.conn.Close()
+	s.w.uses++
+	c := s.w.c
+	stop := context.AfterFunc(s.ctx, func() { c.Close() })
+	clean := s.mailTransaction()
+	interrupted := !stop()
+	switch {
+	case clean && !interrupted && s.a.cache.put(key, s.w, s.a.now()):
+	case clean && !interrupted:
+		s.quit()
+		c.Close()
+	default:
+		c.Close()
+	}
+	return s.collect()
+}
+
+// use takes over a cached connection.
+func (s *session) use(w *wire) {
+	s.w = w
+	s.namaddr, s.relay, s.ext = w.namaddr, w.relay, w.ext
+}
+
+// probe checks that a cached connection still works, as Postfix's
+// "RSET probe" does before it reuses one (lmtp_rset_timeout); a
+// connection that fails it is closed and a new one made, without any
+// error for the mail.
+func (s *session) probe(w *wire) bool {
+	t := s.a.s
+	w.send("RSET", t.rset)
+	if err := w.flush(t.rset); err != nil {
+		w.c.Close()
+		return false
+	}
+	rep, err := w.read(t.rset)
+	if err != nil || rep.Code/100 != 2 {
+		w.c.Close()
+		return false
+	}
+	return true
+}
+
+// collect returns the results, one per recipient.
+func (s *session) collect() []Result {
 	out := make([]Result, 0, len(s.req.Recipients))
 	for _, r := range s.req.Recipients {
 		res, ok := s.results[r.Index]
@@ -146,45 +193,14 @@ func connErr(err error) string {
 }
 
 func (s *session) setConn(c net.Conn) {
-	s.conn = c
-	s.br = bufio.NewReaderSize(c, 4096)
-	s.bw = bufio.NewWriterSize(deadlineWriter{s}, 32*1024)
+	s.w = newWire(c)
 }
 
-// deadlineWriter renews the write deadline before each write to the
-// connection.
-type deadlineWriter struct{ s *session }
+func (s *session) read(timeout time.Duration) (smtp.Reply, error) { return s.w.read(timeout) }
 
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	setDeadline(w.s.conn.SetWriteDeadline, w.s.wtimeout)
-	return w.s.conn.Write(p)
-}
+func (s *session) send(line string, timeout time.Duration) { s.w.send(line, timeout) }
 
-func setDeadline(set func(time.Time) error, d time.Duration) {
-	if d > 0 {
-		set(time.Now().Add(d))
-	} else {
-		set(time.Time{})
-	}
-}
-
-// read reads one reply within timeout.
-func (s *session) read(timeout time.Duration) (smtp.Reply, error) {
-	setDeadline(s.conn.SetReadDeadline, timeout)
-	return smtp.ReadReply(s.br, 0)
-}
-
-// send queues one command line; flush sends what is queued.
-func (s *session) send(line string, timeout time.Duration) {
-	s.wtimeout = timeout
-	s.bw.WriteString(line)
-	s.bw.WriteString("\r\n")
-}
-
-func (s *session) flush(timeout time.Duration) error {
-	s.wtimeout = timeout
-	return s.bw.Flush()
-}
+func (s *session) flush(timeout time.Duration) error { return s.w.flush(timeout) }
 
 // set records a recipient's result unless it already has one.
 func (s *session) set(r delivery.Recipient, dsn, reason string) {
@@ -241,49 +257,63 @@ const (
 	inDot  = "end of DATA command"
 )
 
-// transaction runs greeting, LHLO, MAIL, RCPT, DATA, the body and QUIT.
+// transaction runs a whole session on a new connection: handshake, mail
+// transaction and QUIT.
 func (s *session) transaction() {
+	if !s.handshake() {
+		return
+	}
+	if s.mailTransaction() {
+		s.quit()
+	}
+}
+
+// handshake reads the greeting and sends LHLO; on failure every
+// recipient has its result and the session is over.
+func (s *session) handshake() bool {
 	t := s.a.s
 	greet, err := s.read(t.lhlo)
 	if err != nil {
 		s.ioFail(err, whileGreeting)
-		return
+		return false
 	}
 	if greet.Code/100 != 2 {
 		s.failRest(greet.DSN(), fmt.Sprintf("host %s refused to talk to me: %s", s.namaddr, greet.LogText()))
-		return
+		return false
 	}
 	s.send("LHLO "+t.lhloName, t.lhlo)
 	if err := s.flush(t.lhlo); err != nil {
 		s.ioFail(err, whileLHLO)
-		return
+		return false
 	}
 	lhlo, err := s.read(t.lhlo)
 	if err != nil {
 		s.ioFail(err, whileLHLO)
-		return
+		return false
 	}
 	if lhlo.Code/100 != 2 {
 		s.failRest(lhlo.DSN(), fmt.Sprintf("host %s refused to talk to me: %s", s.namaddr, lhlo.LogText()))
 		s.quit()
-		return
+		return false
 	}
 	s.ext = smtp.ParseEHLO(lhlo)
+	return true
+}
+
+// mailTransaction runs MAIL, RCPT, DATA and the body. It reports whether
+// the connection is clean (every reply read, no transaction open), so it
+// can be reused or ended with QUIT; otherwise it has been ended already
+// (QUIT sent where that made sense) and must only be closed.
+func (s *session) mailTransaction() bool {
 	if !s.precheck() {
 		s.quit()
-		return
+		return false
 	}
 	accepted, ok := s.envelope()
 	if !ok {
-		return
+		return false
 	}
-	if len(accepted) == 0 {
-		s.quit()
-		return
-	}
-	if s.body(accepted) {
-		s.quit()
-	}
+	return s.body(accepted)
 }
 
 // precheck refuses what the server announced it cannot take, before
@@ -485,8 +515,8 @@ func (s *session) afterData(data smtp.Reply, accepted []delivery.Recipient) ([]d
 // still be ended with QUIT.
 func (s *session) body(accepted []delivery.Recipient) bool {
 	t := s.a.s
-	s.wtimeout = t.dataXfer
-	dw := smtp.NewDotWriter(markWriter{s.bw})
+	s.w.wtimeout = t.dataXfer
+	dw := smtp.NewDotWriter(markWriter{s.w.bw})
 	dw.LineLimit = t.lineLimit
 	if _, err := io.Copy(dw, s.req.Content()); err != nil {
 		var we *writeError
