@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ type fixture struct {
 	q     *queue.Queue
 	sink  *maillogtest.Sink
 	drop  string
-	wakes int
+	wakes atomic.Int32
 }
 
 func newFixture(t *testing.T, mainCF string) *fixture {
@@ -54,7 +55,7 @@ func newFixture(t *testing.T, mainCF string) *fixture {
 		defer c()
 		log.Close(ctx)
 	})
-	f.p, err = New(Deps{Config: cfg, Log: log, Queue: q, Cleanup: cs, Wake: func() { f.wakes++ },
+	f.p, err = New(Deps{Config: cfg, Log: log, Queue: q, Cleanup: cs, Wake: func() { f.wakes.Add(1) },
 		Now: func() time.Time { return time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
@@ -108,8 +109,8 @@ func TestPickup(t *testing.T) {
 	f.submit(t, &maildrop.Envelope{Sender: "joe", FullName: "Joe Q", Recipients: []string{"amy", "bo@other.example"}, Notify: "never"},
 		"Subject: hi\r\nBcc: secret@example\r\nReturn-Path: <x@y>\r\n\r\nbody\r\n")
 	n, err := f.p.Scan()
-	if err != nil || n != 1 || f.wakes != 1 {
-		t.Fatalf("Scan = %d, %v; wakes %d", n, err, f.wakes)
+	if err != nil || n != 1 || f.wakes.Load() != 1 {
+		t.Fatalf("Scan = %d, %v; wakes %d", n, err, f.wakes.Load())
 	}
 	env, content := f.only(t)
 	if env.Sender != "joe@mx.example" || len(env.Recipients) != 2 || env.Recipients[0].Address != "amy@mx.example" || env.Recipients[1].Address != "bo@other.example" {
