@@ -346,11 +346,6 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 		return env.Recipients[i].Address
 	}
 	switch {
-	case t.legacy:
-		for _, i := range idxs {
-			out[i] = m.deliverLocal(msg, i)
-		}
-		return out
 	case t.unavailable != "":
 		for _, i := range idxs {
 			out[i] = m.qmgrResult(queue.RcptDeferred, "4.3.0", t.unavailable)

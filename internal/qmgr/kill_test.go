@@ -34,7 +34,7 @@ func TestKillChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := maillog.New(maillog.Options{SyslogName: "postfix", Daemon: "qmgr"})
-	m, err := New(Deps{Config: cfg, Log: log, Queue: q})
+	m, err := New(Deps{Config: cfg, Log: log, Queue: q, Agents: testAgents(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

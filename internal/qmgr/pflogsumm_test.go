@@ -26,7 +26,7 @@ func TestPflogsumm(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := maillog.New(maillog.Options{Sink: sink, SyslogName: "postfix", Daemon: "qmgr", PID: 700})
-	m, err := New(Deps{Config: e.cfg, Log: log, Queue: e.fix.Queue})
+	m, err := New(Deps{Config: e.cfg, Log: log, Queue: e.fix.Queue, Agents: e.agents})
 	if err != nil {
 		t.Fatal(err)
 	}

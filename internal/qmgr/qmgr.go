@@ -1,17 +1,20 @@
 // Package qmgr is moat's queue manager (Postfix's qmgr(8)): it takes
 // messages from incoming/ (and, every queue_run_delay, from deferred/) into
-// active/, chooses a transport for each recipient that is not yet settled
-// from its domain's address class (internal/resolve: local_transport,
-// virtual_transport, relay_transport, default_transport),
-// hands the recipient to that transport's delivery agent, records the result
-// in the queue file (fsynced) before it logs it, and finally removes the
-// message or moves it to deferred/.
+// active/, chooses each unsettled recipient's transport and next hop
+// (content_filter, transport_maps, then the address class's
+// local_transport, virtual_transport, relay_transport or default_transport,
+// as trivial-rewrite(8) does), hands recipients with the same route to that
+// master.cf service's delivery agent in requests of at most
+// <transport>_destination_recipient_limit, within the service's maxproc and
+// <transport>_destination_concurrency_limit, records each result in the
+// queue file before it logs it, and finally removes the message, moves it
+// to deferred/ (retried with Postfix's back-off), or returns it to its
+// sender once it outlives maximal_queue_lifetime.
 //
-// The delivery agents live here for now and run in-process: local (Maildir
-// under mail_spool_directory ending in "/"), discard(8), error(8) and
-// retry(8). Every other transport (smtp, lmtp, virtual, pipe...) is deferred
-// with a reason mailq shows, never bounced: that mail is delivered once the
-// agent exists.
+// The agents (internal/delivery/local, virtual, pipe, lmtp) are given by
+// the process that runs the manager (Deps.Agents); discard(8), error(8)
+// and retry are built in. A transport without an agent defers its mail
+// with a reason mailq shows, never bounces it.
 //
 // Crash safety rests on the queue's per-recipient state log: a recipient is
 // recorded delivered or bounced right after the agent finished, so a message
@@ -92,7 +95,7 @@ type Manager struct {
 // agentLogs are the loggers of the in-process delivery agents, tagged as
 // Postfix's agents are, so pflogsumm counts their records.
 type agentLogs struct {
-	local, bounce *maillog.Logger
+	bounce *maillog.Logger
 }
 
 // scanInterval is how often incoming/ is scanned without a Wake, for mail
@@ -160,7 +163,6 @@ func New(d Deps) (*Manager, error) {
 	m.closer = closeAll
 	pid := os.Getpid()
 	m.agents = agentLogs{
-		local:  d.Log.With("local", pid),
 		bounce: d.Log.With("bounce", pid),
 	}
 	return m, nil
@@ -369,14 +371,6 @@ func (m *Manager) release(id string) {
 type settings struct {
 	myhostname string
 
-	spoolDir         string
-	homeMailbox      string
-	mailboxCommand   string
-	mailboxTransport string
-	delimiters       string
-	origRecipient    bool
-	mailboxSizeLimit int64
-
 	queueRunDelay time.Duration
 	minBackoff    time.Duration
 	maxBackoff    time.Duration
@@ -395,21 +389,10 @@ const workers = 32
 
 func loadSettings(cfg *config.Config) (settings, error) {
 	s := settings{
-		myhostname:       cfg.Get("myhostname"),
-		spoolDir:         cfg.Get("mail_spool_directory"),
-		homeMailbox:      cfg.Get("home_mailbox"),
-		mailboxCommand:   cfg.Get("mailbox_command"),
-		mailboxTransport: cfg.Get("mailbox_transport"),
-		delimiters:       cfg.Get("recipient_delimiter"),
+		myhostname: cfg.Get("myhostname"),
 	}
 	var err error
 	wrap := func(name string, err error) error { return fmt.Errorf("qmgr: %s: %w", name, err) }
-	if s.origRecipient, err = cfg.Bool("enable_original_recipient"); err != nil {
-		return s, wrap("enable_original_recipient", err)
-	}
-	if s.mailboxSizeLimit, err = cfg.Size("mailbox_size_limit"); err != nil {
-		return s, wrap("mailbox_size_limit", err)
-	}
 	if s.queueRunDelay, err = cfg.Duration("queue_run_delay"); err != nil {
 		return s, wrap("queue_run_delay", err)
 	}

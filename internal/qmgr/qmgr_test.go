@@ -71,7 +71,7 @@ func newEnvWith(t testing.TB, extra, masterCF string, agents map[string]AgentFac
 			t.Fatal(err)
 		}
 	}
-	e := &env{t: t, fix: fix, cfg: cfg, spool: spool, log: log, buf: buf, agents: agents}
+	e := &env{t: t, fix: fix, cfg: cfg, spool: spool, log: log, buf: buf, agents: testAgents(agents)}
 	e.m = e.newManager()
 	return e
 }
@@ -370,23 +370,6 @@ func TestWakeLatency(t *testing.T) {
 		}
 	}
 }
-
-func TestMboxAndHomeMailboxDeferred(t *testing.T) {
-	for _, c := range []struct{ extra, reason string }{
-		{"mail_spool_directory = /nonexistent/mail\n",
-			"mbox delivery to mail_spool_directory (end it with / for Maildir) is not available yet in this version of moat"},
-		{"home_mailbox = Maildir/\n", "delivery to home_mailbox is not available yet in this version of moat"},
-	} {
-		e := newEnv(t, c.extra)
-		id := e.put("s@example.org", "gina@mx.test")
-		e.start()
-		e.waitFor("deferral", 5*time.Second, func() bool { return e.inQueue(queue.Deferred, id) })
-		e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<gina@mx.test>, relay=local, .*dsn=4.3.0, status=deferred \(` +
-			regexp.QuoteMeta(c.reason) + `\)$`)
-		e.stop()
-	}
-}
-
 func TestDeferredRetriedAfterQueueRunDelay(t *testing.T) {
 	e := newEnv(t, "queue_run_delay = 1s\nminimal_backoff_time = 1s\n")
 	// A file where hank's Maildir should be: delivery fails temporarily.
@@ -526,20 +509,6 @@ func TestMailboxSizeLimitBounces(t *testing.T) {
 	}
 }
 
-// local(8)'s loop check: a message that already has "Delivered-To: rcpt"
-// bounces with 5.4.6 instead of being delivered again.
-func TestForwardingLoopBounces(t *testing.T) {
-	e := newEnv(t, "")
-	id := e.putContent("", "Delivered-To: Sam@MX.test\r\nSubject: loop\r\n\r\nbody\r\n", "sam@mx.test", "tom@mx.test")
-	e.start()
-	e.waitFor("removal", 5*time.Second, func() bool { return e.gone(id) })
-	if a, b := e.count("sam"), e.count("tom"); a != 0 || b != 1 {
-		t.Errorf("sam has %d, tom %d messages; want 0 and 1", a, b)
-	}
-	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<sam@mx.test>, relay=local, .*dsn=5.4.6, ` +
-		`status=bounced \(mail forwarding loop for sam@mx.test\)$`)
-}
-
 // The hold queue is the admin's: the queue manager never takes mail from
 // it (postsuper -H releases it to deferred/ first).
 func TestHoldQueueUntouched(t *testing.T) {
@@ -565,26 +534,6 @@ func TestHoldQueueUntouched(t *testing.T) {
 	if !e.inQueue(queue.Hold, id) || e.count("uma") != 0 {
 		t.Error("a held message was delivered or moved")
 	}
-}
-
-// A symbolic link where a Maildir should be is not followed: the daemon
-// does not yet deliver with the recipient's rights.
-func TestSymlinkedMaildirDeferred(t *testing.T) {
-	e := newEnv(t, "")
-	elsewhere := t.TempDir()
-	if err := os.MkdirAll(e.spool, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(elsewhere, filepath.Join(e.spool, "vera")); err != nil {
-		t.Fatal(err)
-	}
-	id := e.put("s@example.org", "vera@mx.test")
-	e.start()
-	e.waitFor("deferral", 5*time.Second, func() bool { return e.inQueue(queue.Deferred, id) })
-	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
-		t.Errorf("delivery followed the link: %d entries in its target", len(ents))
-	}
-	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<vera@mx.test>, relay=local, .*dsn=4.3.0, status=deferred \(maildir delivery failed: .*/vera is a symbolic link`)
 }
 
 // due keeps the back-off time a worker has set for a message it is still

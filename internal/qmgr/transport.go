@@ -2,7 +2,6 @@ package qmgr
 
 import (
 	"strings"
-	"unicode/utf8"
 )
 
 // route is a recipient's delivery: the transport (a master.cf service name
@@ -34,47 +33,6 @@ func splitAddress(addr string) (local, domain string) {
 		return addr[:i], addr[i+1:]
 	}
 	return addr, ""
-}
-
-// localUser returns the mailbox owner's name for a local part as local(8)
-// looks it up: lowercased (local(8) "CASE FOLDING"), with the address
-// extension removed at the first character of recipient_delimiter
-// (postconf(5) recipient_delimiter: any one of the characters separates).
-func localUser(localPart, delimiters string) (user, extension string) {
-	user = strings.ToLower(localPart)
-	if delimiters == "" {
-		return user, ""
-	}
-	if i := strings.IndexAny(user, delimiters); i >= 0 {
-		return user[:i], user[i+1:]
-	}
-	return user, ""
-}
-
-// maxUserLen is the longest name used as a directory name (NAME_MAX on
-// Linux). Longer names are no user of this system.
-const maxUserLen = 255
-
-// safeUser reports whether user can be a directory name under
-// mail_spool_directory without escaping it or confusing programs: not
-// empty, ".", or "..", no '/', NUL or control characters, valid UTF-8, and
-// no leading '-' (which command-line tools take for an option). Postfix
-// refuses such names because no passwd entry has them; moat has no passwd
-// check for Maildir delivery yet, so this check is what keeps a recipient
-// like "../../etc" from choosing the directory.
-func safeUser(user string) bool {
-	if user == "" || user == "." || user == ".." || len(user) > maxUserLen {
-		return false
-	}
-	if user[0] == '-' || !utf8.ValidString(user) {
-		return false
-	}
-	for _, r := range user {
-		if r == '/' || r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return false
-		}
-	}
-	return true
 }
 
 // splitDSN splits an RFC 3463 status code off the front of text ("5.7.1

@@ -39,9 +39,6 @@ type transport struct {
 	rcptLimit int
 	limits    *limiter
 	mu        sync.Mutex // guards agent against Close
-	// legacy: the Maildir-only local delivery in this package, used
-	// when the process supplies no local agent.
-	legacy bool
 	// build makes the agent at the transport's first request, so that a
 	// stock master.cf row for software this host lacks (maildrop's
 	// user=vmail) costs nothing until mail is routed to it, as in Postfix.
@@ -218,8 +215,6 @@ func (m *Manager) buildTransports(d Deps) error {
 		if !builtinCommand(agentCmd) {
 			factory := d.Agents[s.Command]
 			switch {
-			case factory == nil && s.Command == "local":
-				t.legacy = true
 			case factory == nil:
 				t.unavailable = "delivery via " + s.Command + " is not available yet in this version of moat"
 			default:
