@@ -146,8 +146,7 @@ func testQueueMessage(t *testing.T, dv *dovecot.Server) {
 }
 
 // TestDovecotThroughput measures what the benchmark table needs: 1000
-// 1 KB messages, one recipient each, one connection per message,
-// sequentially and from 8 goroutines (MOAT_LMTP_BENCH_N changes the
+// 1 KB messages, one recipient each, sequentially and from 8 goroutines (MOAT_LMTP_BENCH_N changes the
 // count). It is slow for CI, so it runs only with MOAT_LMTP_BENCH=1.
 func TestDovecotThroughput(t *testing.T) {
 	if os.Getenv("MOAT_LMTP_BENCH") == "" {
@@ -160,9 +159,20 @@ func TestDovecotThroughput(t *testing.T) {
 	// MOAT_LMTP_BENCH_DOVECOT adds dovecot.conf lines, such as
 	// "mail_fsync = never" to see the client's share of the time.
 	dv := dovecot.Start(t, dovecot.Options{Users: users, Extra: os.Getenv("MOAT_LMTP_BENCH_DOVECOT")})
-	a := newAgent(t, dv.Dir, nil)
+	// MOAT_LMTP_BENCH_NOCACHE=1 makes a connection per message.
+	var over map[string]string
+	if os.Getenv("MOAT_LMTP_BENCH_NOCACHE") != "" {
+		over = map[string]string{"lmtp_connection_cache_on_demand": "no"}
+	}
+	a := newAgent(t, dv.Dir, over)
 	body := "Subject: bench\r\n\r\n" + strings.Repeat(strings.Repeat("z", 62)+"\r\n", 16)
 	content := []byte(body[:1024])
+	// One mailbox serializes deliveries on its lock; MOAT_LMTP_BENCH_USERS=4
+	// spreads them over four.
+	rcpts := []string{"alice@example.com"}
+	if os.Getenv("MOAT_LMTP_BENCH_USERS") == "4" {
+		rcpts = append(rcpts, "bob@example.com", "carol@example.com", "dave@example.com")
+	}
 	for _, nexthop := range []string{"unix:lmtp", "inet:" + dv.LMTPAddr} {
 		for _, par := range []int{1, 8} {
 			start := time.Now()
@@ -174,8 +184,8 @@ func TestDovecotThroughput(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for range jobs {
-						res := a.Deliver(context.Background(), request(nexthop, content, "alice@example.com"))
+					for i := range jobs {
+						res := a.Deliver(context.Background(), request(nexthop, content, rcpts[i%len(rcpts)]))
 						if res[0].State != queue.RcptDelivered {
 							mu.Lock()
 							failed++
