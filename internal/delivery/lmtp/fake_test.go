@@ -449,3 +449,12 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A host name is resolved and each address tried in turn; relay= names
+// the host and the address that answered, as Postfix logs it.
+func TestHostName(t *testing.T) {
+	f := newFake(t)
+	f.start()
+	res := deliver(t, newAgent(t, t.TempDir(), nil), request("inet:localhost:"+f.port, msg, "a@example.com"))
+	checkResult(t, res[0], queue.RcptDelivered, "2.0.0", "250 2.0.0 OK saved", "localhost[127.0.0.1]:"+f.port)
+}
