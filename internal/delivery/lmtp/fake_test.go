@@ -286,18 +286,22 @@ func TestFakeManyRecipients(t *testing.T) {
 }
 
 // A cancelled context (the queue manager stopping) ends the session and
-// defers everyone.
+// defers everyone, whether the server is silent after the body or from
+// the start.
 func TestFakeCancel(t *testing.T) {
-	f := newFake(t)
-	f.hangAfterDot = true
-	f.start()
-	a := newAgent(t, t.TempDir(), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(300*time.Millisecond, cancel)
-	start := time.Now()
-	res := a.Deliver(ctx, request(f.addr, msg, "a@example.com"))
-	if time.Since(start) > 10*time.Second || len(res) != 1 || res[0].State != queue.RcptDeferred {
-		t.Fatalf("after %v: %+v", time.Since(start), res)
+	for _, greeting := range []string{"", "none"} {
+		f := newFake(t)
+		f.hangAfterDot = true
+		f.greeting = greeting
+		f.start()
+		a := newAgent(t, t.TempDir(), nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(300*time.Millisecond, cancel)
+		start := time.Now()
+		res := a.Deliver(ctx, request(f.addr, msg, "a@example.com"))
+		if time.Since(start) > 10*time.Second || len(res) != 1 || res[0].State != queue.RcptDeferred {
+			t.Fatalf("greeting %q: after %v: %+v", greeting, time.Since(start), res)
+		}
 	}
 }
 

@@ -91,7 +91,7 @@ type fakeServer struct {
 	addr string
 	port string
 
-	greeting string   // default "220 fake LMTP ready"
+	greeting string   // default "220 fake LMTP ready"; "none" sends none
 	lhlo     []string // keyword lines; nil means PIPELINING and ENHANCEDSTATUSCODES
 	mail     string   // default "250 2.1.0 OK"
 	rcpt     map[string]string
@@ -186,6 +186,10 @@ func (f *fakeServer) serve(c net.Conn) {
 	w := bufio.NewWriter(c)
 	reply := func(s string) {
 		w.WriteString(s + "\r\n")
+	}
+	if f.greeting == "none" {
+		io.Copy(io.Discard, r)
+		return
 	}
 	reply(or(f.greeting, "220 fake LMTP ready"))
 	w.Flush()

@@ -43,7 +43,7 @@ func newSession(ctx context.Context, a *Agent, req *delivery.Request, nh Nexthop
 // A connection left clean after the body goes back to the cache.
 func (s *session) run() []Result {
 	key := s.nh.String()
-	if w := s.a.cache.get(key, s.a.now()); w != nil && s.probe(w) {
+	if w := s.a.cache.get(key, s.a.now()); w != nil && s.guard(w.c, func() bool { return s.probe(w) }) {
 		s.use(w)
 	} else {
 		if dsn, reason := s.connect(); reason != "" {
@@ -51,7 +51,7 @@ func (s *session) run() []Result {
 		}
 		s.w.born = s.a.now()
 		s.w.namaddr, s.w.relay = s.namaddr, s.relay
-		if !s.handshake() {
+		if !s.guard(s.w.c, s.handshake) {
 			s.w.c.Close()
 			return s.collect()
 		}
@@ -59,18 +59,24 @@ func (s *session) run() []Result {
 	}
 	s.w.uses++
 	c := s.w.c
-	stop := context.AfterFunc(s.ctx, func() { c.Close() })
-	clean := s.mailTransaction()
-	interrupted := !stop()
-	switch {
-	case clean && !interrupted && s.a.cache.put(key, s.w, s.a.now()):
-	case clean && !interrupted:
+	switch clean := s.guard(c, s.mailTransaction); {
+	case clean && s.a.cache.put(key, s.w, s.a.now()):
+	case clean:
 		s.quit()
 		c.Close()
 	default:
 		c.Close()
 	}
 	return s.collect()
+}
+
+// guard runs f with c closed should the context end meanwhile (the
+// queue manager stopping), which makes f's I/O fail at once; a
+// connection so closed is never reported clean.
+func (s *session) guard(c net.Conn, f func() bool) bool {
+	stop := context.AfterFunc(s.ctx, func() { c.Close() })
+	ok := f()
+	return stop() && ok
 }
 
 // use takes over a cached connection.
