@@ -43,6 +43,11 @@ type Options struct {
 	// Extra is appended verbatim to dovecot.conf (a setting a test needs,
 	// such as "lmtp_rcpt_check_quota = yes").
 	Extra string
+	// LMTPSocket, when set, is where the LMTP UNIX socket goes instead of
+	// the instance's directory: QUEUE/private/dovecot-lmtp, as Postfix
+	// set-ups place it so a chrooted lmtp(8) reaches it. The directory
+	// must exist.
+	LMTPSocket string
 }
 
 // Server is one running Dovecot instance.
@@ -144,9 +149,13 @@ func start(dir string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	lmtpSocket := opts.LMTPSocket
+	if lmtpSocket == "" {
+		lmtpSocket = filepath.Join(dir, "lmtp")
+	}
 	s := &Server{
 		Dir:        dir,
-		LMTPSocket: filepath.Join(dir, "lmtp"),
+		LMTPSocket: lmtpSocket,
 		LMTPAddr:   fmt.Sprintf("127.0.0.1:%d", port),
 		AuthSocket: filepath.Join(dir, "auth"),
 		uid:        opts.UID,
@@ -231,7 +240,7 @@ userdb {
   default_fields = uid=%[2]d gid=%[3]d home=%[1]s/mail/%%d/%%n
 }
 service lmtp {
-  unix_listener %[1]s/lmtp {
+  unix_listener %[6]s {
     mode = 0666
   }
   inet_listener lmtp {
@@ -245,7 +254,7 @@ service auth {
   }
 }
 %[5]s
-`, d, s.uid, s.gid, port, extra)
+`, d, s.uid, s.gid, port, extra, s.LMTPSocket)
 }
 
 // usersFile is a passwd-file (Dovecot's auth-passwd-file): name, password

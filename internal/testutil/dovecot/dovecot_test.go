@@ -126,3 +126,19 @@ func TestAuthSocket(t *testing.T) {
 		}
 	}
 }
+
+// The LMTP socket can be placed elsewhere, as in a Postfix queue's
+// private/ directory.
+func TestLMTPSocketPath(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/dovecot-lmtp"
+	s := Start(t, Options{LMTPSocket: path})
+	if s.LMTPSocket != path {
+		t.Fatalf("LMTPSocket %q", s.LMTPSocket)
+	}
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
