@@ -24,8 +24,9 @@ import (
 	"moat/internal/queue"
 )
 
-// Agent delivers requests to LMTP servers. It holds only its settings,
-// so it is safe for concurrent use as delivery.Agent requires.
+// Agent delivers requests to LMTP servers. It holds its settings and a
+// mutex-guarded cache of idle connections, so it is safe for concurrent
+// use as delivery.Agent requires.
 type Agent struct {
 	s     settings
 	log   *maillog.Logger

@@ -263,8 +263,9 @@ const (
 	inDot  = "end of DATA command"
 )
 
-// transaction runs a whole session on a new connection: handshake, mail
-// transaction and QUIT.
+// transaction runs a whole session on a connection that will not be
+// cached: handshake, mail transaction and QUIT (run does the same with
+// the cache; the session fuzzer drives this).
 func (s *session) transaction() {
 	if !s.handshake() {
 		return
