@@ -462,3 +462,25 @@ func TestHostName(t *testing.T) {
 	res := deliver(t, newAgent(t, t.TempDir(), nil), request("inet:localhost:"+f.port, msg, "a@example.com"))
 	checkResult(t, res[0], queue.RcptDelivered, "2.0.0", "250 2.0.0 OK saved", "localhost[127.0.0.1]:"+f.port)
 }
+
+// With lmtp_connection_cache_on_demand = no only the destinations in
+// lmtp_connection_cache_destinations are cached.
+func TestConnectionCacheDestinations(t *testing.T) {
+	listed, other := newFake(t), newFake(t)
+	listed.start()
+	other.start()
+	a := newAgent(t, t.TempDir(), map[string]string{
+		"lmtp_connection_cache_on_demand":    "no",
+		"lmtp_connection_cache_destinations": "inet:" + listed.addr,
+	})
+	for i := 0; i < 2; i++ {
+		deliver(t, a, request("inet:"+listed.addr, msg, "a@example.com"))
+		deliver(t, a, request(other.addr, msg, "a@example.com"))
+	}
+	if got := verbs(listed.Commands()); got != "LHLO|MAIL|RCPT|DATA|RSET|MAIL|RCPT|DATA" {
+		t.Errorf("listed: %s", got)
+	}
+	if got := verbs(other.Commands()); got != "LHLO|MAIL|RCPT|DATA|QUIT|LHLO|MAIL|RCPT|DATA|QUIT" {
+		t.Errorf("other: %s", got)
+	}
+}
