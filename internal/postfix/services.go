@@ -9,6 +9,7 @@ import (
 	"moat/internal/anvil"
 	"moat/internal/config"
 	"moat/internal/delivery"
+	"moat/internal/delivery/lmtp"
 	"moat/internal/delivery/local"
 	"moat/internal/delivery/pipe"
 	"moat/internal/delivery/virtual"
@@ -166,6 +167,7 @@ func newQmgr(d master.RoleDeps) (master.Role, error) {
 func agents() map[string]qmgr.AgentFactory {
 	return map[string]qmgr.AgentFactory{
 		"local":   func(d delivery.Deps) (delivery.Agent, error) { return local.New(d) },
+		"lmtp":    lmtp.Factory,
 		"pipe":    func(d delivery.Deps) (delivery.Agent, error) { return pipe.New(d) },
 		"virtual": virtual.Factory,
 	}
