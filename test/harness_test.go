@@ -40,6 +40,18 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// local(8) re-executes the binary as the recipient (its delivery
+	// child), so the recipient must reach it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cleanup, err := ensureRecipients()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
 	moatBin = filepath.Join(dir, "moat")
 	build := exec.Command("go", "build", "-o", moatBin, "moat/cmd/moat")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -48,6 +60,57 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// recipients are the local accounts the end-to-end tests deliver to:
+// local(8) delivers only to real accounts, with their rights.
+var recipients = []string{"user", "other", "across", "jailuser", "renamed", "valias1", "valias2"}
+
+// ensureRecipients creates the accounts of recipients that do not exist
+// (as root; without root, delivery tests skip) and returns a function that
+// removes the ones it created.
+func ensureRecipients() (func(), error) {
+	var made []string
+	cleanup := func() {
+		for _, u := range made {
+			exec.Command("userdel", u).Run()
+		}
+	}
+	if os.Geteuid() != 0 {
+		return cleanup, nil
+	}
+	for _, u := range recipients {
+		if exec.Command("id", "-u", u).Run() == nil {
+			continue
+		}
+		out, err := exec.Command("useradd", "-r", "-M", "-N", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", u).CombinedOutput()
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("useradd %s: %v\n%s", u, err, out)
+		}
+		made = append(made, u)
+	}
+	return cleanup, nil
+}
+
+// prepareDir makes a test's server directory reachable by the local
+// accounts that mail is delivered to, and creates the mail spool as a
+// world-writable sticky directory (as /tmp), where each recipient's
+// delivery child creates its own Maildir.
+func prepareDir(t *testing.T, dir string) {
+	t.Helper()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spool := filepath.Join(dir, "mail")
+	if err := os.Mkdir(spool, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(spool, 0o1777); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // server is one moat instance in its own directory: configuration,
@@ -104,6 +167,7 @@ smtpd_client_port_logging = no
 func startServer(t *testing.T, extra string) *server {
 	t.Helper()
 	dir := t.TempDir()
+	prepareDir(t, dir)
 	s := &server{t: t, dir: dir, port: freePort(t)}
 	mainCF := strings.ReplaceAll(baseMainCF+extra, "{{DIR}}", dir)
 	masterCF := fmt.Sprintf("127.0.0.1:%d inet n - n - - smtpd\n", s.port)

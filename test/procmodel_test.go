@@ -30,6 +30,7 @@ import (
 func startWithMaster(t *testing.T, extra, masterCF string) *server {
 	t.Helper()
 	dir := t.TempDir()
+	prepareDir(t, dir)
 	s := &server{t: t, dir: dir, port: freePort(t)}
 	mainCF := strings.ReplaceAll(baseMainCF+extra, "{{DIR}}", dir)
 	masterCF = strings.ReplaceAll(masterCF, "{{PORT}}", strconv.Itoa(s.port))

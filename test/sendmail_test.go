@@ -67,11 +67,7 @@ func newSubmitEnv(t *testing.T, start bool) *submitEnv {
 	dir := t.TempDir()
 	// t.TempDir's directories are 0700; other users must reach the
 	// configuration and the binaries, as they reach /etc and /usr/sbin.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	prepareDir(t, dir)
 	s := &server{t: t, dir: dir, port: freePort(t)}
 	bin := filepath.Join(dir, "bin")
 	mainCF := strings.ReplaceAll(baseMainCF, "{{DIR}}", dir) + "command_directory = " + bin + "\nalias_maps =\nalias_database =\n"
@@ -103,9 +99,6 @@ func newSubmitEnv(t *testing.T, start bool) *submitEnv {
 	e := &submitEnv{server: s, bin: bin, sendmail: filepath.Join(bin, "sendmail"), account: acct}
 	// Local delivery writes each Maildir as its user: the spool holds a
 	// directory per recipient, theirs, as a mail spool does.
-	if err := os.Mkdir(filepath.Join(dir, "mail"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	for i := range e.rcpt {
 		e.rcpt[i] = newAccount(t)
 		p := filepath.Join(dir, "mail", e.rcpt[i].name)

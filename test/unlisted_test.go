@@ -17,6 +17,7 @@ import (
 func startWithFiles(t *testing.T, extra, masterCF string, files map[string]string) *server {
 	t.Helper()
 	dir := t.TempDir()
+	prepareDir(t, dir)
 	s := &server{t: t, dir: dir, port: freePort(t)}
 	files["main.cf"] = strings.ReplaceAll(baseMainCF+extra, "{{DIR}}", dir)
 	files["master.cf"] = strings.ReplaceAll(masterCF, "{{PORT}}", strconv.Itoa(s.port))
