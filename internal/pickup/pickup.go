@@ -75,6 +75,9 @@ type Pickup struct {
 	appendAt bool
 	host     string
 	mailName string
+	// filter is content_filter (postconf(5)): local submissions go to
+	// it too, as Postfix's cleanup sends them.
+	filter string
 	drop     map[string]bool
 	wake     chan struct{}
 	mu       sync.Mutex
@@ -112,6 +115,7 @@ func New(d Deps) (*Pickup, error) {
 		d: d, dir: filepath.Join(d.Queue.Dir(), queue.Maildrop), limit: limit,
 		origin: cfg.Get("myorigin"), appendAt: appendAt, host: cfg.Get("myhostname"),
 		mailName: cfg.Get("mail_name"), drop: map[string]bool{}, wake: make(chan struct{}, 1),
+		filter: strings.TrimSpace(cfg.Get("content_filter")),
 	}
 	for _, n := range names {
 		p.drop[strings.ToLower(n)] = true
@@ -340,15 +344,20 @@ func (p *Pickup) queue(f *os.File, mf *maildrop.File, uid int) (id string, ok bo
 	}
 	clog.Info("%s", maillog.MessageID(id, msgID))
 	env.MessageID = msgID
+	env.Filter = p.filter
+	if res.Filter != "" {
+		env.Filter = res.Filter
+	}
 	switch {
 	case res.TooManyHops:
-		// Postfix bounces it; moat has no bounce service yet, so the
-		// message is dropped with this record.
-		clog.Warning("%s: too many hops: message dropped; from=<%s>", id, sender)
-		return "", true
+		// Postfix's cleanup bounces such mail to its sender; here the
+		// message is queued for error(8), which bounces every recipient
+		// with the notice the queue manager sends.
+		clog.Info("%s: reject: too many hops; from=<%s>", id, sender)
+		env.Filter = "error:5.4.0 too many hops"
 	case res.Reject != "":
-		clog.Warning("%s: %s: message dropped; from=<%s>", id, res.Reject, sender)
-		return "", true
+		clog.Info("%s: reject: %s; from=<%s>", id, res.Reject, sender)
+		env.Filter = "error:" + res.Reject
 	case res.Discard:
 		return "", true
 	}

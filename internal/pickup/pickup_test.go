@@ -271,3 +271,37 @@ func TestTwoPickups(t *testing.T) {
 		t.Errorf("queued %d (%d files), want 20", n, len(ids))
 	}
 }
+
+// content_filter applies to local submissions too; mail header_checks
+// reject is queued for error(8), so its sender gets a bounce rather than
+// the mail vanishing (Postfix's cleanup bounces it).
+func TestContentFilterAndReject(t *testing.T) {
+	hc := filepath.Join(t.TempDir(), "header_checks")
+	if err := os.WriteFile(hc, []byte("/^Subject: spam/ REJECT no spam here\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "content_filter = scan:[127.0.0.1]:10025\nheader_checks = regexp:"+hc+"\n")
+	f.submit(t, &maildrop.Envelope{Sender: "joe", Recipients: []string{"amy"}}, "Subject: hi\r\n\r\nbody\r\n")
+	if _, err := f.p.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := f.only(t)
+	if env.Filter != "scan:[127.0.0.1]:10025" {
+		t.Errorf("Filter = %q", env.Filter)
+	}
+	m, _ := f.q.List(queue.Incoming)
+	if err := f.q.Remove(queue.Incoming, m[0]); err != nil {
+		t.Fatal(err)
+	}
+	f.submit(t, &maildrop.Envelope{Sender: "joe", Recipients: []string{"amy"}}, "Subject: spam\r\n\r\nbody\r\n")
+	if _, err := f.p.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	env, _ = f.only(t)
+	if env.Filter != "error:5.7.1 no spam here" {
+		t.Errorf("rejected mail: Filter = %q", env.Filter)
+	}
+	if log := f.log(t); !strings.Contains(log, ": reject: 5.7.1 no spam here; from=<joe@mx.example>") {
+		t.Errorf("log:\n%s", log)
+	}
+}

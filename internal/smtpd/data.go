@@ -249,6 +249,9 @@ func (s *session) finish(f *cleanup.Filter, tap *msgTap, size int64, bdat bool) 
 		env.Flags |= queue.FlagHold
 	}
 	redirect := res.Redirect
+	// content_filter, unless a FILTER action chose another: a policy's
+	// at RCPT time, then header_checks' (the last one wins, access(5)).
+	filter := s.set.contentFilter
 	for _, d := range tx.actions {
 		switch {
 		case d.Discard:
@@ -260,12 +263,13 @@ func (s *session) finish(f *cleanup.Filter, tap *msgTap, size int64, bdat bool) 
 			redirect = d.Redirect
 		}
 		if d.Filter != "" {
-			s.log.Warning("%s: FILTER %s ignored: content filters are not implemented yet", tx.id, d.Filter)
+			filter = d.Filter
 		}
 	}
 	if res.Filter != "" {
-		s.log.Warning("%s: FILTER %s ignored: content filters are not implemented yet", tx.id, res.Filter)
+		filter = res.Filter
 	}
+	env.Filter = filter
 	if redirect != "" {
 		env.Recipients = []queue.Recipient{{Address: redirect}}
 	}

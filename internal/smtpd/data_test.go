@@ -245,3 +245,37 @@ func TestSmtpSource(t *testing.T) {
 		}
 	}
 }
+
+// content_filter goes into the queue file for the queue manager
+// (postconf(5)); a FILTER action from header_checks overrides it
+// (header_checks(5) FILTER).
+func TestContentFilterQueued(t *testing.T) {
+	hc := filepath.Join(t.TempDir(), "header_checks")
+	if err := os.WriteFile(hc, []byte("/^Subject: scan elsewhere/ FILTER scanner:[127.0.0.1]:10026\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, map[string]string{"content_filter": "smtp-amavis:[127.0.0.1]:10024",
+		"header_checks": "regexp:" + hc}, nil, "")
+	send := func(subject string) string {
+		c := h.greeted()
+		c.cmd("EHLO x", "250-")
+		c.cmd("MAIL FROM:<a@example.org>", "250")
+		c.cmd("RCPT TO:<b@example.com>", "250")
+		c.cmd("DATA", "354")
+		got := c.cmd("Subject: "+subject+"\r\n\r\nbody\r\n.", "250 2.0.0 Ok: queued as ")
+		c.cmd("QUIT", "221")
+		id := got[strings.LastIndex(got, " ")+1:]
+		m, err := h.q.Open(queue.Incoming, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		return m.Envelope.Filter
+	}
+	if f := send("hello"); f != "smtp-amavis:[127.0.0.1]:10024" {
+		t.Errorf("content_filter: Filter = %q", f)
+	}
+	if f := send("scan elsewhere"); f != "scanner:[127.0.0.1]:10026" {
+		t.Errorf("FILTER action: Filter = %q", f)
+	}
+}

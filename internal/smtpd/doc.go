@@ -32,8 +32,6 @@
 //     fast-flush service yet.
 //   - smtpd_forbidden_commands tables are asked about the upper-cased verb,
 //     so a pattern written for lower case needs the (default) "i" flag.
-//   - access(5) FILTER (from cleanup or a Policy) is logged and ignored: the
-//     queue file has no content-filter field yet.
 //   - The "message-id=" record is logged by smtpd, from the Message-ID
 //     header as received, not by cleanup after header_checks.
 //   - Missing headers are added only with always_add_missing_headers;

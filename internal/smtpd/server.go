@@ -66,6 +66,9 @@ const DefaultSessionTimeLimit = 3600 * time.Second
 // start, not in the middle of a conversation.
 type settings struct {
 	myhostname, mailName, banner string
+	// contentFilter is content_filter: every message this service
+	// queues goes to that transport:destination first (postconf(5)).
+	contentFilter string
 
 	timeout, sessionLimit, errorSleep time.Duration
 	hardErrors, softErrors, junkLimit int
@@ -193,6 +196,7 @@ func (s *Server) readSettings(mo maps.Options) error {
 		return v
 	}
 	st.myhostname = get("myhostname")
+	st.contentFilter = strings.TrimSpace(get("content_filter"))
 	st.mailName = get("mail_name")
 	st.banner = get("smtpd_banner")
 	st.timeout = dur("smtpd_timeout")
