@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"moat/internal/cli"
 	"moat/internal/config"
@@ -28,6 +29,7 @@ import (
 	"moat/internal/postalias"
 	"moat/internal/postdrop"
 	"moat/internal/postqueue"
+	"moat/internal/queue"
 )
 
 // run is one invocation.
@@ -179,14 +181,19 @@ type sink struct {
 }
 
 // canWrite reports whether this process may write maildrop/ itself: root,
-// or mail_owner, its owner.
+// mail_owner, or whoever owns maildrop/ (moat run without root, as the
+// development configuration runs, belongs to the user who started it).
 func (r *run) canWrite() bool {
 	euid := os.Geteuid()
 	if euid == 0 {
 		return true
 	}
-	uid, ok := r.cfg.MailOwnerUID()
-	return ok && uid == euid
+	if uid, ok := r.cfg.MailOwnerUID(); ok && uid == euid {
+		return true
+	}
+	var st syscall.Stat_t
+	dir := filepath.Join(r.cfg.Get("queue_directory"), queue.Maildrop)
+	return syscall.Stat(dir, &st) == nil && int(st.Uid) == euid
 }
 
 // open starts a maildrop stream.
