@@ -443,3 +443,58 @@ func TestDeliverLocalMbox(t *testing.T) {
 	}
 	s.waitLog(`postfix/qmgr\[\d+\]: `+id+`: removed`, 10*time.Second)
 }
+
+// TestDeliverVirtual is virtual(8): virtual_mailbox_maps names a
+// Maildir (trailing "/") and an mbox file under virtual_mailbox_base,
+// written as virtual_uid_maps = static:5000; an address of the domain
+// that the table lacks is refused at RCPT with 550 5.1.1
+// (smtpd_reject_unlisted_recipient's default; without the table's name,
+// moat's show_user_unknown_table_name = no, docs/DEFAULTS.md).
+func TestDeliverVirtual(t *testing.T) {
+	needDeliveryRoot(t)
+	t.Parallel()
+	base := baseDir(t)
+	vbase := filepath.Join(base, "vmail")
+	mkdirOwned(t, vbase, 0o755, 5000, 5000)
+	writeFile(t, filepath.Join(base, "vmailbox"), "alice@virt.test virt.test/alice/\nbob@virt.test bob.mbox\n", 0o644)
+	s := startServer(t, "virtual_mailbox_domains = virt.test\n"+
+		"virtual_mailbox_base = "+vbase+"\n"+
+		"virtual_mailbox_maps = texthash:"+base+"/vmailbox\n"+
+		"virtual_uid_maps = static:5000\nvirtual_gid_maps = static:5000\n")
+	d := dial(t, s.addr())
+	d.expect("220")
+	d.cmd("EHLO client.example", "250")
+	d.cmd("MAIL FROM:<sender@example.org>", "250")
+	d.cmd("RCPT TO:<nobody@virt.test>", "550 5.1.1 <nobody@virt.test>: Recipient address rejected: User unknown")
+	d.cmd("RCPT TO:<alice@virt.test>", "250")
+	d.cmd("RCPT TO:<bob@virt.test>", "250")
+	d.cmd("DATA", "354")
+	d.send("Subject: virtual\r\n\r\nFrom a virtual sender\r\nhello\r\n.\r\n")
+	id := strings.TrimPrefix(d.expect("250 2.0.0 Ok: queued as ")[0], "250 2.0.0 Ok: queued as ")
+	d.cmd("QUIT", "221")
+
+	s.waitLog(sentLine("virtual", id, "alice@virt.test", "", "virtual", "2.0.0", "sent", "delivered to maildir"), 20*time.Second)
+	s.waitLog(sentLine("virtual", id, "bob@virt.test", "", "virtual", "2.0.0", "sent", "delivered to mailbox"), 20*time.Second)
+	f, text := waitMaildirSubject(t, s, filepath.Join(vbase, "virt.test", "alice"), "virtual")
+	for _, p := range []string{f, filepath.Join(vbase, "virt.test", "alice"), filepath.Join(vbase, "virt.test")} {
+		if got := ownerOf(t, p); got != 5000 {
+			t.Errorf("%s owned by uid %d, want 5000", p, got)
+		}
+	}
+	for _, want := range []string{"Return-Path: <sender@example.org>\n", "\nDelivered-To: alice@virt.test\n", "\nX-Original-To: alice@virt.test\n", "\nFrom a virtual sender\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("alice's message lacks %q:\n%s", want, text)
+		}
+	}
+	box := filepath.Join(vbase, "bob.mbox")
+	text = waitFileContains(t, s, box, "\nhello\n")
+	if got := ownerOf(t, box); got != 5000 {
+		t.Errorf("%s owned by uid %d, want 5000", box, got)
+	}
+	for _, want := range []string{"From sender@example.org ", "\nDelivered-To: bob@virt.test\n", "\n>From a virtual sender\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("bob's mbox lacks %q:\n%s", want, text)
+		}
+	}
+	s.waitLog(`postfix/smtpd\[\d+\]: NOQUEUE: reject: RCPT from \S+: 550 5\.1\.1 <nobody@virt\.test>: Recipient address rejected: User unknown; from=<sender@example\.org> to=<nobody@virt\.test> proto=ESMTP helo=<client\.example>`, 10*time.Second)
+}
