@@ -498,3 +498,114 @@ func TestDeliverVirtual(t *testing.T) {
 	}
 	s.waitLog(`postfix/smtpd\[\d+\]: NOQUEUE: reject: RCPT from \S+: 550 5\.1\.1 <nobody@virt\.test>: Recipient address rejected: User unknown; from=<sender@example\.org> to=<nobody@virt\.test> proto=ESMTP helo=<client\.example>`, 10*time.Second)
 }
+
+// stockMaildropRow returns the maildrop row of Debian's stock master.cf
+// (the copy in testdata is the same text, for hosts without Postfix).
+func stockMaildropRow(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/usr/share/postfix/master.cf.dist")
+	if err != nil {
+		b, err = os.ReadFile("testdata/delivery/maildrop.row")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "maildrop ") {
+			row := l + "\n"
+			for _, c := range lines[i+1:] {
+				if !strings.HasPrefix(c, " ") && !strings.HasPrefix(c, "\t") {
+					break
+				}
+				row += c + "\n"
+			}
+			return row
+		}
+	}
+	t.Fatal("no maildrop row in the stock master.cf")
+	return ""
+}
+
+// postqueue runs moat's postqueue on the server's configuration.
+func postqueue(t *testing.T, s *server, args ...string) string {
+	t.Helper()
+	o, err := exec.Command(moatBin, append([]string{"postqueue", "-c", s.dir}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("moat postqueue %v: %v\n%s", args, err, o)
+	}
+	return string(o)
+}
+
+// TestDeliverPipeStockMaildrop is pipe(8) with the maildrop row of
+// Debian's master.cf, its user= and argv path swapped for a throw-away
+// account and a recording script: transport_maps routes a domain to
+// "maildrop:", the script gets "-d ${recipient}" and the message with
+// the D, R and X flags' headers, runs as the account; exit 75 (EX_TEMPFAIL)
+// defers, mailq shows the reason, and after the script is fixed
+// `postqueue -f` delivers it exactly once.
+func TestDeliverPipeStockMaildrop(t *testing.T) {
+	needDeliveryRoot(t)
+	t.Parallel()
+	acct := newAccount(t)
+	base := baseDir(t)
+	out := filepath.Join(base, "out")
+	mkdirOwned(t, out, 0o755, acct.uid, acct.gid)
+	fail := filepath.Join(base, "fail")
+	writeFile(t, fail, "", 0o644)
+	script := filepath.Join(base, "maildrop.sh")
+	writeFile(t, script, `#!/bin/sh
+if [ -e `+fail+` ]; then echo "maildrop: temporarily out of order" >&2; exit 75; fi
+f=`+out+`/msg.$$
+{ echo "uid=$(id -u)"; for a in "$@"; do echo "arg=$a"; done; echo "--"; cat; } > $f.tmp && mv $f.tmp $f
+`, 0o755)
+	row := stockMaildropRow(t)
+	if !strings.Contains(row, "user=vmail") || !strings.Contains(row, "argv=/usr/bin/maildrop ") {
+		t.Fatalf("unexpected stock maildrop row:\n%s", row)
+	}
+	row = strings.Replace(row, "user=vmail", "user="+acct.name, 1)
+	row = strings.Replace(row, "argv=/usr/bin/maildrop ", "argv="+script+" ", 1)
+	writeFile(t, filepath.Join(base, "transport"), "pipe.test maildrop:\n", 0o644)
+	s := startWithMaster(t, "relay_domains = pipe.test\n"+
+		"transport_maps = texthash:"+base+"/transport\n"+
+		"maildrop_destination_recipient_limit = 1\n",
+		"127.0.0.1:{{PORT}} inet n - n - - smtpd\n"+row)
+	id := swaksSend(t, s, "sender@example.org", "Bob@Pipe.Test", "to maildrop", "hello maildrop")
+	s.waitLog(sentLine("pipe", id, "Bob@Pipe.Test", "", "maildrop", "4.3.0", "deferred", `temporary failure\. Command output: maildrop: temporarily out of order `), 20*time.Second)
+	q := postqueue(t, s, "-p")
+	if !strings.Contains(q, id) || !strings.Contains(q, "Bob@Pipe.Test") || !strings.Contains(q, "temporarily out of order") {
+		t.Errorf("mailq does not show the deferred message and its reason:\n%s", q)
+	}
+	if files, _ := filepath.Glob(filepath.Join(out, "msg.*")); len(files) != 0 {
+		t.Fatalf("the failing script left %v", files)
+	}
+	if err := os.Remove(fail); err != nil {
+		t.Fatal(err)
+	}
+	postqueue(t, s, "-f")
+	s.waitLog(sentLine("pipe", id, "Bob@Pipe.Test", "", "maildrop", "2.0.0", "sent", "delivered via maildrop service"), 20*time.Second)
+	s.waitLog(`postfix/qmgr\[\d+\]: `+id+`: removed`, 10*time.Second)
+	files, _ := filepath.Glob(filepath.Join(out, "msg.*"))
+	if len(files) != 1 {
+		t.Fatalf("script ran %d times after the flush, want once: %v", len(files), files)
+	}
+	b, _ := os.ReadFile(files[0])
+	text := string(b)
+	// flags=h and u lower-case ${recipient} on the command line only;
+	// Delivered-To has the envelope recipient as it came (pipe(8)).
+	for _, want := range []string{
+		"uid=" + strconv.Itoa(acct.uid) + "\n",
+		"arg=-d\narg=bob@pipe.test\n--\n",
+		"--\nReturn-Path: <sender@example.org>\n",
+		"\nDelivered-To: Bob@Pipe.Test\n",
+		"\nSubject: to maildrop\n",
+		"\nhello maildrop\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("script's record lacks %q:\n%s", want, text)
+		}
+	}
+	if !strings.Contains(postqueue(t, s, "-p"), "Mail queue is empty") {
+		t.Errorf("queue not empty after delivery")
+	}
+}
