@@ -305,15 +305,15 @@ func headers(opts Options) string {
 	if opts.ReturnPath {
 		b.WriteString("Return-Path: <")
 		if opts.Sender != "" {
-			b.WriteString(quoteAddr(opts.Sender))
+			b.WriteString(delivery.QuoteAddr(opts.Sender))
 		}
 		b.WriteString(">\n")
 	}
 	if opts.OrigRecipient != "" {
-		b.WriteString("X-Original-To: " + quoteAddr(opts.OrigRecipient) + "\n")
+		b.WriteString("X-Original-To: " + delivery.QuoteAddr(opts.OrigRecipient) + "\n")
 	}
 	if opts.Recipient != "" {
-		b.WriteString("Delivered-To: " + quoteAddr(opts.Recipient) + "\n")
+		b.WriteString("Delivered-To: " + delivery.QuoteAddr(opts.Recipient) + "\n")
 	}
 	return b.String()
 }

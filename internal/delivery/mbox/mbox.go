@@ -245,21 +245,21 @@ func header(opts Options) string {
 	}
 	sender := "MAILER-DAEMON"
 	if opts.Sender != "" {
-		sender = quoteAddr(opts.Sender)
+		sender = delivery.QuoteAddr(opts.Sender)
 	}
 	s := "From " + sender + "  " + t.Local().Format("Mon Jan _2 15:04:05 2006") + "\n"
 	if opts.ReturnPath {
 		rp := ""
 		if opts.Sender != "" {
-			rp = quoteAddr(opts.Sender)
+			rp = delivery.QuoteAddr(opts.Sender)
 		}
 		s += "Return-Path: <" + rp + ">\n"
 	}
 	if opts.OrigRecipient != "" {
-		s += "X-Original-To: " + quoteAddr(opts.OrigRecipient) + "\n"
+		s += "X-Original-To: " + delivery.QuoteAddr(opts.OrigRecipient) + "\n"
 	}
 	if opts.Recipient != "" {
-		s += "Delivered-To: " + quoteAddr(opts.Recipient) + "\n"
+		s += "Delivered-To: " + delivery.QuoteAddr(opts.Recipient) + "\n"
 	}
 	return s
 }

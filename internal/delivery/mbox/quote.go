@@ -2,7 +2,6 @@ package mbox
 
 import (
 	"io"
-	"strings"
 )
 
 // quoter is the mbox body writer: CRLF becomes LF (the queue stores CRLF,
@@ -107,54 +106,4 @@ func (q *quoter) flush() {
 		_, q.err = q.w.Write(q.out)
 	}
 	q.out = q.out[:0]
-}
-
-// quoteAddr renders an internal-form address for the From_ line and the
-// delivery headers, quoting a local part that is not an RFC 5322
-// dot-atom (section 3.4.1), as Postfix's quote_822_local() does. CR, LF
-// and NUL become '?' so an address can never start a line of its own. A
-// quoted local part keeps its spaces inside the quotes in the From_ line,
-// as Postfix writes it.
-func quoteAddr(addr string) string {
-	local, domain := addr, ""
-	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
-		local, domain = addr[:at], addr[at:]
-	}
-	if local != "" && !isDotAtom(local) {
-		var b strings.Builder
-		b.WriteByte('"')
-		for i := 0; i < len(local); i++ {
-			if c := local[i]; c == '"' || c == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(local[i])
-		}
-		b.WriteByte('"')
-		local = b.String()
-	}
-	out := []byte(local + domain)
-	for i, c := range out {
-		if c == '\r' || c == '\n' || c == 0 {
-			out[i] = '?'
-		}
-	}
-	return string(out)
-}
-
-// isDotAtom reports whether s is atext runs separated by single dots
-// (RFC 5322 section 3.2.3); 8-bit bytes count as atext (RFC 6532).
-func isDotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 0x80, c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
