@@ -3,6 +3,7 @@ package pickup
 import (
 	"bytes"
 	"io"
+	"moat/internal/cleanup"
 	"strings"
 )
 
@@ -82,7 +83,7 @@ func (h *headerFilter) endLine() error {
 	if err := h.emit(); err != nil {
 		return err
 	}
-	if !isHeader(line) {
+	if !cleanup.IsHeaderStart(line) {
 		h.body = true
 		_, err := h.w.Write(line)
 		return err
@@ -123,23 +124,4 @@ func (h *headerFilter) Close() error {
 		return err
 	}
 	return nil
-}
-
-// isHeader reports whether a line begins a header (RFC 5322 §2.2: a name
-// of printable characters other than ':', then ':').
-func isHeader(line []byte) bool {
-	for i, c := range line {
-		if c == ':' {
-			return i > 0
-		}
-		if c == ' ' || c == '\t' {
-			// Blanks before the colon, as Postfix accepts them.
-			rest := bytes.TrimLeft(line[i:], " \t")
-			return i > 0 && len(rest) > 0 && rest[0] == ':'
-		}
-		if c <= ' ' || c > '~' {
-			return false
-		}
-	}
-	return false
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"moat/internal/cleanup"
 	"moat/internal/maildrop"
 )
 
@@ -137,7 +138,7 @@ func (m *reader) readHeader() ([]byte, error) {
 			}
 			continue
 		}
-		if !isHeaderLine(line) {
+		if !cleanup.IsHeaderStart(line) {
 			return hdr, nil
 		}
 	}
@@ -161,25 +162,6 @@ func (m *reader) copyBody(w io.Writer) error {
 			return err
 		}
 	}
-}
-
-// isHeaderLine reports whether a line starts a header: a name of
-// printable characters other than ':' (RFC 5322 §2.2), optional blanks,
-// ':'.
-func isHeaderLine(line []byte) bool {
-	for i, c := range line {
-		if c == ':' {
-			return i > 0
-		}
-		if c == ' ' || c == '\t' {
-			rest := bytes.TrimLeft(line[i:], " \t")
-			return i > 0 && len(rest) > 0 && rest[0] == ':'
-		}
-		if c < '!' || c > '~' {
-			return false
-		}
-	}
-	return false
 }
 
 // extract returns the recipients of -t: the addresses in the To:, Cc:
@@ -223,7 +205,7 @@ func logicalHeaders(hdr []byte) []string {
 			out = append(out, cur.String())
 			cur.Reset()
 		}
-		if line == "" || !isHeaderLine([]byte(line)) {
+		if line == "" || !cleanup.IsHeaderStart([]byte(line)) {
 			break
 		}
 		cur.WriteString(line)
