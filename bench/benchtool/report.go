@@ -165,6 +165,15 @@ func writeTables(out io.Writer, recs []record) {
 		}
 	}
 	writeLoad(out, recs)
+	// A run with BENCH_IDLE=0 (the delivery modes alone) has no idle
+	// records: no table of "pending" rows for something never planned.
+	idleRun := false
+	for _, r := range recs {
+		idleRun = idleRun || r["mode"] == "idle"
+	}
+	if !idleRun {
+		return
+	}
 	fmt.Fprint(out, "\n### idle connections\n\n")
 	fmt.Fprintln(out, "| server | greeted | server processes | RSS KB / connection | PSS KB / connection |")
 	fmt.Fprintln(out, "|---|--:|--:|--:|--:|")

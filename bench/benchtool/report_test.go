@@ -49,6 +49,19 @@ func TestReportTables(t *testing.T) {
 	}
 }
 
+// Without an idle record (BENCH_IDLE=0) there is no idle table at all.
+func TestReportNoIdle(t *testing.T) {
+	recs, err := readRecords(strings.NewReader("server=plan mode=deliver-lmtp point=1k-held\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	writeTables(&out, recs)
+	if got := out.String(); strings.Contains(got, "idle connections") || !strings.Contains(got, "| 1k-held | pending | pending | – |") {
+		t.Errorf("report:\n%s", got)
+	}
+}
+
 func TestParseRecordErrors(t *testing.T) {
 	for _, line := range []string{"a=1 b", "=1", "a=1 a=2", ""} {
 		if _, err := parseRecord(line); err == nil {
