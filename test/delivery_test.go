@@ -609,3 +609,208 @@ f=`+out+`/msg.$$
 		t.Errorf("queue not empty after delivery")
 	}
 }
+
+// TestDeliverUnwritableMaildir: a Maildir the recipient cannot write
+// (root's, 0700) defers the recipient with the reason mailq shows; once
+// the admin fixes it, `moat postqueue -c DIR -f` delivers exactly once.
+// The same server also delivers and bounces (an unknown local user,
+// the notice to the local sender), and pflogsumm, run on its mail log,
+// counts what the test caused.
+func TestDeliverUnwritableMaildir(t *testing.T) {
+	needDeliveryRoot(t)
+	t.Parallel()
+	ok := newAccount(t)
+	locked := newAccount(t)
+	sender := newAccount(t)
+	s := startServer(t, "")
+	dom := "@mx.moat.test"
+	mkdirOwned(t, s.maildir(locked.name), 0o700, 0, 0)
+
+	sent := swaksSend(t, s, "sender@example.org", ok.name+dom, "plain", "hello")
+	s.waitLog(sentLine("local", sent, ok.name+dom, "", "local", "2.0.0", "sent", "delivered to maildir"), 20*time.Second)
+	s.waitDelivered(ok.name, 1, 10*time.Second)
+
+	deferred := swaksSend(t, s, "sender@example.org", locked.name+dom, "locked out", "hello")
+	line := s.waitLog(sentLine("local", deferred, locked.name+dom, "", "local", "4.2.0", "deferred",
+		`maildir delivery failed: create maildir file `+regexp.QuoteMeta(s.maildir(locked.name))+`/tmp\S*: Permission denied`), 20*time.Second)
+	reason := line[strings.Index(line, "status=deferred (")+len("status=deferred ("):]
+	reason = strings.TrimSuffix(reason, ")")
+	q := postqueue(t, s, "-p")
+	if !strings.Contains(q, deferred) || !strings.Contains(q, locked.name+dom) {
+		t.Errorf("mailq does not show %s for %s:\n%s", deferred, locked.name, q)
+	}
+	// mailq folds the reason to its column width; compare its words.
+	if words := strings.Fields(reason); len(words) > 0 && !strings.Contains(q, words[0]) {
+		t.Errorf("mailq does not show the reason %q:\n%s", reason, q)
+	}
+
+	bounced := swaksSend(t, s, sender.name+dom, "nosuchuser"+dom, "to nobody", "hello")
+	s.waitLog(sentLine("local", bounced, "nosuchuser"+dom, "", "local", "5.1.1", "bounced", `unknown user: "nosuchuser"`), 20*time.Second)
+	s.waitDelivered(sender.name, 1, 20*time.Second)
+
+	if err := os.Chown(s.maildir(locked.name), locked.uid, locked.gid); err != nil {
+		t.Fatal(err)
+	}
+	postqueue(t, s, "-f")
+	s.waitLog(sentLine("local", deferred, locked.name+dom, "", "local", "2.0.0", "sent", "delivered to maildir"), 20*time.Second)
+	s.waitLog(`postfix/qmgr\[\d+\]: `+deferred+`: removed`, 10*time.Second)
+	s.waitDelivered(locked.name, 1, 10*time.Second)
+	if !strings.Contains(postqueue(t, s, "-p"), "Mail queue is empty") {
+		t.Errorf("queue not empty after the flush")
+	}
+	// A second flush finds nothing to deliver again.
+	postqueue(t, s, "-f")
+	time.Sleep(500 * time.Millisecond)
+	s.waitDelivered(locked.name, 1, time.Second)
+
+	// pflogsumm: three messages received over SMTP; three delivered
+	// (ok, locked after the flush, the notice to sender); one message
+	// deferred once; one bounced.
+	sum, err := runTool(t, 30*time.Second, s.log(), "pflogsumm")
+	if err != nil {
+		t.Fatalf("pflogsumm: %v\n%s", err, sum)
+	}
+	for _, re := range []string{
+		`(?m)^\s+3\s+delivered$`,
+		`(?m)^\s+3\s+received$`,
+		`(?m)^\s+1\s+deferred\s+\(1\s+deferrals\)$`,
+		`(?m)^\s+1\s+bounced$`,
+		`(?m)^\s+0\s+rejected`,
+	} {
+		if !regexp.MustCompile(re).MatchString(sum) {
+			t.Errorf("pflogsumm output lacks %q:\n%s", re, sum)
+		}
+	}
+}
+
+// deliveryChildren returns the delivery children (moat delivery-child)
+// whose parent is pid: only this server's, not other tests'.
+func deliveryChildren(t *testing.T, parent int) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(b), "\x00delivery-child") {
+			continue
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		if regexp.MustCompile(`(?m)^PPid:\s+` + strconv.Itoa(parent) + `$`).Match(st) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+var crashMessageID = regexp.MustCompile(`(?m)^Message-ID: <crash-(\d+)@moat\.test>`)
+
+// TestDeliverCrashExactlyOnce: 300 messages to two local users while
+// the queue manager child and its delivery children are killed with
+// SIGKILL several times mid-delivery; the master restarts the queue
+// manager, and in the end each user's Maildir holds every message
+// exactly once (by Message-ID: Maildir copies are keyed by queue ID and
+// recipient) and the queue is empty.
+func TestDeliverCrashExactlyOnce(t *testing.T) {
+	needDeliveryRoot(t)
+	if testing.Short() {
+		t.Skip("load test skipped in -short mode")
+	}
+	t.Parallel()
+	const total = 300
+	u1, u2 := newAccount(t), newAccount(t)
+	// Short retry times: mail a killed delivery child deferred comes
+	// back within the test's bounds.
+	s := startWithMaster(t, "queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n",
+		"127.0.0.1:{{PORT}} inet n - n - - smtpd\nqmgr      unix  n       -       n       300     1       qmgr\n")
+	script := fmt.Sprintf(`
+import smtplib
+s = smtplib.SMTP("127.0.0.1", %d, timeout=30)
+s.ehlo("client.example.org")
+for i in range(%d):
+    s.sendmail("sender@example.org", ["%s@mx.moat.test", "%s@mx.moat.test"],
+        "Message-ID: <crash-%%d@moat.test>\r\nSubject: crash %%d\r\n\r\nbody %%d\r\n" %% (i, i, i))
+s.quit()
+`, s.port, total, u1.name, u2.name)
+	sender := exec.Command("python3", "-c", script)
+	var senderOut strings.Builder
+	sender.Stdout, sender.Stderr = &senderOut, &senderOut
+	if err := sender.Start(); err != nil {
+		t.Fatal(err)
+	}
+	senderDone := make(chan error, 1)
+	go func() { senderDone <- sender.Wait() }()
+	t.Cleanup(func() {
+		sender.Process.Kill()
+		<-senderDone
+	})
+
+	kills, childKills := 0, 0
+	deadline := time.Now().Add(60 * time.Second)
+	for kills < 4 && time.Now().Before(deadline) {
+		time.Sleep(400 * time.Millisecond)
+		n1, n2 := s.delivered(u1.name), s.delivered(u2.name)
+		if n1+n2 >= 2*total-20 {
+			break // too late to catch it mid-delivery
+		}
+		qm := s.childPIDs("qmgr/unix")
+		if len(qm) != 1 || n1+n2 == 0 {
+			continue // being restarted, or not delivering yet
+		}
+		for _, pid := range deliveryChildren(t, qm[0]) {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				childKills++
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		if syscall.Kill(qm[0], syscall.SIGKILL) == nil {
+			kills++
+		}
+	}
+	select {
+	case err := <-senderDone:
+		senderDone <- err
+		if err != nil {
+			t.Fatalf("smtplib: %v\n%s", err, senderOut.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("smtplib did not finish within 60s")
+	}
+	t.Logf("killed the queue manager %d times and %d delivery children", kills, childKills)
+	if kills == 0 {
+		t.Errorf("delivery finished before the queue manager could be killed")
+	}
+	for _, u := range []string{u1.name, u2.name} {
+		s.waitDelivered(u, total, 90*time.Second)
+		seen := map[string]int{}
+		for f, text := range maildirFiles(s.maildir(u)) {
+			m := crashMessageID.FindStringSubmatch(text)
+			if m == nil {
+				t.Errorf("%s: no crash Message-ID", f)
+				continue
+			}
+			seen[m[1]]++
+		}
+		for i := 0; i < total; i++ {
+			if n := seen[strconv.Itoa(i)]; n != 1 {
+				t.Errorf("%s: message crash-%d delivered %d times, want once", u, i, n)
+			}
+		}
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for !queueEmpty(t, filepath.Join(s.dir, "spool")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not empty 20s after the last delivery:\n%s", postqueue(t, s, "-p"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
