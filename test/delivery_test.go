@@ -296,7 +296,7 @@ runner: "|%s"
 	// postmaster: an alias to one user.
 	id = swaksSend(t, s, "sender@example.org", "postmaster"+dom, "to postmaster", "hello postmaster")
 	fwd := forwardedAs(s, id, "postmaster"+dom, "")
-	s.waitLog(`postfix/local\[\d+\]: `+fwd+`: to=<`+regexp.QuoteMeta(a.name+dom)+`>, (orig_to=<postmaster@mx\.moat\.test>, )?relay=local, .*status=sent \(delivered to maildir\)`, 20*time.Second)
+	s.waitLog(`postfix/local\[\d+\]: `+fwd+`: to=<`+regexp.QuoteMeta(a.name+dom)+`>, orig_to=<postmaster@mx\.moat\.test>, relay=local, .*status=sent \(delivered to maildir\)`, 20*time.Second)
 	_, text = waitMaildirSubject(t, s, maildirA, "to postmaster")
 	for _, h := range []string{"X-Original-To: postmaster" + dom + "\n", "Delivered-To: " + a.name + dom + "\n", "Delivered-To: postmaster" + dom + "\n"} {
 		if !strings.Contains(text, h) {
@@ -306,30 +306,25 @@ runner: "|%s"
 
 	// team: two users; the second forwards to the first with .forward.
 	id = swaksSend(t, s, "sender@example.org", "team"+dom, "to team", "hello team")
-	forwardedAs(s, id, "team"+dom, "")
-	s.waitLog(`postfix/local\[\d+\]: \w+: to=<`+regexp.QuoteMeta(b.name+dom)+`>, (orig_to=<[^>]+>, )?relay=local, .*status=sent \(forwarded as \w+\)`, 20*time.Second)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		n := 0
-		for _, text := range maildirFiles(maildirA) {
-			if strings.Contains(text, "\nSubject: to team\n") {
-				n++
+	fwd = forwardedAs(s, id, "team"+dom, "")
+	s.waitLog(sentLine("local", fwd, a.name+dom, "team"+dom, "local", "2.0.0", "sent", "delivered to maildir"), 20*time.Second)
+	fwd2 := forwardedAs(s, fwd, b.name+dom, "team"+dom)
+	s.waitLog(sentLine("local", fwd2, a.name+dom, "team"+dom, "local", "2.0.0", "sent", "delivered to maildir"), 20*time.Second)
+	n := 0
+	for _, text := range maildirFiles(maildirA) {
+		if strings.Contains(text, "\nSubject: to team\n") {
+			n++
+			if !strings.Contains(text, "X-Original-To: team"+dom+"\n") {
+				t.Errorf("team copy lacks X-Original-To: team%s:\n%s", dom, text)
 			}
 		}
-		if n >= 1 && !strings.Contains(s.log(), "status=deferred") {
-			// Postfix's local(8) delivers team's two targets in one
-			// process and drops the duplicate; moat forwards each
-			// target as its own message (local package doc), so the
-			// .forward copy arrives too.
-			t.Logf("%s has %d copies of the team message", a.name, n)
-			if n == 2 || time.Now().After(deadline) {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("team message not delivered to %s\nlog:\n%s", a.name, s.log())
-		}
-		time.Sleep(100 * time.Millisecond)
+	}
+	// Postfix's local(8) delivers team's two targets in one process, and
+	// its duplicate filter drops the .forward copy to the same user: one
+	// copy. moat forwards each expansion as a new queue file (the local
+	// package's documented difference), so the .forward copy arrives too.
+	if n != 2 {
+		t.Errorf("%s has %d copies of the team message, want 2 (Postfix: 1)", a.name, n)
 	}
 	if _, err := os.Stat(filepath.Join(b.home, "Maildir")); err == nil {
 		t.Errorf("%s has a Maildir although .forward sends everything to %s", b.name, a.name)
