@@ -102,6 +102,12 @@ const (
 	Flag8BitMIME
 	// FlagRequireTLS records REQUIRETLS (RFC 8689).
 	FlagRequireTLS
+	// FlagVerify marks a sendmail -bv submission (sendmail(1): "send an
+	// email report after verifying each recipient address"): the queue
+	// manager asks each recipient's transport whether it would deliver,
+	// mails the sender the report and delivers nothing, as Postfix's
+	// DEL_REQ_FLAG_USR_VRFY does.
+	FlagVerify
 )
 
 // RcptState is the delivery state of one recipient, kept in the state log.
