@@ -784,6 +784,8 @@ s.quit()
 	if kills == 0 {
 		t.Errorf("delivery finished before the queue manager could be killed")
 	}
+	// master(8)'s words for a killed child, once per kill.
+	s.waitLogCount(`postfix/master\[\d+\]: warning: process \S+/qmgr pid \d+ killed by signal 9$`, kills, 10*time.Second)
 	for _, u := range []string{u1.name, u2.name} {
 		s.waitDelivered(u, total, 90*time.Second)
 		seen := map[string]int{}
