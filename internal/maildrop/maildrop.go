@@ -7,9 +7,9 @@
 // accepts a file only when its trailer's length and SHA-256 agree with
 // what precedes it (a half-written or tampered file is refused whole).
 //
-// Layout (version 1):
+// Layout (version 1, and version 2 which adds the verify line):
 //
-//	MOATDROP 1\n
+//	MOATDROP 1\n              or MOATDROP 2\n when a version 2 field is used
 //	sender ADDRESS\n          exactly once; "" is the null sender <>
 //	sender-given yes|no\n     sendmail -f/-r was used (else the login name)
 //	full-name TEXT\n          optional: sendmail -F (for a missing From:)
@@ -17,12 +17,18 @@
 //	ret FULL|HDRS\n           optional: sendmail -R (RFC 3461 RET)
 //	notify LIST\n             optional: sendmail -N (RFC 3461 NOTIFY)
 //	body 7BIT|8BITMIME\n      optional: sendmail -B
+//	verify yes\n              version 2 only: sendmail -bv (a report, no delivery)
 //	rcpt ADDRESS\n            one per envelope recipient, at least one
 //	\n                        end of the envelope
 //	CONTENT                   the message, lines ending in CRLF
 //	TRAILER                   "\x00END " + 16 hex digits of the content
 //	                          length + " " + 64 hex digits of the SHA-256
 //	                          of everything before the trailer + "\n"
+//
+// A writer uses version 2 only for a file that needs it (sendmail -bv), so
+// that ordinary mail stays readable by a moat that knows only version 1
+// (after a downgrade); that older reader refuses a version 2 file whole
+// rather than deliver a verification request as mail.
 //
 // The submitting user is deliberately absent: pickup takes it from the
 // file's owner, which the kernel sets and the user cannot forge.
@@ -43,10 +49,14 @@ import (
 	"moat/internal/smtp"
 )
 
-// Magic is the first line of every maildrop file; the number after it is
-// the format version, so that a later moat can read old files left in
-// maildrop/ across an upgrade, and an old moat refuses new ones.
+// Magic is the first line of a version 1 maildrop file; the number after
+// it is the format version, so that a later moat can read old files left
+// in maildrop/ across an upgrade, and an old moat refuses new ones.
 const Magic = "MOATDROP 1"
+
+// Magic2 is the first line of a version 2 file: version 1 plus the verify
+// field. The reader accepts both.
+const Magic2 = "MOATDROP 2"
 
 // TrailerLen is the fixed size of the trailer that ends every file.
 const TrailerLen = 5 + 16 + 1 + 64 + 1
@@ -71,7 +81,11 @@ type Envelope struct {
 	Ret         string // "", "FULL" or "HDRS"
 	Notify      string // "" or sendmail -N's list, as given
 	Body        string // "", "7BIT" or "8BITMIME"
-	Recipients  []string
+	// Verify is sendmail -bv: the queue manager reports how each
+	// recipient would be delivered, to the sender, and delivers nothing
+	// (sendmail(1), ADDRESS_VERIFICATION_README). Version 2 only.
+	Verify     bool
+	Recipients []string
 }
 
 // ErrFormat marks a file that is not a well-formed maildrop file.
@@ -155,7 +169,11 @@ func NewWriter(w io.Writer, env *Envelope, limit int64) (*Writer, error) {
 		return nil, err
 	}
 	var b bytes.Buffer
-	b.WriteString(Magic + "\n")
+	if env.Verify {
+		b.WriteString(Magic2 + "\n")
+	} else {
+		b.WriteString(Magic + "\n")
+	}
 	b.WriteString("sender " + env.Sender + "\n")
 	b.WriteString("sender-given " + yesNo(env.SenderGiven) + "\n")
 	opt := func(k, v string) {
@@ -168,6 +186,9 @@ func NewWriter(w io.Writer, env *Envelope, limit int64) (*Writer, error) {
 	opt("ret", env.Ret)
 	opt("notify", env.Notify)
 	opt("body", env.Body)
+	if env.Verify {
+		b.WriteString("verify yes\n")
+	}
 	for _, r := range env.Recipients {
 		b.WriteString("rcpt " + r + "\n")
 	}
@@ -299,7 +320,13 @@ func parseEnvelope(r io.Reader) (*Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	if first != Magic {
+	version := 0
+	switch first {
+	case Magic:
+		version = 1
+	case Magic2:
+		version = 2
+	default:
 		if strings.HasPrefix(first, "MOATDROP ") {
 			return nil, formatErr("unsupported version %q", first)
 		}
@@ -349,6 +376,11 @@ func parseEnvelope(r io.Reader) (*Envelope, error) {
 			env.Notify = val
 		case "body":
 			env.Body = val
+		case "verify":
+			if version < 2 || val != "yes" {
+				return nil, formatErr("verify %q in a version %d file", trunc(val), version)
+			}
+			env.Verify = true
 		case "rcpt":
 			if len(env.Recipients) >= MaxRecipients {
 				return nil, formatErr("more than %d recipients", MaxRecipients)
@@ -363,6 +395,10 @@ func parseEnvelope(r io.Reader) (*Envelope, error) {
 	}
 	if !seen["sender"] || !seen["sender-given"] {
 		return nil, formatErr("no sender")
+	}
+	if version == 2 && !env.Verify {
+		// The writer uses version 2 only for what needs it.
+		return nil, formatErr("version 2 file without a version 2 field")
 	}
 	if err := env.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)

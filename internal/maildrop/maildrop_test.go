@@ -43,6 +43,38 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestVerifyVersion: only sendmail -bv files are version 2, so that a
+// moat knowing only version 1 still reads ordinary mail, and a verify line
+// in a version 1 file is refused (an old writer never wrote one).
+func TestVerifyVersion(t *testing.T) {
+	plain := build(t, &Envelope{Sender: "u", Recipients: []string{"a@b"}}, "")
+	if !bytes.HasPrefix(plain, []byte(Magic+"\n")) {
+		t.Fatalf("ordinary file starts %q", plain[:12])
+	}
+	data := build(t, &Envelope{Sender: "u", Verify: true, Recipients: []string{"a@b", "c"}}, "")
+	if !bytes.HasPrefix(data, []byte(Magic2+"\n")) {
+		t.Fatalf("verify file starts %q", data[:12])
+	}
+	f, err := Read(bytes.NewReader(data), int64(len(data)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Verify || len(f.Recipients) != 2 || f.ContentLen != 0 {
+		t.Fatalf("envelope %+v", f)
+	}
+	for _, env := range []string{
+		Magic + "\nsender a\nsender-given no\nverify yes\nrcpt b\n\n",
+		Magic2 + "\nsender a\nsender-given no\nverify no\nrcpt b\n\n",
+		Magic2 + "\nsender a\nsender-given no\nverify yes\nverify yes\nrcpt b\n\n",
+		"MOATDROP 3\nsender a\nsender-given no\nrcpt b\n\n",
+	} {
+		d := forge(env, "")
+		if _, err := Read(bytes.NewReader(d), int64(len(d)), 0); !errors.Is(err, ErrFormat) {
+			t.Errorf("%q: err %v, want ErrFormat", env, err)
+		}
+	}
+}
+
 func TestRefused(t *testing.T) {
 	env := &Envelope{Sender: "", SenderGiven: true, Recipients: []string{"a@b"}}
 	data := build(t, env, "x\r\n")
@@ -76,14 +108,15 @@ func TestRefused(t *testing.T) {
 // checksums too).
 func TestForgedEnvelope(t *testing.T) {
 	for _, env := range []string{
-		Magic + "\nsender a\nsender-given no\n\n",                   // no rcpt
-		Magic + "\nsender a\nsender a\nsender-given no\nrcpt b\n\n", // twice
-		Magic + "\nsender a\nsender-given maybe\nrcpt b\n\n",        // bad bool
-		Magic + "\nsender a\nsender-given no\nuid 0\nrcpt b\n\n",    // unknown
-		"MOATDROP 2\nsender a\nsender-given no\nrcpt b\n\n",         // version
-		Magic + "\nsender a\x01\nsender-given no\nrcpt b\n\n",       // control
-		Magic + "\nsender-given no\nrcpt b\n\n",                     // no sender
-		Magic + "\nsender a\nsender-given no\nrcpt b\nret NONE\n\n", // bad ret
+		Magic + "\nsender a\nsender-given no\n\n",                       // no rcpt
+		Magic + "\nsender a\nsender a\nsender-given no\nrcpt b\n\n",     // twice
+		Magic + "\nsender a\nsender-given maybe\nrcpt b\n\n",            // bad bool
+		Magic + "\nsender a\nsender-given no\nuid 0\nrcpt b\n\n",        // unknown
+		"MOATDROP 2\nsender a\nsender-given no\nrcpt b\n\n",             // version 2 without verify
+		"MOATDROP 3\nsender a\nsender-given no\nverify yes\nrcpt b\n\n", // version
+		Magic + "\nsender a\x01\nsender-given no\nrcpt b\n\n",           // control
+		Magic + "\nsender-given no\nrcpt b\n\n",                         // no sender
+		Magic + "\nsender a\nsender-given no\nrcpt b\nret NONE\n\n",     // bad ret
 		Magic + "\nsender a\nsender-given no\nrcpt b\n" + strings.Repeat("x", MaxLine) + "\n\n",
 	} {
 		d := forge(env, "")
@@ -141,6 +174,7 @@ func FuzzRead(f *testing.F) {
 	f.Add(forge(Magic+"\nsender a\nsender-given no\nrcpt b\n\n", "hi\r\n"))
 	f.Add(forge(Magic+"\nsender \nsender-given yes\nfull-name X\nenvid e\nret FULL\nnotify never\nbody 7BIT\nrcpt b\nrcpt c\n\n", ""))
 	f.Add([]byte(Magic + "\n"))
+	f.Add(forge(Magic2+"\nsender a\nsender-given no\nverify yes\nrcpt b\nrcpt c\n\n", ""))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Half the inputs get a valid trailer, so the parser behind the
 		// checksum is reached.
