@@ -311,6 +311,10 @@ func (p *Pickup) queue(f *os.File, mf *maildrop.File, uid int) (id string, ok bo
 	if mf.Body == "8BITMIME" {
 		env.Flags |= queue.Flag8BitMIME
 	}
+	if mf.Verify {
+		// sendmail -bv: the queue manager reports instead of delivering.
+		env.Flags |= queue.FlagVerify
+	}
 	opts := p.d.Cleanup.Options()
 	opts.QueueID = id
 	opts.Origin = "local"
