@@ -8,6 +8,7 @@
 //
 // The other modes run the commands Postfix's sendmail runs: -bp is
 // postqueue -p (mailq), -bi newaliases, -q postqueue -f, -bd postfix start.
+// -bv submits a verification request instead of a message (verify.go).
 package sendmail
 
 import (
@@ -94,13 +95,6 @@ func Main(env *cli.Env, prog string, args []string) int {
 		return postqueue.Main(sub, "postqueue", []string{"-f"})
 	case modeDaemon:
 		return r.startDaemon()
-	case modeVerify:
-		if o.extract {
-			return r.fatal(postdrop.ExUsage, "%s: -t option cannot be used with -bv", r.sub.Name())
-		}
-		// Postfix mails the sender a report of how each recipient would
-		// be delivered; moat's queue manager has no such report yet.
-		return r.fatal(postdrop.ExUnavailable, "-bv (address verification report) is not implemented by this version of moat")
 	}
 	cfg, err := config.Load(r.dir)
 	if err != nil {
@@ -257,6 +251,9 @@ func (r *run) deliver() int {
 	}
 	if !o.extract && len(rcpts) == 0 {
 		return r.fatal(postdrop.ExUsage, "%s: Recipient addresses must be specified on the command line or via the -t option", r.sub.Name())
+	}
+	if o.mode == modeVerify {
+		return r.verify(rcpts)
 	}
 	limit, err := r.cfg.Size("message_size_limit")
 	if err != nil {

@@ -130,3 +130,16 @@ func FuzzParseArgs(f *testing.F) {
 		}
 	})
 }
+
+// TestProbe: -bv's stand-in message is Postfix's (sendmail.c enqueue()),
+// and an argument cannot smuggle in a header line.
+func TestProbe(t *testing.T) {
+	got := probe("joe", []string{"a@b", "C <c@d>"})
+	want := "From: joe\r\nSubject: probe\r\nTo:\ta@b,\r\n\tC <c@d>\r\n"
+	if got != want {
+		t.Fatalf("probe = %q, want %q", got, want)
+	}
+	if got := probe("", []string{"x\r\nBcc: y"}); got != "Subject: probe\r\nTo:\tx  Bcc: y\r\n" {
+		t.Fatalf("null sender, CRLF in an argument: %q", got)
+	}
+}
