@@ -103,6 +103,23 @@ type Agent interface {
 	Close() error
 }
 
+// Verifier is an Agent that can say what it would do with a request's
+// recipients without delivering anything: sendmail -bv (sendmail(1),
+// ADDRESS_VERIFICATION_README), where Postfix's agents run with
+// DEL_REQ_FLAG_USR_VRFY and report through the trace service instead of
+// delivering. Verify returns one Result per request recipient: State
+// queue.RcptDelivered is deliverable and Reason says how ("delivers to
+// mailbox", "aliased to a@b"); queue.RcptBounced is undeliverable, with
+// DSN and Reason as a bounce would have them; queue.RcptDeferred is "can't
+// say now" (a lookup failed). Pass works as in Deliver: the queue manager
+// then asks the transport it names. Request.Content may be read but the
+// message it holds is only the probe sendmail -bv wrote. An agent without
+// this interface is reported by the queue manager as "delivery via
+// TRANSPORT" when its transport is available.
+type Verifier interface {
+	Verify(ctx context.Context, req *Request) []Result
+}
+
 // Deps is what an agent's constructor gets from the queue manager.
 type Deps struct {
 	// Config is main.cf with the master.cf row's -o overrides laid over
@@ -130,6 +147,11 @@ type Deps struct {
 	// short-lived child with a recipient's credentials
 	// (internal/delivery/asuser).
 	Self string
+	// SpawnSocket, when not "", is the UNIX socket of the root executor
+	// (master.cf's "local" service, asuser.Serve) that runs those children
+	// for a queue manager that is not root; "" forks them here
+	// (asuser.NewRunner).
+	SpawnSocket string
 	// ProxySocket is the proxymap service's socket when it runs.
 	ProxySocket string
 	// Now is the clock.
