@@ -141,7 +141,7 @@ func measure(args []string, out io.Writer) error {
 		if time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(pollInterval(time.Since(start)))
 	}
 	done := time.Since(start)
 	final, err := sampleTree("/proc", *pid, false)
@@ -156,6 +156,15 @@ func measure(args []string, out io.Writer) error {
 		rc, wall.Seconds(), done.Seconds(), accepted.CPUSeconds()-before.CPUSeconds(),
 		final.CPUSeconds()-before.CPUSeconds(), peak/1024, procs, delivered, left)
 	return nil
+}
+
+// pollInterval is how long to wait before looking at the Maildir and the
+// queue again, elapsed into a run: every look walks up to thousands of
+// directory entries, which on a two-core machine takes CPU from the server
+// being measured (13 % of a core at a fixed 50 ms during a 100 s delivery
+// run), so the interval grows with the run and stays within 0.5 % of it.
+func pollInterval(elapsed time.Duration) time.Duration {
+	return min(max(elapsed/200, 50*time.Millisecond), 500*time.Millisecond)
 }
 
 // countFiles counts regular files below dir (Postfix hashes deferred/ into

@@ -188,3 +188,17 @@ func FuzzParsePss(f *testing.F) {
 		}
 	})
 }
+
+func TestPollInterval(t *testing.T) {
+	for _, c := range []struct{ elapsed, want time.Duration }{
+		{0, 50 * time.Millisecond},
+		{5 * time.Second, 50 * time.Millisecond},
+		{20 * time.Second, 100 * time.Millisecond},
+		{100 * time.Second, 500 * time.Millisecond},
+		{time.Hour, 500 * time.Millisecond},
+	} {
+		if got := pollInterval(c.elapsed); got != c.want {
+			t.Errorf("pollInterval(%v) = %v, want %v", c.elapsed, got, c.want)
+		}
+	}
+}
