@@ -605,7 +605,8 @@ f=`+out+`/msg.$$
 	}
 }
 
-// TestDeliverUnwritableMaildir: a Maildir the recipient cannot write
+// TestDeliverUnwritableMaildir: with enable_original_recipient = no,
+// messages carry no X-Original-To; a Maildir the recipient cannot write
 // (root's, 0700) defers the recipient with the reason mailq shows; once
 // the admin fixes it, `moat postqueue -c DIR -f` delivers exactly once.
 // The same server also delivers and bounces (an unknown local user,
@@ -617,13 +618,17 @@ func TestDeliverUnwritableMaildir(t *testing.T) {
 	ok := newAccount(t)
 	locked := newAccount(t)
 	sender := newAccount(t)
-	s := startServer(t, "")
+	s := startServer(t, "enable_original_recipient = no\n")
 	dom := "@mx.moat.test"
 	mkdirOwned(t, s.maildir(locked.name), 0o700, 0, 0)
 
 	sent := swaksSend(t, s, "sender@example.org", ok.name+dom, "plain", "hello")
 	s.waitLog(sentLine("local", sent, ok.name+dom, "", "local", "2.0.0", "sent", "delivered to maildir"), 20*time.Second)
 	s.waitDelivered(ok.name, 1, 10*time.Second)
+	_, text := waitMaildirSubject(t, s, s.maildir(ok.name), "plain")
+	if strings.Contains(text, "X-Original-To:") || !strings.Contains(text, "Delivered-To: "+ok.name+dom+"\n") {
+		t.Errorf("with enable_original_recipient = no, want Delivered-To and no X-Original-To:\n%s", text)
+	}
 
 	deferred := swaksSend(t, s, "sender@example.org", locked.name+dom, "locked out", "hello")
 	line := s.waitLog(sentLine("local", deferred, locked.name+dom, "", "local", "4.2.0", "deferred",
