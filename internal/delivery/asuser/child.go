@@ -67,6 +67,9 @@ func childDeliver(stdin io.Reader, job *bufio.Reader) wireResult {
 			return failure(childFailed(fmt.Errorf("running as uid %d (euid %d), want uid %d", uid, euid, w.UID)))
 		}
 	}
+	if w.Kind == kindRead {
+		return childRead(w)
+	}
 	in := newCommitReader(stdin, job)
 	switch w.Kind {
 	case KindMaildir:
@@ -95,6 +98,19 @@ func decodeJob(line []byte) (wireJob, error) {
 		return wireJob{}, err
 	}
 	return w, nil
+}
+
+// validate is Job.validate that also admits the internal read kind with a
+// bounded limit.
+func (w *wireJob) validate() error {
+	if w.Kind != kindRead {
+		return w.Job.validate()
+	}
+	if w.Limit <= 0 || w.Limit > MaxReadLimit {
+		return fmt.Errorf("read limit %d out of range", w.Limit)
+	}
+	j := Job{Kind: KindMbox, Path: w.Path}
+	return j.validate()
 }
 
 // failure turns an error into the record the parent rebuilds a

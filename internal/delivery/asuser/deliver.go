@@ -44,6 +44,9 @@ type wireJob struct {
 	// geteuid() before anything is written.
 	UID      uint32
 	CheckUID bool
+	// Limit and Follow are a kindRead job's ReadOptions.
+	Limit  int64 `json:",omitempty"`
+	Follow bool  `json:",omitempty"`
 }
 
 // wireResult is the child's outcome. Only OK=true is a delivery.
@@ -53,6 +56,20 @@ type wireResult struct {
 	DSN   string
 	Text  string
 	Errno int // the underlying errno, 0 if none
+	// Data, FileUID, FileGID and FileMode answer a kindRead job.
+	Data     []byte `json:",omitempty"`
+	FileUID  uint32 `json:",omitempty"`
+	FileGID  uint32 `json:",omitempty"`
+	FileMode uint32 `json:",omitempty"`
+}
+
+// resultLimit bounds the child's outcome record: a few hundred bytes,
+// or the file's content in base64 for a read.
+func resultLimit(w wireJob) int64 {
+	if w.Kind == kindRead {
+		return maxResult + 2*w.Limit
+	}
+	return maxResult
 }
 
 // Deliver runs job with creds in a short-lived child (self is the moat
@@ -77,14 +94,25 @@ func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content
 	if err := job.validate(); err != nil {
 		return "", childFailed(err)
 	}
-	w := wireJob{Job: job, UID: creds.UID, CheckUID: os.Geteuid() == 0}
+	r, err := runChild(ctx, self, creds, wireJob{Job: job}, content)
+	if err != nil {
+		return "", err
+	}
+	return r.Path, nil
+}
+
+// runChild runs `self delivery-child` with creds for one wire job,
+// streaming content to its standard input, and returns its success
+// record; every failure is a *delivery.Error (see Deliver).
+func runChild(ctx context.Context, self string, creds Creds, w wireJob, content io.Reader) (wireResult, error) {
+	w.UID, w.CheckUID = creds.UID, os.Geteuid() == 0
 	jobBytes, err := jsonLine(w)
 	if err != nil {
-		return "", childFailed(fmt.Errorf("encoding job: %w", err))
+		return wireResult{}, childFailed(fmt.Errorf("encoding job: %w", err))
 	}
 	p, err := openPipes()
 	if err != nil {
-		return "", childFailed(err)
+		return wireResult{}, childFailed(err)
 	}
 	defer p.closeAll()
 	cmd := &exec.Cmd{
@@ -98,7 +126,7 @@ func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content
 		SysProcAttr: sysProcAttr(creds),
 	}
 	if err := cmd.Start(); err != nil {
-		return "", childFailed(fmt.Errorf("cannot execute %s: %w", self, err))
+		return wireResult{}, childFailed(fmt.Errorf("cannot execute %s: %w", self, err))
 	}
 	p.closeChildEnds()
 	pgid := cmd.Process.Pid
@@ -114,7 +142,7 @@ func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content
 	var result []byte
 	go func() {
 		defer wg.Done()
-		result, _ = io.ReadAll(io.LimitReader(p.resR, maxResult))
+		result, _ = io.ReadAll(io.LimitReader(p.resR, resultLimit(w)))
 		_, _ = io.Copy(io.Discard, p.resR)
 	}()
 	var stderr []byte
@@ -141,9 +169,9 @@ func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content
 
 	switch {
 	case ctxErr != nil:
-		return "", childFailed(fmt.Errorf("delivery interrupted: %w", ctxErr))
+		return wireResult{}, childFailed(fmt.Errorf("delivery interrupted: %w", ctxErr))
 	case readErr != nil:
-		return "", &delivery.Error{DSN: "4.3.0", Text: string(job.Kind) + " delivery failed: error reading message: " + delivery.Strerror(readErr), Err: readErr}
+		return wireResult{}, &delivery.Error{DSN: "4.3.0", Text: string(w.Kind) + " delivery failed: error reading message: " + delivery.Strerror(readErr), Err: readErr}
 	}
 	return decodeResult(result, waitErr, stderr)
 }
@@ -152,20 +180,27 @@ func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content
 // Success needs both an explicit OK record and a clean exit; a failure
 // record keeps the child's classification, with a DSN that can only say
 // 4.x.x or 5.x.x.
-func decodeResult(result []byte, waitErr error, stderr []byte) (string, error) {
+func decodeResult(result []byte, waitErr error, stderr []byte) (wireResult, error) {
 	var r wireResult
 	if len(result) == 0 || json.Unmarshal(result, &r) != nil {
-		return "", childFailed(exitError(waitErr, stderr))
+		return wireResult{}, childFailed(exitError(waitErr, stderr))
 	}
 	if r.OK {
 		if waitErr != nil {
 			// A success record followed by a crash: the file may be
 			// whole, but "never a success without the child's
 			// explicit success" includes its clean exit.
-			return "", childFailed(exitError(waitErr, stderr))
+			return wireResult{}, childFailed(exitError(waitErr, stderr))
 		}
-		return r.Path, nil
+		return r, nil
 	}
+	return wireResult{}, r.err()
+}
+
+// err rebuilds a failure record's *delivery.Error, with a DSN that can
+// only say 4.x.x or 5.x.x (a child cannot turn a failure into a success
+// code).
+func (r wireResult) err() error {
 	e := &delivery.Error{DSN: r.DSN, Text: r.Text}
 	if !validDSN(e.DSN) {
 		e.DSN = "4.3.0"
@@ -173,12 +208,12 @@ func decodeResult(result []byte, waitErr error, stderr []byte) (string, error) {
 	if e.Text == "" {
 		e.Text = "delivery child failed: no reason given"
 	}
-	if r.Errno > 0 {
+	if r.Errno > 0 && r.Errno < 4096 {
 		e.Err = syscall.Errno(r.Errno)
 	} else {
 		e.Err = errors.New(e.Text)
 	}
-	return "", e
+	return e
 }
 
 // childFailed is the outcome when the child produced none of its own:

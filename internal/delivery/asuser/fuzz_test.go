@@ -1,7 +1,10 @@
 package asuser
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -58,6 +61,48 @@ func FuzzDecodeResult(f *testing.F) {
 		var de *delivery.Error
 		if !errors.As(err, &de) || !validDSN(de.DSN) || de.Text == "" {
 			t.Fatalf("failure %#v from %q", err, rec)
+		}
+	})
+}
+
+// FuzzRequest feeds the executor's parser of its less-privileged client's
+// input: the request line, then the content frames. Neither may panic,
+// read without bound, or accept a request of the wrong shape.
+func FuzzRequest(f *testing.F) {
+	f.Add([]byte(`{"Op":"deliver","Creds":{"UID":1000,"GID":1000},"Job":{"Kind":"maildir","Path":"/home/u/Maildir/"}}` + "\n\x00\x00\x00\x05hello\x00\x00\x00\x00"))
+	f.Add([]byte(`{"Op":"run","Creds":{"UID":1000},"Cmd":{"Argv":["/bin/sh","-c","x"],"Env":["A=b"],"TimeLimit":1000,"OutputLimit":10}}` + "\n\x00\x00\x00\x00"))
+	f.Add([]byte(`{"Op":"read","Read":{"Path":"/home/u/.forward","Limit":4096,"Follow":true}}` + "\n"))
+	f.Add([]byte(`{"Op":"run","Cmd":{"Argv":["x"]}}` + "\n\xff\xff\xff\xff"))
+	f.Add([]byte("{}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br := bufio.NewReaderSize(bytes.NewReader(data), 64)
+		req, err := readRequest(br)
+		if err != nil {
+			return
+		}
+		n := 0
+		for _, p := range []bool{req.Job != nil, req.Cmd != nil, req.Read != nil} {
+			if p {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("accepted %+v", req)
+		}
+		switch {
+		case req.Op == opDeliver && (req.Job == nil || req.Job.validate() != nil),
+			req.Op == opRun && (req.Cmd == nil || len(req.Cmd.Argv) == 0 || req.Cmd.OutputLimit > maxOutputLimit),
+			req.Op == opRead && (req.Read == nil || req.Read.Limit <= 0 || req.Read.Limit > MaxReadLimit || !strings.HasPrefix(req.Read.Path, "/")):
+			t.Fatalf("accepted %+v", req)
+		}
+		ended := 0
+		fr := &frameReader{r: br, ended: func() { ended++ }}
+		got, err := io.ReadAll(fr)
+		if len(got) > len(data) {
+			t.Fatalf("read %d bytes from %d", len(got), len(data))
+		}
+		if (err == nil) != (ended == 1) {
+			t.Fatalf("err %v, ended %d times", err, ended)
 		}
 	})
 }

@@ -99,7 +99,7 @@ func Run(ctx context.Context, c Command) CommandResult {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		feed(inW, c.Stdin)
+		feed(inW, c.Stdin, pgid)
 	}()
 	var out []byte
 	outDone := make(chan struct{})
@@ -192,10 +192,17 @@ func sysProcAttr(cr Creds) *syscall.SysProcAttr {
 
 // feed copies the message to the command's standard input and closes it.
 // A command may stop reading early (EPIPE); that is its business, and its
-// exit status says how it went, as in Postfix's pipe_command().
-func feed(w *os.File, r io.Reader) {
+// exit status says how it went, as in Postfix's pipe_command(). A failure
+// to read the message (a damaged queue file, the executor's client gone)
+// kills the command's group before its input closes, so it never takes a
+// short message for the whole one.
+func feed(w *os.File, r io.Reader, pgid int) {
 	if r != nil {
-		_, _ = io.Copy(w, r)
+		src := &errReader{r: r}
+		_, _ = io.Copy(w, src)
+		if src.err != nil {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
 	}
 	w.Close()
 }

@@ -13,6 +13,7 @@ import (
 	"moat/internal/aliases"
 	"moat/internal/config"
 	"moat/internal/delivery"
+	"moat/internal/delivery/asuser"
 	"moat/internal/queue"
 	"moat/internal/smtp"
 )
@@ -43,7 +44,7 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 			j.warn("forward_path entry %q expands to relative path %q: skipped", tmpl, path)
 			continue
 		}
-		data, err := readOwnedFile(path, acct)
+		data, err := j.readOwnedFile(path, acct)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -77,105 +78,34 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 	return false
 }
 
-// readOwnedFile reads a .forward file as local(8) accepts it: a regular
-// file, reached without symbolic links, owned by the user or root and
-// writable by neither group nor others (moat is stricter than local(8),
-// which refuses only world-writable files: a group-writable .forward
-// lets the group run commands as the user).
-func readOwnedFile(path string, acct *account) ([]byte, error) {
-	// Links in directories only root controls (/home -> /srv/home) are
-	// the admin's; a link the user could have made would let the user
-	// point local(8), which reads as root, at a file only root can read.
-	dir, err := resolveTrusted(filepath.Dir(filepath.Clean(path)), 0)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("file %s: %v: ignored", path, err)
-	}
-	want := filepath.Join(dir, filepath.Base(path))
-	f, err := os.OpenFile(want, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("file %s is a symbolic link: ignored", path)
-		}
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
+// readOwnedFile reads a .forward file as local(8) accepts it, with the
+// user's rights (local(8) "SECURITY": the file is opened as the user, so
+// a home directory of mode 0700 is no obstacle and no link the user
+// makes reaches a file the user could not read): a regular file, not
+// itself a symbolic link, owned by the user or root and writable by
+// neither group nor others (moat is stricter than local(8), which
+// refuses only world-writable files: a group-writable .forward lets the
+// group run commands as the user). The read runs in the root executor
+// when the queue manager is not root (asuser.Runner).
+func (j *job) readOwnedFile(path string, acct *account) ([]byte, error) {
+	f, err := j.a.run.ReadFile(j.ctx, acct.creds(), path, asuser.ReadOptions{Limit: maxListFile})
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, os.ErrNotExist
+	case errors.Is(err, syscall.ELOOP):
+		return nil, fmt.Errorf("file %s is a symbolic link: ignored", path)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 		return nil, fmt.Errorf("cannot open file %s: %s", path, delivery.Strerror(err))
+	case err != nil:
+		return nil, err
 	}
-	defer f.Close()
-	// A directory swapped for a link between the walk and the open.
-	if real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && real != want {
-		return nil, fmt.Errorf("file %s is reached through a symbolic link (%s): ignored", path, real)
+	if f.UID != 0 && f.UID != acct.uid {
+		return nil, fmt.Errorf("file %s has bad owner uid %d", path, f.UID)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("cannot stat file %s: %s", path, delivery.Strerror(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("file %s is not a regular file", path)
-	}
-	uid, _ := statUID(fi)
-	if uid != 0 && uid != acct.uid {
-		return nil, fmt.Errorf("file %s has bad owner uid %d", path, uid)
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
+	if f.Perm&0o022 != 0 {
 		return nil, fmt.Errorf("file %s is group or world writable", path)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxListFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read file %s: %s", path, delivery.Strerror(err))
-	}
-	if len(data) > maxListFile {
-		return nil, fmt.Errorf("file %s is larger than %d bytes", path, maxListFile)
-	}
-	return data, nil
-}
-
-// resolveTrusted resolves the symbolic links in the absolute directory
-// path dir, accepting only links that sit in directories owned by root
-// and writable by no one else.
-func resolveTrusted(dir string, depth int) (string, error) {
-	if depth > 16 {
-		return "", errors.New("too many levels of symbolic links")
-	}
-	if !filepath.IsAbs(dir) {
-		return "", fmt.Errorf("%s is not an absolute path", dir)
-	}
-	cur := "/"
-	parts := strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/")
-	for i, p := range parts {
-		if p == "" {
-			continue
-		}
-		next := filepath.Join(cur, p)
-		fi, err := os.Lstat(next)
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		pfi, err := os.Stat(cur)
-		if err != nil {
-			return "", err
-		}
-		if uid, _ := statUID(pfi); uid != 0 || pfi.Mode().Perm()&0o022 != 0 {
-			return "", fmt.Errorf("symbolic link %s in a directory root does not control", next)
-		}
-		target, err := os.Readlink(next)
-		if err != nil {
-			return "", err
-		}
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(cur, target)
-		}
-		rest := filepath.Join(append([]string{target}, parts[i+1:]...)...)
-		return resolveTrusted(rest, depth+1)
-	}
-	return cur, nil
+	return f.Data, nil
 }
 
 // parseForward splits a .forward or :include: file into targets: each
@@ -253,49 +183,44 @@ func (j *job) include(st attrs, path string) {
 		j.fail("5.3.5", "mail system configuration error")
 		return
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
+	// local(8) opens the file with the alias owner's rights: root's for
+	// a root-owned alias (then the file's owner lends its rights to
+	// what the file lists, so the owner cannot take over default_privs),
+	// the user's otherwise.
+	readAs := asuser.Creds{}
+	if rights != nil && rights.uid != 0 {
+		readAs = rights.creds()
+	}
+	f, err := j.a.run.ReadFile(j.ctx, readAs, path, asuser.ReadOptions{Limit: maxListFile, Follow: true})
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		j.warn("unable to lookup :include: file %s: %s", path, delivery.Strerror(err))
 		j.fail("5.3.5", "mail system configuration error")
 		return
-	}
-	if !fi.Mode().IsRegular() {
+	case err != nil && strings.Contains(err.Error(), "not a regular file"):
 		j.warn(":include: file %s is not a regular file", path)
 		j.fail("5.3.5", "mail system configuration error")
 		return
+	case err != nil:
+		j.warn("cannot open include file %s: %s", path, delivery.Strerror(err))
+		j.fail("5.3.5", "mail system configuration error")
+		return
 	}
-	if fi.Mode().Perm()&0o002 != 0 {
+	if f.Perm&0o002 != 0 {
 		j.warn(":include: file %s is world writable", path)
 		j.fail("5.3.5", "mail system configuration error")
 		return
 	}
-	uid, _ := statUID(fi)
-	gid, _ := statGID(fi)
-	if rights == nil || rights.uid == 0 {
-		// A root-owned alias lends the include file owner's rights, so
-		// the owner cannot take over default_privs.
-		if uid != 0 {
-			owner, err := lookupUID(uid)
-			if err != nil || owner == nil {
-				j.warn("%s: cannot find :include: file owner username", path)
-				j.fail("4.3.5", "mail system configuration error")
-				return
-			}
-			rights = owner
+	if (rights == nil || rights.uid == 0) && f.UID != 0 {
+		owner, err := lookupUID(f.UID)
+		if err != nil || owner == nil {
+			j.warn("%s: cannot find :include: file owner username", path)
+			j.fail("4.3.5", "mail system configuration error")
+			return
 		}
-	} else if !readableBy(fi.Mode().Perm(), uid, gid, rights) {
-		// local(8) opens the file with the user's rights; moat reads it
-		// as root, so it checks that the user could have.
-		j.warn("cannot open include file %s: %s", path, delivery.Strerror(syscall.EACCES))
-		j.fail("5.3.5", "mail system configuration error")
-		return
+		rights = owner
 	}
-	data, err := readLimited(path)
-	if err != nil {
-		j.warn("cannot open include file %s: %v", path, err)
-		j.fail("5.3.5", "mail system configuration error")
-		return
-	}
+	data := f.Data
 	sub := st
 	sub.expType = expInclude
 	sub.expFrom = st.local
@@ -307,33 +232,6 @@ func (j *job) include(st attrs, path string) {
 		sub.unmatched = ""
 	}
 	j.tokens(sub, parseForward(data, j.a.set.lineLimit))
-}
-
-// readableBy approximates access(2) for a user and a file's mode.
-func readableBy(perm os.FileMode, uid, gid uint32, a *account) bool {
-	switch {
-	case uid == a.uid:
-		return perm&0o400 != 0
-	case gid == a.gid:
-		return perm&0o040 != 0
-	}
-	return perm&0o004 != 0
-}
-
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxListFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxListFile {
-		return nil, fmt.Errorf("larger than %d bytes", maxListFile)
-	}
-	return data, nil
 }
 
 // flushForwards submits the forwarded copies: one new message per

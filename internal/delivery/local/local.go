@@ -24,6 +24,9 @@ const Relay = "local"
 type Agent struct {
 	d   delivery.Deps
 	set *settings
+	// run runs the mailbox writes, commands and file reads with the
+	// recipient's rights, here or in the root executor.
+	run *asuser.Runner
 }
 
 // New reads the local(8) parameters from d.Config and opens their tables.
@@ -40,7 +43,7 @@ func New(d delivery.Deps) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{d: d, set: set}, nil
+	return &Agent{d: d, set: set, run: asuser.NewRunner(d.Self, d.SpawnSocket)}, nil
 }
 
 // Close releases the tables New opened.

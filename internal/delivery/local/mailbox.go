@@ -145,7 +145,7 @@ func (j *job) writeMailbox(st attrs, creds asuser.Creds, path string, mailbox bo
 			}
 		}
 	}
-	if err := asuser.Deliver(j.ctx, j.a.d.Self, creds, job, j.req.Content()); err != nil {
+	if err := j.a.run.Deliver(j.ctx, creds, job, j.req.Content()); err != nil {
 		j.failErr(err, "4.3.0")
 		return
 	}
@@ -291,7 +291,7 @@ func (j *job) command(st attrs, cmd string, mailbox bool) {
 		j.fail("4.3.0", err.Error())
 		return
 	}
-	res := asuser.Run(j.ctx, asuser.Command{
+	res := j.a.run.Run(j.ctx, asuser.Command{
 		Creds:       acct.creds(),
 		Argv:        argv,
 		Env:         j.environ(st, acct),

@@ -64,6 +64,8 @@ type Agent struct {
 	split     splitter
 	log       *maillog.Logger
 	now       func() time.Time
+	// run runs the command as user=, here or in the root executor.
+	run *asuser.Runner
 }
 
 // New builds the agent for the master.cf pipe row d.Service from its
@@ -126,6 +128,7 @@ func New(d delivery.Deps) (*Agent, error) {
 		},
 		log: d.Log,
 		now: now,
+		run: asuser.NewRunner(d.Self, d.SpawnSocket),
 	}, nil
 }
 
@@ -351,7 +354,7 @@ func (ag *Agent) deliver(ctx context.Context, req *delivery.Request) verdict {
 		flags: ag.a.flags, eol: ag.a.eol, sender: sender,
 		orig: orig, rcpt: rcpts[0].Address, now: ag.now(),
 	})
-	res := asuser.Run(ctx, asuser.Command{
+	res := ag.run.Run(ctx, asuser.Command{
 		Creds:       ag.creds,
 		Argv:        argv,
 		Env:         ag.env,

@@ -11,10 +11,11 @@ import (
 	"moat/internal/queue"
 )
 
-// judge turns how the command ended into a verdict, in pipe_command()'s
-// order: time limit, signal, an enhanced status code at the start of the
-// output, a <sysexits.h> status, any other status; then a damaged message
-// (the command may have exited 0 on a truncated copy); then success.
+// judge turns how the command ended into a verdict: first a damaged
+// message (asuser killed the command when its input failed; it may also
+// have exited 0 on a truncated copy), then in pipe_command()'s order: time
+// limit, signal, an enhanced status code at the start of the output, a
+// <sysexits.h> status, any other status; then success.
 func (ag *Agent) judge(ctx context.Context, argv0 string, res asuser.CommandResult, readErr error) verdict {
 	out := printable(res.Output)
 	withOut := func(s string) string {
@@ -27,6 +28,11 @@ func (ag *Agent) judge(ctx context.Context, argv0 string, res asuser.CommandResu
 	case res.Err != nil:
 		// pipe(8)'s child exits with EX_TEMPFAIL when it cannot exec.
 		return defer4("4.3.0", "temporary failure. Command output: "+printable(res.Err.Error()))
+	case readErr != nil && !res.TimedOut:
+		// asuser kills the command when its input fails, so that it
+		// never acts on a truncated copy: the signal is ours, the
+		// damaged message is the reason.
+		return defer4("4.3.0", "error reading message: "+readErr.Error())
 	case res.TimedOut && ctx.Err() != nil:
 		return defer4("4.3.0", fmt.Sprintf("delivery interrupted: \"%s\"", argv0))
 	case res.TimedOut:

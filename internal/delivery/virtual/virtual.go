@@ -58,6 +58,9 @@ type Agent struct {
 	lockAttempts int
 	lockDelay    time.Duration
 	staleLock    time.Duration
+	// run writes the mailboxes with the mailbox owner's ids, here or in
+	// the root executor.
+	run *asuser.Runner
 }
 
 // lockStyle is a parsed virtual_mailbox_lock (mbox_lock_mask(3)).
@@ -93,7 +96,7 @@ func New(d delivery.Deps) (*Agent, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := &Agent{d: d}
+	a := &Agent{d: d, run: asuser.NewRunner(d.Self, d.SpawnSocket)}
 	var err error
 	if a.base, err = cfg.GetErr("virtual_mailbox_base"); err != nil {
 		return nil, fmt.Errorf("virtual: virtual_mailbox_base: %w", err)
@@ -269,7 +272,7 @@ func (a *Agent) deliverOne(ctx context.Context, req *delivery.Request, rcpt deli
 			Key:           req.QueueID + "." + strconv.Itoa(rcpt.Index),
 			Arrival:       req.Envelope.Arrival,
 		}}
-		if err := asuser.Deliver(ctx, a.d.Self, creds, job, req.Content()); err != nil {
+		if err := a.run.Deliver(ctx, creds, job, req.Content()); err != nil {
 			return fail(err)
 		}
 		return delivery.Result{State: queue.RcptDelivered, DSN: "2.0.0", Reason: "delivered to maildir", Replayable: true}
@@ -289,7 +292,7 @@ func (a *Agent) deliverOne(ctx context.Context, req *delivery.Request, rcpt deli
 		StaleLockTime: a.staleLock,
 		DefaultDSN:    "4.2.0",
 	}}
-	if err := asuser.Deliver(ctx, a.d.Self, creds, job, req.Content()); err != nil {
+	if err := a.run.Deliver(ctx, creds, job, req.Content()); err != nil {
 		r := fail(err)
 		if !strings.HasPrefix(r.Reason, "delivery child failed") {
 			r.Reason = "delivery failed to mailbox " + path + ": " + r.Reason

@@ -1,0 +1,186 @@
+package asuser
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+
+	"moat/internal/delivery"
+)
+
+// Runner runs deliveries, commands and file reads with a recipient's
+// credentials. With no socket it forks the children itself (Deliver, Run,
+// ReadFile: a root process, a development set-up, unit tests). With the
+// socket of the root executor (Serve, master.cf's "local" service) it asks
+// the executor to, so that the queue manager hosting the agents runs as
+// mail_owner, as Postfix's qmgr(8) does, while only the executor keeps
+// root (local(8), pipe(8) and virtual(8) are Postfix's root daemons).
+type Runner struct {
+	self, socket string
+}
+
+// NewRunner returns a Runner that forks `self delivery-child` and commands
+// itself when socket is "", and otherwise sends each request to the
+// executor listening on the UNIX socket socket.
+func NewRunner(self, socket string) *Runner {
+	return &Runner{self: self, socket: socket}
+}
+
+// Deliver is the package's Deliver, here or in the executor.
+func (r *Runner) Deliver(ctx context.Context, creds Creds, job Job, content io.Reader) error {
+	_, err := r.DeliverFile(ctx, creds, job, content)
+	return err
+}
+
+// DeliverFile is the package's DeliverFile, here or in the executor.
+func (r *Runner) DeliverFile(ctx context.Context, creds Creds, job Job, content io.Reader) (string, error) {
+	if r.socket == "" {
+		return DeliverFile(ctx, r.self, creds, job, content)
+	}
+	if err := job.validate(); err != nil {
+		return "", childFailed(err)
+	}
+	resp, readErr, err := r.call(ctx, request{Op: opDeliver, Creds: creds, Job: &job}, content, maxResult)
+	switch {
+	case readErr != nil:
+		return "", &delivery.Error{DSN: "4.3.0", Text: string(job.Kind) + " delivery failed: error reading message: " + delivery.Strerror(readErr), Err: readErr}
+	case ctx.Err() != nil && err != nil:
+		return "", childFailed(fmt.Errorf("delivery interrupted: %w", ctx.Err()))
+	case err != nil:
+		return "", childFailed(err)
+	case resp.Result == nil:
+		return "", childFailed(errors.New("the delivery service sent no outcome"))
+	case !resp.Result.OK:
+		return "", resp.Result.err()
+	}
+	return resp.Result.Path, nil
+}
+
+// Run is the package's Run, here or in the executor. The command's
+// standard input is streamed to the executor; the result is the same.
+func (r *Runner) Run(ctx context.Context, c Command) CommandResult {
+	if r.socket == "" {
+		return Run(ctx, c)
+	}
+	wc := &wireCommand{Argv: c.Argv, Env: c.Env, Dir: c.Dir, TimeLimit: c.TimeLimit, OutputLimit: min(max(c.OutputLimit, 0), maxOutputLimit)}
+	if err := wc.validate(); err != nil {
+		return CommandResult{Err: fmt.Errorf("asuser: %w", err)}
+	}
+	content := c.Stdin
+	if content == nil {
+		content = eofReader{}
+	}
+	// JSON may escape every output byte as \u00XX.
+	limit := int64(maxResult + 6*wc.OutputLimit)
+	resp, readErr, err := r.call(ctx, request{Op: opRun, Creds: c.Creds, Cmd: wc}, content, limit)
+	switch {
+	case readErr != nil:
+		// The executor killed the command, as Run does when its input
+		// fails.
+		return CommandResult{Signal: int(syscall.SIGKILL)}
+	case ctx.Err() != nil && err != nil:
+		return CommandResult{Signal: int(syscall.SIGKILL), TimedOut: true}
+	case err != nil:
+		return CommandResult{Err: fmt.Errorf("asuser: %w", err)}
+	case resp.Run == nil:
+		return CommandResult{Err: errors.New("asuser: the delivery service sent no command result")}
+	}
+	return resp.Run.result()
+}
+
+// ReadFile is the package's ReadFile, here or in the executor.
+func (r *Runner) ReadFile(ctx context.Context, creds Creds, path string, opt ReadOptions) (File, error) {
+	if r.socket == "" {
+		return ReadFile(ctx, r.self, creds, path, opt)
+	}
+	w := wireJob{Job: Job{Kind: kindRead, Path: path}, Limit: opt.Limit}
+	if err := w.validate(); err != nil {
+		return File{}, childFailed(err)
+	}
+	resp, _, err := r.call(ctx, request{Op: opRead, Creds: creds, Read: &wireRead{Path: path, ReadOptions: opt}}, nil, maxResult+2*opt.Limit)
+	switch {
+	case ctx.Err() != nil && err != nil:
+		return File{}, childFailed(fmt.Errorf("read interrupted: %w", ctx.Err()))
+	case err != nil:
+		return File{}, childFailed(err)
+	case resp.Result == nil:
+		return File{}, childFailed(errors.New("the delivery service sent no outcome"))
+	case !resp.Result.OK:
+		return File{}, resp.Result.err()
+	}
+	return fileOf(*resp.Result), nil
+}
+
+// call sends one request (and content, unless nil, as frames) and reads
+// the answer of at most limit bytes. readErr is a failure to read content:
+// the connection is then closed before the end frame, so the executor
+// kills the child. ctx's end closes the connection too.
+func (r *Runner) call(ctx context.Context, req request, content io.Reader, limit int64) (resp response, readErr, err error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", r.socket)
+	if err != nil {
+		return response{}, nil, fmt.Errorf("delivery service: %w", err)
+	}
+	var closeOnce sync.Once
+	closeConn := func() { closeOnce.Do(func() { conn.Close() }) }
+	defer closeConn()
+	stop := context.AfterFunc(ctx, closeConn)
+	defer stop()
+
+	line, err := jsonLine(req)
+	if err != nil {
+		return response{}, nil, fmt.Errorf("encoding request: %w", err)
+	}
+	if _, err := conn.Write(line); err != nil {
+		return response{}, nil, fmt.Errorf("delivery service: sending request: %w", err)
+	}
+	var wg sync.WaitGroup
+	if content != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bw := bufio.NewWriterSize(conn, maxFrame+4)
+			fw := frameWriter{bw}
+			src := &errReader{r: content}
+			_, werr := io.Copy(fw, src)
+			if src.err != nil {
+				readErr = src.err
+				closeConn()
+				return
+			}
+			if werr == nil && fw.Close() == nil {
+				_ = bw.Flush()
+			}
+		}()
+	}
+	br := bufio.NewReader(io.LimitReader(conn, limit+1))
+	ans, lerr := readLine(br, int(limit))
+	// The answer is in (or the executor is gone): a writer still
+	// streaming to an executor that stopped reading ends now.
+	closeConn()
+	wg.Wait()
+	if readErr != nil {
+		return response{}, readErr, nil
+	}
+	if lerr != nil {
+		return response{}, nil, fmt.Errorf("delivery service: reading answer: %w", lerr)
+	}
+	if err := json.Unmarshal(ans, &resp); err != nil {
+		return response{}, nil, fmt.Errorf("delivery service: decoding answer: %w", err)
+	}
+	if resp.Error != "" {
+		return response{}, nil, fmt.Errorf("delivery service refused the request: %s", resp.Error)
+	}
+	return resp, nil, nil
+}
+
+// eofReader is an empty message.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
