@@ -816,3 +816,51 @@ s.quit()
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestDeliverMailboxCommand is local(8)'s mailbox_command: the command
+// runs as the recipient with the environment local(8) documents ("EXTERNAL
+// COMMAND DELIVERY": USER, HOME, LOCAL, EXTENSION, DOMAIN, RECIPIENT,
+// SENDER, ORIGINAL_RECIPIENT), in the user's home, and gets the message
+// with the From_ line, Return-Path and Delivered-To.
+func TestDeliverMailboxCommand(t *testing.T) {
+	needDeliveryRoot(t)
+	t.Parallel()
+	base := baseDir(t)
+	homes := filepath.Join(base, "home")
+	mkdirOwned(t, homes, 0o755, 0, 0)
+	u := newHomeAccount(t, homes)
+	script := filepath.Join(base, "mda.sh")
+	writeFile(t, script, `#!/bin/sh
+f=$HOME/mda.out
+{ echo "uid=$(id -u)"; for v in USER HOME LOCAL EXTENSION DOMAIN RECIPIENT SENDER ORIGINAL_RECIPIENT; do eval "echo $v=\$$v"; done; echo "pwd=$(pwd)"; echo --; cat; } > $f.tmp && mv $f.tmp $f
+`, 0o755)
+	s := startServer(t, "mailbox_command = "+script+"\nrecipient_delimiter = +\n")
+	dom := "@mx.moat.test"
+	id := swaksSend(t, s, "sender@example.org", u.name+"+box"+dom, "via mda", "hello mda")
+	s.waitLog(sentLine("local", id, u.name+"+box"+dom, "", "local", "2.0.0", "sent", "delivered to command: "+regexp.QuoteMeta(script)), 20*time.Second)
+	out := filepath.Join(u.home, "mda.out")
+	text := waitFileContains(t, s, out, "\nhello mda\n")
+	if got := ownerOf(t, out); got != u.uid {
+		t.Errorf("%s owned by uid %d, want %d", out, got, u.uid)
+	}
+	for _, want := range []string{
+		"uid=" + strconv.Itoa(u.uid) + "\n",
+		"\nUSER=" + u.name + "\n",
+		"\nHOME=" + u.home + "\n",
+		"\nLOCAL=" + u.name + "+box\n",
+		"\nEXTENSION=box\n",
+		"\nDOMAIN=mx.moat.test\n",
+		"\nRECIPIENT=" + u.name + "+box" + dom + "\n",
+		"\nSENDER=sender@example.org\n",
+		"\nORIGINAL_RECIPIENT=" + u.name + "+box" + dom + "\n",
+		"\npwd=" + u.home + "\n",
+		// local(8) prepends the From_ line for commands, too.
+		"--\nFrom sender@example.org  ",
+		"\nReturn-Path: <sender@example.org>\n",
+		"\nDelivered-To: " + u.name + "+box" + dom + "\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("mailbox_command's record lacks %q:\n%s", want, text)
+		}
+	}
+}
