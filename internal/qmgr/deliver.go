@@ -78,6 +78,10 @@ func (m *Manager) process(ctx context.Context, j job) {
 	env := &msg.Envelope
 	pending := env.Unsettled()
 	m.log.Info("%s", maillog.QueueActive(id, env.Sender, env.Size, len(pending)))
+	if env.Flags&queue.FlagVerify != 0 {
+		m.verify(ctx, msg, pending, active) // sendmail -bv: a report, no delivery
+		return
+	}
 
 	run := &attempt{m: m, msg: msg, active: active}
 	run.deliverAll(ctx, pending)

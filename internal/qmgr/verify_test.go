@@ -1,0 +1,142 @@
+package qmgr
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"moat/internal/delivery"
+	"moat/internal/queue"
+)
+
+// verifyingAgent is the spool agent with a Verifier: it says what Deliver
+// would do, using the same user check, and never writes.
+type verifyingAgent struct {
+	*spoolAgent
+	verified int
+}
+
+func (a *verifyingAgent) Verify(ctx context.Context, req *delivery.Request) []delivery.Result {
+	var out []delivery.Result
+	for _, r := range req.Recipients {
+		a.verified++
+		user, _, _ := strings.Cut(strings.ToLower(r.Address), "@")
+		res := delivery.Result{Index: r.Index, Relay: "local", State: queue.RcptDelivered, DSN: "2.0.0", Reason: "delivers to maildir"}
+		if !safeTestUser(user) {
+			res.State, res.DSN, res.Reason = queue.RcptBounced, "5.1.1", `unknown user: "`+user+`"`
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// putVerify queues a sendmail -bv request as pickup does.
+func (e *env) putVerify(sender string, rcpts ...string) string {
+	e.t.Helper()
+	w, err := e.fix.Queue.NewMessage()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer w.Abort()
+	if _, err := w.WriteString("From: " + sender + "\r\nSubject: probe\r\n"); err != nil {
+		e.t.Fatal(err)
+	}
+	w.Envelope.Sender = sender
+	w.Envelope.Flags = queue.FlagVerify
+	for _, r := range rcpts {
+		w.Envelope.Recipients = append(w.Envelope.Recipients, queue.Recipient{Address: r})
+	}
+	id, err := w.Commit()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+// TestVerifyReport: a -bv request is answered by the agent's Verifier and
+// the transports' availability, logged deliverable/undeliverable, mailed
+// to the sender as one "Mail Delivery Status Report", and removed; no
+// recipient gets mail.
+func TestVerifyReport(t *testing.T) {
+	agent := &verifyingAgent{}
+	e := newEnvWith(t, "default_transport = discard:we drop it\ntransport_maps = inline:{ {fail.example=error:5.7.1 no such domain} }\n", "", map[string]AgentFactory{
+		"local": func(d delivery.Deps) (delivery.Agent, error) {
+			a, err := newSpoolAgent(d)
+			if err != nil {
+				return nil, err
+			}
+			agent.spoolAgent = a.(*spoolAgent)
+			return agent, nil
+		},
+	})
+	id := e.putVerify("bob@mx.test", "alice@mx.test", "../x@mx.test", "carol@remote.example", "dan@fail.example")
+	e.start()
+	e.waitFor("report", 5*time.Second, func() bool { return e.gone(id) && e.count("bob") == 1 })
+	if n := e.count("alice"); n != 0 {
+		t.Errorf("alice got %d messages from a -bv request", n)
+	}
+	report := e.readOne("bob")
+	for _, want := range []string{
+		"Return-Path: <>\n", "From: MAILER-DAEMON@mx.test (Mail Delivery System)\n",
+		"Subject: Mail Delivery Status Report\n",
+		"This is the mail system at host mx.test.\n\nEnclosed is the mail delivery report that you requested.\n",
+		"\n<alice@mx.test>: delivery via local: delivers to maildir\n",
+		"\n<../x@mx.test>: delivery via local: unknown user: \"../x\"\n",
+		"\n<carol@remote.example>: we drop it\n",
+		"\n<dan@fail.example>: no such domain\n",
+		"Queue ID: " + id,
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<alice@mx.test>, relay=local, ` + delaysRE + `dsn=2.0.0, status=deliverable \(delivers to maildir\)$`)
+	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<../x@mx.test>, relay=local, .*dsn=5.1.1, status=undeliverable \(unknown user: "../x"\)$`)
+	e.wantLog(`^postfix/discard\[PID\]: ` + id + `: to=<carol@remote.example>, relay=none, .*status=deliverable \(we drop it\)$`)
+	e.wantLog(`^postfix/error\[PID\]: ` + id + `: to=<dan@fail.example>, relay=none, .*dsn=5.7.1, status=undeliverable \(no such domain\)$`)
+	e.wantLog(`^postfix/bounce\[PID\]: ` + id + `: sender delivery status notification: \w+$`)
+	e.wantLog(`^postfix/qmgr\[PID\]: ` + id + `: removed$`)
+	for _, l := range e.logs() {
+		if strings.Contains(l, " "+id+": ") && (strings.Contains(l, "status=sent") || strings.Contains(l, "status=bounced")) {
+			t.Errorf("a -bv request logged a delivery: %s", l)
+		}
+	}
+	if agent.verified != 2 {
+		t.Errorf("Verify saw %d recipients, want 2", agent.verified)
+	}
+}
+
+// TestVerifyWithoutVerifier: an agent that cannot judge addresses is
+// reported by its transport's availability ("delivery via local") and is
+// never asked to deliver; a transport that does not exist, or has no
+// agent, is undeliverable. A remote sender gets no report (no outbound
+// delivery yet) and the request is still removed.
+func TestVerifyWithoutVerifier(t *testing.T) {
+	e := newEnv(t, "transport_maps = inline:{nowhere.example=nosuch:}\n")
+	id := e.putVerify("bob@mx.test", "alice@mx.test", "carol@remote.example", "x@nowhere.example")
+	e.start()
+	e.waitFor("report", 5*time.Second, func() bool { return e.gone(id) && e.count("bob") == 1 })
+	if n := e.count("alice"); n != 0 {
+		t.Errorf("alice got %d messages from a -bv request", n)
+	}
+	report := e.readOne("bob")
+	for _, want := range []string{
+		"\n<alice@mx.test>: delivery via local\n",
+		"\n<carol@remote.example>: delivery via smtp is not available yet in this version of moat\n",
+		"\n<x@nowhere.example>: mail transport unavailable\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<alice@mx.test>, relay=none, .*dsn=2.0.0, status=deliverable \(delivery via local\)$`)
+	e.wantLog(`^postfix/qmgr\[PID\]: ` + id + `: to=<x@nowhere.example>, relay=none, .*dsn=4.3.0, status=undeliverable \(mail transport unavailable\)$`)
+
+	remote := e.putVerify("someone@remote.example", "alice@mx.test")
+	e.waitFor("removal", 5*time.Second, func() bool { return e.gone(remote) })
+	e.wantLog(`^postfix/qmgr\[PID\]: ` + remote + `: no delivery status report for <someone@remote.example>: not a local sender$`)
+	if n := e.count("alice"); n != 0 {
+		t.Errorf("alice got %d messages from a -bv request", n)
+	}
+}
