@@ -18,6 +18,8 @@ type masq struct {
 	domains      []string // in order; a leading "!" (toggled per "!") keeps the domain
 	exceptions   *matchlist.List
 	sender, rcpt bool // envelope_sender, envelope_recipient classes
+	// header_sender, header_recipient classes
+	hdrSender, hdrRcpt bool
 }
 
 func openMasq(cfg *config.Config, opts maps.Options) (*masq, error) {
@@ -26,21 +28,11 @@ func openMasq(cfg *config.Config, opts maps.Options) (*masq, error) {
 	if m.domains, err = cfg.List("masquerade_domains"); err != nil {
 		return nil, fmt.Errorf("masquerade_domains: %w", err)
 	}
-	classes, err := cfg.List("masquerade_classes")
+	c, err := readClasses(cfg, "masquerade_classes")
 	if err != nil {
-		return nil, fmt.Errorf("masquerade_classes: %w", err)
+		return nil, err
 	}
-	for _, c := range classes {
-		switch strings.ToLower(c) {
-		case "envelope_sender":
-			m.sender = true
-		case "envelope_recipient":
-			m.rcpt = true
-		case "header_sender", "header_recipient":
-		default:
-			return nil, fmt.Errorf("masquerade_classes: unknown class %q", c)
-		}
-	}
+	m.sender, m.rcpt, m.hdrSender, m.hdrRcpt = c.envFrom, c.envTo, c.hdrFrom, c.hdrTo
 	if len(m.domains) == 0 {
 		return m, nil
 	}

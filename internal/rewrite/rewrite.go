@@ -4,9 +4,10 @@
 // expansion (virtual(5)) of every recipient, recursively, within
 // virtual_alias_recursion_limit and virtual_alias_expansion_limit.
 //
-// Only envelope addresses are rewritten: the header_sender and
-// header_recipient canonical classes are read but not applied to message
-// headers (cleanup rewrites From:, To: ... too; moat does not yet).
+// Header addresses (From:, To: ... in the header_sender and
+// header_recipient classes) are rewritten by Header, in the context
+// local_header_rewrite_clients and remote_header_rewrite_domain choose
+// (HeaderContextFor).
 package rewrite
 
 import (
@@ -54,7 +55,16 @@ type Rewriter struct {
 	// (sender_canonical_classes, recipient_canonical_classes,
 	// canonical_classes).
 	senderFrom, rcptTo, canonFrom, canonTo bool
-	propCanon, propVirtual                 bool
+	// the same for the header classes (header_sender, header_recipient)
+	senderHdr, rcptHdr, canonHdrFrom, canonHdrTo bool
+	propCanon, propVirtual                       bool
+	// remoteDomain is remote_header_rewrite_domain; swapBang and
+	// percentHack are swap_bangpath and allow_percent_hack, which the
+	// header rewriting contexts apply (trivial-rewrite(8)).
+	remoteDomain          string
+	swapBang, percentHack bool
+	// clients is local_header_rewrite_clients.
+	clients *headerClients
 
 	find  *Finder
 	canon canon
@@ -104,33 +114,19 @@ func (r *Rewriter) open(cfg *config.Config, opts maps.Options) error {
 			return err
 		}
 	}
-	classes := func(param string) (from, to bool, err error) {
-		list, err := cfg.List(param)
-		if err != nil {
-			return false, false, fmt.Errorf("%s: %w", param, err)
-		}
-		for _, c := range list {
-			switch strings.ToLower(c) {
-			case "envelope_sender":
-				from = true
-			case "envelope_recipient":
-				to = true
-			case "header_sender", "header_recipient":
-			default:
-				return false, false, fmt.Errorf("%s: unknown class %q", param, c)
-			}
-		}
-		return from, to, nil
-	}
-	if r.senderFrom, _, err = classes("sender_canonical_classes"); err != nil {
+	var c classSet
+	if c, err = readClasses(cfg, "sender_canonical_classes"); err != nil {
 		return err
 	}
-	if _, r.rcptTo, err = classes("recipient_canonical_classes"); err != nil {
+	r.senderFrom, r.senderHdr = c.envFrom, c.hdrFrom
+	if c, err = readClasses(cfg, "recipient_canonical_classes"); err != nil {
 		return err
 	}
-	if r.canonFrom, r.canonTo, err = classes("canonical_classes"); err != nil {
+	r.rcptTo, r.rcptHdr = c.envTo, c.hdrTo
+	if c, err = readClasses(cfg, "canonical_classes"); err != nil {
 		return err
 	}
+	r.canonFrom, r.canonTo, r.canonHdrFrom, r.canonHdrTo = c.envFrom, c.envTo, c.hdrFrom, c.hdrTo
 	if r.masq, err = openMasq(cfg, opts); err != nil {
 		return err
 	}
@@ -153,7 +149,11 @@ func (r *Rewriter) open(cfg *config.Config, opts maps.Options) error {
 	for _, b := range []struct {
 		dst  *bool
 		name string
-	}{{&r.canon.atOrigin, "append_at_myorigin"}, {&r.canon.dotDomain, "append_dot_mydomain"}, {&r.enableOrcpt, "enable_original_recipient"}} {
+	}{
+		{&r.canon.atOrigin, "append_at_myorigin"}, {&r.canon.dotDomain, "append_dot_mydomain"},
+		{&r.enableOrcpt, "enable_original_recipient"},
+		{&r.swapBang, "swap_bangpath"}, {&r.percentHack, "allow_percent_hack"},
+	} {
 		if *b.dst, err = cfg.Bool(b.name); err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}
@@ -161,6 +161,13 @@ func (r *Rewriter) open(cfg *config.Config, opts maps.Options) error {
 	r.canon.myorigin = r.find.MyOrigin
 	if r.canon.mydomain, err = cfg.GetErr("mydomain"); err != nil {
 		return fmt.Errorf("mydomain: %w", err)
+	}
+	if r.remoteDomain, err = cfg.GetErr("remote_header_rewrite_domain"); err != nil {
+		return fmt.Errorf("remote_header_rewrite_domain: %w", err)
+	}
+	r.remoteDomain = strings.TrimSpace(r.remoteDomain)
+	if r.clients, err = openHeaderClients(cfg, opts, r.res); err != nil {
+		return err
 	}
 	for _, n := range []struct {
 		dst  *int
@@ -181,6 +188,34 @@ func (r *Rewriter) open(cfg *config.Config, opts maps.Options) error {
 		*n.dst = int(v)
 	}
 	return nil
+}
+
+// classSet is which address classes a *_classes parameter lists.
+type classSet struct{ envFrom, envTo, hdrFrom, hdrTo bool }
+
+// readClasses reads canonical_classes, sender_canonical_classes,
+// recipient_canonical_classes or masquerade_classes (postconf(5)).
+func readClasses(cfg *config.Config, param string) (classSet, error) {
+	var c classSet
+	list, err := cfg.List(param)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", param, err)
+	}
+	for _, name := range list {
+		switch strings.ToLower(name) {
+		case "envelope_sender":
+			c.envFrom = true
+		case "envelope_recipient":
+			c.envTo = true
+		case "header_sender":
+			c.hdrFrom = true
+		case "header_recipient":
+			c.hdrTo = true
+		default:
+			return c, fmt.Errorf("%s: unknown class %q", param, name)
+		}
+	}
+	return c, nil
 }
 
 // OverrideOption reports whether receive_override_options (postconf(5))
@@ -213,7 +248,7 @@ func (r *Rewriter) Close() error {
 	if r.res != nil {
 		errs = append(errs, r.res.Close())
 	}
-	errs = append(errs, r.masq.close())
+	errs = append(errs, r.masq.close(), r.clients.close())
 	return errors.Join(errs...)
 }
 
