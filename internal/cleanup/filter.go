@@ -49,6 +49,15 @@ type Options struct {
 	HopcountLimit int
 	// AddMissing, if not nil, adds missing Date:, From: and Message-Id:.
 	AddMissing *Missing
+	// RewriteHeader, if not nil, rewrites the addresses of each primary
+	// header after header_checks (cleanup(8) rewrites From:, To: ... for
+	// the clients local_header_rewrite_clients names and for local
+	// submissions; rewrite.Rewriter.HeaderFunc). It gets and returns one
+	// logical header, folds as "\n". A result longer than
+	// header_size_limit is not used: the header stays as received rather
+	// than be cut. An error is a table failure: the message is not
+	// accepted now.
+	RewriteHeader func(header string) (string, error)
 	// Log receives each log record as it happens (without the program
 	// prefix; the caller logs warnings at warning level: the records are
 	// "QUEUEID: warning: header ..."). nil keeps up to MaxLogs of them in
@@ -337,6 +346,15 @@ func (f *Filter) Header(class Class, h []byte, _ int64) error {
 		if name, _, ok := splitHeader(hs); ok {
 			f.seen[strings.ToLower(name)] = true
 		}
+		if f.opt.RewriteHeader != nil {
+			rw, err := f.opt.RewriteHeader(hs)
+			if err != nil {
+				return fmt.Errorf("cleanup: %w", err)
+			}
+			if f.opt.Limits.HeaderSize <= 0 || len(rw) <= f.opt.Limits.HeaderSize {
+				hs = rw
+			}
+		}
 	}
 	return f.writeHeader(hs)
 }
@@ -374,6 +392,16 @@ func (f *Filter) HeaderEnd() error {
 			m.Time.UTC().Format("20060102150405"), f.opt.QueueID, m.MyHostname))
 	}
 	for _, h := range add {
+		if f.opt.RewriteHeader != nil {
+			// The From: made of the envelope sender is an address
+			// header like any other (Postfix builds it from the
+			// sender after canonical mapping).
+			rw, err := f.opt.RewriteHeader(h)
+			if err != nil {
+				return fmt.Errorf("cleanup: %w", err)
+			}
+			h = rw
+		}
 		f.res.Added = append(f.res.Added, h)
 		if err := f.writeHeader(h); err != nil {
 			return err
