@@ -10,6 +10,7 @@ import (
 	"moat/internal/cleanup"
 	"moat/internal/maillog"
 	"moat/internal/queue"
+	"moat/internal/rewrite"
 	"moat/internal/smtp"
 )
 
@@ -182,6 +183,7 @@ func (s *session) startMessage() (*cleanup.Filter, *msgTap) {
 	if s.srv.cleanup.AlwaysAddMissing {
 		opts.AddMissing = &cleanup.Missing{Time: now, Sender: tx.mail.From.Addr, MyHostname: s.set.myhostname}
 	}
+	opts.RewriteHeader = s.headerRewrite()
 	log := s.log
 	opts.Log = func(rec string) { log.Info("%s", rec) }
 	f := cleanup.New(tx.w, opts)
@@ -192,6 +194,28 @@ func (s *session) startMessage() (*cleanup.Filter, *msgTap) {
 		}
 	}
 	return f, tap
+}
+
+// headerRewrite chooses cleanup's header address rewriting for this
+// client (postconf(5) local_header_rewrite_clients,
+// remote_header_rewrite_domain): nil when headers stay as received. A
+// table that fails makes the message fail too, with a temporary error,
+// where Postfix answers MAIL FROM with "451 4.3.0 Temporary lookup error".
+func (s *session) headerRewrite() func(string) (string, error) {
+	rw := s.srv.d.Rewrite
+	if rw == nil {
+		return nil
+	}
+	// No SASL or client certificates yet: those items never permit.
+	ctx, warnings, err := rw.HeaderContextFor(rewrite.Client{Addr: s.client.Addr})
+	for _, w := range warnings {
+		s.log.Warning("%s", w)
+	}
+	if err != nil {
+		s.log.Warning("%v", err)
+		return func(string) (string, error) { return "", err }
+	}
+	return rw.HeaderFunc(ctx)
 }
 
 // finish closes the filter, applies its decisions and the policy's, commits

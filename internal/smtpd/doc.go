@@ -35,7 +35,7 @@
 //   - The "message-id=" record is logged by smtpd, from the Message-ID
 //     header as received, not by cleanup after header_checks.
 //   - Missing headers are added only with always_add_missing_headers;
-//     local_header_rewrite_clients is not consulted.
+//     local_header_rewrite_clients decides only header address rewriting.
 //   - The error count is reset when a message is queued, so
 //     smtpd_soft_error_limit and the junk limit count errors "without
 //     delivering mail" per transaction.
