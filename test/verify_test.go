@@ -1,0 +1,62 @@
+package test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSendmailVerify: sendmail -bv (sendmail(1): "Do not collect or
+// deliver a message. Instead, send an email report after verifying each
+// recipient address") run by an ordinary user through the set-group-ID
+// postdrop: it returns at once without reading standard input, local(8)
+// judges each recipient, the user receives one "Mail Delivery Status
+// Report" from MAILER-DAEMON with both verdicts, the log says
+// deliverable/undeliverable as Postfix's does, and the existing
+// recipient receives nothing.
+func TestSendmailVerify(t *testing.T) {
+	e := newSubmitEnv(t, true)
+	sender := &e.rcpt[3]
+	exists := e.rcpt[0].name
+	var b [4]byte
+	rand.Read(b[:])
+	nosuch := "nosuch" + hex.EncodeToString(b[:])
+	stdout, stderr, code := e.run(sender, "Subject: ignored\n\nnot read\n", e.sendmail, "-bv", exists, nosuch+"@mx.moat.test")
+	if code != 0 || stdout != "" || stderr != "" {
+		t.Fatalf("sendmail -bv exited %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	report := e.message(sender.name, "Mail Delivery Status Report")
+	for _, want := range []string{
+		"Return-Path: <>\n",
+		"From: MAILER-DAEMON@mx.moat.test (Mail Delivery System)\n",
+		"To: <" + sender.name + "@mx.moat.test>\n",
+		"Enclosed is the mail delivery report that you requested.\n",
+		"\n<" + exists + "@mx.moat.test>: delivery via local: delivers to maildir\n",
+		"\n<" + nosuch + "@mx.moat.test>: delivery via local: unknown user: \"" + nosuch + "\"\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	line := e.waitLog(`postfix/local\[\d+\]: ([0-9A-Za-z]+): to=<`+exists+`@mx\.moat\.test>, relay=local, .*dsn=2\.0\.0, status=deliverable \(delivers to maildir\)`, 5*time.Second)
+	id := regexp.MustCompile(`: ([0-9A-Za-z]+): to=`).FindStringSubmatch(line)[1]
+	e.waitLog(`postfix/local\[\d+\]: `+id+`: to=<`+nosuch+`@mx\.moat\.test>, relay=local, .*dsn=5\.1\.1, status=undeliverable \(unknown user: "`+nosuch+`"\)`, 5*time.Second)
+	e.waitLog(`postfix/bounce\[\d+\]: `+id+`: sender delivery status notification: [0-9A-Za-z]+`, 5*time.Second)
+	e.waitLog(`postfix/qmgr\[\d+\]: `+id+`: removed`, 5*time.Second)
+	if n := e.delivered(exists); n != 0 {
+		t.Errorf("%s received %d messages from sendmail -bv", exists, n)
+	}
+	if regexp.MustCompile(id + `: to=<.*status=(sent|bounced)`).MatchString(e.log()) {
+		t.Errorf("the request was delivered:\n%s", e.log())
+	}
+
+	t.Run("t flag refused", func(t *testing.T) {
+		_, stderr, code := e.run(sender, "To: "+exists+"\n\n", e.sendmail, "-bv", "-t")
+		if code != 64 || !strings.Contains(stderr, "sendmail: fatal: ") || !strings.Contains(stderr, "-t option cannot be used with -bv") {
+			t.Errorf("sendmail -bv -t exited %d: %q", code, stderr)
+		}
+	})
+}
