@@ -40,7 +40,9 @@ import (
 	"moat/internal/config"
 	"moat/internal/maildrop"
 	"moat/internal/maillog"
+	"moat/internal/maps"
 	"moat/internal/queue"
+	"moat/internal/rewrite"
 )
 
 // Deps is what the pickup service needs.
@@ -59,6 +61,12 @@ type Deps struct {
 	// virtual alias mapping, cleanup(8)); an error leaves the file for
 	// the next scan.
 	Rewrite func(*queue.Envelope) error
+	// Headers rewrites the addresses in the message headers, From:,
+	// To: ..., in the local context, as cleanup(8) always does for local
+	// submissions (canonical_classes header_*, masquerade_classes,
+	// append_at_myorigin). nil: New opens its own from Config, which Run
+	// (or Close) releases.
+	Headers *rewrite.Rewriter
 	// Wake tells the queue manager that mail arrived (nil: nothing).
 	Wake func()
 	// Interval is how often the directory is read; 0 means a second.
@@ -78,9 +86,11 @@ type Pickup struct {
 	// filter is content_filter (postconf(5)): local submissions go to
 	// it too, as Postfix's cleanup sends them.
 	filter string
-	drop     map[string]bool
-	wake     chan struct{}
-	mu       sync.Mutex
+	drop   map[string]bool
+	// ownHeaders is the header rewriter New opened (Deps.Headers nil).
+	ownHeaders *rewrite.Rewriter
+	wake       chan struct{}
+	mu         sync.Mutex
 }
 
 // New reads the parameters pickup uses: message_size_limit, myorigin,
@@ -123,11 +133,34 @@ func New(d Deps) (*Pickup, error) {
 	if d.Cleanup == nil {
 		return nil, errors.New("pickup: cleanup settings are required")
 	}
+	if d.Headers == nil {
+		log := d.Log
+		mo, err := maps.DaemonOptions(cfg, func(msg string) { log.Warning("%s", msg) })
+		if err != nil {
+			return nil, fmt.Errorf("pickup: %w", err)
+		}
+		if p.ownHeaders, err = rewrite.New(cfg, mo); err != nil {
+			return nil, fmt.Errorf("pickup: %w", err)
+		}
+		p.d.Headers = p.ownHeaders
+	}
 	return p, nil
+}
+
+// Close releases the tables New opened; Run calls it when it returns.
+func (p *Pickup) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.ownHeaders.Close()
+	if p.ownHeaders != nil {
+		p.d.Headers, p.ownHeaders = nil, nil
+	}
+	return err
 }
 
 // Run scans maildrop/ until ctx ends.
 func (p *Pickup) Run(ctx context.Context) error {
+	defer p.Close()
 	t := time.NewTicker(p.d.Interval)
 	defer t.Stop()
 	for {
@@ -321,6 +354,7 @@ func (p *Pickup) queue(f *os.File, mf *maildrop.File, uid int) (id string, ok bo
 	opts.Env = maillog.Envelope{Sender: sender, HasSender: true, Recipient: env.Recipients[0].Address, HasRecipient: true}
 	opts.Received = Received(p.host, p.mailName, uid, id, now)
 	opts.AddMissing = &cleanup.Missing{Time: now, Sender: sender, FullName: mf.FullName, MyHostname: p.host}
+	opts.RewriteHeader = p.d.Headers.HeaderFunc(rewrite.HeaderLocal)
 	clog := p.d.CleanupLog
 	opts.Log = func(rec string) { clog.Info("%s", rec) }
 	cf := cleanup.New(w, opts)
