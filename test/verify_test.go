@@ -3,6 +3,8 @@ package test
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -59,4 +61,41 @@ func TestSendmailVerify(t *testing.T) {
 			t.Errorf("sendmail -bv -t exited %d: %q", code, stderr)
 		}
 	})
+}
+
+// TestSendmailVerifyAlias: an alias is reported as local(8) reports it
+// for a probe ("aliased to ..."), nothing is forwarded, and a request from
+// a stopped system waits in maildrop/ like any submission.
+func TestSendmailVerifyAlias(t *testing.T) {
+	e := newSubmitEnv(t, false)
+	sender := &e.rcpt[3]
+	cf := filepath.Join(e.dir, "main.cf")
+	f, err := os.OpenFile(cf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	team := e.rcpt[0].name + ", " + e.rcpt[1].name + ", someone@remote.example"
+	if _, err := f.WriteString("alias_maps = inline:{ {team = " + team + "} }\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, stderr, code := e.run(sender, "", e.sendmail, "-bv", "team"); code != 0 {
+		t.Fatalf("sendmail -bv exited %d: %s", code, stderr)
+	}
+	e.start()
+	t.Cleanup(e.stop)
+	report := e.message(sender.name, "Mail Delivery Status Report")
+	if want := "\n<team@mx.moat.test>: delivery via local: aliased to " + team + "\n"; !strings.Contains(report, want) {
+		t.Errorf("report lacks %q:\n%s", want, report)
+	}
+	e.waitLog(`postfix/local\[\d+\]: [0-9A-Za-z]+: to=<team@mx\.moat\.test>, relay=local, .*status=deliverable \(aliased to `+regexp.QuoteMeta(team)+`\)`, 5*time.Second)
+	e.waitLog(`postfix/qmgr\[\d+\]: [0-9A-Za-z]+: removed`, 5*time.Second)
+	for _, r := range e.rcpt[:2] {
+		if n := e.delivered(r.name); n != 0 {
+			t.Errorf("%s received %d messages from sendmail -bv", r.name, n)
+		}
+	}
+	if strings.Contains(e.log(), "to=<someone@remote.example>") {
+		t.Errorf("the alias was expanded into mail:\n%s", e.log())
+	}
 }
