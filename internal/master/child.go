@@ -164,7 +164,7 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 		if spec == nil {
 			return nil, fmt.Errorf("unknown role %q", opts.Role)
 		}
-		deps := RoleDeps{Config: cfg, Log: base, Queue: q, ProxySocket: sockets["proxymap"]}
+		deps := RoleDeps{Config: cfg, Log: base, Queue: q, ProxySocket: sockets["proxymap"], SpawnSocket: sockets["local"]}
 		if len(opts.Listen) > 0 {
 			f := os.NewFile(childFirstLFD, "listener")
 			if f == nil {

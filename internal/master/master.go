@@ -138,6 +138,11 @@ type RoleDeps struct {
 	// ProxySocket is the proxymap service's socket when it runs, for the
 	// role's proxy: tables (see ServiceDeps).
 	ProxySocket string
+	// SpawnSocket is the local service's socket (the root executor of
+	// deliveries as the recipient, asuser.Serve) when it runs as a child:
+	// the queue manager, not root, sends its agents' privileged work
+	// there; "" for an in-process master, whose agents fork themselves.
+	SpawnSocket string
 }
 
 // RoleSpec names a background role and how to build it.

@@ -40,13 +40,15 @@ type roleKind struct {
 // names its line, so a typo is not silently ignored.
 func roleOf(command string) (roleKind, bool) {
 	switch command {
-	case "smtpd", "qmgr", "anvil", "proxymap", "pickup":
+	case "smtpd", "qmgr", "anvil", "proxymap", "pickup", "local":
+		// local is the root executor of the delivery agents' privileged
+		// half (asuser.Serve); their unprivileged half runs in qmgr.
 		return roleKind{run: true}, true
 	case "oqmgr":
 		return roleKind{into: "qmgr"}, true
 	case "cleanup", "trivial-rewrite":
 		return roleKind{into: "smtpd"}, true
-	case "local", "discard", "error", "bounce", "retry":
+	case "discard", "error", "bounce", "retry":
 		return roleKind{into: "qmgr"}, true
 	case "postlogd":
 		return roleKind{into: "every daemon's own log writer"}, true
@@ -192,17 +194,22 @@ func (m *master) restartRoles(snap *snapshot) error {
 			m.noRowLogged[spec.Name] = true
 			m.log.Info("master.cf has no %s service: running it with the default settings", spec.Name)
 		}
-		if spec.Name == "qmgr" {
-			// The local delivery agent runs inside the queue manager and
-			// writes mailboxes, so the pair runs as root, unjailed, unless
-			// master.cf's local row says unpriv y (issue 5 moves local
-			// delivery to a root child of its own and lets qmgr drop to
-			// mail_owner).
-			unpriv, chroot = "n", "n"
-			if l := rows["local"]; l != nil && l.Unpriv == "y" {
-				unpriv = "y"
-			}
+		switch spec.Name {
+		case "qmgr":
+			// The queue manager reads queue files the Internet-facing
+			// smtpd wrote and runs the lmtp client: it is never root,
+			// whatever its row says (Postfix's qmgr(8) runs as
+			// mail_owner). Its agents' work that needs root (writing as
+			// the recipient) is the local executor's.
+			unpriv = "y"
 			m.setWakeup(time.Duration(wakeup) * time.Second)
+		case "local":
+			if row == nil {
+				// Without a row, as the stock one says (local unix - n
+				// n - - local): root, unjailed, as local(8) must be to
+				// write as each recipient.
+				unpriv = "n"
+			}
 		}
 		var files []*os.File
 		var listen []string

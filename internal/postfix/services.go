@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"moat/internal/anvil"
 	"moat/internal/config"
 	"moat/internal/delivery"
+	"moat/internal/delivery/asuser"
 	"moat/internal/delivery/lmtp"
 	"moat/internal/delivery/local"
 	"moat/internal/delivery/pipe"
@@ -110,7 +112,11 @@ func (s *smtpdService) Close() error {
 // manager (with its local, discard and error agents), woken through
 // public/qmgr by every smtpd commit; anvil (anvil(8)), counting client
 // limits for every smtpd process; proxymap (proxymap(8)), serving
-// proxy: tables to jailed smtpd processes when master.cf has its row.
+// proxy: tables to jailed smtpd processes when master.cf has its row;
+// pickup; and local, the root executor that writes mailboxes, runs
+// commands and reads .forward files as the recipient for the queue
+// manager's agents (the manager runs as mail_owner), with or without a
+// row.
 func roles() []master.RoleSpec {
 	return []master.RoleSpec{{
 		Name: "qmgr", Implicit: true,
@@ -125,7 +131,29 @@ func roles() []master.RoleSpec {
 		New: func(d master.RoleDeps) (master.Role, error) {
 			return socketRole{d.Listener, d.Config, d.Log, proxymap.Serve}, nil
 		},
-	}, {Name: "pickup", ChildOnly: true, New: newPickup}}
+	}, {Name: "pickup", ChildOnly: true, New: newPickup}, {
+		Name: "local", Implicit: true, Socket: true, ChildOnly: true,
+		New: newLocalExec,
+	}}
+}
+
+// newLocalExec is master.cf's local service: the root executor that runs
+// the delivery agents' work as the recipient (mailbox writes, commands,
+// .forward reads) for the queue manager, which runs as mail_owner. Only
+// root, mail_owner and the executor's own uid may ask (asuser.Serve).
+func newLocalExec(d master.RoleDeps) (master.Role, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locating the moat binary: %w", err)
+	}
+	var peers []uint32
+	if uid, ok := d.Config.MailOwnerUID(); ok {
+		peers = append(peers, uint32(uid))
+	}
+	serve := func(ctx context.Context, ln net.Listener, _ *config.Config, log *maillog.Logger) error {
+		return asuser.Serve(ctx, ln, self, log, peers...)
+	}
+	return socketRole{d.Listener, d.Config, d.Log, serve}, nil
 }
 
 // newQmgr builds the queue manager with its delivery agents; with
@@ -153,7 +181,8 @@ func newQmgr(d master.RoleDeps) (master.Role, error) {
 	m, err := qmgr.New(qmgr.Deps{
 		Config: d.Config, Log: d.Log, Queue: d.Queue,
 		Classify: r.Domain, Rewrite: rw.Envelope, ProxySocket: d.ProxySocket,
-		Agents: agents(),
+		SpawnSocket: d.SpawnSocket,
+		Agents:      agents(),
 	})
 	if err != nil {
 		r.Close()

@@ -69,6 +69,10 @@ type Deps struct {
 	// ProxySocket is the proxymap service's socket when it runs, for the
 	// tables of the queue manager and its agents.
 	ProxySocket string
+	// SpawnSocket is the root executor's socket (master.cf's local
+	// service) for the agents' work as the recipient, when the queue
+	// manager is not root; "" lets the agents fork it themselves.
+	SpawnSocket string
 }
 
 // Manager is one running queue manager. Create it with New; run it with Run.

@@ -221,7 +221,7 @@ func (m *Manager) buildTransports(d Deps) error {
 				deps := delivery.Deps{
 					Config: cfg, Service: s.Name, Args: s.Args, Log: log,
 					Queue: d.Queue, Rewrite: d.Rewrite, Wake: m.Wake, Self: self,
-					ProxySocket: d.ProxySocket, Now: m.now,
+					ProxySocket: d.ProxySocket, SpawnSocket: d.SpawnSocket, Now: m.now,
 				}
 				t.build = func() (delivery.Agent, error) { return factory(deps) }
 				t.mgr = m
