@@ -2,6 +2,9 @@ package local
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"moat/internal/aliases"
@@ -15,18 +18,21 @@ import (
 // texts ("delivers to mailbox", "delivers to maildir", "delivers to
 // command: CMD", mailbox.c, maildir.c and command.c under
 // DEL_REQ_TRACE_ONLY), and writes, runs and submits nothing. It follows
-// delivery's order (alias_maps with and without the extension,
-// mailbox_transport_maps, mailbox_transport, the passwd user's
+// delivery's order (alias_maps with and without the extension, the
+// passwd user's .forward, mailbox_transport_maps, mailbox_transport, the
+// user's
 // mailbox_command_maps, mailbox_command, home_mailbox or the mail spool,
 // then fallback_transport_maps, fallback_transport, luser_relay, else
-// "unknown user") with the agent's own tables, read-only.
+// "unknown user") with the agent's own tables, read-only; the .forward
+// file is read as delivery reads it, with the user's rights.
 //
-// Differences from Postfix's trace-only local(8): an alias is reported
-// as "aliased to TARGETS" (the wording local(8) uses for MTA-requested
-// probes) instead of being expanded to one record per target, and a
-// user's .forward file is not read (the mailbox is reported): moat's
-// .forward reading and alias expansion are built into delivery
-// (deliver.go, forward.go), with no side-effect-free mode to call.
+// Difference from Postfix's trace-only local(8): an alias is reported as
+// "aliased to TARGETS" (the wording local(8) uses for MTA-requested
+// probes), and a .forward file as "forwards to TARGETS", instead of one
+// record per expanded target ("delivers to mailbox", "forwards to X",
+// "delivers to command: C"): moat's expansion is built into delivery
+// (deliver.go, forward.go) with no side-effect-free mode to call, and
+// the queue manager's contract has one Result per recipient.
 func (a *Agent) Verify(ctx context.Context, req *delivery.Request) []delivery.Result {
 	out := make([]delivery.Result, 0, len(req.Recipients))
 	for _, rcpt := range req.Recipients {
@@ -35,7 +41,7 @@ func (a *Agent) Verify(ctx context.Context, req *delivery.Request) []delivery.Re
 			r = delivery.Result{State: queue.RcptDeferred, DSN: "4.3.0",
 				Reason: "delivery interrupted: " + ctx.Err().Error()}
 		} else {
-			r = a.verifyRecipient(req, rcpt)
+			r = a.verifyRecipient(ctx, req, rcpt)
 		}
 		r.Index = rcpt.Index
 		if r.Pass == "" {
@@ -60,17 +66,19 @@ func undeliverable(dsn, reason string) delivery.Result {
 }
 
 // verifyRecipient is deliverSwitch without its actions.
-func (a *Agent) verifyRecipient(req *delivery.Request, rcpt delivery.Recipient) delivery.Result {
+func (a *Agent) verifyRecipient(ctx context.Context, req *delivery.Request, rcpt delivery.Recipient) delivery.Result {
 	set := a.set
 	addr, noAlias := strings.CutPrefix(rcpt.Address, `\`)
-	local, domain, user, ext, delim := splitRecipient(addr, set.delimiters, set.ownerSpec)
-	if user == "" {
+	st := attrs{rcpt: rcpt.Address, sender: req.Envelope.Sender}
+	st.local, st.domain, st.user, st.ext, st.delim = splitRecipient(addr, set.delimiters, set.ownerSpec)
+	if st.user == "" {
 		return undeliverable("5.1.3", `null username in "`+rcpt.Address+`"`)
 	}
+	j := &job{a: a, ctx: ctx, req: req, rcpt: rcpt}
 	if !noAlias {
-		names := []string{local}
-		if ext != "" {
-			names = append(names, user)
+		names := []string{st.local}
+		if st.ext != "" {
+			names = append(names, st.user)
 		}
 		for _, name := range names {
 			value, found, err := lookupFirst(set.aliasMaps, name)
@@ -87,13 +95,25 @@ func (a *Agent) verifyRecipient(req *delivery.Request, rcpt delivery.Recipient) 
 			}
 		}
 	}
+	acct, err := lookupUser(st.user)
+	if err != nil {
+		return undeliverable("4.3.0", err.Error())
+	}
+	if acct != nil && !noAlias {
+		if _, err := os.Stat(acct.home); err != nil {
+			return undeliverable("4.3.0", "cannot access home directory "+acct.home+": "+delivery.Strerror(err))
+		}
+		if r, ok := a.verifyForward(j, st, acct); ok {
+			return r
+		}
+	}
 	pass := func(transport string) delivery.Result {
 		if !strings.Contains(transport, ":") {
-			transport += ":" + domain
+			transport += ":" + st.domain
 		}
 		return delivery.Result{Pass: transport}
 	}
-	if tr, found, err := lookupFirst(set.mailboxTransportMaps, user); err != nil {
+	if tr, found, err := lookupFirst(set.mailboxTransportMaps, st.user); err != nil {
 		return undeliverable("4.3.0", "mailbox_transport_maps lookup failure")
 	} else if found {
 		return pass(tr)
@@ -101,17 +121,13 @@ func (a *Agent) verifyRecipient(req *delivery.Request, rcpt delivery.Recipient) 
 	if set.mailboxTransport != "" {
 		return pass(set.mailboxTransport)
 	}
-	acct, err := lookupUser(user)
-	if err != nil {
-		return undeliverable("4.3.0", err.Error())
-	}
 	if acct == nil {
-		return a.verifyUnknown(req, rcpt, local, domain, user, ext, delim, pass)
+		return a.verifyUnknown(j, st, pass)
 	}
 	if acct.uid == 0 {
-		return undeliverable("4.3.0", "mailbox delivery for uid 0 is not allowed; alias "+user+" to another user")
+		return undeliverable("4.3.0", "mailbox delivery for uid 0 is not allowed; alias "+st.user+" to another user")
 	}
-	cmd, found, err := lookupFirst(set.mailboxCommandMaps, user)
+	cmd, found, err := lookupFirst(set.mailboxCommandMaps, st.user)
 	if err != nil {
 		return undeliverable("4.3.0", "mailbox_command_maps lookup failure")
 	}
@@ -126,19 +142,48 @@ func (a *Agent) verifyRecipient(req *delivery.Request, rcpt delivery.Recipient) 
 			return deliverable("delivers to maildir")
 		}
 		return deliverable("delivers to mailbox")
-	case strings.ContainsAny(user, "/") || user == "." || user == "..":
-		return undeliverable("5.1.1", `unknown user: "`+user+`"`)
+	case strings.ContainsAny(st.user, "/") || st.user == "." || st.user == "..":
+		return undeliverable("5.1.1", `unknown user: "`+st.user+`"`)
 	case strings.HasSuffix(set.spoolDir, "/"):
 		return deliverable("delivers to maildir")
 	}
 	return deliverable("delivers to mailbox")
 }
 
+// verifyForward is deliver_dotforward() without its actions: the first
+// forward_path file that exists and is safe (read as delivery reads it,
+// with the user's rights) settles the recipient, reported with its
+// targets. An empty file means "do not forward" (ok false).
+func (a *Agent) verifyForward(j *job, st attrs, acct *account) (delivery.Result, bool) {
+	set := a.set
+	m := j.macros(st, acct)
+	for _, tmpl := range set.forwardPath {
+		path, stat := expandLocal(tmpl, m, set.fwdFilter)
+		if stat&config.StatError != 0 || path == "" || !filepath.IsAbs(path) {
+			continue
+		}
+		data, err := j.readOwnedFile(path, acct)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			a.warn("%v", err)
+			continue
+		}
+		targets := parseForward(data, set.lineLimit)
+		if len(targets) == 0 {
+			return delivery.Result{}, false
+		}
+		return deliverable("forwards to " + strings.Join(targets, ", ")), true
+	}
+	return delivery.Result{}, false
+}
+
 // verifyUnknown is deliver_unknown() without its actions: the fallback
 // transports pass the recipient on, luser_relay forwards it.
-func (a *Agent) verifyUnknown(req *delivery.Request, rcpt delivery.Recipient, local, domain, user, ext, delim string, pass func(string) delivery.Result) delivery.Result {
+func (a *Agent) verifyUnknown(j *job, st attrs, pass func(string) delivery.Result) delivery.Result {
 	set := a.set
-	if tr, found, err := lookupFirst(set.fallbackMaps, user); err != nil {
+	if tr, found, err := lookupFirst(set.fallbackMaps, st.user); err != nil {
 		return undeliverable("4.3.0", "fallback_transport_maps lookup failure")
 	} else if found {
 		return pass(tr)
@@ -147,8 +192,6 @@ func (a *Agent) verifyUnknown(req *delivery.Request, rcpt delivery.Recipient, lo
 		return pass(set.fallbackTransport)
 	}
 	if set.luserRelay != "" {
-		j := &job{a: a, req: req, rcpt: rcpt}
-		st := attrs{rcpt: rcpt.Address, local: local, domain: domain, user: user, ext: ext, delim: delim}
 		dest, stat := expandLocal(set.luserRelay, j.macros(st, nil), "")
 		if stat&config.StatError == 0 && strings.TrimSpace(dest) != "" {
 			var to []string
@@ -159,7 +202,7 @@ func (a *Agent) verifyUnknown(req *delivery.Request, rcpt delivery.Recipient, lo
 			return deliverable("forwards to " + strings.Join(to, ", "))
 		}
 	}
-	return undeliverable("5.1.1", `unknown user: "`+user+`"`)
+	return undeliverable("5.1.1", `unknown user: "`+st.user+`"`)
 }
 
 // warn logs through the agent's logger, when it has one.

@@ -48,6 +48,12 @@ func TestVerify(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(b.home, "Maildir")); err == nil {
 		t.Error("verification created a Maildir")
 	}
+	writeFile(t, filepath.Join(b.home, ".forward"), "fwd@remote.example, \\"+b.name+"\n", 0o644, b.uid, b.gid)
+	wantState(t, g.verify(b.name+"@example.com"), queue.RcptDelivered, "2.0.0", "forwards to fwd@remote.example, "+b.name)
+	wantState(t, g.verify("\\"+b.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivers to maildir")
+	if n := len(g.incoming()); n != 0 {
+		t.Errorf("%d messages forwarded by verification", n)
+	}
 	h := newFixture(t, "mailbox_command = /usr/bin/procmail -a $EXTENSION\n", "")
 	c := h.account()
 	wantState(t, h.verify(c.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivers to command: /usr/bin/procmail -a $EXTENSION")
