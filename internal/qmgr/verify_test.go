@@ -23,8 +23,13 @@ func (a *verifyingAgent) Verify(ctx context.Context, req *delivery.Request) []de
 		a.verified++
 		user, _, _ := strings.Cut(strings.ToLower(r.Address), "@")
 		res := delivery.Result{Index: r.Index, Relay: "local", State: queue.RcptDelivered, DSN: "2.0.0", Reason: "delivers to maildir"}
-		if !safeTestUser(user) {
+		switch {
+		case !safeTestUser(user):
 			res.State, res.DSN, res.Reason = queue.RcptBounced, "5.1.1", `unknown user: "`+user+`"`
+		case user == "passed":
+			res = delivery.Result{Index: r.Index, Pass: "discard:passed on", Address: "other@mx.test"}
+		case user == "loop":
+			res = delivery.Result{Index: r.Index, Pass: "local"}
 		}
 		out = append(out, res)
 	}
@@ -33,6 +38,12 @@ func (a *verifyingAgent) Verify(ctx context.Context, req *delivery.Request) []de
 
 // putVerify queues a sendmail -bv request as pickup does.
 func (e *env) putVerify(sender string, rcpts ...string) string {
+	e.t.Helper()
+	return e.putVerifyFilter(sender, "", rcpts...)
+}
+
+// putVerifyFilter is putVerify for a message with a content filter.
+func (e *env) putVerifyFilter(sender, filter string, rcpts ...string) string {
 	e.t.Helper()
 	w, err := e.fix.Queue.NewMessage()
 	if err != nil {
@@ -44,6 +55,7 @@ func (e *env) putVerify(sender string, rcpts ...string) string {
 	}
 	w.Envelope.Sender = sender
 	w.Envelope.Flags = queue.FlagVerify
+	w.Envelope.Filter = filter
 	for _, r := range rcpts {
 		w.Envelope.Recipients = append(w.Envelope.Recipients, queue.Recipient{Address: r})
 	}
@@ -138,5 +150,45 @@ func TestVerifyWithoutVerifier(t *testing.T) {
 	e.wantLog(`^postfix/qmgr\[PID\]: ` + remote + `: no delivery status report for <someone@remote.example>: not a local sender$`)
 	if n := e.count("alice"); n != 0 {
 		t.Errorf("alice got %d messages from a -bv request", n)
+	}
+}
+
+// TestVerifyPassAndFilter: an agent's pass-on (local(8)'s
+// mailbox_transport) is followed to the next transport's verdict, a pass
+// loop ends after maxPasses, and a content filter is skipped as Postfix's
+// qmgr skips it for trace-only requests, while an error: filter (a
+// header_checks REJECT) still answers.
+func TestVerifyPassAndFilter(t *testing.T) {
+	agent := &verifyingAgent{}
+	e := newEnvWith(t, "", "", map[string]AgentFactory{
+		"local": func(d delivery.Deps) (delivery.Agent, error) {
+			a, err := newSpoolAgent(d)
+			if err != nil {
+				return nil, err
+			}
+			agent.spoolAgent = a.(*spoolAgent)
+			return agent, nil
+		},
+	})
+	id := e.putVerifyFilter("bob@mx.test", "smtp:[127.0.0.1]:10025", "passed@mx.test", "loop@mx.test", "alice@mx.test")
+	e.start()
+	e.waitFor("report", 5*time.Second, func() bool { return e.gone(id) && e.count("bob") == 1 })
+	report := e.readOne("bob")
+	for _, want := range []string{
+		"\n<passed@mx.test>: passed on\n",
+		"\n<loop@mx.test>: mail transport loop: local passes to local\n",
+		"\n<alice@mx.test>: delivery via local: delivers to maildir\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	e.wantLog(`^postfix/discard\[PID\]: ` + id + `: to=<passed@mx.test>, relay=none, .*status=deliverable \(passed on\)$`)
+
+	rej := e.putVerifyFilter("bob@mx.test", "error:5.7.1 header rejected", "alice@mx.test")
+	e.waitFor("second report", 5*time.Second, func() bool { return e.gone(rej) && e.count("bob") == 2 })
+	e.wantLog(`^postfix/error\[PID\]: ` + rej + `: to=<alice@mx.test>, relay=none, .*dsn=5.7.1, status=undeliverable \(header rejected\)$`)
+	if n := e.count("alice"); n != 0 {
+		t.Errorf("alice got %d messages from -bv requests", n)
 	}
 }
