@@ -89,3 +89,70 @@ func TestRewriteLimitsAndErrors(t *testing.T) {
 		t.Fatalf("without a rewriter: %q", out.String())
 	}
 }
+
+// FuzzFilterRewrite runs arbitrary messages through the filter with header
+// address rewriting on, whole and split: the output must not depend on
+// the split, every rewritten header stays within header_size_limit, and
+// the body passes untouched.
+func FuzzFilterRewrite(f *testing.F) {
+	for _, s := range []string{
+		"From: Joe <joe>\r\nTo: a, b@x\r\n\tc (C)\r\nSubject: s\r\n\r\nFrom: joe\r\n",
+		"To: g: a, b;\n\nbody", "From: \"q\" <x@[1.2.3.4]>\n\n", "Cc: <a\n\n", "From: joe\n",
+	} {
+		f.Add([]byte(s), uint16(3))
+	}
+	cfg := configtest.Load(f, "myhostname = mx.example.com\nmydomain = example.com\ninet_interfaces = loopback-only\n"+
+		"canonical_maps = inline:{ {joe@mx.example.com=Joe.Public@example.com} }\nmasquerade_domains = example.com\n")
+	r, err := rewrite.New(cfg, maps.DefaultOptions())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { r.Close() })
+	lim := Limits{HeaderSize: 64, LineLength: 16, Nesting: 4}
+	runOnce := func(t *testing.T, msg []byte, split int) []byte {
+		var out bytes.Buffer
+		fl := New(&out, Options{Limits: lim, QueueID: "Q", RewriteHeader: r.HeaderFunc(rewrite.HeaderLocal)})
+		if _, err := fl.Write(msg[:split]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.Write(msg[split:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := fl.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, at uint16) {
+		if len(msg) > 1<<14 {
+			return
+		}
+		split := int(at) % (len(msg) + 1)
+		whole := runOnce(t, msg, 0)
+		if parts := runOnce(t, msg, split); !bytes.Equal(whole, parts) {
+			t.Fatalf("output depends on the split at %d:\n%q\n%q", split, whole, parts)
+		}
+		plain := runOnce2(t, lim, msg)
+		// Only the header block may differ.
+		hw, bw, _ := bytes.Cut(whole, []byte("\r\n\r\n"))
+		hp, bp, _ := bytes.Cut(plain, []byte("\r\n\r\n"))
+		if !bytes.Equal(bw, bp) {
+			t.Fatalf("body changed:\n%q\n%q", plain, whole)
+		}
+		if bytes.Count(hw, []byte("\r\n")) < bytes.Count(hp, []byte("\r\n")) {
+			t.Fatalf("lines lost:\n%q\n%q", plain, whole)
+		}
+	})
+}
+
+func runOnce2(t *testing.T, lim Limits, msg []byte) []byte {
+	var out bytes.Buffer
+	fl := New(&out, Options{Limits: lim, QueueID: "Q"})
+	if _, err := fl.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := fl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}

@@ -130,8 +130,8 @@ func checkHeader(t *testing.T, r *Rewriter, h, out string, idem bool) {
 		if err != nil || (idem && again != out) {
 			t.Fatalf("not idempotent: %q -> %q -> %q", h, out, again)
 		}
-		in, _ := findAddrs(h[colon+1:])
-		got, ok := findAddrs(out[colon+1:])
+		in, _ := findAddrs(h[colon+1:], r.tokenLimit)
+		got, ok := findAddrs(out[colon+1:], r.tokenLimit)
 		if !ok || len(got) != len(in) {
 			t.Fatalf("addresses %d -> %d (%v): %q -> %q", len(in), len(got), ok, h, out)
 		}

@@ -30,10 +30,14 @@ const hdrSpecials = "<>@,;:."
 // cannot be tokenized with confidence — an unterminated quoted string,
 // comment or domain literal, a backslash outside them, a control
 // character — and the caller then leaves the header alone: a header moat
-// cannot read is never rewritten, so it is never corrupted.
-func scanHeader(v string) ([]token, bool) {
+// cannot read is never rewritten, so it is never corrupted. More than
+// limit tokens (header_address_token_limit) is refused too.
+func scanHeader(v string, limit int) ([]token, bool) {
 	var toks []token
 	for i := 0; i < len(v); {
+		if len(toks) >= limit {
+			return nil, false
+		}
 		c := v[i]
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
@@ -128,9 +132,10 @@ type addrSpan struct {
 // finds them: the part inside angle brackets, or a bare addr-spec with
 // only comments around it. An element it cannot read as an address is
 // skipped and keeps its text; ok is false when the value as a whole does
-// not tokenize or its brackets do not pair, and then nothing is rewritten.
-func findAddrs(v string) (spans []addrSpan, ok bool) {
-	toks, ok := scanHeader(v)
+// not tokenize, has more than limit tokens or its brackets do not pair,
+// and then nothing is rewritten.
+func findAddrs(v string, limit int) (spans []addrSpan, ok bool) {
+	toks, ok := scanHeader(v, limit)
 	if !ok {
 		return nil, false
 	}

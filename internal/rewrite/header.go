@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"bytes"
 	"strings"
 )
 
@@ -88,12 +89,23 @@ func (r *Rewriter) Header(ctx HeaderContext, h string) (string, error) {
 		return h, nil
 	}
 	v := h[colon+1:]
-	spans, ok := findAddrs(v)
+	spans, ok := findAddrs(v, r.tokenLimit)
 	if !ok || len(spans) == 0 {
 		return h, nil
 	}
-	var b strings.Builder
-	b.WriteString(h[:colon+1])
+	b := make([]byte, 0, len(h)+64)
+	b = append(b, h[:colon+1]...)
+	// lineStart is where the current output line starts, nl the next
+	// line break in v at or after the current address: both move
+	// forward only, so a header of many addresses costs linear time.
+	lineStart := 0
+	nl := -1
+	write := func(s string) {
+		if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+			lineStart = len(b) + i + 1
+		}
+		b = append(b, s...)
+	}
 	prev := 0
 	changed := false
 	for _, s := range spans {
@@ -114,34 +126,31 @@ func (r *Rewriter) Header(ctx HeaderContext, h string) (string, error) {
 			// An empty local part stays visible as a quoted string.
 			ext = `""` + ext
 		}
-		b.WriteString(v[prev:s.elemStart])
-		out := b.String()
-		line := out[strings.LastIndexByte(out, '\n')+1:]
-		grown := len(line) + (s.start - s.elemStart) + len(ext) + restOfLine(v[s.end:])
-		if trimmed := strings.TrimRight(line, " \t"); grown > maxHeaderLine && strings.HasSuffix(trimmed, ",") {
+		write(v[prev:s.elemStart])
+		if nl < s.end {
+			if i := strings.IndexByte(v[s.end:], '\n'); i >= 0 {
+				nl = s.end + i
+			} else {
+				nl = len(v)
+			}
+		}
+		line := b[lineStart:]
+		grown := len(line) + (s.start - s.elemStart) + len(ext) + (nl - s.end)
+		if trimmed := bytes.TrimRight(line, " \t"); grown > maxHeaderLine && bytes.HasSuffix(trimmed, []byte(",")) {
 			// The white space after the list comma becomes a
 			// fold, so the grown address starts a new line.
-			b.Reset()
-			b.WriteString(strings.TrimRight(out, " \t"))
-			b.WriteString("\n\t")
+			b = append(b[:lineStart+len(trimmed)], "\n\t"...)
+			lineStart = len(b) - 1
 		}
-		b.WriteString(v[s.elemStart:s.start])
-		b.WriteString(ext)
+		write(v[s.elemStart:s.start])
+		b = append(b, ext...)
 		prev = s.end
 	}
 	if !changed {
 		return h, nil
 	}
-	b.WriteString(v[prev:])
-	return b.String(), nil
-}
-
-// restOfLine is how many bytes follow on the same physical line.
-func restOfLine(s string) int {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return i
-	}
-	return len(s)
+	b = append(b, v[prev:]...)
+	return string(b), nil
 }
 
 // headerAddr rewrites one header address, in internal form.

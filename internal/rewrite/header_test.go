@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"moat/internal/maps"
 )
@@ -197,5 +198,32 @@ func TestHeaderNoAddressMappings(t *testing.T) {
 	r, _ := newRewriter(t, "receive_override_options = no_address_mappings\ncanonical_maps = inline:{ joe@mail.example.com=x@y.example }\n")
 	if got := hdr(t, r, HeaderLocal, "From: joe"); got != "From: joe@mail.example.com" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// A header of many addresses is rewritten in linear time, and one over
+// header_address_token_limit is left alone.
+func TestHeaderManyAddresses(t *testing.T) {
+	r, _ := newRewriter(t, "header_address_token_limit = 100000\n")
+	in := "To: " + strings.Repeat("a, ", 20000) + "a"
+	start := time.Now()
+	out := hdr(t, r, HeaderLocal, in)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if strings.Count(out, "a@mail.example.com") != 20001 {
+		t.Errorf("not every address rewritten")
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if len(line) > maxHeaderLine {
+			t.Fatalf("line of %d bytes", len(line))
+		}
+	}
+	r2, _ := newRewriter(t, "header_address_token_limit = 10\n")
+	if got := hdr(t, r2, HeaderLocal, "To: a, b, c, d, e, f"); got != "To: a, b, c, d, e, f" {
+		t.Errorf("over the token limit: %q", got)
+	}
+	if got := hdr(t, r2, HeaderLocal, "To: a, b"); got != "To: a@mail.example.com, b@mail.example.com" {
+		t.Errorf("under the token limit: %q", got)
 	}
 }

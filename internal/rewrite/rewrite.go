@@ -65,6 +65,9 @@ type Rewriter struct {
 	swapBang, percentHack bool
 	// clients is local_header_rewrite_clients.
 	clients *headerClients
+	// tokenLimit is header_address_token_limit: a header with more
+	// tokens is not rewritten.
+	tokenLimit int
 
 	find  *Finder
 	canon canon
@@ -177,6 +180,7 @@ func (r *Rewriter) open(cfg *config.Config, opts maps.Options) error {
 		{&r.expansion, "virtual_alias_expansion_limit"},
 		{&r.addrLen, "virtual_alias_address_length_limit"},
 		{&r.dupLimit, "duplicate_filter_limit"},
+		{&r.tokenLimit, "header_address_token_limit"},
 	} {
 		v, err := cfg.Int(n.name)
 		if err != nil {
