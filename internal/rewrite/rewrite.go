@@ -7,7 +7,22 @@
 // Header addresses (From:, To: ... in the header_sender and
 // header_recipient classes) are rewritten by Header, in the context
 // local_header_rewrite_clients and remote_header_rewrite_domain choose
-// (HeaderContextFor).
+// (HeaderContextFor). Deliberate differences from Postfix's cleanup there:
+//
+//   - Only the bytes of a changed address are replaced; display names,
+//     comments, white space and folds stay as written. Postfix regenerates
+//     the whole header from its tokens once any address changed (white
+//     space normalized, refolded at about 70 columns).
+//   - A header moat's tokenizer cannot read with confidence (unterminated
+//     quote, comment or domain literal, unpaired angle brackets, a
+//     backslash outside quotes, control characters) is left whole, and so
+//     is a list element that is not a clean address (a phrase without
+//     angle brackets, white space or comments inside the address, a source
+//     route). Postfix's tokenizer is lenient and rewrites what it finds.
+//   - A header over header_address_token_limit tokens is left whole;
+//     Postfix drops the tokens past the limit.
+//   - Return-Path: is never rewritten (Postfix classes it as a sender
+//     header, but message_drop_headers removes it by default).
 package rewrite
 
 import (

@@ -36,6 +36,10 @@
 //     header as received, not by cleanup after header_checks.
 //   - Missing headers are added only with always_add_missing_headers;
 //     local_header_rewrite_clients decides only header address rewriting.
+//   - local_header_rewrite_clients is evaluated when the message starts,
+//     and a table that fails there fails the message at the end of DATA
+//     ("451 4.3.0 Error: queue file write error"); Postfix answers MAIL FROM
+//     with "451 4.3.0 Temporary lookup error".
 //   - The error count is reset when a message is queued, so
 //     smtpd_soft_error_limit and the junk limit count errors "without
 //     delivering mail" per transaction.
