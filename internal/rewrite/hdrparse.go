@@ -259,7 +259,9 @@ func elementAddr(v string, toks []token) (addrSpan, bool) {
 			s.quoted = true
 			local.WriteString(unquoteAddr(text))
 		case tokDomLit:
-			if !s.hasAt {
+			// A literal holding "@", a quote or an escape would not
+			// survive the internal form (split at the last "@").
+			if !s.hasAt || strings.ContainsAny(text[1:len(text)-1], "@\"\\[") {
 				return addrSpan{}, false
 			}
 			domain.WriteString(text)
