@@ -278,5 +278,11 @@ func elementAddr(v string, toks []token) (addrSpan, bool) {
 	if s.local == "" && !s.quoted {
 		return addrSpan{}, false
 	}
+	// A control character or line break that a quoted pair or a
+	// folded quoted string put in the local part could not be written
+	// back as it was.
+	if strings.IndexFunc(s.local, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+		return addrSpan{}, false
+	}
 	return s, true
 }
