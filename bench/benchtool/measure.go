@@ -141,7 +141,15 @@ func measure(args []string, out io.Writer) error {
 		if time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(pollInterval(time.Since(start)))
+		// The watchdog's SIGTERM must end the wait too: ignoring it here
+		// kept bench/run (waiting on this command) from running its
+		// cleanup trap until timeout's SIGKILL took everything down and
+		// left the private Dovecot and the temp dir behind.
+		select {
+		case <-sctx.Done():
+			return errors.New("measure: interrupted while waiting for delivery")
+		case <-time.After(pollInterval(time.Since(start))):
+		}
 	}
 	done := time.Since(start)
 	final, err := sampleTree("/proc", *pid, false)
