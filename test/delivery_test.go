@@ -846,8 +846,15 @@ s.quit()
 	// master(8)'s words for a killed child. Not always once per kill: a
 	// kill can race with the previous child's exit and the restart.
 	s.waitLogCount(`postfix/master\[\d+\]: warning: process \S+/qmgr pid \d+ killed by signal 9$`, 1, 10*time.Second)
+	deadline = time.Now().Add(90 * time.Second)
+	for s.delivered(u1.name)+s.delivered(u2.name) < 2*total && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := s.delivered(u1.name) + s.delivered(u2.name); n < 2*total {
+		t.Fatalf("%d of %d deliveries after 90s\nmailq:\n%s\nlog (end):\n%s", n, 2*total, tail(postqueue(t, s, "-p"), 3000), tail(s.log(), 6000))
+	}
 	for _, u := range []string{u1.name, u2.name} {
-		s.waitDelivered(u, total, 90*time.Second)
+		s.waitDelivered(u, total, 10*time.Second)
 		seen := map[string]int{}
 		for f, text := range maildirFiles(s.maildir(u)) {
 			m := crashMessageID.FindStringSubmatch(text)
