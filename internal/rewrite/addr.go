@@ -114,10 +114,13 @@ func (c canon) apply(addr string) string {
 	}
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
-		if c.atOrigin && c.myorigin != "" {
-			return addr + "@" + c.myorigin
+		if !c.atOrigin || c.myorigin == "" {
+			return addr
 		}
-		return addr
+		// rewrite_tree goes on to the .$mydomain step with the
+		// appended origin, which matters when $myorigin has no dot.
+		at = len(addr)
+		addr += "@" + c.myorigin
 	}
 	domain := addr[at+1:]
 	if c.dotDomain && c.mydomain != "" && domain != "" &&

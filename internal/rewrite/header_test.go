@@ -227,3 +227,17 @@ func TestHeaderManyAddresses(t *testing.T) {
 		t.Errorf("under the token limit: %q", got)
 	}
 }
+
+// A bare user gets @$myorigin and then, when $myorigin has no dot,
+// .$mydomain as well, in the envelope and in headers (rewrite_tree does
+// both steps in one pass).
+func TestCanonOriginWithoutDot(t *testing.T) {
+	r, _ := newRewriter(t, "myorigin = mail\nappend_dot_mydomain = yes\n")
+	s, rc, err := rcpts(t, r, "joe", "amy")
+	if err != nil || s != "joe@mail.example.com" || len(rc) != 1 || rc[0] != "amy@mail.example.com<amy" {
+		t.Fatalf("sender %q recipients %q, %v", s, rc, err)
+	}
+	if got := hdr(t, r, HeaderLocal, "From: joe"); got != "From: joe@mail.example.com" {
+		t.Fatalf("header %q", got)
+	}
+}
