@@ -91,8 +91,19 @@ func Deliver(ctx context.Context, self string, creds Creds, job Job, content io.
 // wrote (the new Maildir file; the mbox file for KindMbox), for logs and
 // tests.
 func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content io.Reader) (string, error) {
+	// Root can give one thread the recipient's identity: far cheaper
+	// than a child process (deliverOnThread).
+	return deliverFile(ctx, self, creds, job, content, os.Geteuid() == 0)
+}
+
+// deliverFile is DeliverFile with the choice between a credentialed
+// thread and a child process made by the caller (the tests exercise both).
+func deliverFile(ctx context.Context, self string, creds Creds, job Job, content io.Reader, onThread bool) (string, error) {
 	if err := job.validate(); err != nil {
 		return "", childFailed(err)
+	}
+	if onThread {
+		return deliverOnThread(ctx, creds, job, content)
 	}
 	r, err := runChild(ctx, self, creds, wireJob{Job: job}, content)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -168,7 +169,7 @@ func TestDeliverChildKilled(t *testing.T) {
 	noLeak(t)
 	cr := account(t)
 	md := userDir(t, cr) + "/Maildir/"
-	err := Deliver(context.Background(), moatBin, cr, Job{Kind: KindMaildir, Path: md}, &killingReader{t: t})
+	_, err := deliverFile(context.Background(), moatBin, cr, Job{Kind: KindMaildir, Path: md}, &killingReader{t: t}, false)
 	wantDeliveryError(t, err, "4.3.0", "delivery child failed: signal: killed")
 	assertNewEmpty(t, md)
 }
@@ -192,11 +193,13 @@ func TestDeliverContextEnds(t *testing.T) {
 	noLeak(t)
 	cr := account(t)
 	md := userDir(t, cr) + "/Maildir/"
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	err := Deliver(ctx, moatBin, cr, Job{Kind: KindMaildir, Path: md}, &blockingReader{ctx: ctx})
-	wantDeliveryError(t, err, "4.3.0", "delivery child failed: delivery interrupted")
-	assertNewEmpty(t, md)
+	for _, onThread := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := deliverFile(ctx, moatBin, cr, Job{Kind: KindMaildir, Path: md}, &blockingReader{ctx: ctx}, onThread)
+		cancel()
+		wantDeliveryError(t, err, "4.3.0", "delivery child failed: delivery interrupted")
+		assertNewEmpty(t, md)
+	}
 }
 
 type failReader struct{ n int }
@@ -285,4 +288,55 @@ func TestDeliverMboxAsUser(t *testing.T) {
 	}
 	err := Deliver(context.Background(), moatBin, cr, Job{Kind: KindMbox, Path: other}, strings.NewReader(testMsg))
 	wantDeliveryError(t, err, "5.2.0", "cannot open file: Permission denied")
+}
+
+// A credentialed thread's identity stays on that thread: both ways of
+// delivering write files the account owns, the kernel refuses what the
+// account may not write (a root-only directory), and afterwards no thread
+// of this process keeps a non-root file-system id while the test's own
+// writes are still root's.
+func TestThreadIdentityStaysOnItsThread(t *testing.T) {
+	cr := account(t)
+	for _, onThread := range []bool{true, false} {
+		md := filepath.Join(userDir(t, cr), fmt.Sprint("Maildir", onThread)) + "/"
+		path, err := deliverFile(context.Background(), moatBin, cr, Job{Kind: KindMaildir, Path: md}, strings.NewReader(testMsg), onThread)
+		if err != nil {
+			t.Fatalf("onThread=%v: %v", onThread, err)
+		}
+		if u, g := owner(t, path); u != cr.UID || g != cr.GID {
+			t.Errorf("onThread=%v: %s owned by %d:%d, want %d:%d", onThread, path, u, g, cr.UID, cr.GID)
+		}
+	}
+	rootOnly := t.TempDir() // 0700 root
+	_, err := deliverFile(context.Background(), moatBin, cr, Job{Kind: KindMaildir, Path: rootOnly + "/Maildir/"}, strings.NewReader(testMsg), true)
+	wantDeliveryError(t, err, "4.2.0", "ermission denied")
+	for range 20 {
+		md := filepath.Join(userDir(t, cr), "many") + "/"
+		if _, err := deliverFile(context.Background(), moatBin, cr, Job{Kind: KindMaildir, Path: md}, strings.NewReader(testMsg), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the locked threads exit
+	tasks, err := filepath.Glob("/proc/self/task/*/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range tasks {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 5 && (f[0] == "Uid:" || f[0] == "Gid:") && f[4] != "0" {
+				t.Errorf("%s: %s", st, line)
+			}
+		}
+	}
+	f := filepath.Join(t.TempDir(), "mine")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := owner(t, f); u != 0 {
+		t.Errorf("a file written after the deliveries is owned by %d, want root", u)
+	}
 }
