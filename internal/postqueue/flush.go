@@ -65,7 +65,13 @@ func WriteRequest(queueDir string, r Request) error {
 	}
 	name := fmt.Sprintf("%s%d.%d", requestPrefix, time.Now().UnixNano(), os.Getpid())
 	tmp := filepath.Join(dir, "tmp."+name)
-	if err := os.WriteFile(tmp, []byte(line+"\n"), 0o600); err != nil {
+	// Readable by the queue manager, which runs as mail_owner while
+	// root may be the one asking (the request holds no secret).
+	if err := os.WriteFile(tmp, []byte(line+"\n"), 0o644); err != nil {
+		return fmt.Errorf("trigger: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil { // whatever the umask
+		os.Remove(tmp)
 		return fmt.Errorf("trigger: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
