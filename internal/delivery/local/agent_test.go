@@ -19,7 +19,9 @@ func TestUnknownUser(t *testing.T) {
 }
 
 func TestMailLoop(t *testing.T) {
-	f := newFixture(t, "", "")
+	// require_home_directory makes the last check visible: past the loop
+	// check, nobody's missing home defers.
+	f := newFixture(t, "require_home_directory = yes\n", "")
 	a := f.account()
 	msg := "Received: x\r\nDelivered-To: " + strings.ToUpper(a.name) + "@Example.com\r\nSubject: s\r\n\r\nDelivered-To: nobody@example.com\r\n"
 	wantState(t, f.deliverContent(a.name+"@example.com", msg), queue.RcptBounced, "5.4.6", "mail forwarding loop for "+a.name+"@example.com")

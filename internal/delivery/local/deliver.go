@@ -218,9 +218,11 @@ func (j *job) deliverSwitch(st attrs, noAlias bool) {
 		return
 	}
 	if acct != nil {
-		if _, err := os.Stat(acct.home); err != nil {
-			j.fail("4.3.0", "cannot access home directory "+acct.home+": "+delivery.Strerror(err))
-			return
+		if j.a.set.requireHome {
+			if _, err := os.Stat(acct.home); err != nil {
+				j.fail("4.3.0", "cannot access home directory "+acct.home+": "+delivery.Strerror(err))
+				return
+			}
 		}
 		if j.dotforward(st, acct) {
 			return

@@ -148,7 +148,10 @@ type settings struct {
 	hdrCommand, hdrFile, hdrForward bool
 	origRcptHdr                     bool
 	strictOwner                     bool
-	lineLimit                       int
+	// requireHome is require_home_directory (default no): defer rather
+	// than deliver when the recipient's home directory does not exist.
+	requireHome bool
+	lineLimit   int
 
 	cmdFilter, fwdFilter, dirFilter string
 	myorigin                        string
@@ -277,6 +280,7 @@ func readSettings(d delivery.Deps) (_ *settings, err error) {
 		{"expand_owner_alias", &s.expandOwner},
 		{"enable_original_recipient", &s.origRcptHdr},
 		{"strict_mailbox_ownership", &s.strictOwner},
+		{"require_home_directory", &s.requireHome},
 	}
 	for _, b := range bools {
 		if *b.v, err = cfg.Bool(b.name); err != nil {
