@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,10 +44,15 @@ func TestPrivilegedDelivery(t *testing.T) {
 	writeFile(t, filepath.Join(base, "transport"), "pipe.test recorder:\n", 0o644)
 	homes := filepath.Join(base, "home")
 	mkdirOwned(t, homes, 0o755, 0, 0)
+	// The local account mail goes to, with a home that exists (the
+	// harness's accounts have none: local(8) defers them when
+	// /nonexistent is missing).
+	rcpt := newHomeAccount(t, homes)
+	to := rcpt.name + "@mx.moat.test"
 	fwd := privateHome(t, homes)
-	writeFileOwned(t, filepath.Join(fwd.home, ".forward"), "user@mx.moat.test\n", 0o600, fwd.uid, fwd.gid)
+	writeFileOwned(t, filepath.Join(fwd.home, ".forward"), to+"\n", 0o600, fwd.uid, fwd.gid)
 	rootFwd := privateHome(t, homes)
-	writeFileOwned(t, filepath.Join(rootFwd.home, ".forward"), "user@mx.moat.test\n", 0o600, 0, 0)
+	writeFileOwned(t, filepath.Join(rootFwd.home, ".forward"), to+"\n", 0o600, 0, 0)
 
 	s := startWithMaster(t, "relay_domains = pipe.test\n"+
 		"transport_maps = texthash:"+base+"/transport\n",
@@ -90,12 +94,11 @@ recorder  unix  -       n       n       -       -       pipe
 	}
 
 	// A local account: its Maildir, its file.
-	userUID, userGID := lookupIDs(t, "user")
-	id := swaksSend(t, s, "sender@example.org", "user@mx.moat.test", "to user", "hello user")
-	s.waitLog(sentLine("local", id, "user@mx.moat.test", "", "local", "2.0.0", "sent", "delivered to maildir"), 20*time.Second)
-	path, _ := waitMaildirSubject(t, s, s.maildir("user"), "to user")
-	if u, g := fileOwner(t, path); u != userUID || g != userGID {
-		t.Errorf("%s owned by %d:%d, want user's %d:%d", path, u, g, userUID, userGID)
+	id := swaksSend(t, s, "sender@example.org", to, "to rcpt", "hello rcpt")
+	s.waitLog(sentLine("local", id, to, "", "local", "2.0.0", "sent", "delivered to maildir"), 20*time.Second)
+	path, _ := waitMaildirSubject(t, s, s.maildir(rcpt.name), "to rcpt")
+	if u, g := fileOwner(t, path); u != rcpt.uid || g != rcpt.gid {
+		t.Errorf("%s owned by %d:%d, want the recipient's %d:%d", path, u, g, rcpt.uid, rcpt.gid)
 	}
 
 	// A pipe service: the command runs as user=.
@@ -114,7 +117,7 @@ recorder  unix  -       n       n       -       -       pipe
 	// not even see it).
 	id = swaksSend(t, s, "sender@example.org", fwd.name+"@mx.moat.test", "forwarded", "via .forward")
 	s.waitLog(sentLine("local", id, fwd.name+"@mx.moat.test", "", "local", "2.0.0", "sent", "forwarded as [0-9A-Za-z]+"), 20*time.Second)
-	waitMaildirSubject(t, s, s.maildir("user"), "forwarded")
+	waitMaildirSubject(t, s, s.maildir(rcpt.name), "forwarded")
 	// Root's own .forward in the user's home: owned by root, so local(8)
 	// would accept it, but the user cannot read it, and it is read as the
 	// user: ignored, the mailbox gets the message.
@@ -133,18 +136,6 @@ func writeFileOwned(t *testing.T, path, data string, mode os.FileMode, uid, gid 
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// lookupIDs returns an account's uid and gid.
-func lookupIDs(t *testing.T, name string) (int, int) {
-	t.Helper()
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return uid, gid
 }
 
 // fileOwner is a file's owner and group.

@@ -12,6 +12,14 @@
 // on descriptor 4. A final "commit" line on the job pipe tells the end of
 // the message from a parent that died mid-stream.
 //
+// The queue manager that hosts the delivery agents runs as mail_owner, so
+// it cannot start such children: a Runner built with the socket of the
+// root executor (Serve, master.cf's "local" service on private/local)
+// sends each request there instead, streaming the message, and gets the
+// same outcome back; a Runner without a socket forks here. ReadFile reads
+// a file with a user's rights the same way (local(8)'s .forward and
+// :include: files).
+//
 // A process that is not root cannot change identity: it runs the child
 // and the commands as itself, which is what a development set-up wants.
 // Commands never run as uid 0 (Run refuses); mailbox writes for uid 0
