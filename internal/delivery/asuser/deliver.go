@@ -227,10 +227,13 @@ func (r wireResult) err() error {
 	return e
 }
 
+// childFailedPrefix starts the text of every childFailed error (Failed).
+const childFailedPrefix = "delivery child failed: "
+
 // childFailed is the outcome when the child produced none of its own:
 // deferred, since a crash says nothing about the message or the mailbox.
 func childFailed(err error) *delivery.Error {
-	return &delivery.Error{DSN: "4.3.0", Text: "delivery child failed: " + err.Error(), Err: err}
+	return &delivery.Error{DSN: "4.3.0", Text: childFailedPrefix + err.Error(), Err: err}
 }
 
 // exitError describes how the child ended, with the start of what it said

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"syscall"
+
+	"moat/internal/delivery"
 )
 
 // kindRead is the child's third job: read one file with the child's
@@ -85,4 +88,14 @@ func childRead(w wireJob) wireResult {
 		return failure(errors.New("file " + w.Path + " is larger than " + fmt.Sprint(w.Limit) + " bytes"))
 	}
 	return wireResult{OK: true, Path: w.Path, Data: data, FileUID: st.Uid, FileGID: st.Gid, FileMode: st.Mode & 0o7777}
+}
+
+// Failed reports whether err says that the child or the executor could
+// not do the work at all (it could not run, crashed, was unreachable),
+// rather than the mailbox's or the file's own failure: a .forward or
+// :include: file that could not be read for that reason defers the
+// recipient; it is neither skipped nor a configuration error.
+func Failed(err error) bool {
+	var de *delivery.Error
+	return errors.As(err, &de) && strings.HasPrefix(de.Text, childFailedPrefix)
 }

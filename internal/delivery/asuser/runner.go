@@ -120,12 +120,13 @@ func (r *Runner) ReadFile(ctx context.Context, creds Creds, path string, opt Rea
 // call sends one request (and content, unless nil, as frames) and reads
 // the answer of at most limit bytes. readErr is a failure to read content:
 // the connection is then closed before the end frame, so the executor
-// kills the child. ctx's end closes the connection too.
+// kills the child. ctx's end closes the connection too. Transport errors
+// keep no errno (%v): a missing socket must not read as a missing file.
 func (r *Runner) call(ctx context.Context, req request, content io.Reader, limit int64) (resp response, readErr, err error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", r.socket)
 	if err != nil {
-		return response{}, nil, fmt.Errorf("delivery service: %w", err)
+		return response{}, nil, fmt.Errorf("delivery service: %v", err)
 	}
 	var closeOnce sync.Once
 	closeConn := func() { closeOnce.Do(func() { conn.Close() }) }
@@ -135,10 +136,10 @@ func (r *Runner) call(ctx context.Context, req request, content io.Reader, limit
 
 	line, err := jsonLine(req)
 	if err != nil {
-		return response{}, nil, fmt.Errorf("encoding request: %w", err)
+		return response{}, nil, fmt.Errorf("encoding request: %v", err)
 	}
 	if _, err := conn.Write(line); err != nil {
-		return response{}, nil, fmt.Errorf("delivery service: sending request: %w", err)
+		return response{}, nil, fmt.Errorf("delivery service: sending request: %v", err)
 	}
 	var wg sync.WaitGroup
 	if content != nil {
@@ -169,10 +170,10 @@ func (r *Runner) call(ctx context.Context, req request, content io.Reader, limit
 		return response{}, readErr, nil
 	}
 	if lerr != nil {
-		return response{}, nil, fmt.Errorf("delivery service: reading answer: %w", lerr)
+		return response{}, nil, fmt.Errorf("delivery service: reading answer: %v", lerr)
 	}
 	if err := json.Unmarshal(ans, &resp); err != nil {
-		return response{}, nil, fmt.Errorf("delivery service: decoding answer: %w", err)
+		return response{}, nil, fmt.Errorf("delivery service: decoding answer: %v", err)
 	}
 	if resp.Error != "" {
 		return response{}, nil, fmt.Errorf("delivery service refused the request: %s", resp.Error)

@@ -304,3 +304,39 @@ func TestServeBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestRunnerContextEnds: the client's context ends the work in the
+// executor as it does here: a delivery is interrupted and leaves no
+// message, a command is killed.
+func TestRunnerContextEnds(t *testing.T) {
+	cr := account(t)
+	sock, _ := executor(t)
+	r := NewRunner(moatBin, sock)
+	md := userDir(t, cr) + "/Maildir/"
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := r.Deliver(ctx, cr, Job{Kind: KindMaildir, Path: md}, &blockingReader{ctx: ctx})
+	cancel()
+	wantDeliveryError(t, err, "4.3.0", "delivery interrupted")
+	assertNewEmpty(t, md)
+
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	start := time.Now()
+	res := r.Run(ctx, Command{Creds: cr, Argv: []string{"/bin/sleep", "30"}})
+	cancel()
+	if !res.TimedOut || time.Since(start) > 10*time.Second {
+		t.Errorf("command not ended by the context: %+v after %v", res, time.Since(start))
+	}
+}
+
+// TestRunnerNoExecutor: an executor that is not there defers.
+func TestRunnerNoExecutor(t *testing.T) {
+	r := NewRunner(moatBin, filepath.Join(t.TempDir(), "none"))
+	err := r.Deliver(context.Background(), Creds{UID: 1}, Job{Kind: KindMaildir, Path: "/x/"}, strings.NewReader(testMsg))
+	wantDeliveryError(t, err, "4.3.0", "delivery service")
+	if res := r.Run(context.Background(), Command{Creds: Creds{UID: 1}, Argv: []string{"/bin/true"}}); res.Err == nil {
+		t.Errorf("Run without an executor: %+v", res)
+	}
+	if _, err := r.ReadFile(context.Background(), Creds{UID: 1}, "/etc/passwd", ReadOptions{Limit: 10}); err == nil || errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadFile without an executor: %v", err)
+	}
+}

@@ -45,6 +45,14 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 			continue
 		}
 		data, err := j.readOwnedFile(path, acct)
+		if asuser.Failed(err) {
+			// The file may well be there: unread, it is neither
+			// absent nor empty (moat would deliver to the mailbox
+			// what the user forwards).
+			j.warn("cannot read file %s: %v", path, err)
+			j.fail("4.3.0", "cannot read file "+path+": "+err.Error())
+			return true
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -193,6 +201,10 @@ func (j *job) include(st attrs, path string) {
 	}
 	f, err := j.a.run.ReadFile(j.ctx, readAs, path, asuser.ReadOptions{Limit: maxListFile, Follow: true})
 	switch {
+	case asuser.Failed(err):
+		j.warn("cannot read include file %s: %v", path, err)
+		j.fail("4.3.0", "cannot read include file "+path+": "+err.Error())
+		return
 	case errors.Is(err, os.ErrNotExist):
 		j.warn("unable to lookup :include: file %s: %s", path, delivery.Strerror(err))
 		j.fail("5.3.5", "mail system configuration error")
