@@ -107,6 +107,16 @@ func serveConn(conn net.Conn, self string, log *maillog.Logger, allowed map[uint
 	}
 	body := &frameReader{r: br, ended: watch}
 	var resp response
+	if req.Op != opRead && privileged(req.Creds) {
+		// No caller needs it (local(8) never writes root's mailbox in
+		// moat, /file targets and commands of root's aliases use
+		// default_privs, virtual_minimum_uid and pipe's user= exclude
+		// root), and a mail_owner process that could ask for it could
+		// write any file as root.
+		log.Warning("delivery service: uid %d (pid %d): refusing a %s request with root privileges (uid %d, gid %d)", uid, pid, req.Op, req.Creds.UID, req.Creds.GID)
+		writeResponse(conn, response{Error: "refusing to work with root privileges"})
+		return
+	}
 	switch req.Op {
 	case opDeliver:
 		path, err := DeliverFile(ctx, self, req.Creds, *req.Job, body)
@@ -127,6 +137,13 @@ func serveConn(conn net.Conn, self string, log *maillog.Logger, allowed map[uint
 	case opRead:
 		watch()
 		f, err := ReadFile(ctx, self, req.Creds, req.Read.Path, req.Read.ReadOptions)
+		if err == nil && privileged(req.Creds) && f.Perm&0o004 == 0 {
+			// Root reads :include: files of root-owned aliases; it
+			// hands its client no file that client could not read
+			// anyway (/etc/shadow to a subverted queue manager).
+			err = fmt.Errorf("open %s as root: only a world-readable file is read: %w", req.Read.Path, syscall.EACCES)
+			f = File{}
+		}
 		r := wireResult{OK: true, Path: req.Read.Path, Data: f.Data, FileUID: f.UID, FileGID: f.GID, FileMode: uint32(f.Perm)}
 		if err != nil {
 			r = failure(err)
@@ -166,4 +183,17 @@ func peerCred(conn net.Conn) (uid uint32, pid int32, err error) {
 		return 0, 0, fmt.Errorf("SO_PEERCRED: %w", cerr)
 	}
 	return cred.Uid, cred.Pid, nil
+}
+
+// privileged says creds carry root's uid or group.
+func privileged(c Creds) bool {
+	if c.UID == 0 || c.GID == 0 {
+		return true
+	}
+	for _, g := range c.Groups {
+		if g == 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -340,3 +340,38 @@ func TestRunnerNoExecutor(t *testing.T) {
 		t.Errorf("ReadFile without an executor: %v", err)
 	}
 }
+
+// TestServeRefusesRoot: the executor writes nothing and runs nothing with
+// root's uid or group, and reads as root only what anyone may read.
+func TestServeRefusesRoot(t *testing.T) {
+	cr := account(t)
+	sock, logs := executor(t)
+	r := NewRunner(moatBin, sock)
+	dir := t.TempDir()
+	for _, c := range []Creds{{UID: 0, GID: 0}, {UID: cr.UID, GID: 0}, {UID: cr.UID, GID: cr.GID, Groups: []uint32{0}}} {
+		err := r.Deliver(context.Background(), c, Job{Kind: KindMbox, Path: filepath.Join(dir, "cron")}, strings.NewReader(testMsg))
+		wantDeliveryError(t, err, "4.3.0", "root privileges")
+		if res := r.Run(context.Background(), Command{Creds: c, Argv: []string{"/bin/true"}}); res.Err == nil {
+			t.Errorf("command with %+v: %+v", c, res)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cron")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file was written as root: %v", err)
+	}
+	if !logs.has("refusing a deliver request with root privileges") {
+		t.Errorf("no refusal logged")
+	}
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadFile(context.Background(), Creds{}, secret, ReadOptions{Limit: 10}); !errors.Is(err, os.ErrPermission) {
+		t.Errorf("root-only file read as root for the client: %v", err)
+	}
+	if err := os.Chmod(secret, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := r.ReadFile(context.Background(), Creds{}, secret, ReadOptions{Limit: 10}); err != nil || string(f.Data) != "x" {
+		t.Errorf("world-readable file as root: %+v %v", f, err)
+	}
+}
