@@ -432,14 +432,16 @@ func (a account) creds() asuser.Creds {
 
 // spoolGroup returns the spool directory's group when the directory is
 // group-writable (Debian's /var/mail is root:mail 2775): the recipient's
-// child needs it to create dot-lock files and new mailboxes there.
+// child needs it to create dot-lock files and new mailboxes there. A
+// directory everyone may write (1777, as /tmp) needs no group, and the
+// root group (gid 0) is never lent: the delivery executor refuses it.
 func spoolGroup(dir string) (uint32, bool) {
 	fi, err := os.Stat(dir)
-	if err != nil || fi.Mode().Perm()&0o020 == 0 {
+	if err != nil || fi.Mode().Perm()&0o020 == 0 || fi.Mode().Perm()&0o002 != 0 {
 		return 0, false
 	}
 	gid, ok := statGID(fi)
-	return gid, ok
+	return gid, ok && gid != 0
 }
 
 // checkNoRegsub refuses a regexp or pcre alias table whose results use

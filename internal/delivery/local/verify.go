@@ -100,7 +100,7 @@ func (a *Agent) verifyRecipient(ctx context.Context, req *delivery.Request, rcpt
 		return undeliverable("4.3.0", err.Error())
 	}
 	if acct != nil && !noAlias {
-		if _, err := os.Stat(acct.home); err != nil {
+		if _, err := os.Stat(acct.home); err != nil && a.set.requireHome {
 			return undeliverable("4.3.0", "cannot access home directory "+acct.home+": "+delivery.Strerror(err))
 		}
 		if r, ok := a.verifyForward(j, st, acct); ok {
