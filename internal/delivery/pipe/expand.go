@@ -3,6 +3,7 @@ package pipe
 import (
 	"errors"
 	"fmt"
+	"moat/internal/delivery"
 	"strings"
 	"unicode/utf8"
 )
@@ -287,35 +288,8 @@ func quoteLocal(addr string) string {
 	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
 		local, rest = addr[:at], addr[at:]
 	}
-	if isDotAtom(local) {
+	if delivery.IsDotAtom(local) {
 		return addr
 	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(local); i++ {
-		c := local[i]
-		if c == '"' || c == '\\' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(c)
-	}
-	b.WriteByte('"')
-	b.WriteString(rest)
-	return b.String()
-}
-
-func isDotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 0x80, c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return delivery.QuoteLocal(local) + rest
 }
