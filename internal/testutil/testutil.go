@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,4 +87,38 @@ func WriteOld(t testing.TB, path string, data []byte) {
 	if err := os.Chtimes(path, old, old); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BuildMoat builds cmd/moat into a new temporary directory that every
+// account can traverse (mode 0755), for tests whose code re-executes the
+// binary as another user (the delivery children of internal/delivery).
+// When the build fails, because another package of a shared working tree
+// is mid-change, it copies the running test binary instead: the packages
+// that call it link the child's code into their test binaries and dispatch
+// its verb in TestMain. The returned function removes the directory.
+func BuildMoat(prefix string) (path string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if err := os.Chmod(dir, 0o755); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	path = filepath.Join(dir, "moat")
+	build := exec.Command("go", "build", "-o", path, "moat/cmd/moat")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, berr := build.CombinedOutput(); berr != nil {
+		fmt.Fprintf(os.Stderr, "building moat failed (%v), using the test binary as the child:\n%s", berr, out)
+		data, err := os.ReadFile(os.Args[0])
+		if err == nil {
+			err = os.WriteFile(path, data, 0o755)
+		}
+		if err != nil {
+			cleanup()
+			return "", nil, err
+		}
+	}
+	return path, cleanup, nil
 }

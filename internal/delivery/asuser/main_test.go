@@ -2,7 +2,6 @@ package asuser
 
 import (
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"moat/internal/cli"
+	"moat/internal/testutil"
 )
 
 // moatBin is the moat binary Deliver runs as its child, built once by
@@ -29,29 +29,13 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "moat-asuser")
+	bin, cleanup, err := testutil.BuildMoat("moat-asuser")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	moatBin = filepath.Join(dir, "moat")
-	build := exec.Command("go", "build", "-o", moatBin, "moat/cmd/moat")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		// Another package of the working tree may be mid-change; the
-		// child's code is this package's own, which the test binary
-		// carries too.
-		fmt.Fprintf(os.Stderr, "building moat failed (%v), using the test binary as the child:\n%s", err, out)
-		if err := copyFile(os.Args[0], moatBin); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
+	defer cleanup()
+	moatBin = bin
 	return m.Run()
 }
 
@@ -99,23 +83,6 @@ func userDir(t *testing.T, cr Creds) string {
 		t.Fatal(err)
 	}
 	return d
-}
-
-func copyFile(from, to string) error {
-	src, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
 }
 
 // noLeak fails the test when goroutines started during it are still

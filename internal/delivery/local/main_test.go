@@ -21,6 +21,7 @@ import (
 	"moat/internal/maillog"
 	"moat/internal/maillog/maillogtest"
 	"moat/internal/queue"
+	"moat/internal/testutil"
 )
 
 // moatBin is the moat binary asuser runs as its child, built once by
@@ -36,37 +37,14 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "moat-local")
+	bin, cleanup, err := testutil.BuildMoat("moat-local")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	moatBin = filepath.Join(dir, "moat")
-	build := exec.Command("go", "build", "-o", moatBin, "moat/cmd/moat")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		// Another package of the shared working tree may be mid-change;
-		// the child's code is linked into this test binary too.
-		fmt.Fprintf(os.Stderr, "building moat failed (%v), using the test binary as the child:\n%s", err, out)
-		if err := copyExec(os.Args[0], moatBin); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
+	defer cleanup()
+	moatBin = bin
 	return m.Run()
-}
-
-func copyExec(from, to string) error {
-	data, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(to, data, 0o755)
 }
 
 // fixture is one agent over a real queue, a real spool directory and
