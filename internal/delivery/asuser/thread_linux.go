@@ -35,26 +35,43 @@ import (
 // ctx ends the delivery at the next read of the content: the write then
 // fails and leaves nothing behind, as a killed child does.
 func deliverOnThread(ctx context.Context, creds Creds, job Job, content io.Reader) (string, error) {
-	type outcome struct {
-		path string
-		err  error
+	var path string
+	var err error
+	if terr := onThread(creds, func() {
+		path, err = writeMailbox(job, &ctxReader{ctx: ctx, r: content})
+	}); terr != nil {
+		return "", terr
 	}
-	done := make(chan outcome, 1)
+	if cerr := ctx.Err(); cerr != nil && err != nil {
+		return "", childFailed(fmt.Errorf("delivery interrupted: %w", cerr))
+	}
+	return path, err
+}
+
+// readOnThread is ReadFile's work (childRead) on a credentialed thread.
+func readOnThread(creds Creds, w wireJob) wireResult {
+	var r wireResult
+	if err := onThread(creds, func() { r = childRead(w) }); err != nil {
+		return failure(err)
+	}
+	return r
+}
+
+// onThread runs work on a new OS thread that has creds' file-system
+// identity (see deliverOnThread) and waits for it.
+func onThread(creds Creds, work func()) error {
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: see above.
+		// No UnlockOSThread: the thread ends with this goroutine.
 		if err := setThreadFS(creds); err != nil {
-			done <- outcome{err: childFailed(err)}
+			done <- childFailed(err)
 			return
 		}
-		path, err := writeMailbox(job, &ctxReader{ctx: ctx, r: content})
-		done <- outcome{path, err}
+		work()
+		done <- nil
 	}()
-	o := <-done
-	if err := ctx.Err(); err != nil && o.err != nil {
-		return "", childFailed(fmt.Errorf("delivery interrupted: %w", err))
-	}
-	return o.path, o.err
+	return <-done
 }
 
 // ctxReader stops reading once ctx has ended.
