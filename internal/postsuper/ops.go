@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 
 	"moat/internal/cli"
 	"moat/internal/queue"
@@ -43,6 +44,15 @@ func massOps(q *queue.Queue, by map[byte]*op, names []string) error {
 		if err != nil {
 			return err
 		}
+		// The moves run side by side so that the queue's group commit
+		// shares one directory fsync among many of them: one at a time,
+		// releasing 5000 held messages took 5 to 10 s of fsyncs.
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex
+			first error
+			slots = make(chan struct{}, parallelMoves)
+		)
 		for _, id := range ids {
 			var o *op
 			var to string
@@ -58,17 +68,30 @@ func massOps(q *queue.Queue, by map[byte]*op, names []string) error {
 			default:
 				continue
 			}
-			done, err := apply(q, name, id, to)
-			if err != nil {
-				return fmt.Errorf("%s: %w", id, err)
-			}
-			if done {
-				o.count++
-			}
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				done, err := apply(q, name, id, to)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && first == nil {
+					first = fmt.Errorf("%s: %w", id, err)
+				}
+				if done {
+					o.count++
+				}
+			})
+		}
+		wg.Wait()
+		if first != nil {
+			return first
 		}
 	}
 	return nil
 }
+
+// parallelMoves bounds the moves in flight for ALL.
+const parallelMoves = 64
 
 // byID applies o to message id in the first of queues that holds it and to
 // which o applies, reporting it as Postfix does. An invalid ID is warned
