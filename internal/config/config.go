@@ -47,12 +47,6 @@ func Load(dir string) (*Config, error) {
 	if err := c.Check(); err != nil {
 		return nil, err
 	}
-	// A daemon's config_directory is the directory it was started with
-	// (-c, MAIL_CONFIG), as in Postfix: the queue manager finds
-	// master.cf there.
-	if abs, err := filepath.Abs(dir); err == nil {
-		c.SetProgramValue("config_directory", abs)
-	}
 	return c, nil
 }
 
@@ -60,6 +54,12 @@ func Load(dir string) (*Config, error) {
 // show a configuration even when it has errors.
 func Open(dir string) (*Config, error) {
 	c := Empty(dir)
+	// config_directory is the directory the program was started with
+	// (-c, MAIL_CONFIG), as in Postfix: the queue manager finds master.cf
+	// there, and main.cf may name files relative to it.
+	if abs, err := filepath.Abs(dir); err == nil {
+		c.SetProgramValue("config_directory", abs)
+	}
 	entries, warnings, err := ParseFile(c.Path)
 	c.warnings = warnings
 	if err != nil {

@@ -3,7 +3,6 @@ package maps
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -67,12 +66,6 @@ func openIndexed(typ, name string, opts Options) (Table, error) {
 // load opens, checks and maps the current index file.
 func (t *indexedTable) load() (*mappedIndex, error) {
 	f, err := openTableFile(t.path, t.opts)
-	if errors.Is(err, fs.ErrNotExist) {
-		// Postfix's text, with the fix: the source file alone is not
-		// a table until postmap (or, for aliases, postalias or
-		// newaliases) builds it.
-		return nil, fmt.Errorf("open database %s: %w (build it with: postmap %s:%s, or postalias for an aliases file)", t.path, err, t.typ, t.name)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", t.path, err)
 	}

@@ -105,6 +105,7 @@ inet_protocols = ipv4
 myhostname = mx.moat.test
 mydestination = localhost
 mail_spool_directory = %[1]s/mail/
+alias_maps =
 smtpd_banner = %[2]s
 `, dir, banner)
 	for name, text := range map[string]string{"main.cf": mainCf, "master.cf": masterCf} {

@@ -69,7 +69,7 @@ func TestExamplesDev(t *testing.T) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"main.cf", "master.cf"} {
+	for _, name := range []string{"main.cf", "master.cf", "aliases"} {
 		b, err := os.ReadFile(filepath.Join(src, name))
 		if err != nil {
 			t.Fatal(err)
@@ -81,7 +81,7 @@ func TestExamplesDev(t *testing.T) {
 	t.Chdir(root)
 
 	out, st := runMain("-c", "examples/dev", "check")
-	if st != 1 || !strings.Contains(out, "queue_directory "+filepath.Join(root, "var/spool")+": no such file or directory") {
+	if st != 1 || !strings.Contains(out, "queue_directory "+filepath.Join(root, "examples/dev")+"/../../var/spool: no such file or directory") {
 		t.Fatalf("without a queue: status %d, output:\n%s", st, out)
 	}
 
