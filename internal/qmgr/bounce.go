@@ -76,36 +76,41 @@ func (m *Manager) queueNotice(msg *queue.Message, items []bounceItem) error {
 	if len(lines) == 0 {
 		return nil
 	}
+	body := []string{"Your message could not be delivered to one or more recipients.", "The mail system said:", ""}
+	body = append(body, lines...)
+	body = append(body, "", "Queue ID: "+msg.ID)
+	if env.MessageID != "" {
+		body = append(body, "Message-ID: "+env.MessageID)
+	}
+	return m.sendNotice(msg.ID, env.Sender, "Undelivered Mail Returned to Sender", "sender non-delivery notification", body)
+}
+
+// sendNotice commits a plain-text notice from MAILER-DAEMON to a local
+// sender into incoming/, with the null sender so that it can never bounce
+// in turn (RFC 5321 section 4.5.5), and logs it as Postfix's bounce(8)
+// does ("ID: KIND: NEWID").
+func (m *Manager) sendNotice(id, to, subject, kind string, body []string) error {
 	now := m.now()
 	host := m.set.myhostname
 	var b strings.Builder
 	// Every field comes from the envelope or a reason text: keep CR and LF
 	// out so none can add a header or end the header block.
-	hdr := func(s string) { b.WriteString(oneLine(s) + "\r\n") }
-	hdr("From: MAILER-DAEMON@" + host + " (Mail Delivery System)")
-	hdr("To: <" + env.Sender + ">")
-	hdr("Subject: Undelivered Mail Returned to Sender")
-	hdr("Date: " + now.Format(time.RFC1123Z))
-	hdr(fmt.Sprintf("Message-ID: <%d.%s@%s>", now.UnixNano(), msg.ID, host))
-	hdr("Auto-Submitted: auto-replied")
-	hdr("MIME-Version: 1.0")
-	hdr("Content-Type: text/plain; charset=utf-8")
-	hdr("Content-Transfer-Encoding: 8bit")
-	hdr("")
-	hdr("This is the mail system at host " + host + ".")
-	hdr("")
-	hdr("Your message could not be delivered to one or more recipients.")
-	hdr("The mail system said:")
-	hdr("")
-	for _, l := range lines {
-		hdr(l)
+	line := func(s string) { b.WriteString(oneLine(s) + "\r\n") }
+	line("From: MAILER-DAEMON@" + host + " (Mail Delivery System)")
+	line("To: <" + to + ">")
+	line("Subject: " + subject)
+	line("Date: " + now.Format(time.RFC1123Z))
+	line(fmt.Sprintf("Message-ID: <%d.%s@%s>", now.UnixNano(), id, host))
+	line("Auto-Submitted: auto-replied")
+	line("MIME-Version: 1.0")
+	line("Content-Type: text/plain; charset=utf-8")
+	line("Content-Transfer-Encoding: 8bit")
+	line("")
+	line("This is the mail system at host " + host + ".")
+	line("")
+	for _, l := range body {
+		line(l)
 	}
-	hdr("")
-	hdr("Queue ID: " + msg.ID)
-	if env.MessageID != "" {
-		hdr("Message-ID: " + env.MessageID)
-	}
-
 	w, err := m.q.NewMessage()
 	if err != nil {
 		return err
@@ -115,14 +120,14 @@ func (m *Manager) queueNotice(msg *queue.Message, items []bounceItem) error {
 		return err
 	}
 	w.Envelope = queue.Envelope{
-		Recipients: []queue.Recipient{{Address: env.Sender}},
+		Recipients: []queue.Recipient{{Address: to}},
 		Arrival:    now,
 	}
-	id, err := w.Commit()
+	nid, err := w.Commit()
 	if err != nil {
 		return err
 	}
-	m.agents.bounce.Info("%s: sender non-delivery notification: %s", msg.ID, id)
+	m.agents.bounce.Info("%s: %s: %s", id, kind, nid)
 	m.Wake()
 	return nil
 }

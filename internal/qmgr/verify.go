@@ -226,52 +226,10 @@ func (m *Manager) queueReport(msg *queue.Message, out []verdict) error {
 		m.log.Info("%s: no delivery status report for <%s>: not a local sender", msg.ID, env.Sender)
 		return nil
 	}
-	now := m.now()
-	host := m.set.myhostname
-	var b strings.Builder
-	// Addresses and reasons come from the queue file and the agents:
-	// keep CR and LF out so none can add a header or end the header
-	// block.
-	line := func(s string) { b.WriteString(oneLine(s) + "\r\n") }
-	line("From: MAILER-DAEMON@" + host + " (Mail Delivery System)")
-	line("To: <" + env.Sender + ">")
-	line("Subject: Mail Delivery Status Report")
-	line("Date: " + now.Format(time.RFC1123Z))
-	line(fmt.Sprintf("Message-ID: <%d.%s@%s>", now.UnixNano(), msg.ID, host))
-	line("Auto-Submitted: auto-replied")
-	line("MIME-Version: 1.0")
-	line("Content-Type: text/plain; charset=utf-8")
-	line("Content-Transfer-Encoding: 8bit")
-	line("")
-	line("This is the mail system at host " + host + ".")
-	line("")
-	line("Enclosed is the mail delivery report that you requested.")
-	line("")
-	line("                   The mail system")
+	body := []string{"Enclosed is the mail delivery report that you requested.", "", "                   The mail system"}
 	for _, v := range out {
-		line("")
-		line(reportLine(env.Recipients[v.index], v.res))
+		body = append(body, "", reportLine(env.Recipients[v.index], v.res))
 	}
-	line("")
-	line("Queue ID: " + msg.ID)
-
-	w, err := m.q.NewMessage()
-	if err != nil {
-		return err
-	}
-	defer w.Abort()
-	if _, err := w.WriteString(b.String()); err != nil {
-		return err
-	}
-	w.Envelope = queue.Envelope{
-		Recipients: []queue.Recipient{{Address: env.Sender}},
-		Arrival:    now,
-	}
-	id, err := w.Commit()
-	if err != nil {
-		return err
-	}
-	m.agents.bounce.Info("%s: sender delivery status notification: %s", msg.ID, id)
-	m.Wake()
-	return nil
+	body = append(body, "", "Queue ID: "+msg.ID)
+	return m.sendNotice(msg.ID, env.Sender, "Mail Delivery Status Report", "sender delivery status notification", body)
 }
