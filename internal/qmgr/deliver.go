@@ -277,6 +277,12 @@ func (m *Manager) record(id string, i int, r result, active time.Time, env *queu
 }
 
 func (m *Manager) logResult(id string, env *queue.Envelope, i int, r result, active time.Time) {
+	m.logStatus(id, env, i, r, active, r.status())
+}
+
+// logStatus logs recipient i's result with the given status word, the
+// record of Postfix's log_adhoc.
+func (m *Manager) logStatus(id string, env *queue.Envelope, i int, r result, active time.Time, status string) {
 	r.log.Info("%s", maillog.Delivery(maillog.DeliveryEvent{
 		QueueID:    id,
 		To:         env.Recipients[i].Address,
@@ -288,7 +294,7 @@ func (m *Manager) logResult(id string, env *queue.Envelope, i int, r result, act
 		Done:       r.done,
 		Resolution: m.set.resolution,
 		DSN:        r.dsn,
-		Status:     r.status(),
+		Status:     status,
 		Reason:     r.reason,
 	}))
 }

@@ -171,20 +171,7 @@ func verdictStatus(r result) string {
 // logVerdict logs one answer as log_adhoc does for trace_append, tagged
 // with the daemon that gave it.
 func (m *Manager) logVerdict(id string, env *queue.Envelope, i int, r result, active time.Time) {
-	r.log.Info("%s", maillog.Delivery(maillog.DeliveryEvent{
-		QueueID:    id,
-		To:         env.Recipients[i].Address,
-		OrigTo:     env.Recipients[i].Orig,
-		Relay:      r.relay,
-		Arrival:    env.Arrival,
-		Active:     active,
-		Handoff:    r.handoff,
-		Done:       r.done,
-		Resolution: m.set.resolution,
-		DSN:        r.dsn,
-		Status:     verdictStatus(r),
-		Reason:     r.reason,
-	}))
+	m.logStatus(id, env, i, r, active, verdictStatus(r))
 }
 
 // reportLine is one recipient's record in the report, as bounce(8) writes
