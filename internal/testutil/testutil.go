@@ -122,3 +122,17 @@ func BuildMoat(prefix string) (path string, cleanup func(), err error) {
 	}
 	return path, cleanup, nil
 }
+
+// RunWithMoat is a TestMain body for those packages: it builds the binary
+// (BuildMoat), stores its path in *bin, runs the tests and removes the
+// binary, returning the exit status for os.Exit.
+func RunWithMoat(m *testing.M, prefix string, bin *string) int {
+	path, cleanup, err := BuildMoat(prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	*bin = path
+	return m.Run()
+}

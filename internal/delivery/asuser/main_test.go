@@ -1,7 +1,6 @@
 package asuser
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -25,18 +24,7 @@ func TestMain(m *testing.M) {
 	if len(os.Args) == 2 && os.Args[1] == ChildVerb {
 		os.Exit(ChildMain(cli.OS(), ChildVerb, nil))
 	}
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	bin, cleanup, err := testutil.BuildMoat("moat-asuser")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer cleanup()
-	moatBin = bin
-	return m.Run()
+	os.Exit(testutil.RunWithMoat(m, "moat-asuser", &moatBin))
 }
 
 // account is a throw-away system account for one test, removed when the

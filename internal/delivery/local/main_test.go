@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -33,18 +32,7 @@ func TestMain(m *testing.M) {
 	if len(os.Args) == 2 && os.Args[1] == asuser.ChildVerb {
 		os.Exit(asuser.ChildMain(cli.OS(), asuser.ChildVerb, nil))
 	}
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	bin, cleanup, err := testutil.BuildMoat("moat-local")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer cleanup()
-	moatBin = bin
-	return m.Run()
+	os.Exit(testutil.RunWithMoat(m, "moat-local", &moatBin))
 }
 
 // fixture is one agent over a real queue, a real spool directory and

@@ -1,7 +1,6 @@
 package virtual
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -18,16 +17,5 @@ func TestMain(m *testing.M) {
 	if len(os.Args) == 2 && os.Args[1] == asuser.ChildVerb {
 		os.Exit(asuser.ChildMain(cli.OS(), asuser.ChildVerb, nil))
 	}
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	bin, cleanup, err := testutil.BuildMoat("moat-virtual")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer cleanup()
-	moatBin = bin
-	return m.Run()
+	os.Exit(testutil.RunWithMoat(m, "moat-virtual", &moatBin))
 }
