@@ -91,3 +91,18 @@ func TestChildStopped(t *testing.T) {
 		t.Errorf("stop took %v", d)
 	}
 }
+
+// TestUnprivilegedLocalRefused: a local row with unpriv y would make the
+// delivery executor write every mailbox as mail_owner; a root master
+// refuses it, naming the line.
+func TestUnprivilegedLocalRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only a root master refuses it")
+	}
+	t.Parallel()
+	f := newFixture(t, "", "127.0.0.1:0 inet n - n - - smtpd\nlocal unix - y n - - local\n")
+	err := runChildren(t, f, childScript(t, "sleep 30"), time.Second)
+	if err == nil || !strings.Contains(err.Error(), "line 2: service local/unix: the local delivery service must run as root") {
+		t.Fatalf("start error %v, want the local row refused", err)
+	}
+}

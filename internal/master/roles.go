@@ -67,6 +67,12 @@ func checkCommands(mpath string, mf *mastercf.File) error {
 		if _, ok := roleOf(s.Command); !ok {
 			errs = append(errs, fmt.Errorf("%s, line %d: service %s/%s: unknown command %q (moat runs smtpd and qmgr, and folds or defers Postfix's other daemons)", mpath, s.Line, s.Name, s.Type, s.Command))
 		}
+		// The local row is moat's delivery executor: unprivileged, it
+		// could not take each recipient's identity and would write every
+		// mailbox as mail_owner (Postfix's local(8) fails the same way).
+		if s.Command == "local" && s.Unpriv == "y" && os.Geteuid() == 0 {
+			errs = append(errs, fmt.Errorf("%s, line %d: service %s/%s: the local delivery service must run as root (unpriv column n, as in the stock master.cf): it writes each mailbox with the recipient's identity", mpath, s.Line, s.Name, s.Type))
+		}
 	}
 	return errors.Join(errs...)
 }
