@@ -168,7 +168,7 @@ func (k *checker) accounts(c *config.Config, o Options) privsep.Account {
 		k.fatalf("%v", err)
 	}
 	if a.UID > 0 {
-		if u, err := lookupUser(o.Passwd, a.Name); err == nil && u != nil && loginShell(u.Shell) {
+		if u, ok, err := privsep.LookupUser(o.Passwd, a.Name); err == nil && ok && loginShell(u.Shell) {
 			k.warnf("mail_owner %s has login shell %s: set it to /usr/sbin/nologin (usermod -s /usr/sbin/nologin %s)", a.Name, u.Shell, a.Name)
 		}
 	}
@@ -379,4 +379,14 @@ func (k *checker) dataDir(c *config.Config, o Options, owner int) {
 	if uid := ownerOf(d); uid != owner {
 		k.warnf("not owned by %s: %s (chown %s %s)", c.Get("mail_owner"), d, c.Get("mail_owner"), d)
 	}
+}
+// loginShell reports whether shell lets the account log in: Postfix's
+// INSTALL advises mail_owner have no shell, and an interactive one turns a
+// compromised daemon into a login.
+func loginShell(shell string) bool {
+	switch shell {
+	case "/bin/false", "/usr/bin/false", "/sbin/nologin", "/usr/sbin/nologin", "/bin/nologin", "/usr/bin/nologin", "/dev/null":
+		return false
+	}
+	return true
 }

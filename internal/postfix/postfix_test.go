@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"moat/internal/cli"
+	"moat/internal/privsep"
 	"moat/internal/queue"
 	"moat/internal/testutil"
 )
@@ -54,8 +55,8 @@ func TestExamplesDev(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	var owner *Account
-	for _, a := range ParsePasswd(data) {
+	var owner *privsep.PasswdEntry
+	for _, a := range privsep.ParsePasswd(data) {
 		if a.Name == "postfix" {
 			owner = &a
 		}

@@ -27,11 +27,13 @@ type Databases struct {
 	Passwd, Group string
 }
 
-// PasswdEntry is one passwd(5) line: the fields the mail_owner checks
-// need.
+// PasswdEntry is one passwd(5) line: what the mail_owner checks, postfix
+// check's login-shell warning and local(8) (home, $shell) need.
 type PasswdEntry struct {
 	Name     string
 	UID, GID int
+	Home     string
+	Shell    string
 }
 
 // GroupEntry is one group(5) line.
@@ -53,7 +55,7 @@ func ParsePasswd(data []byte) []PasswdEntry {
 		uid, ok1 := parseID(f[2])
 		gid, ok2 := parseID(f[3])
 		if ok1 && ok2 {
-			out = append(out, PasswdEntry{Name: f[0], UID: uid, GID: gid})
+			out = append(out, PasswdEntry{Name: f[0], UID: uid, GID: gid, Home: f[5], Shell: f[6]})
 		}
 	})
 	return out
@@ -187,6 +189,21 @@ func Accounts(cfg *config.Config, db Databases) (Account, []error) {
 }
 
 // findUser returns the first entry named name, as getpwnam(3) does.
+// LookupUser reads the passwd file at path ("" = /etc/passwd) and
+// returns name's entry, as getpwnam(3) would from files; ok is false when
+// there is none.
+func LookupUser(path, name string) (e PasswdEntry, ok bool, err error) {
+	if path == "" {
+		path = "/etc/passwd"
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return PasswdEntry{}, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	e, ok = findUser(ParsePasswd(data), name)
+	return e, ok, nil
+}
+
 func findUser(users []PasswdEntry, name string) (PasswdEntry, bool) {
 	for _, u := range users {
 		if u.Name == name {

@@ -118,7 +118,8 @@ func TestMailOwnerHost(t *testing.T) {
 
 func TestParsePasswdGroup(t *testing.T) {
 	pw := ParsePasswd([]byte(basePasswd + "big:x:4294967295:1::/:/bin/sh\nneg:x:-1:1::/:/bin/sh\nsp ace:x:5:5::/:/bin/sh\nok:x:4294967294:7::/:/bin/sh"))
-	if len(pw) != 3 || pw[1] != (PasswdEntry{"moat", 4242, 4242}) || pw[2] != (PasswdEntry{"ok", 4294967294, 7}) {
+	if len(pw) != 3 || pw[1].Name != "moat" || pw[1].UID != 4242 || pw[1].GID != 4242 ||
+		pw[2] != (PasswdEntry{"ok", 4294967294, 7, "/", "/bin/sh"}) {
 		t.Errorf("passwd: %+v", pw)
 	}
 	gr := ParseGroup([]byte(baseGroup + "broken:x::\n-x:x:1:\n"))
