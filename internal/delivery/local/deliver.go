@@ -212,7 +212,7 @@ func (j *job) deliverSwitch(st attrs, noAlias bool) {
 		j.indirect(st, st.rcpt)
 		return
 	}
-	acct, err := lookupUser(st.user)
+	acct, err := j.a.set.users.lookupUser(st.user)
 	if err != nil {
 		j.fail("4.3.0", err.Error())
 		return
@@ -445,7 +445,7 @@ func (j *job) tableRights(t namedTable) (*account, error) {
 	if !ok || uid == 0 || (j.a.set.hasMailOwner && int(uid) == j.a.set.mailOwnerUID) {
 		return nil, nil
 	}
-	acct, err := lookupUID(uid)
+	acct, err := j.a.set.users.lookupUID(uid)
 	if err != nil || acct == nil {
 		return nil, fmt.Errorf("no passwd entry for uid %d", uid)
 	}

@@ -224,7 +224,7 @@ func (j *job) include(st attrs, path string) {
 		return
 	}
 	if (rights == nil || rights.uid == 0) && f.UID != 0 {
-		owner, err := lookupUID(f.UID)
+		owner, err := j.a.set.users.lookupUID(f.UID)
 		if err != nil || owner == nil {
 			j.warn("%s: cannot find :include: file owner username", path)
 			j.fail("4.3.5", "mail system configuration error")

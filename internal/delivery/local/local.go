@@ -148,6 +148,8 @@ type settings struct {
 	hdrCommand, hdrFile, hdrForward bool
 	origRcptHdr                     bool
 	strictOwner                     bool
+	// users is the passwd file, parsed once per change.
+	users *passwdCache
 	// requireHome is require_home_directory (default no): defer rather
 	// than deliver when the recipient's home directory does not exist.
 	requireHome bool
@@ -201,7 +203,7 @@ func (s *settings) close() error {
 
 func readSettings(d delivery.Deps) (_ *settings, err error) {
 	cfg := d.Config
-	s := &settings{}
+	s := &settings{users: newPasswdCache(passwdFile)}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -386,7 +388,7 @@ func readSettings(d delivery.Deps) (_ *settings, err error) {
 	s.mailOwnerUID, s.hasMailOwner = cfg.MailOwnerUID()
 
 	privs := cfg.Get("default_privs")
-	acct, err := lookupUser(privs)
+	acct, err := s.users.lookupUser(privs)
 	if err != nil {
 		return nil, fmt.Errorf("local: default_privs: %w", err)
 	}

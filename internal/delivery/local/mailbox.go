@@ -39,7 +39,7 @@ func (j *job) mailbox(st attrs) bool {
 		j.pass(st, set.mailboxTransport)
 		return true
 	}
-	acct, err := lookupUser(st.user)
+	acct, err := j.a.set.users.lookupUser(st.user)
 	if err != nil {
 		j.fail("4.3.0", err.Error())
 		return true

@@ -95,7 +95,7 @@ func (a *Agent) verifyRecipient(ctx context.Context, req *delivery.Request, rcpt
 			}
 		}
 	}
-	acct, err := lookupUser(st.user)
+	acct, err := a.set.users.lookupUser(st.user)
 	if err != nil {
 		return undeliverable("4.3.0", err.Error())
 	}
