@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -94,6 +95,8 @@ type Manager struct {
 	mu       sync.Mutex
 	inflight map[string]bool      // queue IDs claimed by a worker
 	retryAt  map[string]time.Time // deferred messages' next attempt
+	// publicMtime is public/'s modification time when last looked at.
+	publicMtime time.Time
 }
 
 // agentLogs are the loggers of the in-process delivery agents, tagged as
@@ -250,8 +253,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-m.wake:
 			incoming = true
-			// postqueue -f pokes the trigger after leaving its request.
-			if m.flushRequested() {
+			// postqueue -f pokes the trigger after leaving its request;
+			// smtpd's wake-ups (one per message) cost one stat here.
+			if m.publicChanged() && m.flushRequested() {
 				deferred, flush = true, true
 			}
 		case <-scan.C:
@@ -263,6 +267,25 @@ func (m *Manager) Run(ctx context.Context) error {
 			deferred = true
 		}
 	}
+}
+
+// publicChanged reports whether public/, where postqueue leaves its
+// requests, changed since the last look (a new request changes the
+// directory's modification time). The periodic scan reads the directory
+// regardless, so a change this misses waits a few seconds at most.
+func (m *Manager) publicChanged() bool {
+	fi, err := os.Stat(filepath.Join(m.q.Dir(), postqueue.TriggerDir))
+	if err != nil {
+		return true
+	}
+	mt := fi.ModTime()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mt.Equal(m.publicMtime) {
+		return false
+	}
+	m.publicMtime = mt
+	return true
 }
 
 // flushRequested takes postqueue's requests (postqueue -f, -i, -s) from
