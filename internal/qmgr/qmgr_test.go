@@ -125,6 +125,13 @@ func (e *env) put(sender string, rcpts ...string) string {
 // putContent is put with the given content (CRLF line ends).
 func (e *env) putContent(sender, content string, rcpts ...string) string {
 	e.t.Helper()
+	return e.putWith(sender, content, nil, rcpts...)
+}
+
+// putWith is putContent with a last say on the envelope (flags, a content
+// filter) before the commit.
+func (e *env) putWith(sender, content string, edit func(*queue.Envelope), rcpts ...string) string {
+	e.t.Helper()
 	w, err := e.fix.Queue.NewMessage()
 	if err != nil {
 		e.t.Fatal(err)
@@ -136,6 +143,9 @@ func (e *env) putContent(sender, content string, rcpts ...string) string {
 	w.Envelope.Sender = sender
 	for _, r := range rcpts {
 		w.Envelope.Recipients = append(w.Envelope.Recipients, queue.Recipient{Address: r})
+	}
+	if edit != nil {
+		edit(&w.Envelope)
 	}
 	id, err := w.Commit()
 	if err != nil {

@@ -45,34 +45,16 @@ func (e *env) putVerify(sender string, rcpts ...string) string {
 // putVerifyFilter is putVerify for a message with a content filter.
 func (e *env) putVerifyFilter(sender, filter string, rcpts ...string) string {
 	e.t.Helper()
-	w, err := e.fix.Queue.NewMessage()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer w.Abort()
-	if _, err := w.WriteString("From: " + sender + "\r\nSubject: probe\r\n"); err != nil {
-		e.t.Fatal(err)
-	}
-	w.Envelope.Sender = sender
-	w.Envelope.Flags = queue.FlagVerify
-	w.Envelope.Filter = filter
-	for _, r := range rcpts {
-		w.Envelope.Recipients = append(w.Envelope.Recipients, queue.Recipient{Address: r})
-	}
-	id, err := w.Commit()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return id
+	return e.putWith(sender, "From: "+sender+"\r\nSubject: probe\r\n", func(env *queue.Envelope) {
+		env.Flags = queue.FlagVerify
+		env.Filter = filter
+	}, rcpts...)
 }
 
-// TestVerifyReport: a -bv request is answered by the agent's Verifier and
-// the transports' availability, logged deliverable/undeliverable, mailed
-// to the sender as one "Mail Delivery Status Report", and removed; no
-// recipient gets mail.
-func TestVerifyReport(t *testing.T) {
-	agent := &verifyingAgent{}
-	e := newEnvWith(t, "default_transport = discard:we drop it\ntransport_maps = inline:{ {fail.example=error:5.7.1 no such domain} }\n", "", map[string]AgentFactory{
+// verifyingLocal gives the test manager agent as its local transport,
+// writing through a spool agent of its own.
+func verifyingLocal(agent *verifyingAgent) map[string]AgentFactory {
+	return map[string]AgentFactory{
 		"local": func(d delivery.Deps) (delivery.Agent, error) {
 			a, err := newSpoolAgent(d)
 			if err != nil {
@@ -81,7 +63,16 @@ func TestVerifyReport(t *testing.T) {
 			agent.spoolAgent = a.(*spoolAgent)
 			return agent, nil
 		},
-	})
+	}
+}
+
+// TestVerifyReport: a -bv request is answered by the agent's Verifier and
+// the transports' availability, logged deliverable/undeliverable, mailed
+// to the sender as one "Mail Delivery Status Report", and removed; no
+// recipient gets mail.
+func TestVerifyReport(t *testing.T) {
+	agent := &verifyingAgent{}
+	e := newEnvWith(t, "default_transport = discard:we drop it\ntransport_maps = inline:{ {fail.example=error:5.7.1 no such domain} }\n", "", verifyingLocal(agent))
 	id := e.putVerify("bob@mx.test", "alice@mx.test", "../x@mx.test", "carol@remote.example", "dan@fail.example")
 	e.start()
 	e.waitFor("report", 5*time.Second, func() bool { return e.gone(id) && e.count("bob") == 1 })
@@ -160,16 +151,7 @@ func TestVerifyWithoutVerifier(t *testing.T) {
 // header_checks REJECT) still answers.
 func TestVerifyPassAndFilter(t *testing.T) {
 	agent := &verifyingAgent{}
-	e := newEnvWith(t, "", "", map[string]AgentFactory{
-		"local": func(d delivery.Deps) (delivery.Agent, error) {
-			a, err := newSpoolAgent(d)
-			if err != nil {
-				return nil, err
-			}
-			agent.spoolAgent = a.(*spoolAgent)
-			return agent, nil
-		},
-	})
+	e := newEnvWith(t, "", "", verifyingLocal(agent))
 	id := e.putVerifyFilter("bob@mx.test", "smtp:[127.0.0.1]:10025", "passed@mx.test", "loop@mx.test", "alice@mx.test")
 	e.start()
 	e.waitFor("report", 5*time.Second, func() bool { return e.gone(id) && e.count("bob") == 1 })
