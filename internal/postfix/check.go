@@ -380,6 +380,7 @@ func (k *checker) dataDir(c *config.Config, o Options, owner int) {
 		k.warnf("not owned by %s: %s (chown %s %s)", c.Get("mail_owner"), d, c.Get("mail_owner"), d)
 	}
 }
+
 // loginShell reports whether shell lets the account log in: Postfix's
 // INSTALL advises mail_owner have no shell, and an interactive one turns a
 // compromised daemon into a login.
