@@ -356,10 +356,14 @@ func (m *Manager) due(ids []string, all bool) []string {
 			out = append(out, id)
 		}
 	}
-	for id := range m.retryAt {
-		// A worker still holding the message sets its time before it
-		// moves it to deferred/: not yet listed, not gone.
-		if !listed[id] && !m.inflight[id] {
+	for id, at := range m.retryAt {
+		// A message not listed may be gone (delivered, postsuper -d) or
+		// may have reached deferred/ after ids was read: a worker sets
+		// the time, moves the message and releases it in between. Only
+		// a time that has passed is forgotten, so the second case keeps
+		// its back-off, and the table stays bounded by
+		// maximal_backoff_time.
+		if !listed[id] && !m.inflight[id] && !now.Before(at) {
 			delete(m.retryAt, id)
 		}
 	}

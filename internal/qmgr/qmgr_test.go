@@ -456,7 +456,8 @@ func TestBackoffThenFlush(t *testing.T) {
 	// Two queue runs pass; the message's back-off (an hour) has not.
 	time.Sleep(2500 * time.Millisecond)
 	if !e.inQueue(queue.Deferred, id) || e.count("kate") != 0 {
-		t.Fatal("a deferred message was retried before minimal_backoff_time")
+		t.Fatalf("a deferred message was retried before minimal_backoff_time (in deferred/: %v, kate has %d):\n%s",
+			e.inQueue(queue.Deferred, id), e.count("kate"), strings.Join(e.logs(), "\n"))
 	}
 	// public/ is made by `postfix start`, not by queue.Open.
 	if err := os.Mkdir(filepath.Join(e.fix.QueueDir, postqueue.TriggerDir), 0o700); err != nil {
@@ -553,8 +554,8 @@ func TestDueKeepsInflightBackoff(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	m := &Manager{now: func() time.Time { return now },
 		inflight: map[string]bool{"moving": true},
-		retryAt: map[string]time.Time{"moving": now.Add(time.Hour), "gone": now.Add(time.Hour),
-			"waiting": now.Add(time.Hour), "ripe": now.Add(-time.Second)}}
+		retryAt: map[string]time.Time{"moving": now.Add(time.Hour), "arrived": now.Add(time.Hour),
+			"gone": now.Add(-time.Second), "waiting": now.Add(time.Hour), "ripe": now.Add(-time.Second)}}
 	got := m.due([]string{"waiting", "ripe", "new"}, false)
 	if !slices.Equal(got, []string{"ripe", "new"}) {
 		t.Errorf("due = %v, want [ripe new]", got)
@@ -562,8 +563,14 @@ func TestDueKeepsInflightBackoff(t *testing.T) {
 	if _, ok := m.retryAt["moving"]; !ok {
 		t.Error("the back-off of a message a worker holds was forgotten")
 	}
+	// "arrived" reached deferred/ after the listing (its worker set the
+	// time, moved it and let go in between): its back-off must survive,
+	// or the next run retries it at once.
+	if _, ok := m.retryAt["arrived"]; !ok {
+		t.Error("the back-off of a message that reached deferred/ after the listing was forgotten")
+	}
 	if _, ok := m.retryAt["gone"]; ok {
-		t.Error("the back-off of a message no longer queued was kept")
+		t.Error("the passed back-off of a message no longer queued was kept")
 	}
 	if got := m.due([]string{"waiting"}, true); !slices.Equal(got, []string{"waiting"}) {
 		t.Errorf("due(all) = %v, want [waiting]", got)
