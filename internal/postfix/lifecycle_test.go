@@ -217,7 +217,8 @@ func TestStartStatusReloadStopBinary(t *testing.T) {
 		t.Fatalf("stop: %d %q", st, out)
 	}
 	if _, err := os.Stat(pidPath); !os.IsNotExist(err) {
-		t.Errorf("PID file after stop: %v", err)
+		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+		t.Errorf("PID file after stop: %v; stop said %q; log:\n%s", err, out, log)
 	}
 	out, st = moatCmd(t, bin, dir, "status")
 	if st != 1 || out != "postfix/postfix-script: the Postfix mail system is not running\n" {
