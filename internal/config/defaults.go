@@ -60,6 +60,16 @@ func MoatParams() []Param {
 		// session, so a client dripping a byte every few minutes holds a
 		// session slot for as long as it likes.
 		{Name: "smtpd_session_time_limit", Default: "3600s", Type: TypeTime, Unit: 's', Moat: true},
+		// Postfix always asks the system resolver; tests (and admins
+		// with a local validating resolver on another port) need to name
+		// the servers. Empty means /etc/resolv.conf.
+		{Name: "dns_servers", Default: "", Type: TypeString, Moat: true},
+		// Go's server-side session tickets break mail from some large
+		// senders (golang/go#70232), so they are off unless asked for.
+		{Name: "smtpd_tls_session_tickets", Default: "no", Type: TypeBool, Moat: true},
+		// The built-in SASL backend's users (smtpd_sasl_type = moat):
+		// login name -> password hash, any table type.
+		{Name: "smtpd_sasl_password_maps", Default: "", Type: TypeString, Moat: true},
 	}
 }
 

@@ -22,6 +22,8 @@ const (
 	StageRcpt
 	StageData
 	StageEndOfData
+	// StageEtrn is smtpd_etrn_restrictions, asked at ETRN only.
+	StageEtrn
 )
 
 // String names the stage as Postfix logs the command it belongs to.
@@ -39,6 +41,8 @@ func (s Stage) String() string {
 		return "DATA"
 	case StageEndOfData:
 		return "END-OF-MESSAGE"
+	case StageEtrn:
+		return "ETRN"
 	}
 	return "UNKNOWN"
 }
@@ -49,8 +53,26 @@ func (s Stage) String() string {
 type View struct {
 	Service    string
 	ClientName string // verified name or "unknown"
-	ClientAddr netip.Addr
-	ClientPort uint16
+	// ReverseClientName is the PTR name whether or not it resolves back
+	// to the address ("unknown" without one): Postfix's
+	// reverse_client_name, for check_reverse_client_access and
+	// reject_unknown_reverse_client_hostname.
+	ReverseClientName string
+	// ClientNameStatus is Postfix's peer code for the name lookup
+	// (smtpd.h SMTPD_PEER_CODE_*): 2 verified, 4 temporary failure, 5
+	// permanent failure (no PTR or no address), 6 forged (the name does not
+	// map back to the address). 0 means no lookup was made
+	// (smtpd_peername_lookup = no) and counts as 5.
+	ClientNameStatus int
+	// ReverseNameStatus is the peer code of the PTR lookup alone (2, 4 or
+	// 5), Postfix's reverse_name_status.
+	ReverseNameStatus int
+	ClientAddr        netip.Addr
+	ClientPort        uint16
+	// ServerAddr and ServerPort are the local end of the connection
+	// (policy protocol server_address, server_port).
+	ServerAddr netip.Addr
+	ServerPort uint16
 	Helo       string
 	Protocol   string // "SMTP" or "ESMTP"
 	// Sender is the MAIL FROM address in internal form; HasSender tells
@@ -61,12 +83,34 @@ type View struct {
 	Recipient string
 	// Recipients are those accepted so far in this transaction.
 	Recipients []string
-	SASLUser   string // empty until issue 7's AUTH
+	SASLUser   string // the AUTH login name; empty without AUTH
+	SASLMethod string // the AUTH mechanism ("PLAIN", "CRAM-MD5")
+	SASLSender string // MAIL FROM's AUTH= parameter, if any
+	// TLS describes the session's TLS layer; nil in plaintext.
+	TLS *TLSInfo
+	// EtrnDomain is ETRN's argument (StageEtrn).
+	EtrnDomain string
 	// Size is MAIL's SIZE= (-1 if none), or the message's size at
 	// StageEndOfData.
 	Size int64
 	// QueueID is set once the queue file exists (after the first RCPT).
 	QueueID string
+}
+
+// TLSInfo is what restrictions and policy servers may test about a TLS
+// session (permit_tls_clientcerts, check_ccert_access, the policy
+// protocol's ccert_* and encryption_* attributes).
+type TLSInfo struct {
+	Protocol string // "TLSv1.3"
+	Cipher   string // the IANA suite name, as Postfix logs OpenSSL's
+	Bits     int    // symmetric key size
+	// The client certificate, if one was presented: its subject and
+	// issuer common names, whether it chained to smtpd_tls_CAfile, and
+	// the smtpd_tls_fingerprint_digest fingerprints of the certificate
+	// and of its public key, as colon-separated upper-case hex bytes.
+	PeerSubject, PeerIssuer         string
+	PeerVerified                    bool
+	CertFingerprint, KeyFingerprint string
 }
 
 // Decision is what a Policy returns. The zero Decision (or a nil one) means
