@@ -55,6 +55,8 @@ type session struct {
 
 	anvil bool // this client is counted by anvil (anvilOn)
 
+	tls *tlsState // after STARTTLS or in wrapper mode (tls.go)
+
 	connDecision *Decision // smtpd_delay_reject = no: kept from connect
 	heloDecision *Decision
 	tx           *transaction
