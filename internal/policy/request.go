@@ -103,8 +103,8 @@ func (r *Request) encode(s *Settings) []byte {
 	put("sasl_method", r.SASLMethod)
 	put("sasl_username", r.SASLUsername)
 	put("sasl_sender", r.SASLSender)
-	put("ccert_subject", r.CCertSubject)
-	put("ccert_issuer", r.CCertIssuer)
+	put("ccert_subject", xtext(r.CCertSubject))
+	put("ccert_issuer", xtext(r.CCertIssuer))
 	put("ccert_fingerprint", r.CCertFingerprint)
 	put("ccert_pubkey_fingerprint", r.CCertPubkeyFingerprint)
 	put("encryption_protocol", r.EncryptionProtocol)
@@ -131,6 +131,21 @@ func sanitize(v string) string {
 		}
 	}
 	return string(b)
+}
+
+// xtext encodes s as RFC 3461 section 4 xtext: '+', '=' and bytes outside
+// '!'..'~' become "+XX" (Postfix's xtext_quote with no extra specials).
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '!' || c > '~' || c == '+' || c == '=' {
+			fmt.Fprintf(&b, "+%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // readReply reads one reply (name=value lines up to an empty line) and
