@@ -38,7 +38,15 @@ const Unknown = "unknown"
 func (s *Session) ClientName(ctx context.Context, addr netip.Addr) ClientName {
 	cn := ClientName{Name: Unknown, Reverse: Unknown, Status: PeerPermFail, ReverseStatus: PeerPermFail}
 	addr = addr.Unmap()
-	res := s.Lookup(ctx, ReverseQuery(addr, ptrDomain(addr)), PTR)
+	if !addr.IsValid() {
+		return cn
+	}
+	var res Result
+	if n, ok := s.r.hosts.name(addr); ok {
+		res = Result{Status: OK, RRs: []RR{{Type: PTR, Value: n}}}
+	} else {
+		res = s.Lookup(ctx, ReverseQuery(addr, ptrDomain(addr)), PTR)
+	}
 	switch res.Status {
 	case OK:
 	case Retry:
@@ -64,7 +72,15 @@ func (s *Session) ClientName(ctx context.Context, addr netip.Addr) ClientName {
 	if addr.Is6() {
 		t = AAAA
 	}
-	fwd := s.Lookup(ctx, name, t)
+	var fwd Result
+	if as, ok := s.r.hosts.addrs(name); ok {
+		fwd.Status = OK
+		for _, a := range as {
+			fwd.RRs = append(fwd.RRs, RR{Type: t, Value: a.String()})
+		}
+	} else {
+		fwd = s.Lookup(ctx, name, t)
+	}
 	switch fwd.Status {
 	case OK:
 	case Retry:

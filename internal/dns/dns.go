@@ -12,7 +12,9 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"strings"
 	"time"
@@ -140,6 +142,10 @@ type Options struct {
 	// lookup error, an unknown filter action), without the "warning: "
 	// prefix. nil discards them.
 	Warn func(string)
+	// HostsFile is a hosts(5) file that ClientName consults before DNS,
+	// as getnameinfo(3) and getaddrinfo(3) do for Postfix's smtpd through
+	// nsswitch.conf; it is read once, at New. Empty: DNS only.
+	HostsFile string
 	// Info receives what Postfix logs at info level: each record the
 	// reply filter drops ("ignoring DNS RR: name. TTL IN A 1.2.3.4"). nil
 	// discards them.
@@ -157,6 +163,7 @@ type Resolver struct {
 	ipv6     bool
 	warn     func(string)
 	info     func(string)
+	hosts    *etcHosts
 }
 
 // New makes a Resolver. Without Options.Servers it reads /etc/resolv.conf
@@ -183,6 +190,13 @@ func New(o Options) (*Resolver, error) {
 	if !r.ipv4 && !r.ipv6 {
 		r.ipv4 = true
 	}
+	if o.HostsFile != "" {
+		h, err := readHosts(o.HostsFile)
+		if err != nil {
+			return nil, fmt.Errorf("dns: %w", err)
+		}
+		r.hosts = h
+	}
 	for _, s := range o.Servers {
 		hp, err := serverAddr(s)
 		if err != nil {
@@ -192,6 +206,11 @@ func New(o Options) (*Resolver, error) {
 	}
 	if len(r.servers) == 0 {
 		cc, err := mdns.ClientConfigFromFile("/etc/resolv.conf")
+		if errors.Is(err, fs.ErrNotExist) {
+			// resolv.conf(5): without the file, the name server on
+			// the local machine is asked.
+			cc, err = &mdns.ClientConfig{Port: "53", Attempts: 2, Timeout: 5}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("dns: reading /etc/resolv.conf: %w", err)
 		}
@@ -233,14 +252,35 @@ func serverAddr(s string) (string, error) {
 // parameter), smtpd_dns_reply_filter and inet_protocols. mo opens the
 // reply filter table (postconf(5) smtpd_dns_reply_filter).
 func FromConfig(cfg *config.Config, mo maps.Options, warn func(string)) (*Resolver, error) {
+	o, err := OptionsFromConfig(cfg, mo, warn)
+	if err != nil {
+		return nil, err
+	}
+	r, err := New(o)
+	if err != nil && o.ReplyFilter != nil {
+		o.ReplyFilter.Close()
+	}
+	return r, err
+}
+
+// OptionsFromConfig is FromConfig's Options, for a caller that also sets
+// Info or Timeout before New. It opens the reply filter table, which the
+// Resolver made from the Options closes.
+func OptionsFromConfig(cfg *config.Config, mo maps.Options, warn func(string)) (Options, error) {
 	servers, err := cfg.List("dns_servers")
 	if err != nil {
-		return nil, fmt.Errorf("dns_servers: %w", err)
+		return Options{}, fmt.Errorf("dns_servers: %w", err)
 	}
 	o := Options{Servers: servers, Warn: warn}
+	if len(servers) == 0 {
+		// The system resolver configuration: hosts(5) before DNS for the
+		// client name, as the C library does for Postfix. dns_servers
+		// means those servers answer everything.
+		o.HostsFile = "/etc/hosts"
+	}
 	protos, err := cfg.List("inet_protocols")
 	if err != nil {
-		return nil, fmt.Errorf("inet_protocols: %w", err)
+		return Options{}, fmt.Errorf("inet_protocols: %w", err)
 	}
 	for _, p := range protos {
 		switch strings.ToLower(p) {
@@ -252,16 +292,18 @@ func FromConfig(cfg *config.Config, mo maps.Options, warn func(string)) (*Resolv
 			o.IPv6 = true
 		}
 	}
-	if f, err := cfg.Expand(cfg.Get("smtpd_dns_reply_filter")); err != nil {
-		return nil, fmt.Errorf("smtpd_dns_reply_filter: %w", err)
-	} else if f = strings.TrimSpace(f); f != "" {
+	f, err := cfg.GetErr("smtpd_dns_reply_filter")
+	if err != nil {
+		return Options{}, fmt.Errorf("smtpd_dns_reply_filter: %w", err)
+	}
+	if f = strings.TrimSpace(f); f != "" {
 		t, err := maps.Open(f, mo)
 		if err != nil {
-			return nil, fmt.Errorf("smtpd_dns_reply_filter %s: %w", f, err)
+			return Options{}, fmt.Errorf("smtpd_dns_reply_filter %s: %w", f, err)
 		}
 		o.ReplyFilter = t
 	}
-	return New(o)
+	return o, nil
 }
 
 // Close releases the reply filter table.

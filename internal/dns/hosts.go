@@ -23,24 +23,25 @@ func (s *Session) HostAddrs(ctx context.Context, name string) Result {
 	if s.r.ipv6 {
 		types = append(types, AAAA)
 	}
-	var out Result
-	first := true
+	var out, bad Result
+	found, failed := false, false
 	for _, t := range types {
 		res := s.Lookup(ctx, name, t)
 		if res.Status == OK {
 			out.RRs = append(out.RRs, res.RRs...)
-			out.Status = OK
+			found = true
 			continue
 		}
-		if first || (out.Status != OK && worse(res.Status, out.Status)) {
-			out.Status, out.Reason, out.Why = res.Status, res.Reason, res.Why
+		if !failed || worse(res.Status, bad.Status) {
+			bad, failed = res, true
 		}
-		first = false
 	}
-	if out.Status == OK {
-		out.Reason, out.Why = "", ""
+	if found {
+		out.Status = OK
+		return out
 	}
-	return out
+	bad.RRs = nil
+	return bad
 }
 
 // worse orders failures for HostAddrs: a temporary error must win, then a

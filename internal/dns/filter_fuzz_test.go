@@ -1,0 +1,27 @@
+package dns
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// FuzzParseFilter checks that no filter text panics the parser or the
+// matcher, and that a filter that parses as a plain address matches that
+// address and what it prints as.
+func FuzzParseFilter(f *testing.F) {
+	for _, s := range []string{"127.0.0.2", "127.0.0.[2..11]", "127.[0;1].0.[1;3..4]", "&0.0.0.4",
+		"127.0.0.[]", "[0..255].[0..255].[0..255].[0..255]", "127.0.0.[3..2]", "1.2.3", "&::1", "[[", "]].."} {
+		f.Add(s, uint32(0x7f000002))
+	}
+	f.Fuzz(func(t *testing.T, s string, a uint32) {
+		flt, err := ParseFilter(s)
+		if err != nil {
+			return
+		}
+		addr := netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
+		flt.Match(addr)
+		if plain, err := netip.ParseAddr(s); err == nil && plain.Is4() && !flt.Match(plain) {
+			t.Fatalf("%q does not match its own address", s)
+		}
+	})
+}
