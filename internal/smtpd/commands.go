@@ -25,6 +25,9 @@ var (
 // dispatch runs one command and reports whether it succeeded (for the
 // disconnect record's counters); a non-nil error ends the session.
 func (s *session) dispatch(name, line, arg string) (bool, error) {
+	if s.mustStartTLS(name) {
+		return false, nil
+	}
 	switch name {
 	case "helo":
 		return s.hello(arg, false), nil
@@ -58,9 +61,10 @@ func (s *session) dispatch(name, line, arg string) (bool, error) {
 		return s.vrfyCmd(line), nil
 	case "etrn":
 		return s.etrnCmd(arg), nil
+	case "starttls":
+		return s.starttlsCmd(arg)
 	}
-	// HELP and EXPN are not implemented by Postfix either; STARTTLS and
-	// AUTH arrive with issue 7 and are not offered until then.
+	// HELP and EXPN are not implemented by Postfix either.
 	if strings.TrimSpace(line) == "" {
 		s.reply(smtp.NewReply(500, "5.5.2", "Error: bad syntax"))
 		return false, nil
@@ -139,6 +143,9 @@ func (s *session) hello(arg string, extended bool) bool {
 		offer("VRFY", "VRFY")
 	}
 	offer("ETRN", "ETRN")
+	if s.offerSTARTTLS() {
+		offer("STARTTLS", "STARTTLS")
+	}
 	offer("ENHANCEDSTATUSCODES", "ENHANCEDSTATUSCODES")
 	offer("8BITMIME", "8BITMIME")
 	s.offered.DSN = offer("DSN", "DSN")
@@ -417,6 +424,7 @@ func (s *session) view(st Stage, rcpt string) *View {
 		Protocol:   s.proto,
 		Recipient:  rcpt,
 		Size:       -1,
+		TLS:        s.tlsView(),
 	}
 	if s.tx != nil {
 		v.Sender, v.HasSender = s.tx.mail.From.Addr, true

@@ -17,6 +17,7 @@ import (
 	"moat/internal/queue"
 	"moat/internal/rewrite"
 	"moat/internal/smtp"
+	"moat/internal/tlsconf"
 )
 
 // Deps are what one service's sessions share. The master builds one per
@@ -98,6 +99,7 @@ type Server struct {
 	d       Deps
 	set     settings
 	cleanup *cleanup.Settings
+	tls     *tlsconf.Server // smtpd_tls_* (tls.go)
 }
 
 // New reads every parameter the sessions need once and opens the cleanup
@@ -117,6 +119,10 @@ func New(d Deps) (*Server, error) {
 		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
 	}
 	if err := s.readSettings(mo); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
+	}
+	if err := s.readTLS(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
 	}

@@ -139,7 +139,7 @@ func (r connReader) Read(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.conn.Read(p)
+	n, err := s.ioConn().Read(p)
 	s.nread += int64(n)
 	return n, err
 }
@@ -157,7 +157,7 @@ func (w connWriter) Write(p []byte) (int, error) {
 		s.werr = err
 		return 0, err
 	}
-	n, err := s.conn.Write(p)
+	n, err := s.ioConn().Write(p)
 	if err != nil {
 		s.werr = err
 	}
@@ -178,6 +178,9 @@ func (s *session) run() {
 	// Postfix counts the connection before the greeting and refuses it
 	// with 421 over smtpd_client_connection_{count,rate}_limit (smtpd(8)).
 	if !s.anvilConnect() {
+		return
+	}
+	if !s.wrapperTLS() {
 		return
 	}
 	if !s.set.delayReject {
