@@ -8,14 +8,51 @@ import (
 	"syscall"
 	"time"
 
+	"moat/internal/dns"
 	"moat/internal/maillog"
+	"moat/internal/maps"
 	"moat/internal/matchlist"
 	"moat/internal/smtp"
 )
 
 // nameLookupTimeout bounds the reverse and forward DNS queries for the
-// client name, so a slow resolver delays the greeting by seconds at most.
-const nameLookupTimeout = 5 * time.Second
+// client name together, so a slow resolver delays the greeting by seconds
+// at most; running out is a temporary failure (peer code 4).
+const nameLookupTimeout = 10 * time.Second
+
+// readDNS takes the service's resolver from Deps or, without one, builds
+// it from the configuration (dns_servers, smtpd_dns_reply_filter,
+// inet_protocols) now: before a jailed smtpd enters its chroot, so
+// /etc/resolv.conf and /etc/hosts are read where they are.
+func (s *Server) readDNS(mo maps.Options) error {
+	if s.d.Resolver != nil {
+		s.dns = s.d.Resolver
+		return nil
+	}
+	log := s.d.Log
+	o, err := dns.OptionsFromConfig(s.d.Config, mo, func(m string) { log.Warning("%s", m) })
+	if err != nil {
+		return err
+	}
+	o.Info = func(m string) { log.Info("%s", m) }
+	r, err := dns.New(o)
+	if err != nil {
+		if o.ReplyFilter != nil {
+			o.ReplyFilter.Close()
+		}
+		return err
+	}
+	s.dns, s.ownDNS = r, true
+	return nil
+}
+
+// closeDNS closes the resolver readDNS built (not one from Deps).
+func (s *Server) closeDNS() error {
+	if !s.ownDNS {
+		return nil
+	}
+	return s.dns.Close()
+}
 
 // identify sets the client's address and name, the debug_peer_list verbose
 // logger, and the bare-newline policy for this client.
@@ -26,8 +63,19 @@ func (s *session) identify() {
 		addr, port = ap.Addr().Unmap(), ap.Port()
 	}
 	s.client = maillog.Client{Addr: addr, Port: port, LogPort: s.set.portLogging}
-	if s.set.peernameLookup {
-		s.client.Name = lookupClientName(s.ctx, addr)
+	// smtpd_peer.c: without a lookup (smtpd_peername_lookup = no) or an
+	// address, both names are "unknown" with the permanent code.
+	s.peer = dns.ClientName{Name: dns.Unknown, Reverse: dns.Unknown, Status: dns.PeerPermFail, ReverseStatus: dns.PeerPermFail}
+	if s.srv.dns != nil {
+		s.dns = s.srv.dns.Session()
+	}
+	if s.set.peernameLookup && s.dns != nil && addr.IsValid() {
+		ctx, cancel := context.WithTimeout(s.ctx, nameLookupTimeout)
+		s.peer = s.dns.ClientName(ctx, addr)
+		cancel()
+		if s.peer.Status == dns.PeerOK {
+			s.client.Name = s.peer.Name
+		}
 	}
 	if s.set.debugLevel > 0 && s.listMatch(s.set.debugPeers) {
 		s.log = s.log.WithVerbose(s.set.debugLevel)
@@ -53,34 +101,27 @@ func (s *session) listMatch(l *matchlist.List) bool {
 	return ok
 }
 
-// lookupClientName is the client name as Postfix verifies it: the PTR name,
-// kept only when that name resolves back to the address; "" (logged as
-// "unknown") otherwise. Issue 6 replaces it with the resolver that also
-// reports temporary failures (reject_unknown_client_hostname needs them).
+// peerView gives a restriction the client name lookup's results and the
+// session's DNS cache.
+func (s *session) peerView(v *View) {
+	v.DNS = s.dns
+	v.ReverseClientName = s.peer.Reverse
+	v.ClientNameStatus = s.peer.Status
+	v.ReverseNameStatus = s.peer.ReverseStatus
+}
+
+// lookupClientName is the verified client name a session gets without a
+// configured resolver (the system's resolv.conf and hosts file), "" when
+// it is not verified; tests use it to predict the name in log lines.
 func lookupClientName(ctx context.Context, a netip.Addr) string {
-	if !a.IsValid() {
+	r, err := dns.New(dns.Options{HostsFile: "/etc/hosts", IPv4: true, IPv6: true})
+	if err != nil {
 		return ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, nameLookupTimeout)
 	defer cancel()
-	names, err := net.DefaultResolver.LookupAddr(ctx, a.String())
-	if err != nil {
-		return ""
-	}
-	for _, n := range names {
-		n = strings.TrimSuffix(n, ".")
-		if n == "" {
-			continue
-		}
-		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", n)
-		if err != nil {
-			continue
-		}
-		for _, b := range addrs {
-			if b.Unmap() == a {
-				return n
-			}
-		}
+	if cn := r.Session().ClientName(ctx, a); cn.Status == dns.PeerOK {
+		return cn.Name
 	}
 	return ""
 }

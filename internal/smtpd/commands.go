@@ -426,6 +426,7 @@ func (s *session) view(st Stage, rcpt string) *View {
 		Size:       -1,
 		TLS:        s.tlsView(),
 	}
+	s.peerView(v)
 	if s.tx != nil {
 		v.Sender, v.HasSender = s.tx.mail.From.Addr, true
 		v.Size = s.tx.mail.Size

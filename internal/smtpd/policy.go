@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 
+	"moat/internal/dns"
 	"moat/internal/smtp"
 )
 
@@ -67,8 +68,11 @@ type View struct {
 	// ReverseNameStatus is the peer code of the PTR lookup alone (2, 4 or
 	// 5), Postfix's reverse_name_status.
 	ReverseNameStatus int
-	ClientAddr        netip.Addr
-	ClientPort        uint16
+	// DNS is the session's resolver with its per-session cache, for the
+	// restrictions' DNS lookups (reject_rbl_client, reject_unknown_*).
+	DNS        *dns.Session
+	ClientAddr netip.Addr
+	ClientPort uint16
 	// ServerAddr and ServerPort are the local end of the connection
 	// (policy protocol server_address, server_port).
 	ServerAddr netip.Addr

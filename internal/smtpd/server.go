@@ -11,6 +11,7 @@ import (
 	"moat/internal/anvil"
 	"moat/internal/cleanup"
 	"moat/internal/config"
+	"moat/internal/dns"
 	"moat/internal/maillog"
 	"moat/internal/maps"
 	"moat/internal/matchlist"
@@ -55,6 +56,10 @@ type Deps struct {
 	// nil checks nothing. The caller builds it with the options that reach
 	// proxymap, since local_recipient_maps usually names proxy: tables.
 	Unlisted *Unlisted
+	// Resolver answers the sessions' DNS questions (the client name,
+	// the restrictions' lookups); nil builds one from the configuration
+	// (dns.FromConfig) when the server is made.
+	Resolver *dns.Resolver
 }
 
 // DefaultSessionTimeLimit caps a whole session when the moat-only parameter
@@ -99,6 +104,8 @@ type Server struct {
 	d       Deps
 	set     settings
 	cleanup *cleanup.Settings
+	dns     *dns.Resolver // Deps.Resolver or our own (client.go)
+	ownDNS  bool
 	tls     *tlsconf.Server // smtpd_tls_* (tls.go)
 }
 
@@ -126,6 +133,10 @@ func New(d Deps) (*Server, error) {
 		s.Close()
 		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
 	}
+	if err := s.readDNS(mo); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("smtpd: service %s: %w", d.Service, err)
+	}
 	cs, err := cleanup.FromConfig(d.Config, mo)
 	if err != nil {
 		s.Close()
@@ -143,7 +154,7 @@ func (s *Server) Close() error {
 			errs = append(errs, l.Close())
 		}
 	}
-	errs = append(errs, s.set.forbidden.close())
+	errs = append(errs, s.set.forbidden.close(), s.closeDNS())
 	if s.cleanup != nil {
 		errs = append(errs, s.cleanup.Close())
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"moat/internal/dns"
 	"moat/internal/maillog"
 	"moat/internal/queue"
 	"moat/internal/smtp"
@@ -35,6 +36,8 @@ type session struct {
 	log  *maillog.Logger
 
 	client     maillog.Client
+	peer       dns.ClientName // the name lookup's codes (client.go)
+	dns        *dns.Session   // this session's DNS cache
 	start      time.Time
 	sessionEnd time.Time
 
