@@ -14,6 +14,7 @@ import (
 	"moat/internal/delivery/lmtp"
 	"moat/internal/delivery/local"
 	"moat/internal/delivery/pipe"
+	smtpagent "moat/internal/delivery/smtp"
 	"moat/internal/delivery/virtual"
 	"moat/internal/maillog"
 	"moat/internal/maps"
@@ -198,6 +199,7 @@ func agents() map[string]qmgr.AgentFactory {
 		"local":   func(d delivery.Deps) (delivery.Agent, error) { return local.New(d) },
 		"lmtp":    lmtp.Factory,
 		"pipe":    func(d delivery.Deps) (delivery.Agent, error) { return pipe.New(d) },
+		"smtp":    smtpagent.Factory,
 		"virtual": virtual.Factory,
 	}
 }

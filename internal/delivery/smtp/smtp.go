@@ -1,0 +1,292 @@
+// Package smtp is moat's smtp(8) delivery agent: it delivers a request to
+// the mail exchangers of its next hop (RFC 5321 section 5), trying MX
+// hosts in preference order and the next one when a server cannot be
+// reached or defers, as Postfix's smtp(8) does, with the same parameters
+// (smtp_mx_address_limit, smtp_mx_session_limit, smtp_*_timeout,
+// smtp_helo_name, smtp_bind_address, smtp_connection_cache_*,
+// smtp_fallback_relay) and log texts.
+//
+// The protocol (EHLO, PIPELINING, SIZE, 8BITMIME and the downgrade to
+// quoted-printable, SMTPUTF8, DSN parameters, per-recipient replies) is
+// the client session shared with lmtp(8), internal/delivery/smtpclient.
+package smtp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"moat/internal/config"
+	"moat/internal/delivery"
+	"moat/internal/delivery/smtpclient"
+	"moat/internal/dns"
+	"moat/internal/maillog"
+	"moat/internal/maps"
+)
+
+// Agent delivers requests over SMTP. It is safe for concurrent use as
+// delivery.Agent requires: its settings are read-only, the resolver and
+// the connection cache are safe for concurrent use, and each request gets
+// its own DNS session.
+type Agent struct {
+	st       smtpclient.Settings
+	log      *maillog.Logger
+	now      func() time.Time
+	cache    *smtpclient.Cache
+	resolver *dns.Resolver
+
+	port      int
+	fallback  []Destination
+	addrLimit int
+	sessLimit int
+	connect   time.Duration
+	bind4     netip.Addr
+	bind6     netip.Addr
+}
+
+// New reads the smtp_* parameters from d.Config (the master.cf row's -o
+// overrides included) and returns the agent. A bad value is an error, so
+// a misconfigured service fails at start, not at the first delivery.
+func New(d delivery.Deps) (*Agent, error) {
+	if d.Config == nil {
+		return nil, fmt.Errorf("smtp: no configuration")
+	}
+	cfg := d.Config
+	st, err := smtpclient.ReadSettings(cfg, "smtp")
+	if err != nil {
+		return nil, err
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	st.Now, st.Log = now, d.Log
+	a := &Agent{st: st, log: d.Log, now: now}
+	if a.port, err = smtpclient.ParsePort(cfg.Get("smtp_tcp_port")); err != nil {
+		return nil, fmt.Errorf("smtp: smtp_tcp_port: %w", err)
+	}
+	if fb := strings.TrimSpace(cfg.Get("smtp_fallback_relay")); fb != "" {
+		if a.fallback, err = ParseDestinations(fb, a.port); err != nil {
+			return nil, fmt.Errorf("smtp: smtp_fallback_relay: %w", err)
+		}
+	}
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"smtp_mx_address_limit", &a.addrLimit}, {"smtp_mx_session_limit", &a.sessLimit}} {
+		n, err := cfg.Int(p.name)
+		if err != nil {
+			return nil, fmt.Errorf("smtp: %s: %w", p.name, err)
+		}
+		*p.dst = int(n)
+	}
+	if a.connect, err = cfg.Duration("smtp_connect_timeout"); err != nil {
+		return nil, fmt.Errorf("smtp: smtp_connect_timeout: %w", err)
+	}
+	if a.bind4, a.bind6, err = bindAddrs(cfg); err != nil {
+		return nil, err
+	}
+	a.cache, err = smtpclient.ReadCache(cfg, "smtp", st.Quit, func(dest string) (string, bool) {
+		return cacheKey(dest), true
+	})
+	if err != nil {
+		return nil, err
+	}
+	warn := func(s string) {
+		if d.Log != nil {
+			d.Log.Warning("%s", s)
+		}
+	}
+	// The resolver reads dns_servers and inet_protocols as smtpd's does;
+	// the reply filter is smtp_dns_reply_filter.
+	view := cfg.WithOverrides(map[string]string{"smtpd_dns_reply_filter": cfg.Get("smtp_dns_reply_filter")})
+	if a.resolver, err = dns.FromConfig(view, maps.Options{Fold: true, ProxySocket: d.ProxySocket, Warn: warn}, warn); err != nil {
+		return nil, fmt.Errorf("smtp: %w", err)
+	}
+	return a, nil
+}
+
+// bindAddrs reads smtp_bind_address and smtp_bind_address6: the local
+// address of outgoing connections of each family, none when empty.
+func bindAddrs(cfg *config.Config) (v4, v6 netip.Addr, err error) {
+	for _, p := range []struct {
+		name string
+		dst  *netip.Addr
+		is4  bool
+	}{{"smtp_bind_address", &v4, true}, {"smtp_bind_address6", &v6, false}} {
+		s := strings.TrimSpace(cfg.Get(p.name))
+		if s == "" {
+			continue
+		}
+		a, perr := netip.ParseAddr(strings.Trim(s, "[]"))
+		if perr != nil || a.Unmap().Is4() != p.is4 {
+			return v4, v6, fmt.Errorf("smtp: %s: bad address %q", p.name, s)
+		}
+		*p.dst = a.Unmap()
+	}
+	return v4, v6, nil
+}
+
+// cacheKey names a next hop in the connection cache.
+func cacheKey(nexthop string) string { return strings.ToLower(strings.TrimSpace(nexthop)) }
+
+// Factory is New with the signature of qmgr.AgentFactory, for the
+// process that registers agents by master.cf command ("smtp"); it keeps
+// a failed New from becoming a non-nil interface around a nil *Agent.
+func Factory(d delivery.Deps) (delivery.Agent, error) {
+	a, err := New(d)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Close ends the cached idle connections with QUIT and releases the
+// resolver.
+func (a *Agent) Close() error {
+	a.cache.Close()
+	return a.resolver.Close()
+}
+
+// Deliver sends req to the servers of req.Nexthop and returns one result
+// per recipient.
+func (a *Agent) Deliver(ctx context.Context, req *delivery.Request) []delivery.Result {
+	return a.deliver(ctx, req).Results()
+}
+
+// DeliverOutcomes is Deliver with the details a delivery status
+// notification needs (Remote-MTA, the server's reply).
+func (a *Agent) DeliverOutcomes(ctx context.Context, req *delivery.Request) []smtpclient.Outcome {
+	return a.deliver(ctx, req).Outcomes()
+}
+
+func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.Delivery {
+	d := smtpclient.NewDelivery(ctx, &a.st, req)
+	dests, err := ParseDestinations(req.Nexthop, a.port)
+	if err != nil {
+		if a.log != nil {
+			a.log.Warning("%s: %v", req.QueueID, err)
+		}
+		d.Fail("4.3.5", "Server configuration error", "none")
+		return d
+	}
+	key := cacheKey(req.Nexthop)
+	if w := a.cache.Get(key, a.now()); w != nil && d.Probe(w) {
+		// A cached connection is a first try: what it defers is
+		// tried again on the servers the lookup gives.
+		d.BestMX = true
+		a.finish(d, key, w, false)
+		if d.Done() {
+			return d
+		}
+	}
+	servers, lerr := a.resolve(ctx, dests)
+	if len(servers) == 0 {
+		d.Fail(lerr.dsn, lerr.reason, "none")
+		return d
+	}
+	sessions := 0
+	last := lookupError{"4.4.1", "no server answered"}
+	for i, srv := range servers {
+		if ctx.Err() != nil {
+			break
+		}
+		final := i == len(servers)-1 || a.sessLimit > 0 && sessions+1 >= a.sessLimit
+		w, why := a.dial(ctx, srv)
+		if w == nil {
+			last = lookupError{"4.4.1", why}
+			if a.log != nil && !final {
+				a.log.Info("%s", why)
+			}
+			continue
+		}
+		sessions++
+		d.BestMX = srv.best
+		a.finish(d, key, w, final)
+		if d.Done() || final {
+			break
+		}
+	}
+	if !d.Done() {
+		if ctx.Err() != nil {
+			last = lookupError{"4.4.2", "delivery interrupted: mail system shutting down"}
+		}
+		d.Fail(last.dsn, last.reason, "none")
+	}
+	return d
+}
+
+// finish runs one session and caches or ends its connection.
+func (a *Agent) finish(d *smtpclient.Delivery, key string, w *smtpclient.Conn, final bool) {
+	if d.Session(w, final) && !a.cache.Put(key, w, a.now()) {
+		d.Quit(w)
+	}
+}
+
+// resolve lists the servers of the destinations and then of
+// smtp_fallback_relay, at most smtp_mx_address_limit addresses for each.
+// A permanent lookup failure of the next hop itself is final (the
+// fallback relays are for destinations that cannot be reached, not for
+// ones that do not exist); otherwise the error returned with an empty
+// list is the last one.
+func (a *Agent) resolve(ctx context.Context, dests []Destination) ([]server, *lookupError) {
+	sess := a.resolver.Session()
+	limit := a.addrLimit
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	var out []server
+	var last *lookupError
+	hard := true
+	for _, dest := range dests {
+		list, err := a.servers(ctx, sess, dest, limit)
+		if err != nil {
+			hard = hard && err.hard()
+			last = err
+			continue
+		}
+		out = append(out, list...)
+	}
+	if len(out) == 0 && last != nil && hard {
+		return nil, last
+	}
+	for _, dest := range a.fallback {
+		list, err := a.servers(ctx, sess, dest, limit)
+		if err != nil {
+			if last == nil {
+				last = err
+			}
+			continue
+		}
+		out = append(out, list...)
+	}
+	if len(out) == 0 && last == nil {
+		last = &lookupError{"4.4.3", "no usable address"}
+	}
+	return out, last
+}
+
+// dial connects to one server from smtp_bind_address when set, and
+// returns the connection or Postfix's "connect to host[addr]:port:
+// reason".
+func (a *Agent) dial(ctx context.Context, srv server) (*smtpclient.Conn, string) {
+	port := strconv.Itoa(srv.port)
+	namaddr := srv.host + "[" + srv.addr.String() + "]"
+	dl := net.Dialer{Timeout: a.connect}
+	if srv.addr.Is4() && a.bind4.IsValid() {
+		dl.LocalAddr = &net.TCPAddr{IP: a.bind4.AsSlice()}
+	} else if srv.addr.Is6() && a.bind6.IsValid() {
+		dl.LocalAddr = &net.TCPAddr{IP: a.bind6.AsSlice()}
+	}
+	c, err := dl.DialContext(ctx, "tcp", net.JoinHostPort(srv.addr.String(), port))
+	if err != nil {
+		return nil, "connect to " + namaddr + ":" + port + ": " + smtpclient.ConnErr(err)
+	}
+	return smtpclient.NewConn(c, srv.host, namaddr, namaddr+":"+port, a.now()), ""
+}
+
+var _ delivery.Agent = (*Agent)(nil)
