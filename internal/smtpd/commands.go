@@ -61,6 +61,8 @@ func (s *session) dispatch(name, line, arg string) (bool, error) {
 		return s.vrfyCmd(line), nil
 	case "etrn":
 		return s.etrnCmd(arg), nil
+	case "auth":
+		return s.authCmd(arg)
 	case "starttls":
 		return s.starttlsCmd(arg)
 	}
@@ -146,6 +148,7 @@ func (s *session) hello(arg string, extended bool) bool {
 	if s.offerSTARTTLS() {
 		offer("STARTTLS", "STARTTLS")
 	}
+	s.offerAuth(offer)
 	offer("ENHANCEDSTATUSCODES", "ENHANCEDSTATUSCODES")
 	offer("8BITMIME", "8BITMIME")
 	s.offered.DSN = offer("DSN", "DSN")
@@ -286,7 +289,7 @@ func (s *session) rcptCmd(line string) bool {
 			return false
 		}
 		s.tx.w, s.tx.id = w, w.ID()
-		s.log.Info("%s", maillog.ClientLine(s.tx.id, s.client, maillog.ClientInfo{}))
+		s.log.Info("%s", maillog.ClientLine(s.tx.id, s.client, s.authClientInfo()))
 	}
 	rc := queue.Recipient{Address: r.To.Addr, Notify: r.Notify}
 	if r.HasORcpt {
@@ -427,6 +430,7 @@ func (s *session) view(st Stage, rcpt string) *View {
 		TLS:        s.tlsView(),
 	}
 	s.peerView(v)
+	s.authView(v)
 	if s.tx != nil {
 		v.Sender, v.HasSender = s.tx.mail.From.Addr, true
 		v.Size = s.tx.mail.Size

@@ -97,6 +97,7 @@ type settings struct {
 	fastFlushDomains []string
 
 	anvil anvilLimits
+	auth  authSettings // SMTP AUTH (auth.go)
 }
 
 // Server runs the sessions of one service.
@@ -158,6 +159,7 @@ func (s *Server) Close() error {
 	if s.cleanup != nil {
 		errs = append(errs, s.cleanup.Close())
 	}
+	errs = append(errs, s.set.auth.close())
 	return errors.Join(errs...)
 }
 
@@ -280,5 +282,8 @@ func (s *Server) readSettings(mo maps.Options) error {
 	if st.fastFlushDomains, err = c.List("fast_flush_domains"); err != nil {
 		return err
 	}
-	return s.readAnvilLimits(mo)
+	if err := s.readAnvilLimits(mo); err != nil {
+		return err
+	}
+	return s.readAuthSettings(mo)
 }

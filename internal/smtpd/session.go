@@ -58,6 +58,8 @@ type session struct {
 
 	anvil bool // this client is counted by anvil (anvilOn)
 
+	auth authState // the SASL login (auth.go)
+
 	tls *tlsState // after STARTTLS or in wrapper mode (tls.go)
 
 	connDecision *Decision // smtpd_delay_reject = no: kept from connect

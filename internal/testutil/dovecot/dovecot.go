@@ -62,6 +62,9 @@ type Server struct {
 	// AuthSocket is the auth service's client socket, for
 	// smtpd_sasl_type = dovecot (smtpd_sasl_path).
 	AuthSocket string
+	// AuthAddr is the same service on 127.0.0.1 ("127.0.0.1:PORT",
+	// smtpd_sasl_path = inet:ADDR).
+	AuthAddr string
 
 	uid, gid int
 	cmd      *exec.Cmd
@@ -149,6 +152,10 @@ func start(dir string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	authPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	lmtpSocket := opts.LMTPSocket
 	if lmtpSocket == "" {
 		lmtpSocket = filepath.Join(dir, "lmtp")
@@ -158,6 +165,7 @@ func start(dir string, opts Options) (*Server, error) {
 		LMTPSocket: lmtpSocket,
 		LMTPAddr:   fmt.Sprintf("127.0.0.1:%d", port),
 		AuthSocket: filepath.Join(dir, "auth"),
+		AuthAddr:   fmt.Sprintf("127.0.0.1:%d", authPort),
 		uid:        opts.UID,
 		gid:        opts.GID,
 		logPath:    filepath.Join(dir, "dovecot.log"),
@@ -187,7 +195,7 @@ func start(dir string, opts Options) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "users"), usersFile(opts.Users), 0o644); err != nil {
 		return nil, err
 	}
-	conf := s.config(port, opts.Extra)
+	conf := s.config(port, authPort, opts.Extra)
 	if err := os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
@@ -213,7 +221,7 @@ func start(dir string, opts Options) (*Server, error) {
 
 // config renders dovecot.conf. username_format=%u keeps the full address
 // as the user name, as Postfix's LMTP client sends it.
-func (s *Server) config(port int, extra string) string {
+func (s *Server) config(port, authPort int, extra string) string {
 	d := s.Dir
 	return fmt.Sprintf(`# written by moat's internal/testutil/dovecot
 base_dir = %[1]s/run
@@ -227,7 +235,7 @@ default_login_user = dovenull
 first_valid_uid = 1
 mail_location = maildir:%[1]s/mail/%%d/%%n/Maildir
 postmaster_address = postmaster@example.com
-auth_mechanisms = plain login
+auth_mechanisms = plain login cram-md5
 disable_plaintext_auth = no
 auth_failure_delay = 0
 passdb {
@@ -252,9 +260,13 @@ service auth {
   unix_listener %[1]s/auth {
     mode = 0666
   }
+  inet_listener auth-inet {
+    address = 127.0.0.1
+    port = %[7]d
+  }
 }
 %[5]s
-`, d, s.uid, s.gid, port, extra, s.LMTPSocket)
+`, d, s.uid, s.gid, port, extra, s.LMTPSocket, authPort)
 }
 
 // usersFile is a passwd-file (Dovecot's auth-passwd-file): name, password
@@ -303,7 +315,7 @@ func (s *Server) waitReady() error {
 }
 
 func (s *Server) dialAll() error {
-	for _, a := range [][2]string{{"unix", s.LMTPSocket}, {"tcp", s.LMTPAddr}, {"unix", s.AuthSocket}} {
+	for _, a := range [][2]string{{"unix", s.LMTPSocket}, {"tcp", s.LMTPAddr}, {"unix", s.AuthSocket}, {"tcp", s.AuthAddr}} {
 		c, err := net.DialTimeout(a[0], a[1], time.Second)
 		if err != nil {
 			return err
