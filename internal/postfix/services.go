@@ -16,6 +16,7 @@ import (
 	"moat/internal/delivery/pipe"
 	smtpagent "moat/internal/delivery/smtp"
 	"moat/internal/delivery/virtual"
+	"moat/internal/dns"
 	"moat/internal/maillog"
 	"moat/internal/maps"
 	"moat/internal/master"
@@ -53,6 +54,12 @@ func newSMTPD(d master.ServiceDeps) (master.ConnServer, error) {
 		svc.Close()
 		return nil, err
 	}
+	// One resolver per service generation, built before a jailed child
+	// enters its chroot (resolv.conf and hosts are read now); its
+	// sessions share it, each with its own cache.
+	if svc.resolver, err = newResolver(d.Config, mo, log); err != nil {
+		return fail(fmt.Errorf("smtpd: service %s: %w", d.Service, err))
+	}
 	if svc.lists, err = restrict.New(d.Config, mo); err != nil {
 		return fail(err)
 	}
@@ -70,6 +77,7 @@ func newSMTPD(d master.ServiceDeps) (master.ConnServer, error) {
 		Config: d.Config, Service: d.Service, Log: d.Log, Queue: d.Queue,
 		Policy: svc.lists, Committed: d.Committed, Now: d.Now,
 		Rewrite: svc.rewrite, Unlisted: svc.unlisted,
+		Resolver: svc.resolver,
 	}
 	if d.AnvilSocket != "" {
 		svc.anvil = anvil.NewClient(d.AnvilSocket)
@@ -90,6 +98,7 @@ type smtpdService struct {
 	rewrite  *rewrite.Rewriter
 	unlisted *smtpd.Unlisted
 	anvil    *anvil.Client
+	resolver *dns.Resolver
 }
 
 // Close releases the server's, the restriction lists', the rewriter's and
@@ -106,7 +115,25 @@ func (s *smtpdService) Close() error {
 	if s.anvil != nil {
 		errs = append(errs, s.anvil.Close())
 	}
+	if s.resolver != nil {
+		errs = append(errs, s.resolver.Close())
+	}
 	return errors.Join(errs...)
+}
+
+// newResolver is dns.FromConfig with the reply filter's "ignoring DNS RR"
+// records logged at info level, as Postfix logs them.
+func newResolver(cfg *config.Config, mo maps.Options, log *maillog.Logger) (*dns.Resolver, error) {
+	o, err := dns.OptionsFromConfig(cfg, mo, func(m string) { log.Warning("%s", m) })
+	if err != nil {
+		return nil, err
+	}
+	o.Info = func(m string) { log.Info("%s", m) }
+	r, err := dns.New(o)
+	if err != nil && o.ReplyFilter != nil {
+		o.ReplyFilter.Close()
+	}
+	return r, err
 }
 
 // roles are the services the master runs besides smtpd: the queue
