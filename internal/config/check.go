@@ -89,7 +89,7 @@ func (c *Config) Unused(extra []string) []Entry {
 }
 
 // Check reports every configuration error in main.cf: obsolete parameters
-// and restrictions (each naming its replacement), values that do not expand,
+// (each naming its replacement), values that do not expand,
 // and values of the wrong type or out of range. Each line reads
 // "/path/main.cf, line N: ...".
 func (c *Config) Check() error {
@@ -97,14 +97,6 @@ func (c *Config) Check() error {
 	obsolete := map[string]string{}
 	for _, o := range ObsoleteParams() {
 		obsolete[o.Name] = o.Replacement
-	}
-	obsRestr := map[string]string{}
-	for _, o := range ObsoleteRestrictions() {
-		obsRestr[o.Name] = o.Replacement
-	}
-	classes := map[string]bool{}
-	for _, n := range SplitList(c.Get("smtpd_restriction_classes")) {
-		classes[n] = true
 	}
 	entries := c.Entries()
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Line < entries[j].Line })
@@ -115,13 +107,6 @@ func (c *Config) Check() error {
 			continue
 		}
 		p, known := c.table.Lookup(e.Name)
-		if known && p.Type == TypeRestrictions || classes[e.Name] {
-			for _, tok := range SplitList(e.Value) {
-				if r, ok := obsRestr[tok]; ok {
-					errs = append(errs, fmt.Errorf("%s: parameter %s: restriction %s is obsolete: use %s", where, e.Name, tok, r))
-				}
-			}
-		}
 		if known && p.Raw {
 			continue
 		}
@@ -141,7 +126,7 @@ func (c *Config) Check() error {
 }
 
 // CheckOverride validates one master.cf "-o name=value" setting the way
-// Check validates main.cf (obsolete names and restrictions, expansion and
+// Check validates main.cf (obsolete names, expansion and
 // type), so a service whose override is wrong fails closed; the caller
 // prefixes the master.cf file and line.
 func (c *Config) CheckOverride(name, value string) error {
@@ -151,15 +136,6 @@ func (c *Config) CheckOverride(name, value string) error {
 		}
 	}
 	p, known := c.table.Lookup(name)
-	if known && p.Type == TypeRestrictions {
-		for _, tok := range SplitList(value) {
-			for _, o := range ObsoleteRestrictions() {
-				if o.Name == tok {
-					return fmt.Errorf("parameter %s: restriction %s is obsolete: use %s", name, tok, o.Replacement)
-				}
-			}
-		}
-	}
 	if !known || p.Raw {
 		return nil
 	}

@@ -107,13 +107,16 @@ func ObsoleteParams() []Obsolete {
 	}
 }
 
-// ObsoleteRestrictions are restriction names that are errors in moat, each
-// naming its replacement (Postfix 3.9 turns them into "451 4.3.5 Server
-// configuration error"; moat refuses the configuration up front).
+// ObsoleteRestrictions are the restrictions Postfix 3.9 removed, each with
+// its replacement in the words of Postfix's warning. They load (a
+// configuration written for Postfix still starts), and when one is reached
+// the restriction code logs "support for restriction ... has been removed
+// in Postfix 3.9; instead, specify REPLACEMENT" and answers "451 4.3.5
+// Server configuration error", as Postfix 3.9 does (internal/restrict).
 func ObsoleteRestrictions() []Obsolete {
 	return []Obsolete{
-		{"reject_maps_rbl", "reject_rbl_client DOMAIN"},
-		{"check_relay_domains", "reject_unauth_destination"},
-		{"permit_naked_ip_address", "permit_mynetworks or permit_sasl_authenticated"},
+		{"reject_maps_rbl", `"reject_rbl_client domain-name"`},
+		{"check_relay_domains", `"reject_unauth_destination"`},
+		{"permit_naked_ip_address", `"permit_mynetworks" or "permit_sasl_authenticated"`},
 	}
 }

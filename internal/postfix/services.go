@@ -60,9 +60,10 @@ func newSMTPD(d master.ServiceDeps) (master.ConnServer, error) {
 	if svc.resolver, err = newResolver(d.Config, mo, log); err != nil {
 		return fail(fmt.Errorf("smtpd: service %s: %w", d.Service, err))
 	}
-	if svc.lists, err = restrict.New(d.Config, mo); err != nil {
+	if svc.lists, err = restrict.New(d.Config, mo, nil); err != nil {
 		return fail(err)
 	}
+	svc.lists.SetLogger(log)
 	// cleanup(8)'s address rewriting and smtpd's unlisted-recipient
 	// check read their tables with the same options, so a jailed smtpd
 	// reaches local_recipient_maps' proxy:unix:passwd.byname through

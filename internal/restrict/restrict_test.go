@@ -36,7 +36,7 @@ func rcpt(t *testing.T, l *Lists, client, to, sasl string) string {
 // smtpd_relay_restrictions (permit_mynetworks, permit_sasl_authenticated,
 // defer_unauth_destination) outsiders reach local domains only.
 func TestDefaultNotOpenRelay(t *testing.T) {
-	l, err := New(load(t, base), maps.DefaultOptions())
+	l, err := New(load(t, base), maps.DefaultOptions(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestDefaultNotOpenRelay(t *testing.T) {
 // TestSeedRecipientRestrictions is seed 002's port-25 list.
 func TestSeedRecipientRestrictions(t *testing.T) {
 	cfg := load(t, base+"smtpd_relay_restrictions =\nsmtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, permit\n")
-	l, err := New(cfg, maps.DefaultOptions())
+	l, err := New(cfg, maps.DefaultOptions(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestSeedRecipientRestrictions(t *testing.T) {
 	}
 	// Submission: permit_sasl_authenticated, reject.
 	sub := cfg.WithOverrides(map[string]string{"smtpd_recipient_restrictions": "permit_sasl_authenticated,reject"})
-	l2, err := New(sub, maps.DefaultOptions())
+	l2, err := New(sub, maps.DefaultOptions(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +90,15 @@ func TestSeedRecipientRestrictions(t *testing.T) {
 func TestFailClosed(t *testing.T) {
 	for _, c := range []struct{ cf, want string }{
 		{"smtpd_relay_restrictions =\nsmtpd_recipient_restrictions = permit_mynetworks, permit\n", "open relay"},
-		{"smtpd_recipient_restrictions = reject_rbl_client zen.spamhaus.org\n", `restriction "reject_rbl_client" is not available yet`},
+		{"smtpd_recipient_restrictions = reject_unauth_destination, reject_bogus_thing\n", `unknown restriction "reject_bogus_thing"`},
+		{"smtpd_recipient_restrictions = reject_unauth_destination, reject_unverified_recipient\n", `address verification`},
+		{"smtpd_recipient_restrictions = reject_unauth_destination, reject_rbl_client\n", `needs an argument`},
+		{"smtpd_recipient_restrictions = reject_unauth_destination, check_sender_access\n", `needs an argument`},
+		{"smtpd_recipient_restrictions = reject_unauth_destination, check_sender_access nomap\n", `need maptype:mapname`},
+		{"smtpd_restriction_classes = foo\nsmtpd_recipient_restrictions = reject_unauth_destination\n", "needs a definition"},
+		{"smtpd_recipient_restrictions = reject_unauth_destination, check_client_access texthash:/nonexistent/x\n", "nonexistent"},
 	} {
-		_, err := New(load(t, base+c.cf), maps.DefaultOptions())
+		_, err := New(load(t, base+c.cf), maps.DefaultOptions(), nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: error %v, want %q", c.cf, err, c.want)
 		}
