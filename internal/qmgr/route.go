@@ -23,6 +23,9 @@ type router struct {
 	delimiters string
 
 	localTransport, virtualTransport, relayTransport, defaultTransport string
+	// relayhost is the next hop of the relay and default classes when
+	// their transport setting names none (postconf(5) relayhost).
+	relayhost string
 }
 
 func newRouter(cfg *config.Config, opts maps.Options, classify func(string) (resolve.Class, error)) (*router, error) {
@@ -33,6 +36,7 @@ func newRouter(cfg *config.Config, opts maps.Options, classify func(string) (res
 		virtualTransport: cfg.Get("virtual_transport"),
 		relayTransport:   cfg.Get("relay_transport"),
 		defaultTransport: cfg.Get("default_transport"),
+		relayhost:        strings.TrimSpace(cfg.Get("relayhost")),
 	}
 	for name, v := range map[string]string{"local_transport": r.localTransport,
 		"default_transport": r.defaultTransport, "virtual_transport": r.virtualTransport,
@@ -100,6 +104,13 @@ func (r *router) route(env *queue.Envelope, addr string) (route, error) {
 		setting = r.defaultTransport
 	}
 	def := parseTransport(setting, domain)
+	if _, nh, _ := strings.Cut(setting, ":"); r.relayhost != "" && strings.TrimSpace(nh) == "" &&
+		(class == resolve.RelayDomain || class == resolve.Default) {
+		// trivial-rewrite's resolve.c: relayhost replaces the recipient
+		// domain as the next hop of non-local mail unless the class's
+		// transport names one; transport_maps still overrules both.
+		def.nexthop = r.relayhost
+	}
 	if len(r.tables) == 0 {
 		return def, nil
 	}
