@@ -5,13 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,142 +16,6 @@ import (
 	"moat/internal/maillog/maillogtest"
 	"moat/internal/queue"
 )
-
-const smtpSink = "/usr/sbin/smtp-sink"
-
-// sink is Postfix's smtp-sink(1) on a loopback address, dumping every
-// message into its own directory and counting sessions.
-type sink struct {
-	t    testing.TB
-	addr string // 127.0.0.x
-	port string
-	dir  string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// freePort finds a TCP port free on every loopback address the tests
-// use (the kernel's choice for 127.0.0.1, checked on the others).
-func freePort(t testing.TB, addrs ...string) string {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		ok := true
-		var held []net.Listener
-		for _, a := range addrs {
-			l, err := net.Listen("tcp", net.JoinHostPort(a, port))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, l)
-		}
-		for _, l := range held {
-			l.Close()
-		}
-		ln.Close()
-		if ok {
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
-
-// startSink runs smtp-sink on addr:port with opts (smtp-sink(1): -r/-f
-// commands answered 4xx/5xx, -8 without 8BITMIME ...).
-func startSink(t testing.TB, addr, port string, opts ...string) *sink {
-	t.Helper()
-	if _, err := os.Stat(smtpSink); err != nil {
-		t.Skip("smtp-sink not installed")
-	}
-	dir := t.TempDir()
-	for _, p := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(p, 0o777); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := &sink{t: t, addr: addr, port: port, dir: dir, out: &syncBuffer{}}
-	args := append([]string{"-u", "nobody", "-c", "-h", "sink.example", "-d", dir + "/%M."}, opts...)
-	args = append(args, net.JoinHostPort(addr, port), "16")
-	s.cmd = exec.Command(smtpSink, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.stop)
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, port), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 100 {
-			t.Fatalf("smtp-sink did not start: %v (%s)", err, s.out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// The probe connection above was one session.
-	return s
-}
-
-func (s *sink) stop() {
-	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	}
-}
-
-// messages returns the dumped transactions that carried a message.
-func (s *sink) messages() []string {
-	s.t.Helper()
-	ents, err := os.ReadDir(s.dir)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		if len(b) > 0 {
-			// smtp-sink opens the file at MAIL FROM and removes it
-			// when no DATA follows: an empty one is no message.
-			out = append(out, string(b))
-		}
-	}
-	return out
-}
-
-// sessions is the sink's count of ended sessions, from its -c counters
-// ("sess=N quit=N mesg=N", each update ending in CR).
-func (s *sink) sessions() string {
-	out := s.out.String()
-	i := strings.LastIndex(strings.TrimRight(out, "\r"), "\r")
-	return strings.TrimSpace(out[i+1:])
-}
 
 // newAgent builds an agent from Postfix's defaults with over laid on
 // them, asking the DNS server dnsAddr and connecting to port.

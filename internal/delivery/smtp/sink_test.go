@@ -7,6 +7,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"moat/internal/delivery/smtp/smtpsink"
 	"moat/internal/queue"
 	"moat/internal/testutil/dnsserver"
 )
@@ -14,8 +15,8 @@ import (
 // MX routing: the preferred MX host is down, the next one takes the
 // mail; the skipped host is logged as Postfix logs it.
 func TestMXNextHost(t *testing.T) {
-	port := freePort(t, "127.0.0.2", "127.0.0.3")
-	s := startSink(t, "127.0.0.3", port)
+	port := smtpsink.FreePort(t, "127.0.0.2", "127.0.0.3")
+	s := smtpsink.Start(t, "127.0.0.3", port)
 	ns := dnsserver.Start(t,
 		"example.test. IN MX 10 mx1.example.test.",
 		"example.test. IN MX 20 mx2.example.test.",
@@ -26,7 +27,7 @@ func TestMXNextHost(t *testing.T) {
 	for _, r := range res {
 		checkResult(t, r, queue.RcptDelivered, "2.0.0", "250 2.0.0 Ok", relayOf("mx2.example.test", "127.0.0.3", port))
 	}
-	m := s.messages()
+	m := s.Messages()
 	if len(m) != 1 || !strings.Contains(m[0], "X-Rcpt-Args: <a@example.test> ORCPT=rfc822;a@example.test\nX-Rcpt-Args: <b@example.test> ORCPT=rfc822;b@example.test\n") ||
 		!strings.Contains(m[0], "X-Helo-Args: client.example") || !strings.Contains(m[0], "\n.dot line\n") {
 		t.Errorf("sink got %q", m)
@@ -39,8 +40,8 @@ func TestMXNextHost(t *testing.T) {
 // No MX record: the domain's own address (RFC 5321 section 5.1); a
 // bracketed next hop skips the MX lookup even where there is one.
 func TestNoMXUsesAddress(t *testing.T) {
-	port := freePort(t, "127.0.0.4")
-	s := startSink(t, "127.0.0.4", port)
+	port := smtpsink.FreePort(t, "127.0.0.4")
+	s := smtpsink.Start(t, "127.0.0.4", port)
 	ns := dnsserver.Start(t,
 		"plain.test. IN A 127.0.0.4",
 		"mxd.test. IN MX 10 nowhere.test.",
@@ -55,7 +56,7 @@ func TestNoMXUsesAddress(t *testing.T) {
 	// smtp_bind_address chooses the source address.
 	b, _ := newAgent(t, ns.Addr(), port, map[string]string{"smtp_bind_address": "127.0.0.13"})
 	deliver(t, b, request("plain.test", msg, "a@plain.test"))
-	m := s.messages()
+	m := s.Messages()
 	bound := 0
 	for _, x := range m {
 		if strings.HasPrefix(x, "X-Client-Addr: 127.0.0.13\n") {
@@ -85,7 +86,7 @@ func TestLookupFailures(t *testing.T) {
 
 // Nothing listens: deferred with the connect error of the last address.
 func TestConnectRefused(t *testing.T) {
-	port := freePort(t, "127.0.0.5")
+	port := smtpsink.FreePort(t, "127.0.0.5")
 	ns := dnsserver.Start(t, "down.test. IN A 127.0.0.5")
 	a, _ := newAgent(t, ns.Addr(), port, nil)
 	checkResult(t, deliver(t, a, request("down.test", msg, "a@down.test"))[0],
@@ -95,30 +96,30 @@ func TestConnectRefused(t *testing.T) {
 // A sink that answers RCPT with 4xx defers; the same message later to a
 // sink that accepts is delivered once.
 func TestDeferredThenDelivered(t *testing.T) {
-	port := freePort(t, "127.0.0.6")
+	port := smtpsink.FreePort(t, "127.0.0.6")
 	ns := dnsserver.Start(t, "soft.test. IN A 127.0.0.6")
 	a, _ := newAgent(t, ns.Addr(), port, map[string]string{"smtp_connection_cache_on_demand": "no"})
-	s := startSink(t, "127.0.0.6", port, "-r", "RCPT")
+	s := smtpsink.Start(t, "127.0.0.6", port, "-r", "RCPT")
 	relay := relayOf("soft.test", "127.0.0.6", port)
 	checkResult(t, deliver(t, a, request("soft.test", msg, "a@soft.test"))[0], queue.RcptDeferred, "4.3.0",
 		"host soft.test[127.0.0.6] said: 450 4.3.0 Error: command failed (in reply to RCPT TO command)", relay)
-	if m := s.messages(); len(m) != 0 {
+	if m := s.Messages(); len(m) != 0 {
 		t.Errorf("sink got %q", m)
 	}
-	s.stop()
-	s2 := startSink(t, "127.0.0.6", port)
+	s.Stop()
+	s2 := smtpsink.Start(t, "127.0.0.6", port)
 	checkResult(t, deliver(t, a, request("soft.test", msg, "a@soft.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", relay)
-	if n := len(s2.messages()); n != 1 {
+	if n := len(s2.Messages()); n != 1 {
 		t.Errorf("sink got %d messages", n)
 	}
 }
 
 // 5xx bounces; per-recipient replies give per-recipient results.
 func TestBounced(t *testing.T) {
-	port := freePort(t, "127.0.0.7")
+	port := smtpsink.FreePort(t, "127.0.0.7")
 	ns := dnsserver.Start(t, "hard.test. IN A 127.0.0.7")
 	a, _ := newAgent(t, ns.Addr(), port, nil)
-	startSink(t, "127.0.0.7", port, "-f", "RCPT")
+	smtpsink.Start(t, "127.0.0.7", port, "-f", "RCPT")
 	checkResult(t, deliver(t, a, request("hard.test", msg, "a@hard.test"))[0], queue.RcptBounced, "5.3.0",
 		"host hard.test[127.0.0.7] said: 500 5.3.0 Error: command failed (in reply to RCPT TO command)",
 		relayOf("hard.test", "127.0.0.7", port))
@@ -130,13 +131,13 @@ func TestBounced(t *testing.T) {
 func TestSoftFailureNextMX(t *testing.T) {
 	for _, opt := range []string{"RCPT", "CONNECT"} {
 		t.Run(opt, func(t *testing.T) {
-			port := freePort(t, "127.0.0.8", "127.0.0.9")
+			port := smtpsink.FreePort(t, "127.0.0.8", "127.0.0.9")
 			flag := "-r"
 			if opt == "CONNECT" {
 				flag = "-f"
 			}
-			bad := startSink(t, "127.0.0.8", port, flag, opt)
-			good := startSink(t, "127.0.0.9", port)
+			bad := smtpsink.Start(t, "127.0.0.8", port, flag, opt)
+			good := smtpsink.Start(t, "127.0.0.9", port)
 			ns := dnsserver.Start(t,
 				"two.test. IN MX 10 mx1.two.test.",
 				"two.test. IN MX 20 mx2.two.test.",
@@ -145,8 +146,8 @@ func TestSoftFailureNextMX(t *testing.T) {
 			a, ls := newAgent(t, ns.Addr(), port, nil)
 			checkResult(t, deliver(t, a, request("two.test", msg, "a@two.test"))[0], queue.RcptDelivered, "2.0.0", "250 *",
 				relayOf("mx2.two.test", "127.0.0.9", port))
-			if len(bad.messages()) != 0 || len(good.messages()) != 1 {
-				t.Errorf("messages: %d at mx1, %d at mx2", len(bad.messages()), len(good.messages()))
+			if len(bad.Messages()) != 0 || len(good.Messages()) != 1 {
+				t.Errorf("messages: %d at mx1, %d at mx2", len(bad.Messages()), len(good.Messages()))
 			}
 			if l := logLines(ls); !strings.Contains(l, "4Xg7Hn1F2Bz9abc: host mx1.two.test[127.0.0.8] ") {
 				t.Errorf("log:\n%s", l)
@@ -158,8 +159,8 @@ func TestSoftFailureNextMX(t *testing.T) {
 // Connection reuse: three messages to one destination share one
 // session, which the sink counts when it ends.
 func TestConnectionReuse(t *testing.T) {
-	port := freePort(t, "127.0.0.10")
-	s := startSink(t, "127.0.0.10", port)
+	port := smtpsink.FreePort(t, "127.0.0.10")
+	s := smtpsink.Start(t, "127.0.0.10", port)
 	ns := dnsserver.Start(t, "reuse.test. IN A 127.0.0.10")
 	a, _ := newAgent(t, ns.Addr(), port, map[string]string{"smtp_connection_cache_time_limit": "30s"})
 	for range 3 {
@@ -169,9 +170,9 @@ func TestConnectionReuse(t *testing.T) {
 	a.Close()
 	// The first session is startSink's probe.
 	deadline := time.Now().Add(10 * time.Second)
-	for s.sessions() != "sess=2 quit=1 mesg=3" {
+	for s.Counters() != "sess=2 quit=1 mesg=3" {
 		if time.Now().After(deadline) {
-			t.Fatalf("sink counters %q, want two sessions (the probe and one delivery session)", s.sessions())
+			t.Fatalf("sink counters %q, want two sessions (the probe and one delivery session)", s.Counters())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -179,15 +180,15 @@ func TestConnectionReuse(t *testing.T) {
 
 // A server without 8BITMIME gets an 8-bit message as quoted-printable.
 func TestDowngrade8BitMIME(t *testing.T) {
-	port := freePort(t, "127.0.0.11")
-	s := startSink(t, "127.0.0.11", port, "-8")
+	port := smtpsink.FreePort(t, "127.0.0.11")
+	s := smtpsink.Start(t, "127.0.0.11", port, "-8")
 	ns := dnsserver.Start(t, "seven.test. IN A 127.0.0.11")
 	a, _ := newAgent(t, ns.Addr(), port, nil)
 	body := []byte("Subject: caf\xc3\xa9\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9 = ok\r\n")
 	req := request("seven.test", body, "a@seven.test")
 	req.Envelope.Flags |= queue.Flag8BitMIME
 	checkResult(t, deliver(t, a, req)[0], queue.RcptDelivered, "2.0.0", "250 *", relayOf("seven.test", "127.0.0.11", port))
-	m := s.messages()
+	m := s.Messages()
 	if len(m) != 1 || !strings.Contains(m[0], "X-Mail-Args: <sender@example.org>\n") ||
 		!strings.Contains(m[0], "Content-Transfer-Encoding: quoted-printable\n\ncaf=C3=A9 =3D ok\n") {
 		t.Errorf("sink got %q", m)
@@ -196,15 +197,15 @@ func TestDowngrade8BitMIME(t *testing.T) {
 
 // With 8BITMIME the body goes as it is, declared BODY=8BITMIME.
 func TestEightBitPassThrough(t *testing.T) {
-	port := freePort(t, "127.0.0.12")
-	s := startSink(t, "127.0.0.12", port)
+	port := smtpsink.FreePort(t, "127.0.0.12")
+	s := smtpsink.Start(t, "127.0.0.12", port)
 	ns := dnsserver.Start(t, "eight.test. IN A 127.0.0.12")
 	a, _ := newAgent(t, ns.Addr(), port, nil)
 	body := []byte("Subject: x\r\n\r\ncaf\xc3\xa9\r\n")
 	req := request("eight.test", body, "a@eight.test")
 	req.Envelope.Flags |= queue.Flag8BitMIME
 	deliver(t, a, req)
-	m := s.messages()
+	m := s.Messages()
 	if len(m) != 1 || !strings.Contains(m[0], "X-Mail-Args: <sender@example.org> BODY=8BITMIME\n") || !strings.Contains(m[0], "\ncaf\xc3\xa9\n") {
 		t.Errorf("sink got %q", m)
 	}
