@@ -35,8 +35,8 @@ func NewPool() *Pool {
 }
 
 // SetLog sets where the Pool's clients log Postfix's "problem talking to
-// server" warnings; nil stops logging. It applies to clients made after the
-// call.
+// server" warnings; nil stops logging. It applies to the clients made
+// before the call as well.
 func (p *Pool) SetLog(l *maillog.Logger) {
 	p.mu.Lock()
 	p.log = l
@@ -52,7 +52,7 @@ func (p *Pool) Client(s Settings) *Client {
 	if c, ok := p.clients[s]; ok {
 		return c
 	}
-	c := &Client{s: s, log: p.log, closed: p.closed}
+	c := &Client{s: s, pool: p, closed: p.closed}
 	if !p.closed {
 		p.clients[s] = c
 	}
@@ -76,8 +76,8 @@ func (p *Pool) Close() error {
 // Client talks to one policy server with one Settings. It is safe for
 // concurrent use: each query takes an idle connection or dials a new one.
 type Client struct {
-	s   Settings
-	log *maillog.Logger
+	s    Settings
+	pool *Pool // for its logger
 
 	mu     sync.Mutex
 	idle   []*conn
@@ -133,8 +133,11 @@ func (c *Client) Query(ctx context.Context, r *Request) (action string, err erro
 			}
 		}
 	}
-	if c.log != nil {
-		c.log.Warning("problem talking to server %s: %v", c.s.serverName(), last)
+	c.pool.mu.Lock()
+	log := c.pool.log
+	c.pool.mu.Unlock()
+	if log != nil {
+		log.Warning("problem talking to server %s: %v", c.s.serverName(), last)
 	}
 	return c.s.DefaultAction, nil
 }

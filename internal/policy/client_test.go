@@ -171,7 +171,7 @@ func TestMalformedReplies(t *testing.T) {
 		{"no action", "foo=bar\n\n"},
 		{"empty action", "action=\n\n"},
 		{"no equals", "action DUNNO\n\n"},
-		{"duplicate action", "action=OK\naction=REJECT\n\n"},
+		{"action without a value", "action\n\n"},
 		{"long line", "action=" + strings.Repeat("x", MaxReplyLine) + "\n\n"},
 		{"many lines", strings.Repeat("x=y\n", MaxReplyAttrs+1) + "action=OK\n\n"},
 		{"truncated", "action=OK"},
@@ -194,6 +194,18 @@ func TestMalformedReplies(t *testing.T) {
 				t.Errorf("requests = %d, want try_limit 2", reqs)
 			}
 		})
+	}
+}
+
+// Postfix's reply scanner skips attributes it did not ask for, lines
+// without '=', and an action after the first.
+func TestReplyExtras(t *testing.T) {
+	srv := startServer(t, "tcp", func(int, int, map[string]string) string {
+		return "x-info=hello\nnot an attribute\naction=OK done\naction=REJECT\n\n"
+	})
+	got, err := NewPool().Client(fast(srv.endpoint())).Query(t.Context(), &Request{})
+	if err != nil || got != "OK done" {
+		t.Fatalf("Query = %q, %v; want the first action", got, err)
 	}
 }
 
@@ -224,8 +236,9 @@ func TestConnectionRefused(t *testing.T) {
 	srv.ln.Close()
 	log, logged := newLog(t)
 	p := NewPool()
-	p.SetLog(log)
-	got, err := p.Client(fast(ep)).Query(t.Context(), &Request{})
+	c := p.Client(fast(ep))
+	p.SetLog(log) // after the client exists: it still applies
+	got, err := c.Query(t.Context(), &Request{})
 	if err != nil || got != "451 4.3.5 Server configuration problem" {
 		t.Fatalf("Query = %q, %v", got, err)
 	}

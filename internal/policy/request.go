@@ -149,10 +149,11 @@ func xtext(s string) string {
 }
 
 // readReply reads one reply (name=value lines up to an empty line) and
-// returns its action. Attributes other than action are ignored, as
-// SMTPD_POLICY_README tells servers to ignore what they do not know; a
-// reply without a non-empty action, a line without '=', a repeated
-// action, an over-long line or too many lines is an ErrProtocol failure.
+// returns its action, as Postfix's attr_scan_plain reads it for smtpd: the
+// first action attribute counts, other attributes (later actions too) and
+// lines without '=' are skipped, so servers may send what Postfix ignores.
+// A reply without a non-empty action, an "action" line without '=', an
+// over-long line or too many lines is an ErrProtocol failure.
 func readReply(br *bufio.Reader) (string, error) {
 	action, have := "", false
 	for n := 0; ; n++ {
@@ -167,15 +168,13 @@ func readReply(br *bufio.Reader) (string, error) {
 			return "", fmt.Errorf("%w: more than %d reply attributes", ErrProtocol, MaxReplyAttrs)
 		}
 		name, value, ok := strings.Cut(line, "=")
+		if have || name != "action" {
+			continue
+		}
 		if !ok {
-			return "", fmt.Errorf("%w: reply line without '=': %.80q", ErrProtocol, line)
+			return "", fmt.Errorf("%w: missing value for attribute action", ErrProtocol)
 		}
-		if name == "action" {
-			if have {
-				return "", fmt.Errorf("%w: duplicate action attribute", ErrProtocol)
-			}
-			action, have = value, true
-		}
+		action, have = value, true
 	}
 	if !have {
 		return "", fmt.Errorf("%w: missing attribute action", ErrProtocol)
