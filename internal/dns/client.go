@@ -84,11 +84,11 @@ func (s *Session) ClientName(ctx context.Context, addr netip.Addr) ClientName {
 	switch fwd.Status {
 	case OK:
 	case Retry:
-		s.r.warn("hostname " + name + " does not resolve to address " + addr.String() + ": " + fwd.Reason)
+		s.r.warn("hostname " + name + " does not resolve to address " + addr.String() + ": " + gaiError(fwd.Status))
 		cn.Status = PeerTempFail
 		return cn
 	default:
-		s.r.warn("hostname " + name + " does not resolve to address " + addr.String() + ": " + fwd.Reason)
+		s.r.warn("hostname " + name + " does not resolve to address " + addr.String() + ": " + gaiError(fwd.Status))
 		cn.Status = PeerForged
 		return cn
 	}
@@ -101,4 +101,16 @@ func (s *Session) ClientName(ctx context.Context, addr netip.Addr) ClientName {
 	s.r.warn("hostname " + name + " does not resolve to address " + addr.String())
 	cn.Status = PeerForged
 	return cn
+}
+
+// gaiError is the getaddrinfo(3) message (gai_strerror, glibc's wording)
+// Postfix's smtpd_peer.c prints when the client name does not resolve.
+func gaiError(st Status) string {
+	switch st {
+	case Retry:
+		return "Temporary failure in name resolution"
+	case NotFound:
+		return "No address associated with hostname"
+	}
+	return "Name or service not known"
 }

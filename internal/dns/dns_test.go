@@ -354,7 +354,18 @@ func TestClientName(t *testing.T) {
 		if len(l.warn) != c.wantWarns {
 			t.Errorf("ClientName(%s) warned %q", c.addr, l.warn)
 		}
+		if w, ok := warnText[c.addr]; ok && (len(l.warn) == 0 || l.warn[0] != w) {
+			t.Errorf("ClientName(%s) warned %q, want %q", c.addr, l.warn, w)
+		}
 	}
+}
+
+// warnText are smtpd_peer.c's warnings, with glibc's gai_strerror texts.
+var warnText = map[string]string{
+	"127.0.0.2": "hostname forged.test does not resolve to address 127.0.0.2",
+	"127.0.0.4": "hostname slow.test does not resolve to address 127.0.0.4: Temporary failure in name resolution",
+	"127.0.0.5": "numeric hostname: 1.2.3.4",
+	"127.0.0.6": "hostname gone.test does not resolve to address 127.0.0.6: Name or service not known",
 }
 
 func TestListed(t *testing.T) {
