@@ -87,7 +87,7 @@ func (e *eval) unknownMailhost(name, rn, rc string) status {
 	}
 	ds := e.ds
 	var rs []dns.Result
-	mx := ds.Lookup(e.ctx, name, dns.MX)
+	mx := ds.MX(e.ctx, name)
 	switch mx.Status {
 	case dns.OK:
 		return dunno
@@ -125,23 +125,23 @@ func (e *eval) unknownMailhost(name, rn, rc string) status {
 	return e.reject(false, e.l.p.unknownAddr, dsn, "<%s>: %s rejected: %s", rn, rc, "Domain not found")
 }
 
-// hostAddrs are a host's addresses (A then AAAA), or the combined failure.
+// hostAddrs are a host's addresses (the families inet_protocols allows),
+// or the failure.
 func (e *eval) hostAddrs(host string) ([]netip.Addr, dns.Result) {
+	r := e.ds.HostAddrs(e.ctx, host)
 	var out []netip.Addr
-	var rs []dns.Result
-	for _, t := range []dns.Type{dns.A, dns.AAAA} {
-		r := e.ds.Lookup(e.ctx, host, t)
-		rs = append(rs, r)
-		for _, rr := range r.RRs {
-			if a, err := netip.ParseAddr(rr.Value); err == nil {
-				out = append(out, a)
-			}
+	for _, rr := range r.RRs {
+		if a, err := netip.ParseAddr(rr.Value); err == nil {
+			out = append(out, a)
 		}
 	}
-	if len(out) > 0 {
-		return out, dns.Result{Status: dns.OK}
+	if r.Status == dns.OK && len(out) > 0 {
+		return out, r
 	}
-	return nil, hostStatus(rs...)
+	if r.Status == dns.OK {
+		r.Status = dns.NotFound
+	}
+	return nil, r
 }
 
 // gaiError words a failed address lookup as getaddrinfo(3) does in
@@ -184,6 +184,11 @@ func (e *eval) serverAccess(spec, name string, typ dns.Type, rn, rc, defACL stri
 	var r dns.Result
 	if typ == dns.A {
 		hosts = []string{domain}
+	} else if mx {
+		r = e.ds.MX(e.ctx, domain)
+		if r.Status == dns.NullMX {
+			return dunno
+		}
 	} else {
 		r = e.ds.Lookup(e.ctx, domain, typ)
 	}
@@ -256,7 +261,10 @@ func (e *eval) permitMXBackup(rcpt, rn, rc string) status {
 	if strings.HasPrefix(a.domain, "[") && strings.HasSuffix(a.domain, "]") {
 		return dunno
 	}
-	r := e.ds.Lookup(e.ctx, a.domain, dns.MX)
+	r := e.ds.MX(e.ctx, a.domain)
+	if r.Status == dns.NullMX {
+		return dunno
+	}
 	if r.Status == dns.NotFound || r.Status == dns.Fail {
 		if e.hasMyAddr(a.domain, rn, rc) {
 			return permitted

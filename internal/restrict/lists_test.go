@@ -232,3 +232,17 @@ func TestStartupErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEtrn: smtpd_etrn_restrictions, with the delayed client list first.
+func TestEtrn(t *testing.T) {
+	h := newHarness(t, "smtpd_delay_reject = yes\nsmtpd_client_restrictions = check_client_access inline:{{192.0.2.1=REJECT}}\n"+
+		"smtpd_etrn_restrictions = permit_mynetworks, check_etrn_access inline:{{ok.test=OK}}, reject\n", nil)
+	h.v.EtrnDomain = "ok.test"
+	expect(t, "etrn ok", h.run(smtpd.StageEtrn), "OK")
+	h.v.EtrnDomain = "other.test"
+	expect(t, "etrn other", h.run(smtpd.StageEtrn), "OK") // localhost is in mynetworks
+	h.v.ClientAddr = netip.MustParseAddr("198.51.100.1")
+	expect(t, "etrn outsider", h.run(smtpd.StageEtrn), "554 5.7.1 <other.test>: Etrn command rejected: Access denied")
+	h.v.ClientAddr = netip.MustParseAddr("192.0.2.1")
+	expect(t, "etrn client reject", h.run(smtpd.StageEtrn), "554 5.7.1 <localhost[192.0.2.1]>: Client host rejected: Access denied")
+}

@@ -95,7 +95,7 @@ func matchFilter(filter, value string) bool {
 		}
 		return false
 	}
-	parts := strings.Split(strings.TrimPrefix(filter, "="), ".")
+	parts := splitOctets(strings.TrimPrefix(filter, "="))
 	if len(parts) != 4 {
 		return false
 	}
@@ -105,6 +105,26 @@ func matchFilter(filter, value string) bool {
 		}
 	}
 	return true
+}
+
+// splitOctets splits a filter on the dots outside "[...]".
+func splitOctets(f string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(f); i++ {
+		switch f[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		case '.':
+			if depth == 0 {
+				out = append(out, f[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, f[start:])
 }
 
 func matchOctet(p string, v int) bool {

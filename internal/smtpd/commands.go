@@ -387,6 +387,21 @@ func (s *session) etrnCmd(arg string) bool {
 		s.reply(smtp.Reply{Code: 500, Lines: []string{"Syntax: ETRN domain"}})
 		return false
 	}
+	// smtpd_etrn_restrictions see the argument as given (smtpd_check_etrn()
+	// is called with it before the fast-flush service is asked).
+	if p := s.srv.d.Policy; p != nil {
+		v := s.view(StageEtrn, "")
+		v.EtrnDomain = toks[0].Value
+		d, err := p.Check(s.ctx, StageEtrn, v)
+		if err != nil {
+			s.log.Warning("%s: %s restriction failed: %v", s.client, StageEtrn, err)
+			d = &Decision{Reply: replyConfigError}
+		}
+		if d.Refuses() {
+			s.rejectWith(d, "")
+			return false
+		}
+	}
 	dom := strings.TrimPrefix(toks[0].Value, "@")
 	dom = strings.TrimPrefix(dom, "#")
 	s.reply(smtp.Reply{Code: 459, Lines: []string{"<" + s.printable(dom) + ">: service unavailable"}})
