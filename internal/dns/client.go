@@ -45,7 +45,7 @@ func (s *Session) ClientName(ctx context.Context, addr netip.Addr) ClientName {
 	if n, ok := s.r.hosts.name(addr); ok {
 		res = Result{Status: OK, RRs: []RR{{Type: PTR, Value: n}}}
 	} else {
-		res = s.Lookup(ctx, ReverseQuery(addr, ptrDomain(addr)), PTR)
+		res = s.lookup(ctx, ReverseQuery(addr, ptrDomain(addr)), PTR, true)
 	}
 	switch res.Status {
 	case OK:
@@ -79,7 +79,7 @@ func (s *Session) ClientName(ctx context.Context, addr netip.Addr) ClientName {
 			fwd.RRs = append(fwd.RRs, RR{Type: t, Value: a.String()})
 		}
 	} else {
-		fwd = s.Lookup(ctx, name, t)
+		fwd = s.lookup(ctx, name, t, true)
 	}
 	switch fwd.Status {
 	case OK:

@@ -325,6 +325,7 @@ type Session struct {
 type cacheKey struct {
 	name string
 	t    Type
+	raw  bool // without the reply filter (ClientName's lookups)
 }
 
 // Session starts a per-session cache.
@@ -338,14 +339,34 @@ func (s *Session) Flush() {
 	clear(s.cache)
 }
 
-// Lookup asks for name's records of type t, through the cache and the
-// reply filter.
+// Lookup asks for name's records of type t, through the cache and, for
+// the types Postfix's smtpd filters (A, AAAA, MX, TXT; postconf(5)
+// smtp_dns_reply_filter), the reply filter.
 func (s *Session) Lookup(ctx context.Context, name string, t Type) Result {
-	key := cacheKey{strings.ToLower(strings.TrimSuffix(name, ".")), t}
+	return s.lookup(ctx, name, t, false)
+}
+
+// lookup is Lookup; raw skips the reply filter, for the client name,
+// which Postfix finds through the C library where no filter applies.
+func (s *Session) lookup(ctx context.Context, name string, t Type, raw bool) Result {
+	key := cacheKey{strings.ToLower(strings.TrimSuffix(name, ".")), t, raw}
 	if res, ok := s.cache[key]; ok {
 		return res
 	}
-	res := s.r.lookup(ctx, key.name, t)
-	s.cache[key] = res
+	res := s.r.lookup(ctx, key.name, t, !raw && filtered(t))
+	if ctx.Err() == nil || res.Status != Retry {
+		// A lookup cut short by the caller's deadline is not an answer
+		// to remember.
+		s.cache[key] = res
+	}
 	return res
+}
+
+// filtered reports whether smtpd_dns_reply_filter applies to type t.
+func filtered(t Type) bool {
+	switch t {
+	case A, AAAA, MX, TXT:
+		return true
+	}
+	return false
 }

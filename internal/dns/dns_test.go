@@ -276,7 +276,7 @@ func regexpTable(t *testing.T, src string) maps.Table {
 func TestReplyFilter(t *testing.T) {
 	var l logs
 	_, r := start(t, Options{
-		ReplyFilter: regexpTable(t, "/ IN MX /\tIGNORE\n/^spike\\.porcupine\\.org\\. [0-9]+ IN A /\tignore\n/ IN TXT DNS blocklist/ IGNORE\n/^oops\\./ oops\n"),
+		ReplyFilter: regexpTable(t, "/ IN MX /\tIGNORE\n/^spike\\.porcupine\\.org\\. [0-9]+ IN A /\tignore\n/ IN TXT DNS blocklist/ IGNORE\n/^oops\\./ oops\n/ IN (PTR|NS) / IGNORE\n/^localhost\\.test\\. / IGNORE\n"),
 		Warn:        l.w, Info: l.i,
 	})
 	ctx := context.Background()
@@ -295,6 +295,18 @@ func TestReplyFilter(t *testing.T) {
 		"ignoring DNS RR: xn--1xa.porcupine.org. 3600 IN MX 10 spike.porcupine.org.",
 		"ignoring DNS RR: spike.porcupine.org. 3600 IN A 168.100.3.2",
 	}
+	// Postfix's smtpd filters A, AAAA, MX and TXT only, and the client
+	// name (found through the C library there) is never filtered.
+	if res := s.Lookup(ctx, "porcupine.org", NS); res.Status != OK {
+		t.Errorf("NS filtered: %+v", res)
+	}
+	if cn := s.ClientName(ctx, netip.MustParseAddr("127.0.0.1")); cn.Status != PeerOK {
+		t.Errorf("client name filtered: %+v", cn)
+	}
+	if res := s.Lookup(ctx, "localhost.test", A); res.Status != Policy {
+		t.Errorf("A not filtered: %+v", res)
+	}
+	want = append(want, "ignoring DNS RR: localhost.test. 3600 IN A 127.0.0.1")
 	if !slices.Equal(l.info, want) {
 		t.Errorf("info logs %q, want %q", l.info, want)
 	}

@@ -26,9 +26,9 @@ const (
 // maxCNAME bounds CNAME chasing, as Postfix's dns_lookup (DNS_MAX_CNAME).
 const maxCNAME = 10
 
-// lookup asks the servers for name/t, follows CNAMEs and applies the reply
-// filter; it does not cache.
-func (r *Resolver) lookup(ctx context.Context, name string, t Type) Result {
+// lookup asks the servers for name/t, follows CNAMEs and, when filter is
+// set, applies the reply filter; it does not cache.
+func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool) Result {
 	if !validName(name) {
 		return r.result(Invalid, name, t, reasonBadName, nil)
 	}
@@ -64,7 +64,7 @@ func (r *Resolver) lookup(ctx context.Context, name string, t Type) Result {
 	if len(rrs) == 0 {
 		return r.result(NotFound, name, t, reasonNoData, nil)
 	}
-	if r.filter != nil {
+	if filter && r.filter != nil {
 		kept, err := r.applyFilter(rrs)
 		if err != nil {
 			res := r.result(Retry, name, t, reasonFilter, nil)
