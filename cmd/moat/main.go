@@ -23,6 +23,7 @@ import (
 	"moat/internal/postqueue"
 	"moat/internal/postsuper"
 	"moat/internal/sendmail"
+	"moat/internal/smtpdcheck"
 )
 
 // command is the entry point of one verb: it gets the program name to print
@@ -30,17 +31,18 @@ import (
 type command func(env *cli.Env, prog string, args []string) int
 
 var commands = map[string]command{
-	"postconf":   postconf.Main,
-	"postmap":    postmap.Main,
-	"postalias":  postalias.Main,
-	"newaliases": postalias.Newaliases,
-	"postqueue":  postqueue.Main,
-	"mailq":      postqueue.Mailq,
-	"postsuper":  postsuper.Main,
-	"postcat":    postcat.Main,
-	"postfix":    postfix.Main,
-	"sendmail":   sendmail.Main,
-	"postdrop":   postdropMain,
+	"postconf":    postconf.Main,
+	"postmap":     postmap.Main,
+	"postalias":   postalias.Main,
+	"newaliases":  postalias.Newaliases,
+	"postqueue":   postqueue.Main,
+	"mailq":       postqueue.Mailq,
+	"postsuper":   postsuper.Main,
+	"postcat":     postcat.Main,
+	"postfix":     postfix.Main,
+	"sendmail":    sendmail.Main,
+	"smtpd-check": smtpdcheck.Main, // test tool: Postfix's smtpd_check scripts
+	"postdrop":    postdropMain,
 }
 
 // postdropMain is postdrop run without privilege (moat postdrop, or a
