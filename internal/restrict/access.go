@@ -164,11 +164,14 @@ func isHeader(s string) bool {
 }
 
 // action records a HOLD, DISCARD, FILTER or REDIRECT's log text (Postfix's
-// "<addr>: Sender address triggers HOLD action") in the Decision's
-// Reason; the caller logs it with the reject-style prefix.
+// "<addr>: Sender address triggers HOLD action") in the Decision's Reason,
+// for smtpd to log with the transaction; a Standalone session logs it
+// here, when the restriction fires, as smtpd_check does.
 func (e *eval) action(kind, text string) {
-	_ = kind
 	e.d.Reason = text
+	if e.s.Standalone {
+		e.whatsup(kind, text)
+	}
 }
 
 // canDelegate is can_delegate_action(): actions for cleanup exist only

@@ -1,6 +1,7 @@
 package restrict
 
 import (
+	"errors"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"moat/internal/dns"
 	"moat/internal/hostname"
 	"moat/internal/maillog"
+	"moat/internal/matchlist"
 	"moat/internal/resolve"
 	"moat/internal/smtp"
 )
@@ -80,9 +82,15 @@ func (e *eval) one(name, orig, arg string, rest []string, rn, rc, defACL string)
 		}
 		return dunno
 	case "permit_mynetworks":
+		if e.l.mynetworks == nil {
+			// a standalone build keeps a bad mynetworks for run time,
+			// as Postfix does
+			e.l.warn("%s", strings.TrimPrefix(e.l.mynetworksErr.Error(), "parameter "))
+			return e.dictRetry(rn)
+		}
 		ok, err := e.l.mynetworks.Match(e.clientName(), v.ClientAddr)
 		if err != nil {
-			e.l.warn("%v", err)
+			e.lookupProblem(err)
 			return e.dictRetry(rn)
 		}
 		if ok {
@@ -320,6 +328,17 @@ func (e *eval) one(name, orig, arg string, rest []string, rn, rc, defACL string)
 	return e.configError()
 }
 
+// lookupProblem logs a match list's failed table as Postfix does
+// ("mynetworks: fail:x: table lookup problem").
+func (e *eval) lookupProblem(err error) {
+	var le *matchlist.LookupError
+	if errors.As(err, &le) {
+		e.l.warn("%s: %s: table lookup problem", le.Origin, le.Table)
+		return
+	}
+	e.l.warn("%v", err)
+}
+
 // relayDefer is the 4xx form of relay_domains_reject_code that
 // defer_unauth_destination uses (454 with the defaults? Postfix uses
 // var_relay_code with its first digit made 4 by the DSN rule).
@@ -453,7 +472,7 @@ func (e *eval) resolveAddr(addr string) (resolved, error) {
 func (e *eval) permitAuthDestination(rcpt string) status {
 	a, err := e.resolveAddr(rcpt)
 	if err != nil {
-		e.l.warn("%v", err)
+		e.lookupProblem(err)
 		return e.dictRetry(rcpt)
 	}
 	local := ""

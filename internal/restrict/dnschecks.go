@@ -197,15 +197,18 @@ func (e *eval) serverAccess(spec, name string, typ dns.Type, rn, rc, defACL stri
 	case r.Status == dns.OK:
 	case mx && (r.Status == dns.NotFound || r.Status == dns.Fail):
 		hosts = []string{domain}
-	case !mx && r.Status == dns.NotFound:
+	case !mx && (r.Status == dns.NotFound || r.Status == dns.Fail):
+		// no NS records: the parent domains', as Postfix does; when
+		// none is left, warnings name what was asked about
 		for d := domain; ; {
 			i := strings.IndexByte(d, '.')
 			if i < 0 || i+1 >= len(d) {
+				domain = ""
 				break
 			}
 			d = d[i+1:]
 			domain = d
-			if r = e.ds.Lookup(e.ctx, d, typ); r.Status != dns.NotFound {
+			if r = e.ds.Lookup(e.ctx, d, typ); r.Status != dns.NotFound && r.Status != dns.Fail {
 				break
 			}
 		}

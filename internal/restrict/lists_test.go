@@ -246,3 +246,19 @@ func TestEtrn(t *testing.T) {
 	h.v.ClientAddr = netip.MustParseAddr("192.0.2.1")
 	expect(t, "etrn client reject", h.run(smtpd.StageEtrn), "554 5.7.1 <localhost[192.0.2.1]>: Client host rejected: Access denied")
 }
+
+// TestStandaloneRunTime: the test driver sees Postfix's run-time answers
+// where a daemon fails at start (a bad mynetworks), and HOLD/DISCARD/FILTER
+// records logged when they fire.
+func TestStandaloneRunTime(t *testing.T) {
+	h := newHarness(t, "mynetworks = 168.100.3.1/27\nsmtpd_recipient_restrictions = permit_mynetworks\n"+
+		"smtpd_sender_restrictions = "+accessTable(t)+"\n", nil)
+	expect(t, "bad mynetworks", h.rcpt("reject@dunno.domain"), "451 4.3.0 <reject@dunno.domain>: Temporary lookup failure")
+	h.wantLog(`warning: mynetworks: non-null host address bits in "168.100.3.1/27", perhaps you should use "168.100.3.0/27" instead`)
+	h.v.QueueID = "<queue id>"
+	expect(t, "hold", h.mail("hold@hold.domain"), "OK")
+	h.wantLog("<queue id>: hold: MAIL from localhost[127.0.0.1]: <hold@hold.domain>: Sender address triggers HOLD action; from=<hold@hold.domain> proto=SMTP")
+	if _, err := New(load(t, base+"mynetworks = 168.100.3.1/27\n"), optsForTest(), nil); err == nil {
+		t.Error("New accepted a mynetworks with host bits set")
+	}
+}

@@ -43,6 +43,7 @@ type Lists struct {
 	tables  map[string]maps.Table
 
 	mynetworks, permMX *matchlist.List
+	mynetworksErr      error // NewStandalone: why mynetworks is nil
 	resolver           *resolve.Resolver
 	unlisted           *smtpd.Unlisted
 	dns                *dns.Resolver
@@ -128,7 +129,10 @@ func build(cfg *config.Config, opts maps.Options, resolver *dns.Resolver, standa
 		return nil, fmt.Errorf("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains (without one the server is an open relay)")
 	}
 	if l.mynetworks, err = matchlist.New(cfg, "mynetworks", matchlist.Addr, opts); err != nil {
-		return nil, err
+		if !standalone {
+			return nil, err
+		}
+		l.mynetworksErr, err = err, nil
 	}
 	if l.permMX, err = matchlist.New(cfg, "permit_mx_backup_networks", matchlist.Addr, opts); err != nil {
 		return nil, err

@@ -12,7 +12,7 @@ import (
 	"moat/internal/smtpd"
 )
 
-func load(t *testing.T, mainCF string) *config.Config {
+func load(t testing.TB, mainCF string) *config.Config {
 	t.Helper()
 	return configtest.Load(t, mainCF)
 }
