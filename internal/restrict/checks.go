@@ -475,7 +475,7 @@ func (e *eval) permitAuthDestination(rcpt string) status {
 		e.lookupProblem(err)
 		return e.dictRetry(rcpt)
 	}
-	local := ""
+	local := rcpt
 	if i := strings.LastIndexByte(rcpt, '@'); i >= 0 {
 		local = rcpt[:i]
 	}

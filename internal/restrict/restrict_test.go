@@ -47,6 +47,9 @@ func TestDefaultNotOpenRelay(t *testing.T) {
 		{"198.51.100.1", "victim@example.net", "", "454 4.7.1 <victim@example.net>: Relay access denied"},
 		{"198.51.100.1", "victim@example.net@mx.moat.test", "", "454 4.7.1 <victim@example.net@mx.moat.test>: Relay access denied"},
 		{"198.51.100.1", "victim%example.net@mx.moat.test", "", "454 4.7.1 <victim%example.net@mx.moat.test>: Relay access denied"},
+		{"198.51.100.1", "victim.example!u", "", "454 4.7.1 <victim.example!u>: Relay access denied"},
+		{"198.51.100.1", "postmaster", "", "ok"},
+		{"198.51.100.1", "user", "", "ok"},
 		{"192.0.2.9", "victim@example.net", "", "ok"},
 		{"198.51.100.1", "victim@example.net", "alice", "ok"},
 	} {
