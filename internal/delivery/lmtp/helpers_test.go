@@ -3,10 +3,8 @@ package lmtp
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +12,7 @@ import (
 
 	"moat/internal/config"
 	"moat/internal/delivery"
-	"moat/internal/queue"
+	"moat/internal/delivery/smtpclient/clienttest"
 	"moat/internal/smtp"
 )
 
@@ -36,51 +34,15 @@ func newAgent(t testing.TB, queueDir string, over map[string]string) *Agent {
 	return a
 }
 
-// request is a delivery request over content held in memory.
-func request(nexthop string, content []byte, rcpts ...string) *delivery.Request {
-	req := &delivery.Request{
-		QueueID: "4Xg7Hn1F2Bz9abc",
-		Envelope: &queue.Envelope{
-			Sender: "sender@example.org", Size: int64(len(content)), Arrival: time.Now(),
-		},
-		Content: func() io.Reader { return bytes.NewReader(content) },
-		Nexthop: nexthop,
-	}
-	for i, r := range rcpts {
-		req.Recipients = append(req.Recipients, delivery.Recipient{Index: i, Address: r})
-		req.Envelope.Recipients = append(req.Envelope.Recipients, queue.Recipient{Address: r})
-	}
-	return req
-}
+// request, deliver and checkResult are the agents' shared test helpers.
+var (
+	request     = clienttest.Request
+	checkResult = clienttest.Check
+)
 
-// deliver runs one request with a bounded context and returns the
-// results by recipient index, checking the contract: one each.
-func deliver(t testing.TB, a *Agent, req *delivery.Request) []Result {
+func deliver(t testing.TB, a *Agent, req *delivery.Request) []delivery.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	res := a.Deliver(ctx, req)
-	if len(res) != len(req.Recipients) {
-		t.Fatalf("%d results for %d recipients", len(res), len(req.Recipients))
-	}
-	sort.Slice(res, func(i, j int) bool { return res[i].Index < res[j].Index })
-	for i, r := range res {
-		if r.Index != i {
-			t.Fatalf("results %+v", res)
-		}
-		if r.Done.IsZero() {
-			t.Errorf("result %d has no Done time", i)
-		}
-	}
-	return res
-}
-
-func checkResult(t testing.TB, r Result, st queue.RcptState, dsn, reason, relay string) {
-	t.Helper()
-	if r.State != st || r.DSN != dsn || r.Reason != reason || r.Relay != relay {
-		t.Errorf("result %d:\n got  %v dsn=%s relay=%s (%s)\n want %v dsn=%s relay=%s (%s)",
-			r.Index, r.State, r.DSN, r.Relay, r.Reason, st, dsn, relay, reason)
-	}
+	return clienttest.Deliver(t, a, req)
 }
 
 // fakeServer is a scripted LMTP server on a real socket, for the replies

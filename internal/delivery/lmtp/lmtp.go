@@ -48,28 +48,18 @@ type settings struct {
 // overrides included) and returns the agent. A bad value is an error, so
 // a misconfigured service fails at start, not at the first delivery.
 func New(d delivery.Deps) (*Agent, error) {
-	if d.Config == nil {
-		return nil, fmt.Errorf("lmtp: no configuration")
-	}
-	cfg := d.Config
-	st, err := smtpclient.ReadSettings(cfg, "lmtp")
+	st, err := smtpclient.AgentSettings(d, "lmtp")
 	if err != nil {
 		return nil, err
 	}
+	cfg := d.Config
 	s := settings{myhostname: cfg.Get("myhostname"), queueDir: cfg.Get("queue_directory")}
-	port, err := smtpclient.ParsePort(cfg.Get("lmtp_tcp_port"))
-	if err != nil {
+	if s.tcpPort, err = smtpclient.ParsePort(cfg.Get("lmtp_tcp_port")); err != nil {
 		return nil, fmt.Errorf("lmtp: lmtp_tcp_port: %w", err)
 	}
-	s.tcpPort = port
 	if s.connect, err = cfg.Duration("lmtp_connect_timeout"); err != nil {
 		return nil, fmt.Errorf("lmtp: lmtp_connect_timeout: %w", err)
 	}
-	now := d.Now
-	if now == nil {
-		now = time.Now
-	}
-	st.Now, st.Log = now, d.Log
 	cache, err := smtpclient.ReadCache(cfg, "lmtp", st.Quit, func(dest string) (string, bool) {
 		nh, err := ParseNexthop(dest, s.tcpPort, s.queueDir)
 		return nh.String(), err == nil
@@ -77,7 +67,7 @@ func New(d delivery.Deps) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{s: s, st: st, log: d.Log, now: now, cache: cache}, nil
+	return &Agent{s: s, st: st, log: d.Log, now: st.Now, cache: cache}, nil
 }
 
 // Factory is New with the signature of qmgr.AgentFactory, for the

@@ -69,6 +69,9 @@ func parseDestination(s string, defPort int) (Destination, error) {
 	}
 	if a, err := netip.ParseAddr(lit); err == nil && a.Zone() == "" {
 		d.Addr, d.Host, d.NoMX = a.Unmap(), a.Unmap().String(), true
+	} else if strings.Contains(host, ":") {
+		// Not an address, and no host name has a colon.
+		return Destination{}, fmt.Errorf("%w: %q: bad host %q", ErrDestination, s, host)
 	}
 	return d, nil
 }
@@ -79,5 +82,10 @@ func (d Destination) String() string {
 	if d.NoMX {
 		h = "[" + h + "]"
 	}
-	return fmt.Sprintf("%s:%d", h, d.Port)
+	out := fmt.Sprintf("%s:%d", h, d.Port)
+	if len(out) >= 5 && strings.EqualFold(out[:5], "inet:") {
+		// A host named "inet" would read as the prefix.
+		out = "inet:" + out
+	}
+	return out
 }

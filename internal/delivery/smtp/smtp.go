@@ -52,20 +52,12 @@ type Agent struct {
 // overrides included) and returns the agent. A bad value is an error, so
 // a misconfigured service fails at start, not at the first delivery.
 func New(d delivery.Deps) (*Agent, error) {
-	if d.Config == nil {
-		return nil, fmt.Errorf("smtp: no configuration")
-	}
-	cfg := d.Config
-	st, err := smtpclient.ReadSettings(cfg, "smtp")
+	st, err := smtpclient.AgentSettings(d, "smtp")
 	if err != nil {
 		return nil, err
 	}
-	now := d.Now
-	if now == nil {
-		now = time.Now
-	}
-	st.Now, st.Log = now, d.Log
-	a := &Agent{st: st, log: d.Log, now: now}
+	cfg := d.Config
+	a := &Agent{st: st, log: d.Log, now: st.Now}
 	if a.port, err = smtpclient.ParsePort(cfg.Get("smtp_tcp_port")); err != nil {
 		return nil, fmt.Errorf("smtp: smtp_tcp_port: %w", err)
 	}

@@ -110,18 +110,27 @@ func splitHeader(ent []byte) (head []byte, body []byte, sep string) {
 }
 
 // headerFields splits a header block into fields, continuation lines
-// joined to their field, line ends kept.
+// kept with their field, line ends kept; each field is a slice of head,
+// so a field of many continuation lines costs no copying.
 func headerFields(head []byte) []string {
 	var fields []string
-	for _, line := range bytes.SplitAfter(head, []byte("\n")) {
-		if len(line) == 0 {
-			continue
+	start := -1
+	for i := 0; i < len(head); {
+		j := bytes.IndexByte(head[i:], '\n')
+		end := len(head)
+		if j >= 0 {
+			end = i + j + 1
 		}
-		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1] += string(line)
-			continue
+		if !(head[i] == ' ' || head[i] == '\t') || start < 0 {
+			if start >= 0 {
+				fields = append(fields, string(head[start:i]))
+			}
+			start = i
 		}
-		fields = append(fields, string(line))
+		i = end
+	}
+	if start >= 0 {
+		fields = append(fields, string(head[start:]))
 	}
 	return fields
 }

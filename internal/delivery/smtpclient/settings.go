@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"moat/internal/config"
+	"moat/internal/delivery"
 	"moat/internal/maillog"
 )
 
@@ -48,6 +49,24 @@ type Settings struct {
 	Log *maillog.Logger
 	// Now is the clock.
 	Now func() time.Time
+}
+
+// AgentSettings is ReadSettings for an agent: d.Config is the
+// service's view of main.cf (its master.cf -o overrides included), and
+// d.Log and d.Now become the session's log and clock.
+func AgentSettings(d delivery.Deps, prefix string) (Settings, error) {
+	if d.Config == nil {
+		return Settings{}, fmt.Errorf("%s: no configuration", prefix)
+	}
+	s, err := ReadSettings(d.Config, prefix)
+	if err != nil {
+		return s, err
+	}
+	if d.Now != nil {
+		s.Now = d.Now
+	}
+	s.Log = d.Log
+	return s, nil
 }
 
 // ReadSettings reads the protocol parameters with prefix "smtp" or
