@@ -142,3 +142,40 @@ func TestRunnerBasics(t *testing.T) {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestRunnerClassesAndEtrn: restriction_class lines define classes an
+// access table can name, redefining one rebuilds the lists, and etrn runs
+// smtpd_etrn_restrictions.
+func TestRunnerClassesAndEtrn(t *testing.T) {
+	script := strings.Join([]string{
+		"smtpd_delay_reject 0",
+		"restriction_class myclass,reject",
+		"sender_restrictions check_sender_access,inline:{a@b=myclass}",
+		"mail a@b",
+		"mail c@d",
+		"restriction_class myclass,permit",
+		"mail a@b",
+		"etrn_restrictions reject",
+		"etrn example.com",
+	}, "\n")
+	var out bytes.Buffer
+	r := New(Options{Out: &out})
+	if err := r.Run(context.Background(), strings.NewReader(script)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{
+		"OK", "OK", "OK",
+		"./smtpd_check: <queue id>: reject: MAIL from localhost[127.0.0.1]: 554 5.7.1 <a@b>: Sender address rejected: Access denied; from=<a@b> proto=SMTP",
+		"554 5.7.1 <a@b>: Sender address rejected: Access denied",
+		"OK", "OK", "OK", "OK",
+		"./smtpd_check: <queue id>: reject: ETRN from localhost[127.0.0.1]: 554 5.7.1 <example.com>: Etrn command rejected: Access denied; from=<a@b> proto=SMTP",
+		"554 5.7.1 <example.com>: Etrn command rejected: Access denied",
+		"",
+	}, "\n")
+	if got := out.String(); got != want {
+		t.Errorf("output:\n%s\nwant:\n%s", got, want)
+	}
+}
