@@ -136,7 +136,7 @@ type Options struct {
 	// result is IGNORE is dropped. nil: no filter.
 	ReplyFilter maps.Table
 	// IPv4 and IPv6 say which address families HostAddrs asks for
-	// (inet_protocols).
+	// (inet_protocols); neither means IPv4.
 	IPv4, IPv6 bool
 	// Warn receives problems Postfix logs as warnings (a reply filter
 	// lookup error, an unknown filter action), without the "warning: "
@@ -333,8 +333,8 @@ func (r *Resolver) Session() *Session {
 	return &Session{r: r, cache: make(map[cacheKey]Result)}
 }
 
-// Flush drops the cache (smtpd_check.c flush_dnsxl_cache, at RSET and
-// between messages where Postfix does).
+// Flush drops the cache, as smtpd_check's flush_dnsxl_cache test command
+// does, so a test script can change smtpd_dns_reply_filter and ask again.
 func (s *Session) Flush() {
 	clear(s.cache)
 }

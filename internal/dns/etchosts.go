@@ -20,15 +20,23 @@ type etcHosts struct {
 // readHosts parses a hosts(5) file; a missing file is an empty table, as
 // for the C library.
 func readHosts(path string) (*etcHosts, error) {
-	h := &etcHosts{byAddr: map[netip.Addr]string{}, byName: map[string][]netip.Addr{}}
 	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return h, nil
+		return parseHosts(nil), nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	return parseHosts(data), nil
+}
+
+// parseHosts reads hosts(5) lines: an address, its canonical name, then
+// aliases; "#" starts a comment; a line without a name or with a bad
+// address is skipped, as the C library does.
+func parseHosts(data []byte) *etcHosts {
+	h := &etcHosts{byAddr: map[netip.Addr]string{}, byName: map[string][]netip.Addr{}}
 	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		f := strings.Fields(line)
@@ -40,15 +48,22 @@ func readHosts(path string) (*etcHosts, error) {
 			continue
 		}
 		a = a.Unmap()
-		if _, ok := h.byAddr[a]; !ok {
-			h.byAddr[a] = strings.ToLower(strings.TrimSuffix(f[1], "."))
-		}
-		for _, n := range f[1:] {
+		for i, n := range f[1:] {
 			n = strings.ToLower(strings.TrimSuffix(n, "."))
+			if n == "" || strings.HasSuffix(n, ".") {
+				// Not a name (".", "x.."): ClientName would refuse
+				// it anyway.
+				continue
+			}
+			if _, ok := h.byAddr[a]; !ok && i == 0 {
+				h.byAddr[a] = n
+			}
 			h.byName[n] = append(h.byName[n], a)
 		}
 	}
-	return h, sc.Err()
+	// A line longer than the scanner's limit ends the file early; what
+	// was read so far stands.
+	return h
 }
 
 // name is addr's canonical name in the file; nil-safe.

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -22,6 +23,24 @@ func FuzzParseFilter(f *testing.F) {
 		flt.Match(addr)
 		if plain, err := netip.ParseAddr(s); err == nil && plain.Is4() && !flt.Match(plain) {
 			t.Fatalf("%q does not match its own address", s)
+		}
+	})
+}
+
+// FuzzHosts checks that no hosts(5) text panics the parser and that every
+// address it maps to a name is among that name's addresses.
+func FuzzHosts(f *testing.F) {
+	for _, s := range []string{"127.0.0.1 localhost\n::1 ip6-localhost ip6-loopback\n", "# c\n10.0.0.1\tA.Example. a # x\n",
+		"fe80::1%eth0 link\n", "bad line\n1.2.3.4\n", "::ffff:1.2.3.4 mapped\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h := parseHosts(data)
+		for a, n := range h.byAddr {
+			as, ok := h.addrs(n)
+			if !ok || !slices.Contains(as, a) {
+				t.Fatalf("%s -> %q, but %q -> %v", a, n, n, as)
+			}
 		}
 	})
 }

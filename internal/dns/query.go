@@ -186,9 +186,10 @@ func (x RR) Text() string {
 	return fmt.Sprintf("%s. %d IN %s %s", x.Name, x.TTL, x.Type, v)
 }
 
-// applyFilter drops the records smtpd_dns_reply_filter says to IGNORE. A
-// table error or an unknown action is an error: Postfix then fails the
-// lookup (temporarily) instead of using unfiltered data.
+// applyFilter drops the records smtpd_dns_reply_filter says to IGNORE,
+// the only action Postfix implements (postconf(5)). A table error or any
+// other action is an error: Postfix then fails the lookup (temporarily)
+// instead of using unfiltered data.
 func (r *Resolver) applyFilter(rrs []RR) ([]RR, error) {
 	var kept []RR
 	for _, x := range rrs {
@@ -206,8 +207,6 @@ func (r *Resolver) applyFilter(rrs []RR) ([]RR, error) {
 		switch {
 		case strings.EqualFold(action, "IGNORE"):
 			r.info("ignoring DNS RR: " + text)
-		case strings.EqualFold(action, "DUNNO"):
-			kept = append(kept, x)
 		default:
 			r.warn(fmt.Sprintf("smtpd_dns_reply_filter: unknown DNS filter action: %q", action))
 			return nil, fmt.Errorf("unknown DNS filter action %q", action)
