@@ -551,11 +551,7 @@ func (e *eval) loginMismatch(name string) status {
 		return e.dictRetry(sender)
 	}
 	user := e.v.SASLUser
-	switch name {
-	case "reject_authenticated_sender_login_mismatch", "reject_known_sender_login_mismatch":
-		if user == "" {
-			return dunno
-		}
+	if user != "" && name != "reject_unauthenticated_sender_login_mismatch" {
 		if name == "reject_known_sender_login_mismatch" && !found {
 			return dunno
 		}
@@ -565,10 +561,9 @@ func (e *eval) loginMismatch(name string) status {
 			}
 		}
 		return e.reject(false, 553, "5.7.1", "<%s>: Sender address rejected: not owned by user %s", sender, user)
-	default:
-		if user == "" && found {
-			return e.reject(false, 553, "5.7.1", "<%s>: Sender address rejected: not logged in", sender)
-		}
+	}
+	if user == "" && found && name != "reject_authenticated_sender_login_mismatch" {
+		return e.reject(false, 553, "5.7.1", "<%s>: Sender address rejected: not logged in", sender)
 	}
 	return dunno
 }

@@ -262,3 +262,43 @@ func TestStandaloneRunTime(t *testing.T) {
 		t.Error("New accepted a mynetworks with host bits set")
 	}
 }
+
+// TestSASLAndTLS: sender login maps, check_sasl_access, relay_clientcerts,
+// check_ccert_access and reject_plaintext_session.
+func TestSASLAndTLS(t *testing.T) {
+	h := newHarness(t, "smtpd_sasl_auth_enable = yes\nsmtpd_sender_login_maps = inline:{{alice@x.test=alice}, {@shared.test=bob, carol}}\n"+
+		"smtpd_sender_restrictions = reject_sender_login_mismatch\n"+
+		"relay_clientcerts = inline:{{aa:bb=client1}}\n"+
+		"smtpd_recipient_restrictions = check_sasl_access inline:{{mallory=REJECT no}}, check_ccert_access inline:{{cc:dd=REJECT revoked}}, permit_tls_clientcerts, reject_plaintext_session, reject_unauth_destination\n", nil)
+	expect(t, "owner", func() string { h.v.SASLUser = "alice"; return h.mail("alice@x.test") }(), "OK")
+	expect(t, "not owner", h.mail("other@shared.test"), "553 5.7.1 <other@shared.test>: Sender address rejected: not owned by user alice")
+	expect(t, "unknown address", h.mail("nobody@y.test"), "553 5.7.1 <nobody@y.test>: Sender address rejected: not owned by user alice")
+	h.v.SASLUser = "carol"
+	expect(t, "domain owner", h.mail("any@shared.test"), "OK")
+	h.v.SASLUser = ""
+	expect(t, "not logged in", h.mail("alice@x.test"), "553 5.7.1 <alice@x.test>: Sender address rejected: not logged in")
+	expect(t, "unowned anonymous", h.mail("nobody@y.test"), "OK")
+
+	h.v.SASLUser = "mallory"
+	expect(t, "sasl access", h.rcpt("u@far.test"), "554 5.7.1 <mallory>: SASL login name rejected: no")
+	h.v.SASLUser = ""
+	expect(t, "plaintext", h.rcpt("u@far.test"), "450 4.7.1 Session encryption is required")
+	h.v.TLS = &smtpd.TLSInfo{Protocol: "TLSv1.3", PeerVerified: true, CertFingerprint: "AA:BB", PeerSubject: "client1"}
+	expect(t, "relay cert", h.rcpt("u@far.test"), "OK")
+	h.v.TLS = &smtpd.TLSInfo{Protocol: "TLSv1.3", PeerVerified: true, CertFingerprint: "CC:DD", PeerSubject: "client2"}
+	expect(t, "ccert", h.rcpt("u@far.test"), "554 5.7.1 <client2>: Client certificate rejected: revoked")
+	h.v.TLS = &smtpd.TLSInfo{Protocol: "TLSv1.3"}
+	expect(t, "tls, no cert", h.rcpt("u@far.test"), "554 5.7.1 <u@far.test>: Relay access denied")
+}
+
+// TestDataStages: smtpd_data_restrictions and
+// smtpd_end_of_data_restrictions, reject_multi_recipient_bounce.
+func TestDataStages(t *testing.T) {
+	h := newHarness(t, "smtpd_data_restrictions = reject_multi_recipient_bounce\nsmtpd_end_of_data_restrictions = check_client_access inline:{{127.0.0.1=REJECT too big}}\n", nil)
+	h.mail("")
+	h.v.Recipients = []string{"a@x.test", "b@x.test"}
+	expect(t, "data", h.run(smtpd.StageData), "550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce")
+	h.v.Recipients = []string{"a@x.test"}
+	expect(t, "data one", h.run(smtpd.StageData), "OK")
+	expect(t, "eod", h.run(smtpd.StageEndOfData), "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: too big")
+}
