@@ -49,6 +49,7 @@ func scripts() []script {
 		{name: "smtpd_server", dir: "smtpd", in: "smtpd_server.in", ref: "smtpd_server.ref", fix: noAddress},
 		{name: "smtpd_nullmx", dir: "smtpd", in: "smtpd_nullmx.in", ref: "smtpd_nullmx.ref", fix: noAddress},
 		{name: "smtpd_dns_filter", dir: "smtpd", in: "smtpd_dns_filter.in", ref: "smtpd_dns_filter.ref", fix: anyTTL},
+		{name: "smtpd_check_backup", dir: "smtpd", in: "smtpd_check_backup.in", ref: "smtpd_check_backup.ref"},
 		{name: "smtpd_deprecated", dir: "master-3.12/smtpd", in: "smtpd_deprecated.in", ref: "smtpd_deprecated.ref"},
 	}
 }
