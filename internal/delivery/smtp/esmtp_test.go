@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"moat/internal/config"
+	"moat/internal/delivery"
 	"moat/internal/delivery/smtp/smtpsink"
 	"moat/internal/queue"
 	"moat/internal/smtp"
@@ -57,5 +59,17 @@ func TestSMTPUTF8Required(t *testing.T) {
 		"SMTPUTF8 is required, but was not offered by host utf.test[127.0.0.16]", relayOf("utf.test", "127.0.0.16", port))
 	if len(s.Messages()) != 0 {
 		t.Error("message sent")
+	}
+}
+
+// Settings that demand TLS or SASL, which this agent does not do yet,
+// stop the agent from starting rather than letting mail out in clear.
+func TestUnsupportedRefused(t *testing.T) {
+	for k, v := range map[string]string{"smtp_tls_security_level": "encrypt", "smtp_sasl_auth_enable": "yes",
+		"smtp_tls_policy_maps": "inline:{x=secure}", "smtp_enforce_tls": "yes"} {
+		o := map[string]string{"myhostname": "client.example", "dns_servers": "127.0.0.1:1", k: v}
+		if _, err := New(delivery.Deps{Config: config.Empty(t.TempDir()).WithOverrides(o), Service: "smtp"}); err == nil {
+			t.Errorf("%s = %s accepted", k, v)
+		}
 	}
 }

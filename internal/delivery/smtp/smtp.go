@@ -57,6 +57,9 @@ func New(d delivery.Deps) (*Agent, error) {
 		return nil, err
 	}
 	cfg := d.Config
+	if err := unsupported(cfg); err != nil {
+		return nil, err
+	}
 	a := &Agent{st: st, log: d.Log, now: st.Now}
 	if a.port, err = smtpclient.ParsePort(cfg.Get("smtp_tcp_port")); err != nil {
 		return nil, fmt.Errorf("smtp: smtp_tcp_port: %w", err)
@@ -100,6 +103,34 @@ func New(d delivery.Deps) (*Agent, error) {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
 	return a, nil
+}
+
+// unsupported refuses settings that ask for what this agent cannot do
+// yet (outbound TLS and SASL, issue 8 items 2 and 3), so that mail whose
+// policy demands encryption or authentication waits in the queue
+// ("mail transport unavailable") instead of going out in clear. Level
+// "may" (moat's default) and "none" let mail go in plaintext, as
+// Postfix's "may" does with a server that offers no STARTTLS.
+func unsupported(cfg *config.Config) error {
+	level := strings.ToLower(strings.TrimSpace(cfg.Get("smtp_tls_security_level")))
+	switch level {
+	case "", "none", "may":
+	default:
+		return fmt.Errorf("smtp: smtp_tls_security_level = %s needs outbound TLS, which this version of moat does not implement yet", level)
+	}
+	for _, p := range []string{"smtp_enforce_tls", "smtp_tls_wrappermode", "smtp_sasl_auth_enable"} {
+		on, err := cfg.Bool(p)
+		if err != nil {
+			return fmt.Errorf("smtp: %s: %w", p, err)
+		}
+		if on {
+			return fmt.Errorf("smtp: %s = yes is not implemented yet in this version of moat", p)
+		}
+	}
+	if v := strings.TrimSpace(cfg.Get("smtp_tls_policy_maps")); v != "" {
+		return fmt.Errorf("smtp: smtp_tls_policy_maps is not implemented yet in this version of moat")
+	}
+	return nil
 }
 
 // bindAddrs reads smtp_bind_address and smtp_bind_address6: the local
