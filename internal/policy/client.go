@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"moat/internal/maillog"
@@ -180,14 +181,30 @@ func (c *Client) attempt(ctx context.Context, req []byte) (string, error) {
 	return action, nil
 }
 
-// timeoutText names a deadline as Postfix does ("timeout") rather than
-// Go's "i/o timeout" with addresses.
+// timeoutText words an error as Postfix's "%m" does in "problem talking to
+// server": glibc's strerror text for a system error ("Connection
+// refused"; Go's errno strings are the same texts in lower case) and
+// "Connection timed out" for a deadline (Postfix's stream timeout sets
+// ETIMEDOUT), rather than Go's text with addresses.
 func timeoutText(err error) error {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("timeout")
+		return errors.New(strerror(syscall.ETIMEDOUT))
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errors.New(strerror(errno))
 	}
 	return err
+}
+
+// strerror is glibc's text for errno.
+func strerror(errno syscall.Errno) string {
+	s := errno.Error()
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
 }
 
 // get takes a usable idle connection or dials a new one.
