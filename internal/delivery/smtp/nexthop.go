@@ -54,8 +54,8 @@ func ParseDestinations(s string, defPort int) ([]Destination, error) {
 }
 
 func parseDestination(s string, defPort int) (Destination, error) {
-	if rest, ok := strings.CutPrefix(strings.ToLower(s), "inet:"); ok {
-		s = s[len(s)-len(rest):]
+	if len(s) >= 5 && strings.EqualFold(s[:5], "inet:") {
+		s = s[5:]
 	}
 	bracket := strings.HasPrefix(s, "[")
 	host, port, err := smtpclient.HostPort(s, defPort)
