@@ -29,12 +29,14 @@ func TestDNSJailedSMTPD(t *testing.T) {
 		"good.moat.test. IN A 127.0.0.10",
 		"11.0.0.127.in-addr.arpa. IN PTR forged.moat.test.",
 		"forged.moat.test. IN A 192.0.2.11",
+		"12.0.0.127.dnsbl.moat.test. IN A 127.0.0.2",
+		`12.0.0.127.dnsbl.moat.test. IN TXT "listed for the test"`,
 	)
 	masterCF := `127.0.0.1:{{PORT}} inet n - y - - smtpd
 qmgr      unix  n       -       n       300     1       qmgr
 anvil     unix  -       -       n       -       1       anvil
 `
-	s := startWithMaster(t, "dns_servers = "+ns.Addr()+"\n", masterCF)
+	s := startWithMaster(t, "dns_servers = "+ns.Addr()+"\nsmtpd_client_restrictions = reject_rbl_client dnsbl.moat.test\n", masterCF)
 	s.waitLog(`postfix/master\[\d+\]: daemon started`, 15*time.Second)
 	for _, c := range []struct{ from, logged string }{
 		{"127.0.0.10", `connect from good\.moat\.test\[127\.0\.0\.10\]`},
@@ -46,6 +48,19 @@ anvil     unix  -       -       n       -       1       anvil
 		s.waitLog(`postfix/smtpd\[\d+\]: `+c.logged, 10*time.Second)
 	}
 	s.waitLog(`warning: hostname forged\.moat\.test does not resolve to address 127\.0\.0\.11`, 5*time.Second)
+
+	// The restrictions' lookups leave the jail too: a DNS-listed client
+	// is refused with the list's TXT, an unlisted one is not.
+	d := dialFromAddr(t, s.addr(), "127.0.0.12")
+	d.expect("220 ")
+	d.cmd("HELO client.example", "250")
+	d.cmd("MAIL FROM:<a@example.org>", "250")
+	d.cmd("RCPT TO:<user@mx.moat.test>", "554 5.7.1 Service unavailable; Client host [127.0.0.12] blocked using dnsbl.moat.test; listed for the test")
+	d = dialFromAddr(t, s.addr(), "127.0.0.10")
+	d.expect("220 ")
+	d.cmd("HELO client.example", "250")
+	d.cmd("MAIL FROM:<a@example.org>", "250")
+	d.cmd("RCPT TO:<user@mx.moat.test>", "250")
 	if ns.Queries() < 4 {
 		t.Errorf("the DNS server answered %d questions, want PTR and A for each client", ns.Queries())
 	}
@@ -54,7 +69,7 @@ anvil     unix  -       -       n       -       1       anvil
 	// chroot, and the jail holds the copies Postfix's layout expects.
 	sys := startWithMaster(t, "", masterCF)
 	sys.waitLog(`postfix/master\[\d+\]: daemon started`, 15*time.Second)
-	d := dial(t, sys.addr())
+	d = dial(t, sys.addr())
 	d.expect("220 ")
 	d.cmd("QUIT", "221")
 	sys.waitLog(`postfix/smtpd\[\d+\]: connect from localhost\[127\.0\.0\.1\]`, 10*time.Second)

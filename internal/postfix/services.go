@@ -60,7 +60,7 @@ func newSMTPD(d master.ServiceDeps) (master.ConnServer, error) {
 	if svc.resolver, err = newResolver(d.Config, mo, log); err != nil {
 		return fail(fmt.Errorf("smtpd: service %s: %w", d.Service, err))
 	}
-	if svc.lists, err = restrict.New(d.Config, mo, nil); err != nil {
+	if svc.lists, err = restrict.New(d.Config, mo, svc.resolver); err != nil {
 		return fail(err)
 	}
 	svc.lists.SetLogger(log)
