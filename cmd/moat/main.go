@@ -22,6 +22,7 @@ import (
 	"moat/internal/postmap"
 	"moat/internal/postqueue"
 	"moat/internal/postsuper"
+	"moat/internal/saslpasswd"
 	"moat/internal/sendmail"
 	"moat/internal/smtpdcheck"
 )
@@ -43,6 +44,7 @@ var commands = map[string]command{
 	"sendmail":    sendmail.Main,
 	"smtpd-check": smtpdcheck.Main, // test tool: Postfix's smtpd_check scripts
 	"postdrop":    postdropMain,
+	"saslpasswd":  saslpasswd.Main, // moat's SASL users (docs/SASL.md)
 }
 
 // postdropMain is postdrop run without privilege (moat postdrop, or a
