@@ -35,9 +35,9 @@ func (e *eval) one(name, orig, arg string, rest []string, rn, rc, defACL string)
 		e.ignoredAfter(rest, name)
 		return st
 	case "reject_unauth_pipelining":
-		// smtpd refuses improperly pipelined commands itself
-		// (smtpd_forbid_unauth_pipelining); the View does not say
-		// whether input is pending, so this restriction cannot fire.
+		// smtpd has already refused improperly pipelined commands
+		// (smtpd_forbid_unauth_pipelining, which New requires when a
+		// list names this), so a command that gets here was not one.
 		return dunno
 	case "check_policy_service":
 		return e.policyService(arg, rn, rc, defACL)

@@ -111,3 +111,17 @@ func TestServerAccess(t *testing.T) {
 	expect(t, "whitelist refused", h.rcpt("u@www.porcupine.org"), "451 4.3.5 Server configuration error")
 	h.wantLog("this is not allowed for security reasons")
 }
+
+// TestMXBackup: permit_mx_backup accepts a domain that lists this host as
+// an MX host, with permit_mx_backup_networks limiting the primaries.
+func TestMXBackup(t *testing.T) {
+	srv := dnsserver.Start(t, "backup.test. MX 10 primary.test.", "backup.test. MX 20 mx.moat.test.",
+		"primary.test. A 192.0.2.10", "other.test. MX 10 primary.test.", "elsewhere.test. MX 10 far.test.", "far.test. A 198.51.100.1")
+	h := newHarness(t, "dns_servers = "+srv.Addr()+"\nsmtpd_recipient_restrictions = permit_mx_backup, reject_unauth_destination\n", nil)
+	expect(t, "backup", h.rcpt("u@backup.test"), "OK")
+	expect(t, "not backup", h.rcpt("u@other.test"), "554 5.7.1 <u@other.test>: Relay access denied")
+	expect(t, "local", h.rcpt("u@mx.moat.test"), "OK")
+	h2 := newHarness(t, "dns_servers = "+srv.Addr()+"\npermit_mx_backup_networks = 198.51.100.0/24\n"+
+		"smtpd_recipient_restrictions = permit_mx_backup, reject_unauth_destination\n", nil)
+	expect(t, "primary outside the networks", h2.rcpt("u@backup.test"), "554 5.7.1 <u@backup.test>: Relay access denied")
+}

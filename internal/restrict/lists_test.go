@@ -219,6 +219,10 @@ func TestHostnameChecks(t *testing.T) {
 
 // TestStartupErrors: what New refuses.
 func TestStartupErrors(t *testing.T) {
+	cf := "smtpd_forbid_unauth_pipelining = no\nsmtpd_relay_restrictions = reject_unauth_pipelining, reject_unauth_destination\n"
+	if _, err := New(load(t, base+cf), optsForTest(), nil); err == nil || !strings.Contains(err.Error(), "smtpd_forbid_unauth_pipelining") {
+		t.Errorf("reject_unauth_pipelining without smtpd_forbid_unauth_pipelining: %v", err)
+	}
 	for _, cf := range []string{
 		"smtpd_relay_restrictions = reject_unauth_destination\nsmtpd_client_restrictions = permit_nothing\n",
 		"smtpd_relay_restrictions = reject_unauth_destination\nsmtpd_sender_restrictions = reject_unverified_sender\n",

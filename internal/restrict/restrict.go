@@ -128,6 +128,14 @@ func build(cfg *config.Config, opts maps.Options, resolver *dns.Resolver, standa
 	if !standalone && !l.hasRequired(l.lists[stageRelay]) && !l.hasRequired(l.lists[smtpd.StageRcpt]) {
 		return nil, fmt.Errorf("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains (without one the server is an open relay)")
 	}
+	// smtpd enforces RFC 2920 itself (smtpd_forbid_unauth_pipelining,
+	// on by default): with it off, reject_unauth_pipelining could not
+	// see pending input and would silently permit.
+	if l.names("reject_unauth_pipelining") {
+		if on, _ := cfg.Bool("smtpd_forbid_unauth_pipelining"); !on {
+			return nil, fmt.Errorf("reject_unauth_pipelining: moat enforces it with smtpd_forbid_unauth_pipelining = yes (the default); set that instead of turning it off")
+		}
+	}
 	if l.mynetworks, err = matchlist.New(cfg, "mynetworks", matchlist.Addr, opts); err != nil {
 		if !standalone {
 			return nil, err
