@@ -669,3 +669,46 @@ func TestPolicyService(t *testing.T) {
 	}
 	s2.waitLog(`NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.200\]: 451 4\.3\.5 <user@mx\.moat\.test>: Recipient address rejected: Server configuration problem; from=<sender@example\.net> to=<user@mx\.moat\.test> proto=ESMTP helo=<client\.example\.net>`, 10*time.Second)
 }
+
+// TestPolicyServiceJailed: "check_policy_service unix:private/policy" in a
+// chroot = y smtpd, as Postfix's documentation writes it: the path is
+// relative to the queue directory, which is the jail's root, so the
+// jailed child reaches a socket the policy server made in
+// queue_directory/private.
+func TestPolicyServiceJailed(t *testing.T) {
+	needRoot(t)
+	if _, err := user.Lookup("postfix"); err != nil {
+		t.Skip("no postfix account (mail_owner)")
+	}
+	t.Parallel()
+	s := startAccess(t, "smtpd_peername_lookup = no\n"+
+		"smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service unix:private/policy\n",
+		"127.0.0.1:{{PORT}} inet n - y - - smtpd\n", nil, nil, nil)
+	sock := filepath.Join(s.dir, "spool", "private", "policy")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	rec := &policyRecorder{ln: ln, reqs: make(chan map[string]string, 10),
+		reply: func(map[string]string) string { return "REJECT 5.7.1 jailed policy says no" }}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go rec.serve(c)
+		}
+	}()
+	got := swaksRcpt(t, s.addr(), outsider, "client.example.net", "sender@example.net", "user@mx.moat.test")
+	if got != "554 5.7.1 <user@mx.moat.test>: Recipient address rejected: jailed policy says no" {
+		t.Errorf("RCPT through the jailed policy socket: %q\nlog:\n%s", got, s.log())
+	}
+	if r := rec.next(t); r["recipient"] != "user@mx.moat.test" {
+		t.Errorf("policy request %v", r)
+	}
+}
