@@ -75,6 +75,7 @@ func TestStatuses(t *testing.T) {
 	srv.Fail("servfail.porcupine.org", mdns.RcodeServerFailure)
 	srv.Fail("refused.porcupine.org", mdns.RcodeRefused)
 	srv.Fail("notimp.porcupine.org", mdns.RcodeNotImplemented)
+	srv.Garble("garbled.porcupine.org")
 	ctx := context.Background()
 	s := r.Session()
 	cases := []struct {
@@ -93,6 +94,7 @@ func TestStatuses(t *testing.T) {
 		{"refused.porcupine.org", MX, Retry, reasonRetry, ""},
 		{"notimp.porcupine.org", A, Fail, reasonNoRecov, ""},
 		{"bad..name", A, Invalid, reasonBadName, ""},
+		{"garbled.porcupine.org", A, Invalid, reasonInvalid, ""},
 		{"x.wild.porcupine.org", A, OK, "", "127.0.0.2"},
 		{"a.b.wild.porcupine.org", A, OK, "", "127.0.0.2"},
 		{"x.wild.porcupine.org", TXT, NotFound, reasonNoData, ""},

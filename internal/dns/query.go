@@ -36,6 +36,9 @@ func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool)
 	var rrs []RR
 	for hop := 0; ; hop++ {
 		msg, err := r.exchange(ctx, qname, t)
+		if errors.Is(err, errMalformed) {
+			return r.result(Invalid, name, t, reasonInvalid, nil)
+		}
 		if err != nil {
 			return r.result(Retry, name, t, reasonRetry, nil)
 		}
@@ -218,6 +221,11 @@ func (r *Resolver) applyFilter(rrs []RR) ([]RR, error) {
 // errNoServers is returned when every server failed to answer.
 var errNoServers = errors.New("no name server answered")
 
+// errMalformed is returned when the last answer could not be parsed:
+// Postfix's DNS_INVAL ("Malformed or unexpected name server reply"), as
+// opposed to no answer at all.
+var errMalformed = errors.New("malformed name server reply")
+
 // exchange asks each server in turn, a few attempts each over UDP, and
 // repeats a truncated answer over TCP (RFC 7766).
 func (r *Resolver) exchange(ctx context.Context, name string, t Type) (*mdns.Msg, error) {
@@ -262,6 +270,12 @@ func (r *Resolver) once(ctx context.Context, network, srv string, q *mdns.Msg) (
 	m := q.Copy()
 	m.Id = mdns.Id()
 	msg, _, err := c.ExchangeContext(ctx, m, srv)
+	var perr *mdns.Error
+	if errors.As(err, &perr) && ctx.Err() == nil {
+		// miekg/dns reports a reply it cannot unpack as *dns.Error;
+		// network failures and timeouts are net errors.
+		return nil, fmt.Errorf("%s: %w: %v", srv, errMalformed, err)
+	}
 	if err != nil {
 		return nil, err
 	}

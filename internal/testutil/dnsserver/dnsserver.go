@@ -29,6 +29,7 @@ type Server struct {
 	rrs     map[string][]mdns.RR // lower-case FQDN owner → records
 	fail    map[string]int
 	delay   map[string]time.Duration
+	garble  map[string]bool
 	queries int
 }
 
@@ -38,10 +39,11 @@ type Server struct {
 func Start(t testing.TB, records ...string) *Server {
 	t.Helper()
 	s := &Server{
-		t:     t,
-		rrs:   map[string][]mdns.RR{},
-		fail:  map[string]int{},
-		delay: map[string]time.Duration{},
+		t:      t,
+		rrs:    map[string][]mdns.RR{},
+		fail:   map[string]int{},
+		delay:  map[string]time.Duration{},
+		garble: map[string]bool{},
 	}
 	s.Add(records...)
 	var pc net.PacketConn
@@ -128,6 +130,15 @@ func (s *Server) Delay(name string, d time.Duration) {
 	s.delay[strings.ToLower(mdns.Fqdn(name))] = d
 }
 
+// Garble makes the server answer questions about name with a reply cut
+// short in its question section, which no client can parse (for
+// malformed-reply tests).
+func (s *Server) Garble(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.garble[strings.ToLower(mdns.Fqdn(name))] = true
+}
+
 // Queries counts the questions the server has answered (or started to
 // answer), so tests can see a cache at work.
 func (s *Server) Queries() int {
@@ -151,6 +162,7 @@ func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 	s.queries++
 	d := s.delay[name]
 	rcode, failing := s.fail[name]
+	garbled := s.garble[name]
 	s.mu.Unlock()
 	if d > 0 {
 		time.Sleep(d)
@@ -158,6 +170,12 @@ func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 	if failing {
 		m.Rcode = rcode
 		_ = w.WriteMsg(m)
+		return
+	}
+	if garbled {
+		if p, err := m.Pack(); err == nil && len(p) > 3 {
+			_, _ = w.Write(p[:len(p)-3])
+		}
 		return
 	}
 	m.Answer, m.Rcode = s.answer(name, q.Qtype)

@@ -65,6 +65,10 @@ func TestAnswers(t *testing.T) {
 	if m := ask(t, s, "udp", "b.example", mdns.TypeA); len(m.Answer) != 1 {
 		t.Errorf("Add: %v", m)
 	}
+	s.Garble("garbled.example")
+	if _, _, err := (&mdns.Client{Timeout: time.Second}).Exchange(q0("garbled.example"), s.Addr()); err == nil {
+		t.Errorf("Garble: the reply parsed")
+	}
 	s.Delay("b.example", 300*time.Millisecond)
 	q := new(mdns.Msg)
 	q.SetQuestion("b.example.", mdns.TypeA)
@@ -72,4 +76,10 @@ func TestAnswers(t *testing.T) {
 	if _, _, err := c.Exchange(q, s.Addr()); err == nil {
 		t.Errorf("Delay: answered within the client's timeout")
 	}
+}
+
+func q0(name string) *mdns.Msg {
+	q := new(mdns.Msg)
+	q.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+	return q
 }
