@@ -1,0 +1,68 @@
+package smtp
+
+import (
+	"net"
+	"testing"
+
+	"moat/internal/delivery/smtp/smtpsink"
+	"moat/internal/queue"
+	"moat/internal/testutil/dnsserver"
+)
+
+// MX hosts of equal preference share the mail in random order (RFC 5321
+// section 5.1): with the cache off, twenty messages reach both.
+func TestEqualPreferenceShuffled(t *testing.T) {
+	port := smtpsink.FreePort(t, "127.0.0.17", "127.0.0.18")
+	s1 := smtpsink.Start(t, "127.0.0.17", port)
+	s2 := smtpsink.Start(t, "127.0.0.18", port)
+	ns := dnsserver.Start(t,
+		"eq.test. IN MX 10 a.eq.test.",
+		"eq.test. IN MX 10 b.eq.test.",
+		"a.eq.test. IN A 127.0.0.17",
+		"b.eq.test. IN A 127.0.0.18")
+	a, _ := newAgent(t, ns.Addr(), port, map[string]string{"smtp_connection_cache_on_demand": "no"})
+	for range 20 {
+		if r := deliver(t, a, request("eq.test", msg, "a@eq.test"))[0]; r.State != queue.RcptDelivered {
+			t.Fatalf("result %+v", r)
+		}
+	}
+	if n1, n2 := len(s1.Messages()), len(s2.Messages()); n1 == 0 || n2 == 0 || n1+n2 != 20 {
+		t.Errorf("messages: %d and %d", n1, n2)
+	}
+}
+
+// inet_protocols decides which address families are looked up and
+// used: an MX host with only an IPv6 address is unusable under ipv4 and
+// taken under all.
+func TestInetProtocols(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback")
+	} else {
+		ln.Close()
+	}
+	port := smtpsink.FreePort(t, "::1")
+	s := smtpsink.Start(t, "::1", port)
+	ns := dnsserver.Start(t, "six.test. IN MX 10 mx.six.test.", "mx.six.test. IN AAAA ::1")
+	a4, _ := newAgent(t, ns.Addr(), port, map[string]string{"inet_protocols": "ipv4"})
+	checkResult(t, deliver(t, a4, request("six.test", msg, "a@six.test"))[0], queue.RcptBounced, "5.4.4",
+		"Host or domain name not found. Name service error for name=mx.six.test type=A: Host found but no data record of requested type", "none")
+	a6, _ := newAgent(t, ns.Addr(), port, map[string]string{"inet_protocols": "all"})
+	checkResult(t, deliver(t, a6, request("six.test", msg, "a@six.test"))[0], queue.RcptDelivered, "2.0.0", "250 *",
+		relayOf("mx.six.test", "::1", port))
+	if len(s.Messages()) != 1 {
+		t.Errorf("sink got %d messages", len(s.Messages()))
+	}
+}
+
+// A server slower than smtp_rcpt_timeout: the conversation times out
+// with smtp_stream_except's text.
+func TestRcptTimeout(t *testing.T) {
+	port := smtpsink.FreePort(t, "127.0.0.19")
+	// Without PIPELINING: smtp-sink answers pipelined commands after a
+	// delayed one out of order.
+	smtpsink.Start(t, "127.0.0.19", port, "-p", "-W", "RCPT:3")
+	ns := dnsserver.Start(t, "slow.test. IN A 127.0.0.19")
+	a, _ := newAgent(t, ns.Addr(), port, map[string]string{"smtp_rcpt_timeout": "1s"})
+	checkResult(t, deliver(t, a, request("slow.test", msg, "a@slow.test"))[0], queue.RcptDeferred, "4.4.2",
+		"conversation with slow.test[127.0.0.19] timed out while sending RCPT TO", relayOf("slow.test", "127.0.0.19", port))
+}
