@@ -53,6 +53,17 @@ func (s *Server) readAuthSettings(mo maps.Options) error {
 	if a.enable, err = c.Bool("smtpd_sasl_auth_enable"); err != nil || !a.enable {
 		return err
 	}
+	if typ := strings.TrimSpace(c.Get("smtpd_sasl_type")); typ == "cyrus" {
+		// Postfix's default, which moat cannot run. Postfix built
+		// without Cyrus stops here ("unsupported SASL server
+		// implementation"); moat keeps the service up without AUTH,
+		// which fails closed (no login, no relaying through
+		// permit_sasl_authenticated), and says why.
+		s.d.Log.Warning("smtpd_sasl_auth_enable = yes with smtpd_sasl_type = cyrus: moat has no Cyrus SASL; "+
+			"set smtpd_sasl_type = dovecot or moat (docs/SASL.md); AUTH is not offered by service %s", s.d.Service)
+		a.enable = false
+		return nil
+	}
 	for _, p := range []struct {
 		name string
 		v    *bool

@@ -251,3 +251,58 @@ func TestAuthDovecot(t *testing.T) {
 	c.cmd("RCPT TO:<x@example.net>", "250")
 	h.waitLog("sasl_method=PLAIN, sasl_username=alice@example.com")
 }
+
+// TestAuthCyrusType: Postfix's default smtpd_sasl_type = cyrus keeps the
+// service up without AUTH, with a warning naming the fix.
+func TestAuthCyrusType(t *testing.T) {
+	h := newHarness(t, map[string]string{"smtpd_sasl_auth_enable": "yes", "smtpd_tls_auth_only": "no"}, nil, "")
+	c := h.greeted()
+	if r := c.ehlo(); strings.Contains(r, "AUTH") {
+		t.Errorf("AUTH offered: %s", r)
+	}
+	c.cmd("AUTH PLAIN", "503 5.5.1 Error: authentication not enabled")
+	h.waitLog("warning: smtpd_sasl_auth_enable = yes with smtpd_sasl_type = cyrus")
+}
+
+// TestAuthInsideTLS: moat's default smtpd_tls_auth_only = yes offers AUTH
+// only after STARTTLS; the TLS security options apply there.
+func TestAuthInsideTLS(t *testing.T) {
+	p := authParams(t)
+	delete(p, "smtpd_tls_auth_only") // moat's default: yes
+	for k, v := range tlsParams(t, "may") {
+		p[k] = v
+	}
+	h := newHarness(t, p, nil, "")
+	c := h.greeted()
+	if r := c.ehlo(); strings.Contains(r, "AUTH") {
+		t.Errorf("AUTH offered in clear: %s", r)
+	}
+	c.cmd("AUTH PLAIN "+b64("\x00bob@example.org\x00pw1"), "538 5.7.11")
+	c.cmd("STARTTLS", "220 2.0.0")
+	c.startTLS(nil)
+	c.cmd("AUTH PLAIN "+b64("\x00bob@example.org\x00pw1"), "503 5.5.1 Error: send HELO/EHLO first")
+	if r := c.ehlo(); !strings.Contains(r, "250-AUTH SCRAM-SHA-256 CRAM-MD5 PLAIN LOGIN") {
+		t.Errorf("EHLO in TLS: %s", r)
+	}
+	c.cmd("AUTH PLAIN "+b64("\x00bob@example.org\x00pw1"), "235 2.7.0")
+
+	// Plaintext mechanisms only inside TLS, by the security options.
+	p = authParams(t, "smtpd_sasl_security_options", "noanonymous, noplaintext", "smtpd_sasl_tls_security_options", "noanonymous")
+	for k, v := range tlsParams(t, "may") {
+		p[k] = v
+	}
+	h = newHarness(t, p, nil, "")
+	c = h.greeted()
+	if r := c.ehlo(); !strings.Contains(r, "250-AUTH SCRAM-SHA-256 CRAM-MD5\r\n") {
+		t.Errorf("EHLO in clear: %s", r)
+	}
+	c.cmd("AUTH LOGIN", "538 5.7.11")
+	c.cmd("STARTTLS", "220 2.0.0")
+	c.startTLS(nil)
+	if r := c.ehlo(); !strings.Contains(r, "250-AUTH SCRAM-SHA-256 CRAM-MD5 PLAIN LOGIN") {
+		t.Errorf("EHLO in TLS: %s", r)
+	}
+	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+	c.cmd(b64("bob@example.org"), "334")
+	c.cmd(b64("pw1"), "235 2.7.0")
+}
