@@ -8,6 +8,7 @@ import (
 
 	"moat/internal/maps"
 	"moat/internal/smtpd"
+	"moat/internal/testutil/dnsserver"
 )
 
 // FuzzSplitRestrictions: a restriction list splits into non-empty tokens
@@ -58,7 +59,9 @@ func FuzzAccessAction(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	cfg := load(f, hbase+"smtpd_recipient_restrictions = permit\n")
+	// nested lists may ask DNS: a loopback server answers, never the network
+	srv := dnsserver.Start(f, zone...)
+	cfg := load(f, hbase+"dns_servers = "+srv.Addr()+"\nsmtpd_recipient_restrictions = permit\n")
 	l, err := NewStandalone(cfg, maps.DefaultOptions(), nil)
 	if err != nil {
 		f.Fatal(err)
@@ -72,7 +75,7 @@ func FuzzAccessAction(f *testing.F) {
 		s.Standalone = true
 		v := &smtpd.View{ClientName: "localhost", ClientAddr: netip.MustParseAddr("127.0.0.1"), ClientNameStatus: 2,
 			Helo: "h.test", Sender: "s@x.test", HasSender: true, Recipient: "r@y.test", Protocol: "SMTP"}
-		e := &eval{s: s, l: l, ds: s.dns, ctx: context.Background(), v: v, d: &smtpd.Decision{}, where: "RCPT",
+		e := &eval{s: s, l: l, ds: l.dns.Session(), ctx: context.Background(), v: v, d: &smtpd.Decision{}, where: "RCPT",
 			helo: strp(v.Helo), sender: strp(v.Sender), recipient: strp(v.Recipient)}
 		st := e.tableResult("inline:{x}", value, "r@y.test", "r@y.test", classRecipient, "check_recipient_access")
 		if st != rejected {

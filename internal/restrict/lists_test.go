@@ -1,10 +1,13 @@
 package restrict
 
 import (
+	"context"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"moat/internal/smtpd"
 	"moat/internal/testutil"
@@ -305,4 +308,50 @@ func TestDataStages(t *testing.T) {
 	h.v.Recipients = []string{"a@x.test"}
 	expect(t, "data one", h.run(smtpd.StageData), "OK")
 	expect(t, "eod", h.run(smtpd.StageEndOfData), "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: too big")
+}
+
+// TestSessionState: through Lists.Check (smtpd's entry) with
+// smtpd_delay_reject = no, a defer_if_permit raised at CONNECT still
+// defers a permitted RCPT of the same SMTP session (same DNS cache), not
+// another session's; the state goes when the session's cache does.
+func TestSessionState(t *testing.T) {
+	cfg := load(t, hbase+"smtpd_client_restrictions = check_client_access inline:{{192.0.2.2=DEFER_IF_PERMIT slow down}}\nsmtpd_recipient_restrictions = permit\n")
+	l, err := NewStandalone(cfg, optsForTest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	view := func() *smtpd.View {
+		return &smtpd.View{ClientName: "c.test", ClientAddr: netip.MustParseAddr("192.0.2.2"), ClientNameStatus: 2,
+			Helo: "h.test", Sender: "s@x.test", HasSender: true, DNS: l.dns.Session()}
+	}
+	v := view()
+	for _, st := range []smtpd.Stage{smtpd.StageConnect, smtpd.StageHelo, smtpd.StageMail} {
+		if d, _ := l.Check(ctx, st, v); d != nil {
+			t.Fatalf("%s: %+v", st, d)
+		}
+	}
+	v.Recipient = "u@mx.moat.test"
+	d, _ := l.Check(ctx, smtpd.StageRcpt, v)
+	if !d.Refuses() || d.Reply.String() != "450 4.7.1 <c.test[192.0.2.2]>: Client host rejected: slow down" {
+		t.Errorf("rcpt in the same session: %+v", d)
+	}
+	other := view()
+	other.Recipient = "u@mx.moat.test"
+	if d, _ := l.Check(ctx, smtpd.StageRcpt, other); d != nil {
+		t.Errorf("rcpt in another session: %+v", d)
+	}
+	v, other = nil, nil
+	for i := 0; i < 50; i++ {
+		runtime.GC()
+		l.mu.Lock()
+		n := len(l.sessions)
+		l.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Error("session state kept after the sessions ended")
 }

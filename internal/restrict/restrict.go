@@ -17,7 +17,10 @@ package restrict
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
+	"weak"
 
 	"moat/internal/config"
 	"moat/internal/dns"
@@ -55,6 +58,9 @@ type Lists struct {
 
 	p    params
 	logf Log
+
+	mu       sync.Mutex
+	sessions map[weak.Pointer[dns.Session]]*Session
 }
 
 // params are the numbers and switches the restrictions read.
@@ -374,14 +380,46 @@ func (l *Lists) Close() error {
 	return first
 }
 
-// Check implements smtpd.Policy for one command. With smtpd_delay_reject
-// = yes, smtpd asks for the client, HELO and sender stages again at each
-// RCPT (the View then names the recipient): those calls answer nothing,
-// and the RCPT stage evaluates all four lists in Postfix's order, so that
-// defer_if_permit raised by an earlier list turns a later permit into a
-// deferral as smtpd_check_rcpt() does.
+// Check implements smtpd.Policy for one command, keeping per SMTP
+// session (by the View's DNS cache) what Postfix keeps between commands.
+// With smtpd_delay_reject = yes, smtpd asks for the client, HELO and
+// sender stages again at each RCPT (the View then names the recipient):
+// those calls answer nothing, and the RCPT stage evaluates all four lists
+// in Postfix's order, so that defer_if_permit raised by an earlier list
+// turns a later permit into a deferral as smtpd_check_rcpt() does.
 func (l *Lists) Check(ctx context.Context, stage smtpd.Stage, v *smtpd.View) (*smtpd.Decision, error) {
-	return l.NewSession(nil).Check(ctx, stage, v)
+	return l.sessionFor(v.DNS).Check(ctx, stage, v)
+}
+
+// sessionFor returns the Session of the SMTP session whose DNS cache ds
+// is (smtpd makes one per connection), so that with smtpd_delay_reject =
+// no a defer_if_permit raised at CONNECT, HELO or MAIL still applies at
+// RCPT. The entry goes away when the SMTP session's cache is collected;
+// without a cache each command gets a fresh Session.
+func (l *Lists) sessionFor(ds *dns.Session) *Session {
+	if ds == nil {
+		return l.NewSession(nil)
+	}
+	key := weak.Make(ds)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.sessions[key]; ok {
+		return s
+	}
+	if l.sessions == nil {
+		l.sessions = map[weak.Pointer[dns.Session]]*Session{}
+	}
+	// no strong reference to ds: the entry must not keep it alive
+	s := &Session{l: l}
+	l.sessions[key] = s
+	runtime.AddCleanup(ds, l.forget, key)
+	return s
+}
+
+func (l *Lists) forget(key weak.Pointer[dns.Session]) {
+	l.mu.Lock()
+	delete(l.sessions, key)
+	l.mu.Unlock()
 }
 
 // A Session evaluates the stages of one SMTP session in order and keeps
@@ -409,14 +447,15 @@ type Session struct {
 // NewSession starts a Session; ds is the DNS cache used when a View has
 // no DNS session of its own, nil for a fresh one from the Lists' resolver.
 func (l *Lists) NewSession(ds *dns.Session) *Session {
-	if ds == nil {
-		ds = l.dns.Session()
-	}
 	return &Session{l: l, dns: ds}
 }
 
 // FlushDNS drops the session's DNS cache (smtpd_check's flush_dnsxl_cache).
-func (s *Session) FlushDNS() { s.dns.Flush() }
+func (s *Session) FlushDNS() {
+	if s.dns != nil {
+		s.dns.Flush()
+	}
+}
 
 // Check evaluates one stage as smtpd_check_client(), _helo(), _mail(),
 // _rcpt(), _etrn(), _data() and _eod() do. A Decision with a 4xx/5xx
@@ -430,6 +469,9 @@ func (s *Session) Check(ctx context.Context, stage smtpd.Stage, v *smtpd.View) (
 	}
 	e := &eval{s: s, l: s.l, ds: v.DNS, ctx: ctx, v: v, d: &smtpd.Decision{}, where: stage.String()}
 	if e.ds == nil {
+		if s.dns == nil {
+			s.dns = s.l.dns.Session()
+		}
 		e.ds = s.dns
 	}
 	if v.Helo != "" {
