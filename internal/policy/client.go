@@ -225,6 +225,11 @@ func (c *Client) get(ctx context.Context) (*conn, error) {
 			continue
 		}
 		c.mu.Unlock()
+		if !cn.alive() {
+			cn.nc.Close()
+			c.mu.Lock()
+			continue
+		}
 		return cn, nil
 	}
 	c.dials++
@@ -243,6 +248,35 @@ func (c *Client) get(ctx context.Context) (*conn, error) {
 		return nil, timeoutText(err)
 	}
 	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 1024), opened: time.Now()}, nil
+}
+
+// alive reports whether an idle connection is still open and silent.
+// Postfix's auto_clnt watches its idle stream and drops it when the server
+// hangs up; moat looks when it takes the connection, so a server that
+// closed idle connections (a restart, its own idle timeout) costs neither
+// an attempt nor smtpd_policy_service_retry_delay.
+func (cn *conn) alive() bool {
+	if cn.br.Buffered() > 0 {
+		return false // the server sent bytes nobody asked for
+	}
+	sc, ok := cn.nc.(syscall.Conn)
+	if !ok {
+		return true // the attempt and its retry find out
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	healthy := false
+	var buf [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		// A non-blocking peek: EAGAIN means open and silent, 0 bytes
+		// means the server hung up, anything else ends it too.
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		healthy = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
+		return true
+	})
+	return err == nil && healthy
 }
 
 // put returns a connection to the idle list, or closes it when it reached

@@ -209,6 +209,27 @@ func TestReplyExtras(t *testing.T) {
 	}
 }
 
+// A connection the server closed while idle is noticed when it is taken:
+// the query goes to a new connection without spending an attempt.
+func TestServerClosedIdle(t *testing.T) {
+	srv := startServer(t, "tcp", func(int, int, map[string]string) string {
+		return "action=OK\n\n\x00" // answer, then hang up
+	})
+	s := fast(srv.endpoint())
+	s.TryLimit = 1
+	s.DefaultAction = "DUNNO"
+	c := NewPool().Client(s)
+	for i := range 3 {
+		if got, err := c.Query(t.Context(), &Request{}); err != nil || got != "OK" {
+			t.Fatalf("query %d = %q, %v; want OK on a fresh connection", i, got, err)
+		}
+		srv.waitHungUp(i + 1)
+	}
+	if conns, reqs := srv.stats(); conns != 3 || reqs != 3 {
+		t.Errorf("conns, requests = %d, %d; want 3, 3", conns, reqs)
+	}
+}
+
 // A failure on the first attempt (a reused connection the server dropped)
 // is recovered on the second, on a new connection.
 func TestRetryRecovers(t *testing.T) {

@@ -29,6 +29,7 @@ type server struct {
 	raw      [][]byte
 	closedBy []int // connection numbers the client closed (EOF seen)
 	open     []net.Conn
+	hungUp   []int // connection numbers the server closed after a reply
 	wg       sync.WaitGroup
 }
 
@@ -122,6 +123,9 @@ func (s *server) serve(nc net.Conn, n int) {
 		}
 		closeAfter := strings.HasSuffix(out, "\x00")
 		if _, err := io.WriteString(nc, strings.TrimSuffix(out, "\x00")); err != nil || closeAfter {
+			s.mu.Lock()
+			s.hungUp = append(s.hungUp, n)
+			s.mu.Unlock()
 			return
 		}
 	}
@@ -147,6 +151,23 @@ func (s *server) waitClosed(n int) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// waitHungUp waits (bounded) until the server closed connection n after
+// replying, so the client's next query finds it closed.
+func (s *server) waitHungUp(n int) {
+	for range 200 {
+		s.mu.Lock()
+		for _, c := range s.hungUp {
+			if c == n {
+				s.mu.Unlock()
+				time.Sleep(20 * time.Millisecond) // the FIN reaches the client
+				return
+			}
+		}
+		s.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // fast is Settings for tests: short timers, Postfix's default action.
