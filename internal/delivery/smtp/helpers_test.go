@@ -19,7 +19,10 @@ func newAgent(t testing.TB, dnsAddr, port string, over map[string]string) (*Agen
 	t.Helper()
 	o := map[string]string{"myhostname": "client.example", "queue_directory": t.TempDir(),
 		"dns_servers": dnsAddr, "smtp_tcp_port": port, "inet_protocols": "ipv4",
-		"smtp_connect_timeout": "5s", "smtp_helo_timeout": "10s"}
+		"smtp_connect_timeout": "5s", "smtp_helo_timeout": "10s",
+		// This host is 127.0.0.1 only, for the MX self-check; the
+		// servers of the tests are on other loopback addresses.
+		"inet_interfaces": "127.0.0.1"}
 	for k, v := range over {
 		o[k] = v
 	}

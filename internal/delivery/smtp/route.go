@@ -12,6 +12,8 @@ type server struct {
 	host string // the MX host or destination name, for host[addr]
 	addr netip.Addr
 	port int
+	// pref is the MX preference (0 without MX).
+	pref uint16
 	// best says the address is one of the most preferred MX hosts (or
 	// the destination has no MX): a mail loop there is permanent.
 	best bool
@@ -55,10 +57,7 @@ func (a *Agent) servers(ctx context.Context, sess *dns.Session, d Destination, l
 	var fail *lookupError
 	bestPref := mx.RRs[0].Pref
 	for _, rr := range mx.RRs {
-		if len(out) >= limit {
-			break
-		}
-		list, err := a.hostServers(ctx, sess, rr.Value, d.Port, rr.Pref == bestPref, limit-len(out))
+		list, err := a.hostServers(ctx, sess, rr.Value, d.Port, rr.Pref == bestPref, 1<<30)
 		if err != nil {
 			// Postfix goes on with the other MX hosts; a temporary
 			// failure of one makes the whole result temporary.
@@ -70,6 +69,9 @@ func (a *Agent) servers(ctx context.Context, sess *dns.Session, d Destination, l
 			}
 			continue
 		}
+		for i := range list {
+			list[i].pref = rr.Pref
+		}
 		out = append(out, list...)
 	}
 	if len(out) == 0 {
@@ -78,7 +80,42 @@ func (a *Agent) servers(ctx context.Context, sess *dns.Session, d Destination, l
 		}
 		return nil, fail
 	}
-	return out, nil
+	out, lerr := a.truncateSelf(out, d.Host, bestPref)
+	if lerr != nil {
+		return nil, lerr
+	}
+	return out[:min(len(out), limit)], nil
+}
+
+// truncateSelf drops this host and every MX host no better than it, as
+// smtp_addr.c's smtp_find_self and smtp_truncate_self do: a backup MX
+// hands mail only to better ones, and mail for which this host is the
+// best MX has nowhere to go.
+func (a *Agent) truncateSelf(list []server, domain string, bestPref uint16) ([]server, *lookupError) {
+	self := -1
+	for _, srv := range list {
+		if a.own != nil && a.own(srv.addr) {
+			self = int(srv.pref)
+			break
+		}
+	}
+	if self < 0 {
+		return list, nil
+	}
+	var kept []server
+	for _, srv := range list {
+		if int(srv.pref) < self {
+			kept = append(kept, srv)
+		}
+	}
+	if len(kept) > 0 {
+		return kept, nil
+	}
+	if list[0].pref != bestPref {
+		// The better MX hosts could not be looked up.
+		return nil, &lookupError{"4.4.4", "unable to find primary relay for " + domain}
+	}
+	return nil, &lookupError{"5.4.6", "mail for " + domain + " loops back to myself"}
 }
 
 // hostServers is one host's addresses.

@@ -66,3 +66,32 @@ func TestRcptTimeout(t *testing.T) {
 	checkResult(t, deliver(t, a, request("slow.test", msg, "a@slow.test"))[0], queue.RcptDeferred, "4.4.2",
 		"conversation with slow.test[127.0.0.19] timed out while sending RCPT TO", relayOf("slow.test", "127.0.0.19", port))
 }
+
+// This host in an MX list (inet_interfaces): the MX hosts no better than
+// it are dropped (a backup MX passes mail to better ones only), and mail
+// for which it is the best MX loops (smtp_addr.c).
+func TestMXSelf(t *testing.T) {
+	port := smtpsink.FreePort(t, "127.0.0.20")
+	s := smtpsink.Start(t, "127.0.0.20", port)
+	ns := dnsserver.Start(t,
+		"backup.test. IN MX 10 primary.backup.test.",
+		"backup.test. IN MX 20 self.test.",
+		"backup.test. IN MX 30 worse.backup.test.",
+		"primary.backup.test. IN A 127.0.0.20",
+		"worse.backup.test. IN A 127.0.0.21",
+		"self.test. IN A 127.0.0.1",
+		"best.test. IN MX 10 self.test.",
+		"best.test. IN MX 20 primary.backup.test.",
+		"lost.test. IN MX 10 nowhere.lost.test.",
+		"lost.test. IN MX 20 self.test.")
+	a, _ := newAgent(t, ns.Addr(), port, nil)
+	checkResult(t, deliver(t, a, request("backup.test", msg, "a@backup.test"))[0], queue.RcptDelivered, "2.0.0", "250 *",
+		relayOf("primary.backup.test", "127.0.0.20", port))
+	checkResult(t, deliver(t, a, request("best.test", msg, "a@best.test"))[0], queue.RcptBounced, "5.4.6",
+		"mail for best.test loops back to myself", "none")
+	checkResult(t, deliver(t, a, request("lost.test", msg, "a@lost.test"))[0], queue.RcptDeferred, "4.4.4",
+		"unable to find primary relay for lost.test", "none")
+	if len(s.Messages()) != 1 {
+		t.Errorf("sink got %d messages", len(s.Messages()))
+	}
+}

@@ -13,6 +13,7 @@ package smtp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -26,6 +27,7 @@ import (
 	"moat/internal/dns"
 	"moat/internal/maillog"
 	"moat/internal/maps"
+	"moat/internal/resolve"
 )
 
 // Agent delivers requests over SMTP. It is safe for concurrent use as
@@ -38,6 +40,10 @@ type Agent struct {
 	now      func() time.Time
 	cache    *smtpclient.Cache
 	resolver *dns.Resolver
+	// own says whether an address is this host's (inet_interfaces,
+	// proxy_interfaces), for the MX self-check.
+	own     func(netip.Addr) bool
+	classes *resolve.Resolver
 
 	port      int
 	fallback  []Destination
@@ -99,9 +105,15 @@ func New(d delivery.Deps) (*Agent, error) {
 	// The resolver reads dns_servers and inet_protocols as smtpd's does;
 	// the reply filter is smtp_dns_reply_filter.
 	view := cfg.WithOverrides(map[string]string{"smtpd_dns_reply_filter": cfg.Get("smtp_dns_reply_filter")})
-	if a.resolver, err = dns.FromConfig(view, maps.Options{Fold: true, ProxySocket: d.ProxySocket, Warn: warn}, warn); err != nil {
+	mo := maps.Options{Fold: true, ProxySocket: d.ProxySocket, Warn: warn}
+	if a.resolver, err = dns.FromConfig(view, mo, warn); err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
+	if a.classes, err = resolve.New(cfg, mo); err != nil {
+		a.resolver.Close()
+		return nil, fmt.Errorf("smtp: %w", err)
+	}
+	a.own = a.classes.IsOwnAddr
 	return a, nil
 }
 
@@ -172,7 +184,7 @@ func Factory(d delivery.Deps) (delivery.Agent, error) {
 // resolver.
 func (a *Agent) Close() error {
 	a.cache.Close()
-	return a.resolver.Close()
+	return errors.Join(a.resolver.Close(), a.classes.Close())
 }
 
 // Deliver sends req to the servers of req.Nexthop and returns one result
