@@ -12,8 +12,8 @@ import (
 
 // HostAddrs looks up name's A and/or AAAA records, as inet_protocols
 // allows (Postfix's dns_lookup_l with T_A, T_AAAA). The result is OK when
-// either family has an address; otherwise the worst failure wins (Retry
-// over Fail over NotFound), so a temporary error is never reported as a
+// either family has an address; otherwise the failure Postfix ranks
+// highest (see worse), so a temporary error is never reported as a
 // permanent one.
 func (s *Session) HostAddrs(ctx context.Context, name string) Result {
 	var types []Type
@@ -44,18 +44,22 @@ func (s *Session) HostAddrs(ctx context.Context, name string) Result {
 	return bad
 }
 
-// worse orders failures for HostAddrs: a temporary error must win, then a
-// filter or syntax problem, then NXDOMAIN over NODATA.
+// worse orders failures for HostAddrs as Postfix's dns_lookup_l ranks
+// them (dns.h: DNS_POLICY, then DNS_RETRY, DNS_INVAL, DNS_FAIL,
+// DNS_NULLMX, DNS_NOTFOUND), so a filtered or temporary answer for one
+// family is never hidden by "not found" for the other.
 func worse(a, b Status) bool {
 	rank := func(s Status) int {
 		switch s {
+		case Policy:
+			return 6
 		case Retry:
 			return 5
 		case Invalid:
 			return 4
-		case Policy:
-			return 3
 		case Fail:
+			return 3
+		case NullMX:
 			return 2
 		case NotFound:
 			return 1

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	mdns "github.com/miekg/dns"
+
+	"moat/internal/hostname"
 )
 
 // Postfix's dns_strerror(3) texts, which restrictions print in replies and
@@ -20,26 +22,32 @@ const (
 	reasonNoRecov  = "Non-recoverable error"
 	reasonPolicy   = "DNS reply filter drops all results"
 	reasonFilter   = "Invalid DNS reply filter syntax"
-	reasonBadName  = "Malformed domain name"
 )
 
 // maxCNAME bounds CNAME chasing, as Postfix's dns_lookup (DNS_MAX_CNAME).
 const maxCNAME = 10
 
 // lookup asks the servers for name/t, follows CNAMEs and, when filter is
-// set, applies the reply filter; it does not cache.
+// set, applies the reply filter; it does not cache. Its statuses and
+// texts follow Postfix's dns_lookup.c.
 func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool) Result {
-	if !validName(name) {
-		return r.result(Invalid, name, t, reasonBadName, nil)
+	// dns_lookup refuses numeric names (some servers invent A records
+	// for them) and malformed ones without asking: "not found".
+	if hostname.ValidAddr(name) || !validRRName(name) {
+		return Result{Status: NotFound, Reason: reasonNotFound,
+			Why: fmt.Sprintf("Name service error for %s: invalid host or domain name", name)}
 	}
 	qname := name
 	var rrs []RR
 	for hop := 0; ; hop++ {
-		msg, err := r.exchange(ctx, qname, t)
-		if errors.Is(err, errMalformed) {
-			return r.result(Invalid, name, t, reasonInvalid, nil)
+		if hop == maxCNAME {
+			r.warn("dns_lookup: Name server loop for " + name)
+			return Result{Status: NotFound, Reason: reasonNotFound, Why: "Name server loop for " + name}
 		}
+		msg, err := r.exchange(ctx, qname, t)
 		if err != nil {
+			// No answer, or one that does not parse: Postfix's
+			// resolver and its reply parser both call that TRY_AGAIN.
 			return r.result(Retry, name, t, reasonRetry, nil)
 		}
 		switch msg.Rcode {
@@ -54,14 +62,16 @@ func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool)
 			return r.result(Fail, name, t, reasonNoRecov, nil)
 		}
 		var next string
-		rrs, next = collect(msg, qname, t)
+		var bad bool
+		rrs, next, bad = r.collect(msg, qname, t)
+		if bad {
+			return Result{Status: Invalid, Reason: reasonInvalid,
+				Why: fmt.Sprintf("Name service error for name=%s type=%s: %s", name, t, reasonInvalid)}
+		}
 		if len(rrs) > 0 || next == "" {
 			break
 		}
 		// The server gave a CNAME without its target's records.
-		if hop >= maxCNAME {
-			return r.result(Invalid, name, t, reasonInvalid, nil)
-		}
 		qname = next
 	}
 	if len(rrs) == 0 {
@@ -84,7 +94,7 @@ func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool)
 	return Result{Status: OK, RRs: rrs}
 }
 
-// result builds a Result with Postfix's dns_lookup explanation.
+// result builds a Result with Postfix's dns_query explanation.
 func (r *Resolver) result(st Status, name string, t Type, reason string, rrs []RR) Result {
 	res := Result{Status: st, RRs: rrs, Reason: reason}
 	if st != OK {
@@ -93,35 +103,40 @@ func (r *Resolver) result(st Status, name string, t Type, reason string, rrs []R
 	return res
 }
 
-// validName is a loose RFC 1035 check (labels of 1..63 octets, 255 in all)
-// so a malformed name gives Invalid instead of a query; it does not impose
-// hostname syntax, because DNS list queries and TXT owners need not obey it.
-func validName(name string) bool {
-	if name == "" || len(name) > 253 {
-		return false
+// validRRName is dns_lookup.c's valid_rr_name: a numeric name passes, a
+// name must otherwise be a valid hostname, a leading "*" label allowed
+// (valid_hostname with DO_WILDCARD).
+func validRRName(name string) bool {
+	if hostname.ValidAddr(name) {
+		return true
 	}
-	for l := range strings.SplitSeq(name, ".") {
-		if l == "" || len(l) > 63 {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			if c := l[i]; c <= ' ' || c >= 0x7f || c == '\\' || c == '"' || c == '(' || c == ')' || c == ';' || c == '@' || c == '$' {
-				return false
-			}
-		}
+	if rest, ok := strings.CutPrefix(name, "*."); ok {
+		name = rest
 	}
-	return true
+	return hostname.Valid(name)
 }
 
 // collect picks the answer records of type t owned by qname or a CNAME
 // target reached from it within the message; next is the final CNAME
-// target when the message has no records for it.
-func collect(msg *mdns.Msg, qname string, t Type) (rrs []RR, next string) {
+// target when the message has no records for it. bad is Postfix's
+// DNS_INVAL: a record's owner or a CNAME target is not a valid name, or
+// every record of the type names an invalid host (those are skipped, with
+// Postfix's warning, when others remain).
+func (r *Resolver) collect(msg *mdns.Msg, qname string, t Type) (rrs []RR, next string, bad bool) {
 	owner := strings.ToLower(mdns.Fqdn(qname))
 	cnames := map[string]string{}
 	for _, rr := range msg.Answer {
+		h := rr.Header()
+		if !validRRName(strings.TrimSuffix(h.Name, ".")) {
+			r.warn(fmt.Sprintf("malformed domain name in resource name of %s record for %s: %.100s", Type(h.Rrtype), qname, h.Name))
+			return nil, "", true
+		}
 		if c, ok := rr.(*mdns.CNAME); ok {
-			cnames[strings.ToLower(c.Hdr.Name)] = strings.ToLower(c.Target)
+			if !validRRName(strings.TrimSuffix(c.Target, ".")) {
+				r.warn(fmt.Sprintf("malformed domain name in resource data of CNAME record for %s: %.100s", qname, c.Target))
+				return nil, "", true
+			}
+			cnames[strings.ToLower(h.Name)] = strings.ToLower(c.Target)
 		}
 	}
 	for i := 0; i < maxCNAME; i++ {
@@ -131,19 +146,33 @@ func collect(msg *mdns.Msg, qname string, t Type) (rrs []RR, next string) {
 		}
 		owner = target
 	}
+	invalid := false
 	for _, rr := range msg.Answer {
 		h := rr.Header()
 		if Type(h.Rrtype) != t || !strings.EqualFold(h.Name, owner) {
 			continue
 		}
-		if x, ok := convert(rr); ok {
-			rrs = append(rrs, x)
+		x, ok := convert(rr)
+		if !ok {
+			continue
 		}
+		switch x.Type {
+		case MX, NS, PTR:
+			if x.Value != "" && !validRRName(x.Value) {
+				r.warn(fmt.Sprintf("malformed domain name in resource data of %s record for %s: %.100s", x.Type, qname, x.Value))
+				invalid = true
+				continue
+			}
+		}
+		rrs = append(rrs, x)
+	}
+	if len(rrs) == 0 && invalid {
+		return nil, "", true
 	}
 	if len(rrs) == 0 && owner != strings.ToLower(mdns.Fqdn(qname)) {
 		next = strings.TrimSuffix(owner, ".")
 	}
-	return rrs, next
+	return rrs, next, false
 }
 
 // convert reduces a record to an RR.
@@ -163,14 +192,45 @@ func convert(rr mdns.RR) (RR, bool) {
 	case *mdns.PTR:
 		x.Value = strings.TrimSuffix(v.Ptr, ".")
 	case *mdns.TXT:
-		// Postfix joins a TXT record's character strings without
-		// separators (dns_lookup.c, T_TXT).
-		x.Value = strings.Join(v.Txt, "")
+		// Postfix keeps a TXT record's first character-string, its
+		// unprintable bytes made spaces (dns_lookup.c dns_get_rr).
+		if len(v.Txt) > 0 {
+			x.Value = txtText(v.Txt[0])
+		}
 	default:
 		return RR{}, false
 	}
 	return x, true
 }
+
+// txtText undoes miekg/dns's presentation escapes in a TXT string (a
+// backslash and three digits for a byte, a backslash before a special
+// character) and replaces bytes Postfix would not print with spaces.
+func txtText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' && i+1 < len(s) {
+			if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+				n := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
+				if n <= 255 {
+					c = byte(n)
+					i += 3
+				}
+			} else {
+				i++
+				c = s[i]
+			}
+		}
+		if c < ' ' || c > '~' {
+			c = ' '
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // Text is the record in the form smtpd_dns_reply_filter matches and
 // Postfix logs: "name. ttl IN type [preference] value", names ending in
@@ -221,11 +281,6 @@ func (r *Resolver) applyFilter(rrs []RR) ([]RR, error) {
 // errNoServers is returned when every server failed to answer.
 var errNoServers = errors.New("no name server answered")
 
-// errMalformed is returned when the last answer could not be parsed:
-// Postfix's DNS_INVAL ("Malformed or unexpected name server reply"), as
-// opposed to no answer at all.
-var errMalformed = errors.New("malformed name server reply")
-
 // exchange asks each server in turn, a few attempts each over UDP, and
 // repeats a truncated answer over TCP (RFC 7766).
 func (r *Resolver) exchange(ctx context.Context, name string, t Type) (*mdns.Msg, error) {
@@ -270,12 +325,6 @@ func (r *Resolver) once(ctx context.Context, network, srv string, q *mdns.Msg) (
 	m := q.Copy()
 	m.Id = mdns.Id()
 	msg, _, err := c.ExchangeContext(ctx, m, srv)
-	var perr *mdns.Error
-	if errors.As(err, &perr) && ctx.Err() == nil {
-		// miekg/dns reports a reply it cannot unpack as *dns.Error;
-		// network failures and timeouts are net errors.
-		return nil, fmt.Errorf("%s: %w: %v", srv, errMalformed, err)
-	}
 	if err != nil {
 		return nil, err
 	}
