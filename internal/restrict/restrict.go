@@ -1,17 +1,3 @@
-// Package restrict evaluates the SMTP server's restriction lists
-// (postconf(5) smtpd_client_restrictions ... smtpd_end_of_data_restrictions,
-// smtpd_etrn_restrictions; SMTPD_ACCESS_README) as Postfix's smtpd_check.c
-// does: one generic loop over each list, access(5) actions, nested lists
-// and smtpd_restriction_classes, warn_if_reject, the defer_if_permit and
-// defer_if_reject flags, DNS white and black lists, and the reply codes and
-// texts of Postfix 3.7.
-//
-// Every restriction name is checked when the lists are built: a name
-// Postfix does not know is a configuration error at start-up, never a
-// silent permit. The three restrictions Postfix 3.9 removed
-// (reject_maps_rbl, check_relay_domains, permit_naked_ip_address) load,
-// and answer "451 4.3.5 Server configuration error" when reached, logging
-// why, as Postfix 3.9 does.
 package restrict
 
 import (
