@@ -399,7 +399,9 @@ func (s *session) pending() []byte {
 		b, _ := s.br.Peek(n)
 		return append([]byte(nil), b...)
 	}
-	return peekConn(s.conn, maillog.MaxPipelined)
+	// Inside TLS the kernel holds ciphertext, not commands: only what
+	// the session has decrypted and buffered counts.
+	return peekConn(s.ioConn(), maillog.MaxPipelined)
 }
 
 // queueID is the ID logged in records, NOQUEUE before the queue file exists.
