@@ -96,6 +96,18 @@ func DeliverFile(ctx context.Context, self string, creds Creds, job Job, content
 	return deliverFile(ctx, self, creds, job, content, os.Geteuid() == 0)
 }
 
+// deliverFileIn is DeliverFile for the executor, whose credentialed
+// threads come from pool.
+func deliverFileIn(ctx context.Context, pool *threadPool, self string, creds Creds, job Job, content io.Reader) (string, error) {
+	if os.Geteuid() != 0 {
+		return DeliverFile(ctx, self, creds, job, content)
+	}
+	if err := job.validate(); err != nil {
+		return "", childFailed(err)
+	}
+	return deliverOnThread(ctx, pool, creds, job, content)
+}
+
 // deliverFile is DeliverFile with the choice between a credentialed
 // thread and a child process made by the caller (the tests exercise both).
 func deliverFile(ctx context.Context, self string, creds Creds, job Job, content io.Reader, onThread bool) (string, error) {
@@ -103,7 +115,7 @@ func deliverFile(ctx context.Context, self string, creds Creds, job Job, content
 		return "", childFailed(err)
 	}
 	if onThread {
-		return deliverOnThread(ctx, creds, job, content)
+		return deliverOnThread(ctx, nil, creds, job, content)
 	}
 	r, err := runChild(ctx, self, creds, wireJob{Job: job}, content)
 	if err != nil {

@@ -48,6 +48,12 @@ type File struct {
 // blocks (a FIFO is refused, not waited for). An error from open(2) keeps
 // its errno, so errors.Is(err, os.ErrNotExist) tells a missing file.
 func ReadFile(ctx context.Context, self string, creds Creds, path string, opt ReadOptions) (File, error) {
+	return readFileIn(ctx, nil, self, creds, path, opt)
+}
+
+// readFileIn is ReadFile whose credentialed thread, when root, comes from
+// pool (nil: a new thread).
+func readFileIn(ctx context.Context, pool *threadPool, self string, creds Creds, path string, opt ReadOptions) (File, error) {
 	w := wireJob{Job: Job{Kind: kindRead, Path: path}, Limit: opt.Limit, Follow: opt.Follow}
 	if err := w.validate(); err != nil {
 		return File{}, childFailed(err)
@@ -55,7 +61,7 @@ func ReadFile(ctx context.Context, self string, creds Creds, path string, opt Re
 	if os.Geteuid() == 0 {
 		// As for mailboxes, a credentialed thread costs far less than a
 		// child (deliverOnThread).
-		r := readOnThread(creds, w)
+		r := readOnThread(pool, creds, w)
 		if !r.OK {
 			return File{}, r.err()
 		}

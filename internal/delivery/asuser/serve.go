@@ -14,9 +14,9 @@ import (
 	"moat/internal/maillog"
 )
 
-// Bounds on the executor's work: requests served at once (each is one
-// child process), and how long a client may take to send its request
-// line.
+// Bounds on the executor's work: connections served at once (each has at
+// most one request in progress), and how long a client may take to send
+// its request line or leave a kept connection idle.
 const (
 	maxActive      = 256
 	requestTimeout = 30 * time.Second
@@ -44,6 +44,8 @@ func Serve(ctx context.Context, ln net.Listener, self string, log *maillog.Logge
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	sem := make(chan struct{}, maxActive)
+	pool := newThreadPool()
+	defer pool.close() // after wg.Wait: no job is left
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -68,13 +70,20 @@ func Serve(ctx context.Context, ln net.Listener, self string, log *maillog.Logge
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			serveConn(conn, self, log, allowed)
+			serveConn(ctx, conn, self, log, allowed, pool)
 		}()
 	}
 }
 
-// serveConn answers one request.
-func serveConn(conn net.Conn, self string, log *maillog.Logger, allowed map[uint32]bool) {
+// serveConn answers a client's requests, one at a time, until the client
+// closes the connection, stays idle past requestTimeout, or a request
+// leaves the connection out of step (content not read to its end frame, a
+// refused request): then the connection is closed after the answer.
+// Runner keeps connections for deliveries and reads and sends the next
+// request on the same one (connection set-up, SO_PEERCRED and a goroutine
+// per request were a large part of a Maildir delivery's cost), while a
+// command's request still gets a connection of its own.
+func serveConn(srv context.Context, conn net.Conn, self string, log *maillog.Logger, allowed map[uint32]bool, pool *threadPool) {
 	defer conn.Close()
 	uid, pid, err := peerCred(conn)
 	if err != nil {
@@ -85,24 +94,84 @@ func serveConn(conn net.Conn, self string, log *maillog.Logger, allowed map[uint
 		log.Warning("delivery service: refusing a request from uid %d (pid %d): only root and the mail system owner may ask", uid, pid)
 		return
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(requestTimeout))
+	// When the executor stops, a connection waiting for its next request
+	// is closed once it has been idle longer than Runner keeps one idle
+	// (so no client sends on a connection being closed); one whose
+	// request is in progress is finished first.
+	var (
+		mu      sync.Mutex
+		waiting bool
+		idleAt  time.Time
+	)
+	stop := context.AfterFunc(srv, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if waiting {
+			_ = conn.SetReadDeadline(idleAt.Add(clientKeep + time.Second))
+		}
+	})
+	defer stop()
 	br := bufio.NewReaderSize(conn, maxFrame+4)
+	// idle waits for the next request within the idle deadline.
+	idle := func(wait func() error) bool {
+		mu.Lock()
+		waiting, idleAt = true, time.Now()
+		deadline := idleAt.Add(requestTimeout)
+		if srv.Err() != nil {
+			deadline = idleAt.Add(clientKeep + time.Second)
+		}
+		_ = conn.SetReadDeadline(deadline)
+		mu.Unlock()
+		if err := wait(); err != nil {
+			return false // closed, idle too long, or stopping
+		}
+		mu.Lock()
+		waiting = false
+		_ = conn.SetReadDeadline(time.Now().Add(requestTimeout))
+		mu.Unlock()
+		return true
+	}
+	if !idle(func() error { _, err := br.Peek(1); return err }) {
+		return
+	}
+	for {
+		next := serveRequest(conn, br, self, log, uid, pid, pool)
+		if next == nil {
+			return
+		}
+		// The byte the watcher read is the next request's first.
+		if !idle(func() error { return <-next }) || br.UnreadByte() != nil {
+			return
+		}
+	}
+}
+
+// serveRequest answers one request on conn. When the connection may carry
+// another (the request was well-formed and its content, if any, was read
+// to the end frame) it returns the channel on which the watcher reports
+// its read of the next request's first byte; otherwise nil.
+func serveRequest(conn net.Conn, br *bufio.Reader, self string, log *maillog.Logger, uid uint32, pid int32, pool *threadPool) <-chan error {
 	req, err := readRequest(br)
 	if err != nil {
 		log.Warning("delivery service: uid %d (pid %d): %v", uid, pid, err)
 		writeResponse(conn, response{Error: err.Error()})
-		return
+		return nil
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	// The client's death ends the child: while the message streams, the
 	// frame reader sees it; afterwards one read that returns at all
-	// (end of file: nothing more is ever sent) cancels ctx.
+	// cancels ctx. A client that is alive sends nothing until it has the
+	// answer, so the byte that read returns then is the first of the
+	// next request, and goes back into br.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var watched chan error
 	watch := func() {
+		watched = make(chan error, 1)
 		go func() {
-			_, _ = br.ReadByte()
+			_, err := br.ReadByte()
 			cancel()
+			watched <- err
 		}()
 	}
 	body := &frameReader{r: br, ended: watch}
@@ -115,11 +184,11 @@ func serveConn(conn net.Conn, self string, log *maillog.Logger, allowed map[uint
 		// write any file as root.
 		log.Warning("delivery service: uid %d (pid %d): refusing a %s request with root privileges (uid %d, gid %d)", uid, pid, req.Op, req.Creds.UID, req.Creds.GID)
 		writeResponse(conn, response{Error: "refusing to work with root privileges"})
-		return
+		return nil
 	}
 	switch req.Op {
 	case opDeliver:
-		path, err := DeliverFile(ctx, self, req.Creds, *req.Job, body)
+		path, err := deliverFileIn(ctx, pool, self, req.Creds, *req.Job, body)
 		r := wireResult{OK: true, Path: path}
 		if err != nil {
 			r = failure(err)
@@ -136,7 +205,7 @@ func serveConn(conn net.Conn, self string, log *maillog.Logger, allowed map[uint
 		resp.Run = runOf(Run(ctx, c))
 	case opRead:
 		watch()
-		f, err := ReadFile(ctx, self, req.Creds, req.Read.Path, req.Read.ReadOptions)
+		f, err := readFileIn(ctx, pool, self, req.Creds, req.Read.Path, req.Read.ReadOptions)
 		if err == nil && privileged(req.Creds) && f.Perm&0o004 == 0 {
 			// Root reads :include: files of root-owned aliases; it
 			// hands its client no file that client could not read
@@ -150,16 +219,25 @@ func serveConn(conn net.Conn, self string, log *maillog.Logger, allowed map[uint
 		}
 		resp.Result = &r
 	}
-	writeResponse(conn, resp)
+	// The connection carries another request unless the content was not
+	// read to its end (the frames left would be taken for the next
+	// request) or it is a command's, which Runner never reuses.
+	resp.Keep = watched != nil && req.Op != opRun
+	if !writeResponse(conn, resp) || !resp.Keep {
+		return nil
+	}
+	return watched
 }
 
-func writeResponse(conn net.Conn, resp response) {
+// writeResponse sends the answer line and reports whether it went.
+func writeResponse(conn net.Conn, resp response) bool {
 	b, err := jsonLine(resp)
 	if err != nil {
-		return
+		return false
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(requestTimeout))
-	_, _ = conn.Write(b)
+	_, err = conn.Write(b)
+	return err == nil
 }
 
 // peerCred is the connecting process's uid and pid (SO_PEERCRED, unix(7)).

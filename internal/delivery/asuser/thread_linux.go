@@ -34,10 +34,14 @@ import (
 //
 // ctx ends the delivery at the next read of the content: the write then
 // fails and leaves nothing behind, as a killed child does.
-func deliverOnThread(ctx context.Context, creds Creds, job Job, content io.Reader) (string, error) {
+//
+// With a pool (the executor's), the thread is one kept for creds' exact
+// identity and used again (threadPool); without one it is new and
+// discarded.
+func deliverOnThread(ctx context.Context, pool *threadPool, creds Creds, job Job, content io.Reader) (string, error) {
 	var path string
 	var err error
-	if terr := onThread(creds, func() {
+	if terr := pool.run(creds, func() {
 		path, err = writeMailbox(job, &ctxReader{ctx: ctx, r: content})
 	}); terr != nil {
 		return "", terr
@@ -49,9 +53,9 @@ func deliverOnThread(ctx context.Context, creds Creds, job Job, content io.Reade
 }
 
 // readOnThread is ReadFile's work (childRead) on a credentialed thread.
-func readOnThread(creds Creds, w wireJob) wireResult {
+func readOnThread(pool *threadPool, creds Creds, w wireJob) wireResult {
 	var r wireResult
-	if err := onThread(creds, func() { r = childRead(w) }); err != nil {
+	if err := pool.run(creds, func() { r = childRead(w) }); err != nil {
 		return failure(err)
 	}
 	return r

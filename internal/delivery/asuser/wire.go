@@ -12,8 +12,10 @@ import (
 	"time"
 )
 
-// The executor's protocol (Runner ⇄ Serve), one request per connection:
-// the client sends one JSON request line, then, for a delivery or a
+// The executor's protocol (Runner ⇄ Serve), one request at a time on a
+// connection (a connection carries further requests only after a delivery
+// or read whose content was read to its end; serveConn): the client sends
+// one JSON request line, then, for a delivery or a
 // command, the message as frames (a 4-byte big-endian length, then that
 // many bytes) ended by an empty frame; the executor answers one JSON line.
 // The empty frame plays the commit line's part: a connection that ends
@@ -65,10 +67,16 @@ type wireRead struct {
 
 // response is the executor's answer: Result for a delivery or a read,
 // Run for a command, Error when the request itself was refused.
+//
+// Keep says the executor reads the next request on this connection; a
+// client sends one there only then (the executor closes the connection
+// otherwise, and may not have done so yet when the client reads the
+// answer).
 type response struct {
 	Result *wireResult `json:",omitempty"`
 	Run    *wireRun    `json:",omitempty"`
 	Error  string      `json:",omitempty"`
+	Keep   bool        `json:",omitempty"`
 }
 
 // wireRun is a CommandResult on the wire.

@@ -48,6 +48,7 @@ func New(d delivery.Deps) (*Agent, error) {
 
 // Close releases the tables New opened.
 func (a *Agent) Close() error {
+	a.run.Close() // the kept executor connections
 	return a.set.close()
 }
 

@@ -179,6 +179,7 @@ func (a *Agent) openTables(cfg *config.Config) error {
 
 // Close releases the tables.
 func (a *Agent) Close() error {
+	a.run.Close() // the kept executor connections
 	for _, m := range []*rewrite.Maps{a.mailboxMaps, a.uidMaps, a.gidMaps} {
 		if m != nil {
 			m.Close()

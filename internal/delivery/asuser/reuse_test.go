@@ -1,0 +1,225 @@
+package asuser
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"moat/internal/delivery/maildir"
+	"moat/internal/maillog"
+)
+
+// threadIdentity is the calling thread's id and file-system uid and gid,
+// as the kernel reports them.
+func threadIdentity(t *testing.T) (tid int, fsuid, fsgid string) {
+	b, err := os.ReadFile("/proc/thread-self/status")
+	if err != nil {
+		t.Error(err)
+		return 0, "", ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 5 && f[0] == "Uid:" {
+			fsuid = f[4]
+		}
+		if len(f) == 5 && f[0] == "Gid:" {
+			fsgid = f[4]
+		}
+	}
+	return syscall.Gettid(), fsuid, fsgid
+}
+
+// TestThreadPoolReusesByIdentity: a kept thread serves later jobs of the
+// same identity only, keeps that identity, and ends when the pool closes.
+func TestThreadPoolReusesByIdentity(t *testing.T) {
+	cr := account(t)
+	other := cr
+	other.Groups = []uint32{cr.GID}
+	p := newThreadPool()
+	defer p.close()
+	run := func(c Creds) int {
+		var tid int
+		var uid, gid string
+		if err := p.run(c, func() { tid, uid, gid = threadIdentity(t) }); err != nil {
+			t.Fatal(err)
+		}
+		if uid != strconv.Itoa(int(c.UID)) || gid != strconv.Itoa(int(c.GID)) {
+			t.Errorf("job ran with fs ids %s:%s, want %d:%d", uid, gid, c.UID, c.GID)
+		}
+		return tid
+	}
+	first := run(cr)
+	if again := run(cr); again != first {
+		t.Errorf("second job on thread %d, want the kept thread %d", again, first)
+	}
+	if o := run(other); o == first {
+		t.Errorf("a job with other groups ran on thread %d of the first identity", o)
+	}
+	if again := run(cr); again != first {
+		t.Errorf("after another identity's job: thread %d, want %d", again, first)
+	}
+	// Jobs at once get threads of their own, all with the identity.
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range 4 {
+		wg.Go(func() {
+			if err := p.run(cr, func() {
+				<-start
+				if _, uid, _ := threadIdentity(t); uid != strconv.Itoa(int(cr.UID)) {
+					t.Errorf("concurrent job with fs uid %s", uid)
+				}
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(start)
+	wg.Wait()
+	p.close()
+	var bad []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if bad = nonRootFSThreads(t); len(bad) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, b := range bad {
+		t.Errorf("a closed pool left a thread with a non-root file-system id: %s", b)
+	}
+}
+
+// countingListener counts the connections Serve accepts.
+type countingListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// startExecutor runs Serve on sock (created afresh) and returns its
+// accept counter and a stop function that waits for Serve to return.
+func startExecutor(t *testing.T, sock string) (*countingListener, func()) {
+	t.Helper()
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &countingListener{Listener: ln}
+	sink := &logSink{}
+	log := maillog.New(maillog.Options{Sink: sink, Fallback: sink, Daemon: "local", PID: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, cl, moatBin, log, 0) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("Serve did not return within 30 s of its end")
+			}
+			log.Close(context.Background())
+		})
+	}
+	t.Cleanup(stop)
+	return cl, stop
+}
+
+// TestRunnerKeepsConnection: deliveries and reads share one executor
+// connection; a command gets its own; a delivery that leaves content
+// unread ends its connection and the next one dials again.
+func TestRunnerKeepsConnection(t *testing.T) {
+	cr := account(t)
+	dir := userDir(t, cr)
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(filepath.Dir(dir), "local")
+	cl, stop := startExecutor(t, sock)
+	r := NewRunner(moatBin, sock)
+	md := filepath.Join(dir, "Maildir") + "/"
+	deliver := func() {
+		t.Helper()
+		if err := r.Deliver(context.Background(), cr, Job{Kind: KindMaildir, Path: md}, strings.NewReader(testMsg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver()
+	if _, err := r.ReadFile(context.Background(), cr, filepath.Join(dir, "none"), ReadOptions{Limit: 10}); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("read of a missing file: %v", err)
+	}
+	deliver()
+	if n := cl.n.Load(); n != 1 {
+		t.Errorf("%d connections for two deliveries and a read, want 1", n)
+	}
+	if res := r.Run(context.Background(), Command{Creds: cr, Argv: []string{"/bin/true"}}); res.Err != nil || res.Status != 0 {
+		t.Fatalf("command: %+v", res)
+	}
+	deliver()
+	if n := cl.n.Load(); n != 2 {
+		t.Errorf("%d connections after a command and a delivery, want 2 (the command's own)", n)
+	}
+	// Refused before its content is read: that connection is not kept.
+	err := r.Deliver(context.Background(), cr, Job{Kind: KindMaildir, Path: "/root/nope/Maildir/"}, strings.NewReader(testMsg))
+	wantDeliveryError(t, err, "4.2.0", "Permission denied")
+	deliver()
+	if n := cl.n.Load(); n != 3 {
+		t.Errorf("%d connections after a failed delivery, want 3", n)
+	}
+	if c, err := maildir.Count(md); err != nil || c != 4 {
+		t.Errorf("%d messages in new/ (%v), want 4", c, err)
+	}
+	// A stopping executor closes a kept connection once it has been idle
+	// longer than a Runner keeps one, so Serve returns.
+	start := time.Now()
+	stop()
+	if d := time.Since(start); d < clientKeep {
+		t.Errorf("Serve returned %v after its end, before a kept connection could expire", d)
+	}
+	r.Close()
+}
+
+// TestRunnerExecutorRestart: a Runner whose kept connection's executor
+// has gone dials the new one instead of failing the delivery.
+func TestRunnerExecutorRestart(t *testing.T) {
+	cr := account(t)
+	dir := userDir(t, cr)
+	sock := filepath.Join(filepath.Dir(dir), "local")
+	_, stop := startExecutor(t, sock)
+	r := NewRunner(moatBin, sock)
+	defer r.Close()
+	md := filepath.Join(dir, "Maildir") + "/"
+	for i := range 2 {
+		if err := r.Deliver(context.Background(), cr, Job{Kind: KindMaildir, Path: md}, strings.NewReader(testMsg)); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+		if i == 0 {
+			stop()
+			startExecutor(t, sock)
+		}
+	}
+	if c, err := maildir.Count(md); err != nil || c != 2 {
+		t.Errorf("%d messages in new/ (%v), want 2", c, err)
+	}
+}
