@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"moat/internal/dns"
 	"moat/internal/maillog"
@@ -451,14 +452,20 @@ func dsnFix(dsn, replyClass string) string {
 	return dsn[:1] + out[1:]
 }
 
-// printable is Postfix's printable(): control and non-ASCII bytes in a
-// reply become spaces... as the reply is sent on the wire.
+// printable is Postfix's printable(text, ' ') on a reply: control bytes
+// and invalid UTF-8 become spaces, so a TXT record or table text cannot
+// break the reply; valid UTF-8 (smtputf8_enable) stays.
 func printable(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c < 0x20 || c >= 0x7f {
-			b[i] = ' '
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1, r < 0x20, r >= 0x7f && r <= 0x9f:
+			b.WriteByte(' ')
+		default:
+			b.WriteString(s[i : i+n])
 		}
+		i += n
 	}
-	return string(b)
+	return b.String()
 }
