@@ -3,6 +3,7 @@ package smtp
 import (
 	"net"
 	"testing"
+	"time"
 
 	"moat/internal/delivery/smtp/smtpsink"
 	"moat/internal/queue"
@@ -93,5 +94,34 @@ func TestMXSelf(t *testing.T) {
 		"unable to find primary relay for lost.test", "none")
 	if len(s.Messages()) != 1 {
 		t.Errorf("sink got %d messages", len(s.Messages()))
+	}
+}
+
+// A next hop where no server answers is suspended for
+// minimal_backoff_time: more mail for it is deferred at once with
+// Postfix's "delivery temporarily suspended" text, while other next hops
+// are unaffected; after the time one request tries again.
+func TestDeadDestinationSuspended(t *testing.T) {
+	port := smtpsink.FreePort(t, "127.0.0.22", "127.0.0.23")
+	smtpsink.Start(t, "127.0.0.23", port)
+	ns := dnsserver.Start(t, "dead.test. IN A 127.0.0.22", "live.test. IN A 127.0.0.23")
+	a, _ := newAgent(t, ns.Addr(), port, map[string]string{"minimal_backoff_time": "1s"})
+	refused := "connect to dead.test[127.0.0.22]:" + port + ": Connection refused"
+	checkResult(t, deliver(t, a, request("dead.test", msg, "a@dead.test"))[0], queue.RcptDeferred, "4.4.1", refused, "none")
+	checkResult(t, deliver(t, a, request("dead.test", msg, "a@dead.test"))[0], queue.RcptDeferred, "4.4.1",
+		"delivery temporarily suspended: "+refused, "none")
+	checkResult(t, deliver(t, a, request("live.test", msg, "a@live.test"))[0], queue.RcptDelivered, "2.0.0", "250 *",
+		relayOf("live.test", "127.0.0.23", port))
+	smtpsink.Start(t, "127.0.0.22", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := deliver(t, a, request("dead.test", msg, "a@dead.test"))[0]
+		if r.State == queue.RcptDelivered {
+			break
+		}
+		if r.Reason != "delivery temporarily suspended: "+refused || time.Now().After(deadline) {
+			t.Fatalf("result %+v", r)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -44,6 +44,7 @@ type Agent struct {
 	// proxy_interfaces), for the MX self-check.
 	own     func(netip.Addr) bool
 	classes *resolve.Resolver
+	dead    *deadHops
 
 	port      int
 	fallback  []Destination
@@ -84,6 +85,10 @@ func New(d delivery.Deps) (*Agent, error) {
 			return nil, fmt.Errorf("smtp: %s: %w", p.name, err)
 		}
 		*p.dst = int(n)
+	}
+	a.dead = &deadHops{}
+	if a.dead.ttl, err = cfg.Duration("minimal_backoff_time"); err != nil {
+		return nil, fmt.Errorf("smtp: minimal_backoff_time: %w", err)
 	}
 	if a.connect, err = cfg.Duration("smtp_connect_timeout"); err != nil {
 		return nil, fmt.Errorf("smtp: smtp_connect_timeout: %w", err)
@@ -210,6 +215,10 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 		return d
 	}
 	key := cacheKey(req.Nexthop)
+	if h, dead := a.dead.check(key, a.now()); dead {
+		d.Fail(h.dsn, "delivery temporarily suspended: "+h.reason, "none")
+		return d
+	}
 	if w := a.cache.Get(key, a.now()); w != nil && d.Probe(w) {
 		// A cached connection is a first try: what it defers is
 		// tried again on the servers the lookup gives.
@@ -221,6 +230,9 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 	}
 	servers, lerr := a.resolve(ctx, dests)
 	if len(servers) == 0 {
+		if !lerr.hard() {
+			a.dead.mark(key, a.now(), lerr.dsn, lerr.reason)
+		}
 		d.Fail(lerr.dsn, lerr.reason, "none")
 		return d
 	}
@@ -245,6 +257,12 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 		if d.Done() || final {
 			break
 		}
+	}
+	switch {
+	case sessions > 0:
+		a.dead.clear(key)
+	case ctx.Err() == nil:
+		a.dead.mark(key, a.now(), last.dsn, last.reason)
 	}
 	if !d.Done() {
 		if ctx.Err() != nil {
