@@ -303,6 +303,10 @@ func TestReplyFilter(t *testing.T) {
 	if res.Status != Policy || res.Reason != reasonPolicy || res.Why != "Error looking up name=xn--1xa.porcupine.org type=MX: DNS reply filter drops all results" {
 		t.Errorf("all MX dropped: %+v", res)
 	}
+	// A null MX is reported before the filter sees it (dns_lookup.c).
+	if res := s.MX(ctx, "nullmx.porcupine.org"); res.Status != NullMX {
+		t.Errorf("null MX under an MX-dropping filter: %+v", res)
+	}
 	if res := s.HostAddrs(ctx, "spike.porcupine.org"); res.Status != OK || len(res.RRs) != 1 || res.RRs[0].Type != AAAA {
 		t.Errorf("A dropped, AAAA kept: %+v", res)
 	}

@@ -70,23 +70,13 @@ func worse(a, b Status) bool {
 }
 
 // MX looks up domain's MX records, sorted by preference with equal
-// preferences shuffled (RFC 5321 section 5.1). A lone "MX 0 ." is RFC
-// 7505's null MX: Status NullMX, the record kept in RRs.
+// preferences shuffled (RFC 5321 section 5.1). An MX naming the root
+// ("MX 0 .") is RFC 7505's null MX: Status NullMX, as Lookup gives it, the
+// records kept in RRs.
 func (s *Session) MX(ctx context.Context, domain string) Result {
 	res := s.Lookup(ctx, domain, MX)
 	if res.Status != OK {
 		return res
-	}
-	for _, x := range res.RRs {
-		if x.Value == "" {
-			// RFC 7505 section 3: a null MX is the only MX; Postfix
-			// reports DNS_NULLMX when any record has the root target.
-			out := res
-			out.RRs = slices.Clone(res.RRs)
-			out.Status, out.Reason = NullMX, "Domain does not accept mail (nullMX)"
-			out.Why = "Domain " + strings.TrimSuffix(domain, ".") + " does not accept mail (nullMX)"
-			return out
-		}
 	}
 	rrs := slices.Clone(res.RRs)
 	rand.Shuffle(len(rrs), func(i, j int) { rrs[i], rrs[j] = rrs[j], rrs[i] })

@@ -22,6 +22,7 @@ const (
 	reasonNoRecov  = "Non-recoverable error"
 	reasonPolicy   = "DNS reply filter drops all results"
 	reasonFilter   = "Invalid DNS reply filter syntax"
+	reasonNullMX   = "Domain does not accept mail (nullMX)"
 )
 
 // maxCNAME bounds CNAME chasing, as Postfix's dns_lookup (DNS_MAX_CNAME).
@@ -76,6 +77,17 @@ func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool)
 	}
 	if len(rrs) == 0 {
 		return r.result(NotFound, name, t, reasonNoData, nil)
+	}
+	if t == MX {
+		for _, x := range rrs {
+			if x.Value == "" {
+				// RFC 7505 null MX: dns_get_answer reports DNS_NULLMX
+				// for any MX with the root as its host, before the
+				// reply filter sees the records.
+				return Result{Status: NullMX, RRs: rrs, Reason: reasonNullMX,
+					Why: "Domain " + name + " does not accept mail (nullMX)"}
+			}
+		}
 	}
 	if filter && r.filter != nil {
 		kept, err := r.applyFilter(rrs)
