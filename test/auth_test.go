@@ -6,6 +6,7 @@ package test
 // postfix filter (mode=auth) over the mail log.
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -205,4 +206,100 @@ func TestAuthSwaksDovecot(t *testing.T) {
 		fail2banAuth(t, s, 1)
 		s.stop()
 	}
+}
+
+// startServerMaster is startServer with the admin's own master.cf rows
+// (PORT is the row the harness waits on).
+func startServerMaster(t *testing.T, extra, masterCF string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	prepareDir(t, dir)
+	s := &server{t: t, dir: dir, port: freePort(t)}
+	mainCF := strings.ReplaceAll(baseMainCF+extra, "{{DIR}}", dir)
+	masterCF = strings.ReplaceAll(masterCF, "PORT", fmt.Sprint(s.port))
+	for name, data := range map[string]string{"main.cf": mainCF, "master.cf": masterCF} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// TestAuthSubmission is seed 002's mail submission agent: the submission
+// row with its -o overrides (TLS required, AUTH on, only logged-in users
+// relay, each only as their own address through smtpd_sender_login_maps)
+// and an smtps row, next to a port-25 row where a login opens nothing.
+func TestAuthSubmission(t *testing.T) {
+	fix := authFixture(t)
+	sub, smtps := freePort(t), freePort(t)
+	master := fmt.Sprintf(`127.0.0.1:PORT inet n - n - - smtpd
+127.0.0.1:%d inet n - n - - smtpd
+  -o syslog_name=postfix/submission
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_client_restrictions=
+  -o smtpd_helo_restrictions=
+  -o smtpd_sender_restrictions=reject_sender_login_mismatch
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+127.0.0.1:%d inet n - n - - smtpd
+  -o syslog_name=postfix/smtps
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sender_restrictions=reject_sender_login_mismatch
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+`, sub, smtps)
+	cf := fmt.Sprintf(`smtpd_tls_security_level = may
+smtpd_tls_cert_file = %[1]s/cert.pem
+smtpd_tls_key_file = %[1]s/key.pem
+smtpd_sasl_type = moat
+smtpd_sasl_password_maps = hash:%[1]s/sasl_passwd
+smtpd_sender_login_maps = inline:{ alice@moat.test=alice@moat.test, bob@moat.test=bob@moat.test }
+`, fix)
+	s := startServerMaster(t, cf, master)
+	subAddr, smtpsAddr := fmt.Sprintf("127.0.0.1:%d", sub), fmt.Sprintf("127.0.0.1:%d", smtps)
+
+	// Port 25's row: AUTH is not enabled there at all.
+	out, _ := runTool(t, 30*time.Second, "", "swaks", "--server", s.addr(), "--helo", "client.example.org", "--tls",
+		"--auth", "PLAIN", "--auth-user", "alice@moat.test", "--auth-password", "alice-pw", "--quit-after", "AUTH")
+	if strings.Contains(out, "235 ") {
+		t.Errorf("login on the port-25 row:\n%s", out)
+	}
+
+	// Submission: nothing before STARTTLS.
+	d := dial(t, subAddr)
+	d.expect("220 ")
+	d.cmd("EHLO client.example.org", "250")
+	d.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice@moat.test\x00alice-pw")), "530 5.7.0 Must issue a STARTTLS command first")
+	d.cmd("MAIL FROM:<alice@moat.test>", "530 5.7.0 Must issue a STARTTLS command first")
+
+	// Inside TLS: alice may send as herself only.
+	for _, tc := range []struct {
+		from, want string
+	}{
+		{"bob@moat.test", "553 5.7.1 <bob@moat.test>: Sender address rejected: not owned by user alice@moat.test"},
+		{"alice@moat.test", "250 2.0.0 Ok: queued as"},
+	} {
+		out, _ := runTool(t, 60*time.Second, "", "swaks", "--server", subAddr, "--helo", "client.example.org", "--tls",
+			"--auth", "LOGIN", "--auth-user", "alice@moat.test", "--auth-password", "alice-pw",
+			"--from", tc.from, "--to", "someone@example.net")
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("submission as %s: want %q\n%s", tc.from, tc.want, out)
+		}
+	}
+	// Without a login nothing is accepted.
+	out, _ = runTool(t, 60*time.Second, "", "swaks", "--server", subAddr, "--helo", "client.example.org", "--tls",
+		"--from", "x@example.org", "--to", "user@moat.test", "--quit-after", "RCPT")
+	if !strings.Contains(out, "554 5.7.1") {
+		t.Errorf("submission without AUTH:\n%s", out)
+	}
+	// smtps: implicit TLS (swaks --tlsc), SCRAM-capable server, CRAM-MD5 here.
+	out, err := runTool(t, 60*time.Second, "", "swaks", "--server", smtpsAddr, "--helo", "client.example.org", "--tlsc",
+		"--auth", "CRAM-MD5", "--auth-user", "alice@moat.test", "--auth-password", "alice-pw",
+		"--from", "alice@moat.test", "--to", "someone@example.net")
+	if err != nil || !tlsQueued.MatchString(out) {
+		t.Errorf("smtps: %v\n%s", err, out)
+	}
+	s.waitLog(`postfix/smtps/smtpd\[\d+\]: \S+: client=\S+, sasl_method=CRAM-MD5, sasl_username=alice@moat.test`, 10*time.Second)
 }
