@@ -64,10 +64,12 @@ const (
 	// Retry: timeout, SERVFAIL, REFUSED, network error (temporary,
 	// DNS_RETRY).
 	Retry
-	// Invalid: a malformed name or reply (DNS_INVAL).
+	// Invalid: the reply names a malformed host or domain (DNS_INVAL,
+	// "Malformed or unexpected name server reply"). A malformed query
+	// name is NotFound and an unparsable reply Retry, as in Postfix.
 	Invalid
 	// NullMX: RFC 7505 "MX 0 ." — the domain accepts no mail (DNS_NULLMX,
-	// MX lookups only).
+	// MX lookups only, reported before the reply filter runs).
 	NullMX
 	// Policy: smtpd_dns_reply_filter removed every record (DNS_POLICY).
 	Policy
