@@ -10,8 +10,16 @@ build:
 # Run moat in the foreground on the bundled development configuration
 # (examples/dev: 127.0.0.1 ports 2525, 2587, 2465; queue, mail and log
 # under ./var, relative to this directory). Ctrl-C stops it.
+# The TLS services need a certificate: a self-signed RSA and ECDSA pair is
+# made under var/tls on the first run (keys mode 0600, as admins keep them).
 run: build
-	mkdir -p var/spool var/log
+	mkdir -p var/spool var/log var/tls
+	@test -s var/tls/rsa.pem || (umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
+	  -subj /CN=mx.moat.test -addext subjectAltName=DNS:mx.moat.test,DNS:localhost \
+	  -keyout var/tls/rsa.key -out var/tls/rsa.pem 2>/dev/null)
+	@test -s var/tls/ec.pem || (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+	  -subj /CN=mx.moat.test -addext subjectAltName=DNS:mx.moat.test,DNS:localhost \
+	  -keyout var/tls/ec.key -out var/tls/ec.pem 2>/dev/null)
 	./bin/moat postfix -c examples/dev start-fg
 
 # Install every test dependency, then run every check and test.
