@@ -37,6 +37,9 @@ type threadPool struct {
 	n      int // idle threads in all
 	closed bool
 	quit   chan struct{} // closed by close: idle threads end
+	// syncs are the group commits of new/ fsyncs in progress, by
+	// identity and directory (groupSync).
+	syncs map[string]*groupSync
 }
 
 // newThreadPool returns an empty pool; close ends its threads.
