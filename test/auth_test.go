@@ -208,25 +208,6 @@ func TestAuthSwaksDovecot(t *testing.T) {
 	}
 }
 
-// startServerMaster is startServer with the admin's own master.cf rows
-// (PORT is the row the harness waits on).
-func startServerMaster(t *testing.T, extra, masterCF string) *server {
-	t.Helper()
-	dir := t.TempDir()
-	prepareDir(t, dir)
-	s := &server{t: t, dir: dir, port: freePort(t)}
-	mainCF := strings.ReplaceAll(baseMainCF+extra, "{{DIR}}", dir)
-	masterCF = strings.ReplaceAll(masterCF, "PORT", fmt.Sprint(s.port))
-	for name, data := range map[string]string{"main.cf": mainCF, "master.cf": masterCF} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.start()
-	t.Cleanup(s.stop)
-	return s
-}
-
 // TestAuthSubmission is seed 002's mail submission agent: the submission
 // row with its -o overrides (TLS required, AUTH on, only logged-in users
 // relay, each only as their own address through smtpd_sender_login_maps)
@@ -234,7 +215,7 @@ func startServerMaster(t *testing.T, extra, masterCF string) *server {
 func TestAuthSubmission(t *testing.T) {
 	fix := authFixture(t)
 	sub, smtps := freePort(t), freePort(t)
-	master := fmt.Sprintf(`127.0.0.1:PORT inet n - n - - smtpd
+	master := fmt.Sprintf(`127.0.0.1:{{PORT}} inet n - n - - smtpd
 127.0.0.1:%d inet n - n - - smtpd
   -o syslog_name=postfix/submission
   -o smtpd_tls_security_level=encrypt
@@ -257,7 +238,7 @@ smtpd_sasl_type = moat
 smtpd_sasl_password_maps = hash:%[1]s/sasl_passwd
 smtpd_sender_login_maps = inline:{ alice@moat.test=alice@moat.test, bob@moat.test=bob@moat.test }
 `, fix)
-	s := startServerMaster(t, cf, master)
+	s := startWithMaster(t, cf, master)
 	subAddr, smtpsAddr := fmt.Sprintf("127.0.0.1:%d", sub), fmt.Sprintf("127.0.0.1:%d", smtps)
 
 	// Port 25's row: AUTH is not enabled there at all.
@@ -302,4 +283,23 @@ smtpd_sender_login_maps = inline:{ alice@moat.test=alice@moat.test, bob@moat.tes
 		t.Errorf("smtps: %v\n%s", err, out)
 	}
 	s.waitLog(`postfix/smtps/smtpd\[\d+\]: \S+: client=\S+, sasl_method=CRAM-MD5, sasl_username=alice@moat.test`, 10*time.Second)
+}
+
+// TestAuthDovecotJail is Postfix's SASL_README set-up: Dovecot's auth
+// socket at QUEUE/private/auth and smtpd_sasl_path = private/auth, which
+// a chrooted smtpd (master.cf chroot y, running as mail_owner) reaches
+// relative to its working directory, the jail's root.
+func TestAuthDovecotJail(t *testing.T) {
+	fix := authFixture(t)
+	s := startWithMaster(t, authMainCF(fix, "dovecot", "private/auth"), "127.0.0.1:{{PORT}} inet n - y - - smtpd\n")
+	private := filepath.Join(s.dir, "spool", "private")
+	if _, err := os.Stat(private); err != nil {
+		t.Fatalf("queue's private/: %v", err)
+	}
+	dovecot.Start(t, dovecot.Options{Users: map[string]string{"dave@moat.test": "dave-pw"}, AuthSocket: filepath.Join(private, "auth")})
+	out, err := swaksAuth(t, s, "PLAIN", "dave@moat.test", "dave-pw")
+	if err != nil || !strings.Contains(out, "235 2.7.0") || !tlsQueued.MatchString(out) {
+		t.Fatalf("jailed smtpd through private/auth: %v\n%s\n%s", err, out, s.log())
+	}
+	s.waitLog(`sasl_method=PLAIN, sasl_username=dave@moat.test`, 10*time.Second)
 }

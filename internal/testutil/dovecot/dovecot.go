@@ -48,6 +48,10 @@ type Options struct {
 	// set-ups place it so a chrooted lmtp(8) reaches it. The directory
 	// must exist.
 	LMTPSocket string
+	// AuthSocket, when set, is where the auth client socket goes:
+	// QUEUE/private/auth, Postfix's smtpd_sasl_path = private/auth, which
+	// a chrooted smtpd reaches inside its jail. The directory must exist.
+	AuthSocket string
 }
 
 // Server is one running Dovecot instance.
@@ -156,6 +160,10 @@ func start(dir string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	authSocket := opts.AuthSocket
+	if authSocket == "" {
+		authSocket = filepath.Join(dir, "auth")
+	}
 	lmtpSocket := opts.LMTPSocket
 	if lmtpSocket == "" {
 		lmtpSocket = filepath.Join(dir, "lmtp")
@@ -164,7 +172,7 @@ func start(dir string, opts Options) (*Server, error) {
 		Dir:        dir,
 		LMTPSocket: lmtpSocket,
 		LMTPAddr:   fmt.Sprintf("127.0.0.1:%d", port),
-		AuthSocket: filepath.Join(dir, "auth"),
+		AuthSocket: authSocket,
 		AuthAddr:   fmt.Sprintf("127.0.0.1:%d", authPort),
 		uid:        opts.UID,
 		gid:        opts.GID,
@@ -257,7 +265,7 @@ service lmtp {
   }
 }
 service auth {
-  unix_listener %[1]s/auth {
+  unix_listener %[8]s {
     mode = 0666
   }
   inet_listener auth-inet {
@@ -266,7 +274,7 @@ service auth {
   }
 }
 %[5]s
-`, d, s.uid, s.gid, port, extra, s.LMTPSocket, authPort)
+`, d, s.uid, s.gid, port, extra, s.LMTPSocket, authPort, s.AuthSocket)
 }
 
 // usersFile is a passwd-file (Dovecot's auth-passwd-file): name, password
