@@ -26,6 +26,7 @@ var zone = []string{
 	"www.porcupine.org. MX 10 spike.porcupine.org.",
 	"nullmx.porcupine.org. MX 0 .",
 	"nullmx.porcupine.org. A 168.100.3.9",
+	"onlynull.porcupine.org. MX 0 .",
 	"postfix.org. MX 10 mx.postfix.org.",
 	"mx.postfix.org. A 168.100.3.50",
 }
@@ -80,6 +81,8 @@ func TestUnknownDomains(t *testing.T) {
 	srv.Fail("servfail.porcupine.org.", mdns.RcodeServerFailure)
 	expect(t, "helo nxdomain", h.helo("nxdomain.porcupine.org"), "450 4.7.1 <nxdomain.porcupine.org>: Helo command rejected: Host not found")
 	expect(t, "helo ok", h.helo("spike.porcupine.org"), "OK")
+	expect(t, "helo null MX with an address", h.helo("nullmx.porcupine.org"), "OK")
+	expect(t, "helo null MX only", h.helo("onlynull.porcupine.org"), "450 4.7.1 <onlynull.porcupine.org>: Helo command rejected: Host not found")
 	expect(t, "sender nxdomain", h.mail("user@nxdomain.porcupine.org"), "450 4.1.8 <user@nxdomain.porcupine.org>: Sender address rejected: Domain not found")
 	expect(t, "sender nullmx", h.mail("user@nullmx.porcupine.org"), "550 5.7.27 <user@nullmx.porcupine.org>: Sender address rejected: Domain nullmx.porcupine.org does not accept mail (nullMX)")
 	expect(t, "sender mx", h.mail("user@www.porcupine.org"), "OK")

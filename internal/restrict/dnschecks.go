@@ -10,11 +10,12 @@ import (
 // hostStatus combines the lookups of several record types the way
 // dns_lookup_l() with DNS_REQ_FLAG_STOP_OK reports them: any success wins,
 // then a temporary failure, then a reply filter that dropped everything,
-// then a malformed reply; otherwise the name was not found.
+// then a malformed reply; otherwise (a null MX included) the name was not
+// found.
 func hostStatus(results ...dns.Result) dns.Result {
 	rank := func(s dns.Status) int {
 		switch s {
-		case dns.OK, dns.NullMX:
+		case dns.OK:
 			return 5
 		case dns.Retry:
 			return 4
@@ -46,9 +47,11 @@ func (e *eval) unknownHostname(name, rn, rc string) status {
 			return dunno
 		}
 	}
+	// A null MX is no success for a host name: a temporary failure of
+	// the address lookups still wins (dns_lookup_l()).
 	r := hostStatus(rs...)
 	switch r.Status {
-	case dns.OK, dns.NullMX:
+	case dns.OK:
 		return dunno
 	case dns.Policy:
 		e.l.warn("%s: address or MX lookup error: %s", name, "DNS reply filter drops all results")
