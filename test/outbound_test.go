@@ -102,3 +102,47 @@ func TestOutboundRelayhostToMoat(t *testing.T) {
 	relay = regexp.QuoteMeta(fmt.Sprintf("127.0.0.1[127.0.0.1]:%d", loop.port))
 	loop.waitLog(`postfix/smtp\[\d+\]: `+id+`: to=<user@dest\.test>, relay=`+relay+`, delay=[0-9.]+, delays=[0-9./]+, dsn=5\.4\.6, status=bounced \(mail for \[127\.0\.0\.1\]:\d+ loops back to myself\)`, 30*time.Second)
 }
+
+// TestOutboundDeferThenFlushAndBounce: a server answering RCPT with 4xx
+// defers the mail (mailq shows why); once it accepts, postqueue -f
+// delivers it exactly once. A 5xx bounces, and the bounce notice reaches
+// the local sender's mailbox.
+func TestOutboundDeferThenFlushAndBounce(t *testing.T) {
+	needDeliveryRoot(t)
+	t.Parallel()
+	port := smtpsink.FreePort(t, "127.0.0.33", "127.0.0.34")
+	soft := smtpsink.Start(t, "127.0.0.33", port, "-r", "RCPT")
+	smtpsink.Start(t, "127.0.0.34", port, "-f", "RCPT")
+	ns := dnsserver.Start(t, "later.test. IN A 127.0.0.33", "never.test. IN A 127.0.0.34")
+	s := startServer(t, "mynetworks = 127.0.0.0/8\n"+
+		"dns_servers = "+ns.Addr()+"\n"+
+		"smtp_tcp_port = "+port+"\n")
+	id := sendVia(t, s, "user@moat.test", "someone@later.test", "retry me")
+	relay := regexp.QuoteMeta(fmt.Sprintf("later.test[127.0.0.33]:%s", port))
+	s.waitLog(`postfix/smtp\[\d+\]: `+id+`: to=<someone@later\.test>, relay=`+relay+`, delay=[0-9.]+, delays=[0-9./]+, dsn=4\.3\.0, `+
+		`status=deferred \(host later\.test\[127\.0\.0\.33\] said: 450 4\.3\.0 Error: command failed \(in reply to RCPT TO command\)\)`, 30*time.Second)
+	if q := postqueue(t, s, "-p"); !strings.Contains(q, id) || !strings.Contains(q, "450 4.3.0 Error: command failed") {
+		t.Errorf("mailq:\n%s", q)
+	}
+	soft.Stop()
+	good := smtpsink.Start(t, "127.0.0.33", port)
+	sent := `postfix/smtp\[\d+\]: ` + id + `: to=<someone@later\.test>, relay=` + relay + `, .*status=sent \(250 2\.0\.0 Ok\)`
+	flush(t, s, sent)
+	s.waitLog(`postfix/qmgr\[\d+\]: `+id+`: removed`, 10*time.Second)
+	if m := good.Messages(); len(m) != 1 || !strings.Contains(m[0], "\nretry me\n") {
+		t.Errorf("sink got %q", m)
+	}
+
+	id = sendVia(t, s, "user@moat.test", "someone@never.test", "bounce me")
+	s.waitLog(`postfix/smtp\[\d+\]: `+id+`: to=<someone@never\.test>, relay=never\.test\[127\.0\.0\.34\]:`+port+`, .*dsn=5\.3\.0, `+
+		`status=bounced \(host never\.test\[127\.0\.0\.34\] said: 500 5\.3\.0 Error: command failed \(in reply to RCPT TO command\)\)`, 30*time.Second)
+	s.waitDelivered("user", 1, 30*time.Second)
+	files, _ := filepath.Glob(filepath.Join(s.maildir("user"), "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("bounce notices: %v", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil || !strings.Contains(string(b), "<someone@never.test>") || !strings.Contains(string(b), "500 5.3.0 Error: command failed") {
+		t.Errorf("bounce notice (%v):\n%s", err, b)
+	}
+}
