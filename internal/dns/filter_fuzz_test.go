@@ -44,3 +44,22 @@ func FuzzHosts(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTXTText checks that undoing miekg/dns's TXT escapes never panics
+// and leaves only what Postfix prints (ASCII ' ' to '~').
+func FuzzTXTText(f *testing.F) {
+	for _, s := range []string{`a\"b\\c\001d`, `\`, `\2`, `\25`, `\256x`, `\999`, "plain text", "\xff\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := txtText(s)
+		if len(out) > len(s) {
+			t.Fatalf("%q grew to %q", s, out)
+		}
+		for i := 0; i < len(out); i++ {
+			if out[i] < ' ' || out[i] > '~' {
+				t.Fatalf("%q gave unprintable %q", s, out)
+			}
+		}
+	})
+}
