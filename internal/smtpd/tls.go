@@ -22,8 +22,6 @@ type tlsState struct {
 
 // tlsActive reports whether the session is encrypted: AUTH's
 // smtpd_tls_auth_only and smtpd_sasl_tls_security_options depend on it.
-//
-//lint:ignore U1000 AUTH (auth.go) is its user.
 func (s *session) tlsActive() bool { return s.tls != nil }
 
 // ioConn is what commands are read from and replies written to: the TLS
