@@ -1,10 +1,9 @@
 package smtpdcheck
 
-// The reasons differences are kept. Those marked "pending" are behaviour
-// of internal/restrict or internal/dns that does not match Postfix yet;
-// they are reported in /tmp/smtpd-check-diffs.txt for the engineers who own
-// that code, and this table must lose them as they are fixed (the test fails
-// on an entry that no longer matches).
+// The reasons differences are kept. A "pending" reason (none today) marks
+// behaviour of internal/restrict or internal/dns that does not match
+// Postfix yet; the test fails on an entry that no longer matches, so the
+// table loses those as they are fixed.
 const (
 	whyObsolete = "by design (issue 6 item 1): permit_naked_ip_address, check_relay_domains and " +
 		"reject_maps_rbl answer as Postfix 3.9 does (451 4.3.5 Server configuration error, with the " +
@@ -21,10 +20,6 @@ const (
 		"also matches a local domain against virtual_alias_domains (= $virtual_alias_maps) to warn " +
 		"about domains listed in both, and so meets the failing table first; the reply is the same " +
 		"451 4.3.0 <user@example.com>: Temporary lookup failure"
-	whyPendingNullMXRetry = "pending (restrict): reject_unknown_helo_hostname asks A, AAAA and MX as " +
-		"dns_lookup_l() does, where a temporary error (the A record failing smtpd_dns_reply_filter) " +
-		"outranks the null MX: Postfix defers (defer_if_permit, 450 4.7.1 Host not found at RCPT), " +
-		"moat takes the null MX as a known host"
 )
 
 // expectedDiffs lists every line by which moat's output may differ from
@@ -50,9 +45,5 @@ func expectedDiffs() []expectedDiff {
 		{File: "smtpd_error", After: `rcpt user@example\.com`, Line: `\+` + p + `warning: virtual_alias_domains: fail:1_virtual: table lookup problem`, Why: whyResolver},
 		{File: "smtpd_error", After: `rewrite`, Line: `\+bad command: rewrite is not supported by smtpd-check`, Why: whyRewrite},
 		{File: "smtpd_error", After: `rewrite`, Line: `-(` + p + `warning: fail:1_rewrite lookup error for "131\.155\.210\.17"|(` + q + `reject: RCPT from [^ ]+: )?451 4\.3\.0 Temporary lookup error(; .*)?)`, Why: whyRewrite},
-
-		// smtpd_dns_filter.in
-		{File: "smtpd_dns_filter", After: `rcpt user@spike\.porcupine\.org`, Line: `\+OK`, Why: whyPendingNullMXRetry},
-		{File: "smtpd_dns_filter", After: `rcpt user@spike\.porcupine\.org`, Line: `-(` + q + `reject: RCPT from localhost\[127\.0\.0\.1\]: )?450 4\.7\.1 <nullmx\.porcupine\.org>: Helo command rejected: Host not found(; .*)?`, Why: whyPendingNullMXRetry},
 	}
 }
