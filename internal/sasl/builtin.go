@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/argon2"
+
 	"moat/internal/maps"
 )
 
@@ -96,7 +98,13 @@ func (b *Builtin) checkPassword(user string, pw []byte) error {
 	if err != nil {
 		return err
 	}
-	if c == nil || !c.VerifyPassword(pw) {
+	if c == nil {
+		// As much work as a known user's default hash, so the reply's
+		// timing does not tell which users exist.
+		argon2.IDKey(pw, b.fakeKey[:16], defaultArgonTime, defaultArgonMemory, defaultArgonThreads, 32)
+		return failed()
+	}
+	if !c.VerifyPassword(pw) {
 		return failed()
 	}
 	return nil

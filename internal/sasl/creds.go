@@ -308,6 +308,13 @@ func cramContext(pw []byte) ([32]byte, error) {
 	return out, nil
 }
 
+// The argon2id parameters NewCredentials uses by default (HashOptions).
+const (
+	defaultArgonMemory  = 19456
+	defaultArgonTime    = 2
+	defaultArgonThreads = 1
+)
+
 // HashOptions choose what NewCredentials stores.
 type HashOptions struct {
 	// Argon2 parameters: memory in KiB, passes, lanes. Zero values take
@@ -328,13 +335,13 @@ type HashOptions struct {
 // plus the secrets opts asks for.
 func NewCredentials(pw []byte, opts HashOptions) (string, error) {
 	if opts.Memory == 0 {
-		opts.Memory = 19456
+		opts.Memory = defaultArgonMemory
 	}
 	if opts.Time == 0 {
-		opts.Time = 2
+		opts.Time = defaultArgonTime
 	}
 	if opts.Threads == 0 {
-		opts.Threads = 1
+		opts.Threads = defaultArgonThreads
 	}
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {

@@ -145,17 +145,19 @@ func (a *authSettings) filterAllows(mech string) bool {
 // filtered by the security options for a plain or an encrypted session and
 // by smtpd_sasl_mechanism_filter; none without TLS under
 // smtpd_tls_auth_only. encrypted asks as if TLS were active.
-func (s *session) authMechs(encrypted bool) []sasl.Mech {
+// An error means the backend could not be asked (Dovecot down); it has been
+// logged.
+func (s *session) authMechs(encrypted bool) ([]sasl.Mech, error) {
 	a := &s.set.auth
 	if !a.enable || (a.tlsAuthOnly && !encrypted) {
-		return nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.set.timeout)
 	defer cancel()
 	ms, err := a.backend.Mechanisms(ctx)
 	if err != nil {
-		s.log.Warning("%s: SASL: %v", s.client, err)
-		return nil
+		s.log.Warning("%s: %v", s.client, err)
+		return nil, err
 	}
 	opts := a.opts
 	if encrypted {
@@ -167,7 +169,7 @@ func (s *session) authMechs(encrypted bool) []sasl.Mech {
 			out = append(out, m)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // offerAuth adds EHLO's AUTH line (RFC 4954 §3) and, for
@@ -177,7 +179,7 @@ func (s *session) offerAuth(offer func(keyword, line string) bool) {
 	if !s.set.auth.enable || s.listMatch(s.set.auth.exceptions) {
 		return
 	}
-	ms := s.authMechs(s.tlsActive())
+	ms, _ := s.authMechs(s.tlsActive())
 	if len(ms) == 0 {
 		return
 	}
@@ -223,8 +225,15 @@ func (s *session) authCmd(arg string) (bool, error) {
 	}
 	mech := strings.ToUpper(f[0])
 	encrypted := s.tlsActive()
-	if !hasMech(s.authMechs(encrypted), mech) {
-		if !encrypted && hasMech(s.authMechs(true), mech) {
+	now, err := s.authMechs(encrypted)
+	if err != nil {
+		// Not the client's fault: a 454, and no "authentication failed"
+		// line for fail2ban to ban an innocent client on.
+		s.reply(smtp.NewReply(454, "4.7.0", "Temporary authentication failure: Can't connect to authentication server"))
+		return false, nil
+	}
+	if !hasMech(now, mech) {
+		if later, _ := s.authMechs(true); !encrypted && hasMech(later, mech) {
 			// RFC 4954 §6's reply; Postfix 3.7 sends 504 5.5.4
 			// with this text.
 			s.reply(smtp.NewReply(538, "5.7.11", "Encryption required for requested authentication mechanism"))

@@ -306,3 +306,24 @@ func TestAuthInsideTLS(t *testing.T) {
 	c.cmd(b64("bob@example.org"), "334")
 	c.cmd(b64("pw1"), "235 2.7.0")
 }
+
+// TestAuthDovecotDown: without the auth server AUTH is not offered, and a
+// client that tries anyway gets a temporary failure, not a logged
+// "authentication failed" that fail2ban would ban it for.
+func TestAuthDovecotDown(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"smtpd_sasl_auth_enable": "yes",
+		"smtpd_sasl_type":        "dovecot",
+		"smtpd_sasl_path":        filepath.Join(t.TempDir(), "auth"),
+		"smtpd_tls_auth_only":    "no",
+	}, nil, "")
+	c := h.greeted()
+	if r := c.ehlo(); strings.Contains(r, "AUTH") {
+		t.Errorf("AUTH offered: %s", r)
+	}
+	c.cmd("AUTH PLAIN "+b64("\x00a\x00b"), "454 4.7.0 Temporary authentication failure")
+	lines := h.waitLog("SASL: Connect to Dovecot auth socket")
+	if hasLog(lines, "authentication failed") {
+		t.Errorf("failure logged as an authentication failure:\n%s", strings.Join(lines, "\n"))
+	}
+}
