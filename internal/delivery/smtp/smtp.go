@@ -219,9 +219,13 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 		d.Fail(h.dsn, "delivery temporarily suspended: "+h.reason, "none")
 		return d
 	}
+	sessions := 0
 	if w := a.cache.Get(key, a.now()); w != nil && d.Probe(w) {
 		// A cached connection is a first try: what it defers is
-		// tried again on the servers the lookup gives.
+		// tried again on the servers the lookup gives. It counts
+		// toward smtp_mx_session_limit, as Postfix's cached sessions
+		// do.
+		sessions++
 		d.BestMX = true
 		a.finish(d, key, w, false)
 		if d.Done() {
@@ -230,13 +234,12 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 	}
 	servers, lerr := a.resolve(ctx, dests)
 	if len(servers) == 0 {
-		if !lerr.hard() {
+		if !lerr.hard() && sessions == 0 {
 			a.dead.mark(key, a.now(), lerr.dsn, lerr.reason)
 		}
 		d.Fail(lerr.dsn, lerr.reason, "none")
 		return d
 	}
-	sessions := 0
 	last := lookupError{"4.4.1", "no server answered"}
 	for i, srv := range servers {
 		if ctx.Err() != nil {
