@@ -100,9 +100,11 @@ func (s *session) starttlsCmd(arg string) (bool, error) {
 	if !s.handshake() {
 		return false, errEndSession
 	}
-	// RFC 3207 §4.2: everything learned before TLS is forgotten; the
-	// client starts again with EHLO.
+	// RFC 3207 §4.2: everything learned before TLS is forgotten (the
+	// HELO name, a transaction, a SASL login); the client starts again
+	// with EHLO.
 	s.abortTx()
+	s.resetAuth()
 	s.helo, s.proto = "", ""
 	s.pipeline = false
 	s.heloDecision = nil
