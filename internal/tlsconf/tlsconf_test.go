@@ -254,3 +254,23 @@ func handshakeKey(t *testing.T, srv, cli *tls.Config) string {
 	}
 	return typeName(cc.ConnectionState().PeerCertificates[0].PublicKey)
 }
+
+// TestSessionTickets: off unless smtpd_tls_session_tickets = yes
+// (golang/go#70232); the floor and the suites are set either way.
+func TestSessionTickets(t *testing.T) {
+	dir := t.TempDir()
+	srv := tlsconftest.New(t, dir, "srv", "mx.example.com", tlsconftest.RSA, nil, false)
+	base := "smtpd_tls_security_level = may\nsmtpd_tls_cert_file = " + srv.CertFile + "\nsmtpd_tls_key_file = " + srv.KeyFile + "\n"
+	for _, tc := range []struct {
+		extra    string
+		disabled bool
+	}{{"", true}, {"smtpd_tls_session_tickets = yes\n", false}} {
+		s, _, err := newServer(t, base+tc.extra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Config.SessionTicketsDisabled != tc.disabled || s.Config.MinVersion != tls.VersionTLS12 || len(s.Config.CipherSuites) != len(tls12Suites) {
+			t.Errorf("%q: tickets disabled %v, min %x, %d suites", tc.extra, s.Config.SessionTicketsDisabled, s.Config.MinVersion, len(s.Config.CipherSuites))
+		}
+	}
+}
