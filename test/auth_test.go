@@ -303,3 +303,25 @@ func TestAuthDovecotJail(t *testing.T) {
 	}
 	s.waitLog(`sasl_method=PLAIN, sasl_username=dave@moat.test`, 10*time.Second)
 }
+
+// TestAuthCheckSASLAccess: restrictions see the login —
+// check_sasl_access refuses one user, permit_sasl_authenticated admits
+// the other.
+func TestAuthCheckSASLAccess(t *testing.T) {
+	fix := authFixture(t)
+	if err := os.WriteFile(filepath.Join(fix, "sasl_access"), []byte("bob@moat.test REJECT account suspended\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cf := authMainCF(fix, "moat", "") + `smtpd_relay_restrictions =
+smtpd_recipient_restrictions = check_sasl_access texthash:` + fix + `/sasl_access, permit_sasl_authenticated, reject
+`
+	s := startServer(t, cf)
+	out, _ := swaksAuth(t, s, "PLAIN", "bob@moat.test", "bob-pw")
+	if !strings.Contains(out, "554 5.7.1 <bob@moat.test>: SASL login name rejected: account suspended") {
+		t.Errorf("bob:\n%s", out)
+	}
+	out, err := swaksAuth(t, s, "PLAIN", "alice@moat.test", "alice-pw")
+	if err != nil || !tlsQueued.MatchString(out) {
+		t.Errorf("alice: %v\n%s", err, out)
+	}
+}

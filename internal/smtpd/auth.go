@@ -90,7 +90,11 @@ func (s *Server) readAuthSettings(mo maps.Options) error {
 	if a.exceptions, err = matchlist.New(c, "smtpd_sasl_exceptions_networks", matchlist.Host, mo); err != nil {
 		return err
 	}
-	if a.backend, err = sasl.FromConfig(c, mo); err != nil {
+	bo := mo
+	if s.d.ProxySocket != "" {
+		bo.ProxySocket = s.d.ProxySocket
+	}
+	if a.backend, err = sasl.FromConfig(c, bo); err != nil {
 		return err
 	}
 	return nil

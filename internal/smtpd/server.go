@@ -56,6 +56,10 @@ type Deps struct {
 	// nil checks nothing. The caller builds it with the options that reach
 	// proxymap, since local_recipient_maps usually names proxy: tables.
 	Unlisted *Unlisted
+	// ProxySocket is proxymap(8)'s socket, for the proxy: tables of
+	// smtpd_sasl_password_maps (a jailed smtpd cannot reopen a rebuilt
+	// table outside its jail); empty opens them directly.
+	ProxySocket string
 	// Resolver answers the sessions' DNS questions (the client name,
 	// the restrictions' lookups); nil builds one from the configuration
 	// (dns.FromConfig) when the server is made.
