@@ -99,16 +99,19 @@ func (e *eval) one(name, orig, arg string, rest []string, rn, rc, defACL string)
 		return dunno
 	case "check_client_access":
 		return e.clientAccess(arg, e.clientName(), e.namaddr(), classClient, defACL)
-	case "check_reverse_client_access":
+	case "check_reverse_client_access", "check_reverse_client_hostname_access":
 		return e.clientAccess(arg, e.reverseName(), e.namaddr(), classClient, defACL)
-	case "check_client_a_access":
+	case "check_client_a_access", "check_client_mx_access", "check_client_ns_access":
 		if n := e.clientName(); n != "unknown" {
-			return e.serverAccess(arg, n, dns.A, e.namaddr(), classClient, defACL)
+			st := e.serverAccess(arg, n, serverType(name), e.namaddr(), classClient, defACL)
+			return e.forbidWhitelist(name, st, n)
 		}
 		return dunno
-	case "check_reverse_client_a_access":
+	case "check_reverse_client_hostname_a_access", "check_reverse_client_hostname_mx_access", "check_reverse_client_hostname_ns_access",
+		"check_reverse_client_a_access":
 		if n := e.reverseName(); n != "unknown" {
-			return e.serverAccess(arg, n, dns.A, e.namaddr(), classClient, defACL)
+			st := e.serverAccess(arg, n, serverType(name), e.namaddr(), classClient, defACL)
+			return e.forbidWhitelist(name, st, n)
 		}
 		return dunno
 	case "reject_maps_rbl", "check_relay_domains", "permit_naked_ip_address":

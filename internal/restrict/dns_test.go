@@ -100,7 +100,7 @@ func TestUnknownDomains(t *testing.T) {
 func TestServerAccess(t *testing.T) {
 	h, _ := dnsHarness(t, "smtpd_sender_restrictions = check_sender_mx_access inline:{168.100.3.2=reject}\n"+
 		"smtpd_helo_restrictions = check_helo_ns_access inline:{168.100.3.75=reject}\n"+
-		"smtpd_client_restrictions = check_client_a_access inline:{168.100.3.2=reject}\n"+
+		"smtpd_client_restrictions = check_client_a_access inline:{168.100.3.2=reject}, check_client_mx_access inline:{168.100.3.50=reject}, check_reverse_client_hostname_ns_access inline:{ns.porcupine.org=OK}\n"+
 		"smtpd_recipient_restrictions = check_recipient_mx_access inline:{spike.porcupine.org=OK}, permit\n")
 	expect(t, "mx", h.mail("foo@www.porcupine.org"), "554 5.7.1 <foo@www.porcupine.org>: Sender address rejected: Access denied")
 	expect(t, "mx other", h.mail("foo@postfix.org"), "OK")
@@ -110,7 +110,9 @@ func TestServerAccess(t *testing.T) {
 	expect(t, "ns nxdomain", h.helo("example.tld"), "OK")
 	h.wantLog("Unable to look up NS host for example.tld: Host not found")
 	expect(t, "a", h.client("spike.porcupine.org", "1.2.3.4", 2), "554 5.7.1 <spike.porcupine.org[1.2.3.4]>: Client host rejected: Access denied")
-	expect(t, "a other", h.client("www.porcupine.org", "1.2.3.4", 2), "OK")
+	expect(t, "a other", h.client("www.porcupine.org", "1.2.3.4", 2), "451 4.3.5 Server configuration error")
+	h.wantLog("restriction check_reverse_client_hostname_ns_access returns OK for www.porcupine.org")
+	expect(t, "client mx", h.client("postfix.org", "1.2.3.4", 2), "554 5.7.1 <postfix.org[1.2.3.4]>: Client host rejected: Access denied")
 	expect(t, "whitelist refused", h.rcpt("u@www.porcupine.org"), "451 4.3.5 Server configuration error")
 	h.wantLog("this is not allowed for security reasons")
 }
