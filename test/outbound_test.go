@@ -146,3 +146,25 @@ func TestOutboundDeferThenFlushAndBounce(t *testing.T) {
 		t.Errorf("bounce notice (%v):\n%s", err, b)
 	}
 }
+
+// TestOutboundRelayDomain: a relay_domains domain goes through the relay
+// service, which is smtp(8) logging under its own name as Debian's
+// master.cf row has it (written here as postfix/relay: moat does not
+// expand $service_name in -o values yet).
+func TestOutboundRelayDomain(t *testing.T) {
+	t.Parallel()
+	port := smtpsink.FreePort(t, "127.0.0.35")
+	sink := smtpsink.Start(t, "127.0.0.35", port)
+	ns := dnsserver.Start(t, "inside.test. IN MX 5 gw.inside.test.", "gw.inside.test. IN A 127.0.0.35")
+	s := startWithMaster(t, "relay_domains = inside.test\n"+
+		"dns_servers = "+ns.Addr()+"\n"+
+		"smtp_tcp_port = "+port+"\n",
+		"127.0.0.1:{{PORT}} inet n - n - - smtpd\n"+
+			"relay unix - - n - - smtp\n  -o syslog_name=postfix/relay\n")
+	id := sendVia(t, s, "sender@example.org", "someone@inside.test", "for the inside")
+	s.waitLog(`postfix/relay/smtp\[\d+\]: `+id+`: to=<someone@inside\.test>, relay=gw\.inside\.test\[127\.0\.0\.35\]:`+port+
+		`, delay=[0-9.]+, delays=[0-9./]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok\)`, 30*time.Second)
+	if len(sink.Messages()) != 1 {
+		t.Errorf("sink got %d messages", len(sink.Messages()))
+	}
+}
