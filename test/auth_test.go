@@ -174,17 +174,34 @@ print("sent")
 	}
 	s.waitLog(`sasl_username=bob@moat.test`, 10*time.Second)
 
-	// msmtp as a mail client: STARTTLS, then the best mechanism it
-	// knows (SCRAM-SHA-256 is offered first; msmtp picks per its list).
-	out, err = runTool(t, 60*time.Second, "Subject: msmtp\n\nbody\n", "msmtp",
+	// msmtp (GNU SASL underneath) as a mail client: STARTTLS, then its
+	// own choice of mechanism, then each one forced — SCRAM-SHA-256 with
+	// a client that checks the server's signature.
+	for _, tc := range []struct{ auth, user, pw, method string }{
+		{"on", "alice@moat.test", "alice-pw", `\S+`},
+		{"scram-sha-256", "bob@moat.test", "bob-pw", "SCRAM-SHA-256"},
+		{"cram-md5", "alice@moat.test", "alice-pw", "CRAM-MD5"},
+		{"login", "bob@moat.test", "bob-pw", "LOGIN"},
+	} {
+		out, err = runTool(t, 60*time.Second, "Subject: msmtp "+tc.auth+"\n\nbody\n", "msmtp",
+			"--host=127.0.0.1", fmt.Sprintf("--port=%d", s.port), "--domain=client.example.org",
+			"--tls=on", "--tls-starttls=on", "--tls-certcheck=off",
+			"--auth="+tc.auth, "--user="+tc.user, "--passwordeval=echo "+tc.pw,
+			"--from="+tc.user, "--", "someone@example.net")
+		if err != nil {
+			t.Fatalf("msmtp --auth=%s: %v\n%s", tc.auth, err, out)
+		}
+		line := s.waitLog(`client=\S+, sasl_method=`+tc.method+`, sasl_username=`+regexp.QuoteMeta(tc.user), 10*time.Second)
+		t.Logf("msmtp --auth=%s: %s", tc.auth, line)
+	}
+	out, err = runTool(t, 60*time.Second, "Subject: x\n\nbody\n", "msmtp",
 		"--host=127.0.0.1", fmt.Sprintf("--port=%d", s.port), "--domain=client.example.org",
 		"--tls=on", "--tls-starttls=on", "--tls-certcheck=off",
-		"--auth=on", "--user=alice@moat.test", "--passwordeval=echo alice-pw",
-		"--from=alice@moat.test", "--", "someone@example.net")
-	if err != nil {
-		t.Fatalf("msmtp: %v\n%s", err, out)
+		"--auth=scram-sha-256", "--user=bob@moat.test", "--passwordeval=echo wrong",
+		"--from=bob@moat.test", "--", "someone@example.net")
+	if err == nil || !strings.Contains(out, "535 5.7.8") {
+		t.Errorf("msmtp SCRAM with a wrong password: %v\n%s", err, out)
 	}
-	s.waitLog(`client=\S+, sasl_method=\S+, sasl_username=alice@moat.test`, 10*time.Second)
 }
 
 func TestAuthSwaksDovecot(t *testing.T) {
