@@ -327,3 +327,40 @@ func TestAuthDovecotDown(t *testing.T) {
 		t.Errorf("failure logged as an authentication failure:\n%s", strings.Join(lines, "\n"))
 	}
 }
+
+// TestAuthForgottenAfterSTARTTLS: RFC 3207 §4.2 — a login made in clear
+// (only possible with smtpd_tls_auth_only = no) does not survive STARTTLS.
+func TestAuthForgottenAfterSTARTTLS(t *testing.T) {
+	var mu sync.Mutex
+	var users []string
+	pol := PolicyFunc(func(_ context.Context, st Stage, v *View) (*Decision, error) {
+		if st == StageRcpt {
+			mu.Lock()
+			users = append(users, v.SASLUser)
+			mu.Unlock()
+		}
+		return nil, nil
+	})
+	p := authParams(t)
+	for k, v := range tlsParams(t, "may") {
+		p[k] = v
+	}
+	h := newHarness(t, p, pol, "")
+	c := h.greeted()
+	c.ehlo()
+	c.cmd("AUTH PLAIN "+b64("\x00bob@example.org\x00pw1"), "235 2.7.0")
+	c.cmd("STARTTLS", "220 2.0.0")
+	c.startTLS(nil)
+	c.ehlo()
+	c.cmd("MAIL FROM:<a@example.org>", "250")
+	c.cmd("RCPT TO:<b@example.com>", "250")
+	c.cmd("RSET", "250")
+	c.cmd("AUTH PLAIN "+b64("\x00alice@example.org\x00pw1"), "235 2.7.0")
+	c.cmd("MAIL FROM:<a@example.org>", "250")
+	c.cmd("RCPT TO:<b@example.com>", "250")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(users) != 2 || users[0] != "" || users[1] != "alice@example.org" {
+		t.Errorf("logins seen at RCPT: %q", users)
+	}
+}
