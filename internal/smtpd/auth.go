@@ -303,6 +303,11 @@ func (s *session) authCmd(arg string) (bool, error) {
 			return false, nil
 		}
 	}
+	if ex.User() == "" {
+		// A login without a name would look like no login at all to
+		// the restrictions; refuse rather than guess.
+		return s.authFailed(mech, "", &sasl.Failure{Reason: "no user name from the authentication server", Temporary: true}), nil
+	}
 	s.auth = authState{user: s.printable(ex.User()), method: mech}
 	s.reply(smtp.NewReply(235, "2.7.0", "Authentication successful"))
 	return true, nil
