@@ -490,3 +490,16 @@ func TestConcurrentDeliveries(t *testing.T) {
 		t.Errorf("%d forwarded messages, want 4", n)
 	}
 }
+
+// TestDotForwardSamePathOnce: without a recipient_delimiter the stock
+// forward_path names $home/.forward twice; the file is read (and its
+// fault reported) once.
+func TestDotForwardSamePathOnce(t *testing.T) {
+	f := newFixture(t, "home_mailbox = Maildir/\nrecipient_delimiter =\n", "")
+	a := f.account()
+	writeFile(t, filepath.Join(a.home, ".forward"), "plain@remote.example\n", 0o664, a.uid, a.gid)
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to maildir")
+	if n := strings.Count(f.logText(), "is group or world writable"); n != 1 {
+		t.Errorf("the unsafe .forward reported %d times, want once:\n%s", n, f.logText())
+	}
+}

@@ -35,11 +35,18 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 	m := j.macros(st, acct)
 	noExt := m
 	noExt.extension = ""
+	// The stock forward_path names $home/.forward twice for an address
+	// without an extension ("$home/.forward${recipient_delimiter}
+	// ${extension}, $home/.forward"): a path already tried gives the same
+	// answer again, so it is not read twice (each read is a round trip
+	// to the executor).
+	tried := make(map[string]bool, len(set.forwardPath))
 	for _, tmpl := range set.forwardPath {
 		path, stat := expandLocal(tmpl, m, set.fwdFilter)
-		if stat&config.StatError != 0 || path == "" {
+		if stat&config.StatError != 0 || path == "" || tried[path] {
 			continue
 		}
+		tried[path] = true
 		if !filepath.IsAbs(path) {
 			j.warn("forward_path entry %q expands to relative path %q: skipped", tmpl, path)
 			continue
