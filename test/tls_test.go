@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"moat/internal/tlsconf"
 	"moat/internal/tlsconf/tlsconftest"
 )
 
@@ -273,7 +274,7 @@ func testssl(t *testing.T, addr string, starttls bool) {
 		t.Fatalf("testssl JSON: %v", err)
 	}
 	bad := map[string]bool{"MEDIUM": true, "HIGH": true, "CRITICAL": true}
-	var seen13, seen12 bool
+	var seen13, seen12, seenFS bool
 	for _, f := range findings {
 		if bad[f.Severity] {
 			t.Errorf("testssl %s: %s %s: %s", addr, f.Severity, f.ID, f.Finding)
@@ -287,14 +288,20 @@ func testssl(t *testing.T, addr string, starttls bool) {
 			seen12 = strings.HasPrefix(f.Finding, "offered")
 		case "TLS1_3":
 			seen13 = strings.HasPrefix(f.Finding, "offered")
-		case "FS":
-			if !strings.Contains(f.Finding, "offered") || strings.Contains(f.Finding, "not offered") {
+		case "cipherlist_NULL", "cipherlist_aNULL", "cipherlist_EXPORT", "cipherlist_LOW",
+			"cipherlist_3DES_IDEA", "cipherlist_AVERAGE", "cipherlist_OBSOLETED":
+			if !strings.HasPrefix(f.Finding, "not offered") {
+				t.Errorf("testssl %s: weak suites %s: %s", addr, f.ID, f.Finding)
+			}
+		case "FS", "PFS": // testssl 3.2 and 3.0 names
+			seenFS = true
+			if !strings.HasPrefix(f.Finding, "offered") {
 				t.Errorf("testssl %s: forward secrecy %s", addr, f.Finding)
 			}
 		}
 	}
-	if !seen12 || !seen13 {
-		t.Errorf("testssl %s: TLS 1.2 offered %v, TLS 1.3 offered %v", addr, seen12, seen13)
+	if !seen12 || !seen13 || !seenFS {
+		t.Errorf("testssl %s: TLS 1.2 offered %v, TLS 1.3 offered %v, forward secrecy checked %v", addr, seen12, seen13, seenFS)
 	}
 }
 
@@ -310,4 +317,55 @@ func readOneMaildir(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestTLSClientCertRelay: a client certificate verified against
+// smtpd_tls_CAfile whose fingerprint is in relay_clientcerts may relay
+// (permit_tls_clientcerts); without it, or with a certificate that does
+// not verify, relaying is refused. swaks presents the certificates.
+func TestTLSClientCertRelay(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the master drops each smtpd child to mail_owner in a jail")
+	}
+	certDir := t.TempDir()
+	if err := os.Chmod(certDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca := tlsconftest.New(t, certDir, "ca", "Test CA", tlsconftest.ECDSA, nil, true)
+	srv := tlsconftest.New(t, certDir, "srv", "mx.moat.test", tlsconftest.RSA, nil, false)
+	good := tlsconftest.New(t, certDir, "good", "client.example.org", tlsconftest.ECDSA, ca, false)
+	self := tlsconftest.New(t, certDir, "self", "self.example.org", tlsconftest.ECDSA, nil, false)
+	table := filepath.Join(certDir, "relay_clientcerts")
+	fps := tlsconf.Fingerprint("sha256", good.Cert.Raw) + " good\n" + tlsconf.Fingerprint("sha256", self.Cert.Raw) + " self\n"
+	if err := os.WriteFile(table, []byte(fps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf(`smtpd_tls_security_level = may
+smtpd_tls_cert_file = %s
+smtpd_tls_key_file = %s
+smtpd_tls_ask_ccert = yes
+smtpd_tls_CAfile = %s
+smtpd_tls_loglevel = 1
+relay_clientcerts = texthash:%s
+smtpd_relay_restrictions = permit_tls_clientcerts, reject_unauth_destination
+`, srv.CertFile, srv.KeyFile, ca.CertFile, table)
+	s := startWithMaster(t, extra, "127.0.0.1:{{PORT}} inet n - y - - smtpd\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"trusted", []string{"--tls-cert", good.CertFile, "--tls-key", good.KeyFile}, "250 2.1.5 Ok"},
+		{"untrusted", []string{"--tls-cert", self.CertFile, "--tls-key", self.KeyFile}, "554 5.7.1 <x@remote.example>: Relay access denied"},
+		{"none", nil, "554 5.7.1 <x@remote.example>: Relay access denied"},
+	} {
+		args := append([]string{"--server", s.addr(), "--tls", "--quit-after", "RCPT",
+			"--from", "a@example.org", "--to", "x@remote.example", "--helo", "client.example.org"}, tc.args...)
+		out, _ := runTool(t, 60*time.Second, "", "swaks", args...)
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("%s: want %q\n%s", tc.name, tc.want, out)
+		}
+	}
+	s.waitLog(`Trusted TLS connection established from \S+\[127\.0\.0\.1\]`, 10*time.Second)
+	s.waitLog(`Untrusted TLS connection established from \S+\[127\.0\.0\.1\]`, 10*time.Second)
 }
