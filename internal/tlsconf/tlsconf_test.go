@@ -274,3 +274,29 @@ func TestSessionTickets(t *testing.T) {
 		}
 	}
 }
+
+// TestCApath: the CAs in smtpd_tls_CApath verify a client certificate as
+// smtpd_tls_CAfile does.
+func TestCApath(t *testing.T) {
+	dir := t.TempDir()
+	caDir := t.TempDir()
+	ca := tlsconftest.New(t, caDir, "ca", "Path CA", tlsconftest.ECDSA, nil, true)
+	if err := os.Remove(ca.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	srv := tlsconftest.New(t, dir, "srv", "mx.example.com", tlsconftest.RSA, nil, false)
+	cli := tlsconftest.New(t, dir, "cli", "client.example.org", tlsconftest.ECDSA, ca, false)
+	s, _, err := newServer(t, "smtpd_tls_security_level = may\nsmtpd_tls_cert_file = "+srv.CertFile+
+		"\nsmtpd_tls_key_file = "+srv.KeyFile+"\nsmtpd_tls_ask_ccert = yes\nsmtpd_tls_CApath = "+caDir+"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(cli.CertPEM, cli.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := s.Describe(handshake(t, s.Config, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{pair}}))
+	if !info.PeerTrusted || info.PeerCN != "client.example.org" {
+		t.Fatalf("%+v", info)
+	}
+}
