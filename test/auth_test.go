@@ -91,6 +91,19 @@ func TestAuthSwaksBuiltin(t *testing.T) {
 		}
 		s.waitLog(`client=\S+, sasl_method=`+tc.mech+`, sasl_username=`+regexp.QuoteMeta(tc.user), 10*time.Second)
 	}
+	// A logged-in message says so in Received: (RFC 3848 ESMTPSA), and
+	// smtpd_sasl_authenticated_header is off by default, so the login
+	// name stays out of the header.
+	if os.Geteuid() == 0 {
+		if out, err := swaksAuth(t, s, "PLAIN", "alice@moat.test", "alice-pw", "--to", "user@localhost",
+			"--header", "Subject: auth received"); err != nil {
+			t.Fatalf("local delivery with AUTH: %v\n%s", err, out)
+		}
+		_, msg := waitMaildirSubject(t, s, s.maildir("user"), "auth received")
+		if !strings.Contains(msg, " with ESMTPSA id ") || strings.Contains(msg, "Authenticated sender") {
+			t.Errorf("Received: of an authenticated TLS submission:\n%s", msg)
+		}
+	}
 	// The EHLO inside TLS lists the four mechanisms; outside, none.
 	out, _ := swaksAuth(t, s, "PLAIN", "alice@moat.test", "alice-pw", "--quit-after", "AUTH")
 	if !strings.Contains(out, "250-AUTH SCRAM-SHA-256 CRAM-MD5 PLAIN LOGIN") {

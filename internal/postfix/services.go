@@ -78,7 +78,7 @@ func newSMTPD(d master.ServiceDeps) (master.ConnServer, error) {
 		Config: d.Config, Service: d.Service, Log: d.Log, Queue: d.Queue,
 		Policy: svc.lists, Committed: d.Committed, Now: d.Now,
 		Rewrite: svc.rewrite, Unlisted: svc.unlisted,
-		Resolver: svc.resolver,
+		Resolver: svc.resolver, ProxySocket: d.ProxySocket,
 	}
 	if d.AnvilSocket != "" {
 		svc.anvil = anvil.NewClient(d.AnvilSocket)

@@ -90,7 +90,7 @@ func (e *eval) policyRequest() *policy.Request {
 		ClientAddress:     addrText(v.ClientAddr),
 		ClientName:        e.clientName(),
 		ReverseClientName: e.reverseName(),
-		Instance:          v.QueueID,
+		Instance:          v.Instance,
 		SASLMethod:        v.SASLMethod,
 		SASLUsername:      v.SASLUser,
 		SASLSender:        v.SASLSender,

@@ -63,6 +63,9 @@ func (s *session) identify() {
 		addr, port = ap.Addr().Unmap(), ap.Port()
 	}
 	s.client = maillog.Client{Addr: addr, Port: port, LogPort: s.set.portLogging}
+	if ap, err := netip.ParseAddrPort(s.conn.LocalAddr().String()); err == nil {
+		s.server = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	// smtpd_peer.c: without a lookup (smtpd_peername_lookup = no) or an
 	// address, both names are "unknown" with the permanent code.
 	s.peer = dns.ClientName{Name: dns.Unknown, Reverse: dns.Unknown, Status: dns.PeerPermFail, ReverseStatus: dns.PeerPermFail}

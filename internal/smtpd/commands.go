@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 
@@ -203,7 +204,9 @@ func (s *session) mailCmd(line string) bool {
 		s.rejectWith(s.heloDecision, "")
 		return false
 	}
-	s.tx = &transaction{mail: m}
+	s.txSeq++
+	s.tx = &transaction{mail: m, size: -1, instance: fmt.Sprintf("%x.%x.%x.%x",
+		os.Getpid(), s.start.UnixNano(), s.client.Port, s.txSeq)}
 	if !s.set.delayReject {
 		d, refused := s.decide(StageMail, "")
 		if refused {
@@ -443,13 +446,19 @@ func (s *session) view(st Stage, rcpt string) *View {
 		Recipient:  rcpt,
 		Size:       -1,
 		TLS:        s.tlsView(),
+		ServerAddr: s.server.Addr(),
+		ServerPort: s.server.Port(),
 	}
 	s.peerView(v)
 	s.authView(v)
 	if s.tx != nil {
 		v.Sender, v.HasSender = s.tx.mail.From.Addr, true
 		v.Size = s.tx.mail.Size
+		if s.tx.size >= 0 {
+			v.Size = s.tx.size
+		}
 		v.QueueID = s.tx.id
+		v.Instance = s.tx.instance
 		for _, r := range s.tx.rcpts {
 			v.Recipients = append(v.Recipients, r.Address)
 		}

@@ -169,7 +169,7 @@ func (s *session) startMessage() (*cleanup.Filter, *msgTap) {
 	for i, r := range tx.rcpts {
 		rcpts[i] = r.Address
 	}
-	opts.Received = cleanup.FormatReceived(cleanup.ReceivedInfo{
+	ri := cleanup.ReceivedInfo{
 		Helo:       s.helo,
 		ClientName: s.clientName(),
 		ClientAddr: addr,
@@ -180,7 +180,9 @@ func (s *session) startMessage() (*cleanup.Filter, *msgTap) {
 		QueueID:    tx.id,
 		Recipients: rcpts,
 		Time:       now,
-	})
+	}
+	s.authReceived(&ri)
+	opts.Received = cleanup.FormatReceived(ri)
 	if s.srv.cleanup.AlwaysAddMissing {
 		opts.AddMissing = &cleanup.Missing{Time: now, Sender: tx.mail.From.Addr, MyHostname: s.set.myhostname}
 	}
@@ -245,6 +247,7 @@ func (s *session) finish(f *cleanup.Filter, tap *msgTap, size int64, bdat bool) 
 		s.reply(contentReject(res.Reject))
 		return false, nil
 	}
+	tx.size = size
 	if d, refused := s.decide(StageEndOfData, ""); refused {
 		s.rejectWith(d, "")
 		s.abortTx()
@@ -364,9 +367,12 @@ func (s *session) addActions(d *Decision, rcpt string) {
 	}
 	s.tx.actions = append(s.tx.actions, d)
 	env := s.envelope(rcpt)
-	logIt := func(action, reason string) {
+	// Postfix logs the restriction's reason ("Sender address triggers
+	// FILTER text:text"); the bare target stands in only without one.
+	logIt := func(action, target string) {
+		reason := d.Reason
 		if reason == "" {
-			reason = d.Reason
+			reason = target
 		}
 		s.log.Info("%s", maillog.Whatsup(s.queueID(), action, s.state, s.client, reason, env))
 	}

@@ -99,6 +99,9 @@ type View struct {
 	Size int64
 	// QueueID is set once the queue file exists (after the first RCPT).
 	QueueID string
+	// Instance names the transaction from MAIL on (the policy protocol's
+	// "instance"), the same at every stage of one message.
+	Instance string
 }
 
 // TLSInfo is what restrictions and policy servers may test about a TLS

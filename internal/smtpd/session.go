@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -36,6 +37,8 @@ type session struct {
 	log  *maillog.Logger
 
 	client     maillog.Client
+	server     netip.AddrPort // the local end, for policy servers
+	txSeq      int            // transactions so far, for instance names
 	peer       dns.ClientName // the name lookup's codes (client.go)
 	dns        *dns.Session   // this session's DNS cache
 	start      time.Time
@@ -77,6 +80,12 @@ type transaction struct {
 	actions  []*Decision // non-refusing policy decisions (HOLD, ...)
 	bdat     *bdatState
 	bdatUsed bool
+	// instance names the transaction for policy servers, as Postfix's
+	// per-MAIL "instance" attribute, so a server can tie its RCPT and
+	// END-OF-MESSAGE requests together before any queue ID exists.
+	instance string
+	// size is the message's size once it is read (END-OF-MESSAGE).
+	size int64
 }
 
 // errEndSession tells the loop the session is over after the reply sent.
