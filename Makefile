@@ -20,6 +20,7 @@ run: build
 	@test -s var/tls/ec.pem || (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
 	  -subj /CN=mx.moat.test -addext subjectAltName=DNS:mx.moat.test,DNS:localhost \
 	  -keyout var/tls/ec.key -out var/tls/ec.pem 2>/dev/null)
+	@test -s var/sasl_passwd || echo devpass | ./bin/moat saslpasswd -t texthash:var/sasl_passwd -p dev@moat.test
 	./bin/moat postfix -c examples/dev start-fg
 
 # Install every test dependency, then run every check and test.
