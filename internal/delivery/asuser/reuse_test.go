@@ -115,6 +115,13 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // startExecutor runs Serve on sock (created afresh) and returns its
 // accept counter and a stop function that waits for Serve to return.
 func startExecutor(t *testing.T, sock string) (*countingListener, func()) {
+	cl, cancel, wait := startExecutorCtl(t, sock)
+	return cl, func() { cancel(); wait() }
+}
+
+// startExecutorCtl is startExecutor with the end of Serve's context and
+// the wait for its return apart.
+func startExecutorCtl(t *testing.T, sock string) (*countingListener, context.CancelFunc, func()) {
 	t.Helper()
 	os.Remove(sock)
 	ln, err := net.Listen("unix", sock)
@@ -128,9 +135,8 @@ func startExecutor(t *testing.T, sock string) (*countingListener, func()) {
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, cl, moatBin, log, 0) }()
 	var once sync.Once
-	stop := func() {
+	wait := func() {
 		once.Do(func() {
-			cancel()
 			select {
 			case err := <-done:
 				if err != nil {
@@ -142,8 +148,8 @@ func startExecutor(t *testing.T, sock string) (*countingListener, func()) {
 			log.Close(context.Background())
 		})
 	}
-	t.Cleanup(stop)
-	return cl, stop
+	t.Cleanup(func() { cancel(); wait() })
+	return cl, cancel, wait
 }
 
 // TestRunnerKeepsConnection: deliveries and reads share one executor
@@ -221,5 +227,36 @@ func TestRunnerExecutorRestart(t *testing.T) {
 	}
 	if c, err := maildir.Count(md); err != nil || c != 2 {
 		t.Errorf("%d messages in new/ (%v), want 2", c, err)
+	}
+}
+
+// TestRunnerLeavesStoppingExecutor: a stopping executor (a reload) still
+// answers a request on a kept connection but does not keep it, so the
+// next request reaches the new executor.
+func TestRunnerLeavesStoppingExecutor(t *testing.T) {
+	cr := account(t)
+	dir := userDir(t, cr)
+	sock := filepath.Join(filepath.Dir(dir), "local")
+	oldLn, stopOld, waitOld := startExecutorCtl(t, sock)
+	r := NewRunner(moatBin, sock)
+	defer r.Close()
+	md := filepath.Join(dir, "Maildir") + "/"
+	deliver := func() {
+		t.Helper()
+		if err := r.Deliver(context.Background(), cr, Job{Kind: KindMaildir, Path: md}, strings.NewReader(testMsg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver()
+	stopOld()
+	deliver() // on the kept connection, answered by the stopping executor
+	newLn, _ := startExecutor(t, sock)
+	deliver() // a kept connection would take it to the old one again
+	waitOld()
+	if o, n := oldLn.n.Load(), newLn.n.Load(); o != 1 || n != 1 {
+		t.Errorf("connections: %d to the old executor, %d to the new, want 1 and 1", o, n)
+	}
+	if c, err := maildir.Count(md); err != nil || c != 3 {
+		t.Errorf("%d messages in new/ (%v), want 3", c, err)
 	}
 }

@@ -135,7 +135,7 @@ func serveConn(srv context.Context, conn net.Conn, self string, log *maillog.Log
 		return
 	}
 	for {
-		next := serveRequest(conn, br, self, log, uid, pid, pool)
+		next := serveRequest(srv, conn, br, self, log, uid, pid, pool)
 		if next == nil {
 			return
 		}
@@ -150,7 +150,7 @@ func serveConn(srv context.Context, conn net.Conn, self string, log *maillog.Log
 // another (the request was well-formed and its content, if any, was read
 // to the end frame) it returns the channel on which the watcher reports
 // its read of the next request's first byte; otherwise nil.
-func serveRequest(conn net.Conn, br *bufio.Reader, self string, log *maillog.Logger, uid uint32, pid int32, pool *threadPool) <-chan error {
+func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self string, log *maillog.Logger, uid uint32, pid int32, pool *threadPool) <-chan error {
 	req, err := readRequest(br)
 	if err != nil {
 		log.Warning("delivery service: uid %d (pid %d): %v", uid, pid, err)
@@ -221,8 +221,10 @@ func serveRequest(conn net.Conn, br *bufio.Reader, self string, log *maillog.Log
 	}
 	// The connection carries another request unless the content was not
 	// read to its end (the frames left would be taken for the next
-	// request) or it is a command's, which Runner never reuses.
-	resp.Keep = watched != nil && req.Op != opRun
+	// request), it is a command's, which Runner never reuses, or the
+	// executor is stopping (a reload: the next request goes to the new
+	// executor).
+	resp.Keep = watched != nil && req.Op != opRun && srv.Err() == nil
 	if !writeResponse(conn, resp) || !resp.Keep {
 		return nil
 	}
