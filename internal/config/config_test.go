@@ -262,3 +262,16 @@ func TestCheckOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceNameInOverride: Debian's stock master.cf says
+// "-o syslog_name=postfix/$service_name"; the daemon's view expands it.
+func TestServiceNameInOverride(t *testing.T) {
+	c, err := Load(writeMain(t, "syslog_name = postfix\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := c.WithOverrides(map[string]string{"syslog_name": "postfix/$service_name", "service_name": "submission"})
+	if got := v.Get("syslog_name"); got != "postfix/submission" {
+		t.Errorf("syslog_name = %q", got)
+	}
+}

@@ -231,7 +231,7 @@ func childConfig(dir, key string) (*config.Config, *mastercf.Service, error) {
 		}
 	}
 	if row != nil {
-		cfg = cfg.WithOverrides(row.OverrideMap())
+		cfg = cfg.WithOverrides(row.DaemonOverrides())
 	}
 	return cfg, row, nil
 }

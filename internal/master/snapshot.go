@@ -136,7 +136,7 @@ func loadSnapshot(ctx context.Context, dir, cwd string, servers map[string]Serve
 		}
 		snap.inet = append(snap.inet, &serviceSpec{
 			row: s, key: s.Name + "/" + s.Type, internal: internal,
-			cfg: cfg.WithOverrides(s.OverrideMap()), maxproc: maxproc,
+			cfg: cfg.WithOverrides(s.DaemonOverrides()), maxproc: maxproc,
 			eps: eps, factory: f,
 		})
 	}

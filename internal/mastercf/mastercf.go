@@ -217,10 +217,20 @@ func contains(list []string, s string) bool {
 // OverrideMap returns the service's -o overrides as a map; a name given
 // twice takes its last value, as Postfix daemons apply -o in order.
 func (s *Service) OverrideMap() map[string]string {
-	m := make(map[string]string, len(s.Overrides))
+	m := make(map[string]string, len(s.Overrides)+1)
 	for _, o := range s.Overrides {
 		m[o.Name] = o.Value
 	}
+	return m
+}
+
+// DaemonOverrides is what a daemon of this service runs with on top of
+// main.cf: its -o overrides and service_name, which the master tells each
+// daemon (postconf(5) service_name, read-only), so Debian's stock
+// "-o syslog_name=postfix/$service_name" logs as postfix/submission.
+func (s *Service) DaemonOverrides() map[string]string {
+	m := s.OverrideMap()
+	m["service_name"] = s.Name
 	return m
 }
 

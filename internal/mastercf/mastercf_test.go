@@ -101,6 +101,9 @@ func TestParseEntry(t *testing.T) {
 	if m := s.OverrideMap(); m["a"] != "4" || len(m) != 3 {
 		t.Errorf("OverrideMap %v: the last -o of a name wins", m)
 	}
+	if m := s.DaemonOverrides(); m["a"] != "4" || m["service_name"] != "smtp" || len(m) != 4 {
+		t.Errorf("DaemonOverrides %v: the -o values and service_name", m)
+	}
 	if wantText := "smtp inet n - y - - smtpd\n  -o a=1\n\t-o { b"; s.Line != 2 || !strings.HasPrefix(s.Text, wantText) {
 		t.Errorf("Line %d Text %q", s.Line, s.Text)
 	}

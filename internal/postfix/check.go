@@ -303,7 +303,7 @@ func (k *checker) tables(c *config.Config, mf *mastercf.File, owner int) {
 			if len(s.Overrides) == 0 {
 				continue
 			}
-			sc := c.WithOverrides(s.OverrideMap())
+			sc := c.WithOverrides(s.DaemonOverrides())
 			done := map[string]bool{}
 			for _, ov := range s.Overrides {
 				if done[ov.Name] {

@@ -221,7 +221,7 @@ func (m *Manager) buildTransports(d Deps) error {
 			continue // not a delivery agent (smtpd, cleanup, ...)
 		}
 		d.Config.AddServiceParams(s.Name, s.Command)
-		cfg := d.Config.WithOverrides(s.OverrideMap())
+		cfg := d.Config.WithOverrides(s.DaemonOverrides())
 		log := d.Log.With(s.Command, pid)
 		if n := cfg.Get("syslog_name"); n != d.Config.Get("syslog_name") {
 			log = log.WithName(n)
