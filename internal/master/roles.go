@@ -50,11 +50,16 @@ func roleOf(command string) (roleKind, bool) {
 		return roleKind{into: "smtpd"}, true
 	case "discard", "error", "bounce", "retry":
 		return roleKind{into: "qmgr"}, true
+	case "smtp", "lmtp", "virtual", "pipe", "spawn":
+		// delivery agents run inside the queue manager (their privileged
+		// half in the local executor)
+		return roleKind{into: "qmgr"}, true
+	case "scache":
+		return roleKind{into: "the smtp and lmtp agents' own connection cache"}, true
 	case "postlogd":
 		return roleKind{into: "every daemon's own log writer"}, true
-	case "tlsmgr", "verify", "flush", "scache",
-		"showq", "smtp", "lmtp", "virtual", "pipe", "spawn", "postscreen",
-		"dnsblog", "tlsproxy":
+	case "tlsmgr", "verify", "flush",
+		"showq", "postscreen", "dnsblog", "tlsproxy":
 		return roleKind{}, true
 	}
 	return roleKind{}, false
