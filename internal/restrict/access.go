@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"moat/internal/config"
 	"moat/internal/maps"
 )
 
@@ -139,7 +140,7 @@ func (e *eval) tableResult(table, value, datum, rn, rc, defACL string) status {
 		e.l.warn("access table %s entry %s causes unreasonable recursion", table, value)
 		return e.configError()
 	}
-	list := splitRestrictions(value)
+	list := config.SplitList(value)
 	if len(list) == 0 {
 		e.l.warn("access table %s entry %s has empty value", table, value)
 		return permitted

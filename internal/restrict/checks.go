@@ -600,7 +600,7 @@ func (e *eval) loginOwners(sender string) ([]string, bool, error) {
 			return nil, false, err
 		}
 		if ok {
-			return splitRestrictions(v), true, nil
+			return config.SplitList(v), true, nil
 		}
 	}
 	return nil, false, nil

@@ -5,6 +5,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"moat/internal/config"
 	"moat/internal/smtpd"
 	"moat/internal/testutil/dnsserver"
 )
@@ -64,7 +65,7 @@ func TestDNSWL(t *testing.T) {
 	h, _ := dnsHarness(t, "smtpd_client_restrictions = permit_dnswl_client wild.porcupine.org, reject\n"+
 		"smtpd_recipient_restrictions = permit_rhswl_client dnswl.porcupine.org, reject_unauth_destination\nmydestination = porcupine.org\n")
 	expect(t, "dnswl", h.client("spike.porcupine.org", "168.100.3.2", 2), "OK")
-	h.l.lists[smtpd.StageConnect] = splitRestrictions("permit_dnswl_client porcupine.org, reject")
+	h.l.lists[smtpd.StageConnect] = config.SplitList("permit_dnswl_client porcupine.org, reject")
 	expect(t, "not listed", h.client("spike.porcupine.org", "168.100.3.2", 2), "554 5.7.1 <spike.porcupine.org[168.100.3.2]>: Client host rejected: Access denied")
 	h.l.lists[smtpd.StageConnect] = nil
 	h.client("example.tld", "168.100.3.2", 2)

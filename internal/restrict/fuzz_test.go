@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"moat/internal/config"
 	"moat/internal/maps"
 	"moat/internal/smtpd"
 	"moat/internal/testutil/dnsserver"
@@ -23,7 +24,7 @@ func FuzzSplitRestrictions(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		toks := splitRestrictions(s)
+		toks := config.SplitList(s)
 		n := 0
 		for _, tok := range toks {
 			if tok == "" {

@@ -73,35 +73,6 @@ var notYet = map[string]string{
 	"reject_unverified_recipient": "address verification (verify(8)) is not supported yet",
 }
 
-// splitRestrictions splits a list on Postfix's RESTRICTION_SEPARATORS,
-// keeping a "{...}" group (an inline: table) in one token.
-func splitRestrictions(v string) []string {
-	var out []string
-	depth, start := 0, -1
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case c == '{':
-			depth++
-		case c == '}' && depth > 0:
-			depth--
-		case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n'):
-			if start >= 0 {
-				out = append(out, v[start:i])
-				start = -1
-			}
-			continue
-		}
-		if start < 0 {
-			start = i
-		}
-	}
-	if start >= 0 {
-		out = append(out, v[start:])
-	}
-	return out
-}
-
 // validate checks one list at start-up and opens the tables it names.
 func (l *Lists) validate(param string, list []string, opts maps.Options) error {
 	for i := 0; i < len(list); i++ {
@@ -192,48 +163,4 @@ func (l *Lists) hasRequiredDepth(list []string, depth int) bool {
 		}
 	}
 	return false
-}
-
-// unescape is Postfix's unescape() for smtpd_expansion_filter: C escapes
-// (\t, \n, \\, octal \40).
-func unescape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 >= len(s) {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		switch s[i] {
-		case 'a':
-			b.WriteByte('\a')
-		case 'b':
-			b.WriteByte('\b')
-		case 'f':
-			b.WriteByte('\f')
-		case 'n':
-			b.WriteByte('\n')
-		case 'r':
-			b.WriteByte('\r')
-		case 't':
-			b.WriteByte('\t')
-		case 'v':
-			b.WriteByte('\v')
-		default:
-			if s[i] >= '0' && s[i] <= '7' {
-				v, n := 0, 0
-				for n < 3 && i < len(s) && s[i] >= '0' && s[i] <= '7' {
-					v = v*8 + int(s[i]-'0')
-					i++
-					n++
-				}
-				i--
-				b.WriteByte(byte(v))
-			} else {
-				b.WriteByte(s[i])
-			}
-		}
-	}
-	return b.String()
 }

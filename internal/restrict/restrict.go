@@ -100,12 +100,12 @@ func build(cfg *config.Config, opts maps.Options, resolver *dns.Resolver, standa
 			_ = v
 			return nil, fmt.Errorf("restriction class `%s' needs a definition", c)
 		}
-		l.classes[c] = splitRestrictions(cfg.Get(c))
+		l.classes[c] = config.SplitList(cfg.Get(c))
 	}
 	// Postfix defines reject_sender_login_mismatch as a built-in class.
 	l.classes["reject_sender_login_mismatch"] = []string{"reject_authenticated_sender_login_mismatch", "reject_unauthenticated_sender_login_mismatch"}
 	for st, param := range stageParams {
-		l.lists[st] = splitRestrictions(cfg.Get(param))
+		l.lists[st] = config.SplitList(cfg.Get(param))
 	}
 	for name, list := range l.classes {
 		if err = l.validate("smtpd_restriction_classes "+name, list, opts); err != nil {
@@ -249,7 +249,7 @@ func (l *Lists) readParams(cfg *config.Config) error {
 		}
 	}
 	p.defRBLReply, _ = cfg.Raw("default_rbl_reply")
-	p.expandFilter = unescape(cfg.Get("smtpd_expansion_filter"))
+	p.expandFilter = config.Unescape(cfg.Get("smtpd_expansion_filter"))
 	l.access = maps.AccessOptions{
 		RecipientDelimiter: cfg.Get("recipient_delimiter"),
 		NullKey:            cfg.Get("smtpd_null_access_lookup_key"),

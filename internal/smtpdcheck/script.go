@@ -13,6 +13,8 @@ package smtpdcheck
 import (
 	"strconv"
 	"strings"
+
+	"moat/internal/config"
 )
 
 // Kind is what one script line asks for.
@@ -81,38 +83,9 @@ func restrictionParam(short string) (string, bool) {
 	return "", false
 }
 
-// Split breaks a line into words on blanks, tabs, CR and LF, keeping a
-// "{...}" group (nested braces counted) inside one word as Postfix's
-// argv_splitq does, so "inline:{ a=b, c=d }" stays one argument. Commas are
-// not separators: "permit_mynetworks,reject" is one word.
-func Split(line string) []string {
-	var words []string
-	depth, start := 0, -1
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case c == '{':
-			depth++
-		case c == '}':
-			if depth > 0 {
-				depth--
-			}
-		case depth == 0 && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
-			if start >= 0 {
-				words = append(words, line[start:i])
-				start = -1
-			}
-			continue
-		}
-		if start < 0 {
-			start = i
-		}
-	}
-	if start >= 0 {
-		words = append(words, line[start:])
-	}
-	return words
-}
+// Split breaks a script line into words as smtpd_check does (argv_splitq
+// on blanks, "{...}" groups kept whole, commas not separators).
+func Split(line string) []string { return config.SplitWords(line) }
 
 // trimAddr strips one pair of surrounding angle brackets, as smtpd_check's
 // TRIM_ADDR does ("<>" is the null address).

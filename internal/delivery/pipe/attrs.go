@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"moat/internal/config"
 )
 
 // Flag bits of the flags= attribute (pipe(8), "flags=BDFORXhqu.>").
@@ -71,7 +73,7 @@ func parseAttrs(args []string) (*attrs, error) {
 		case "chroot":
 			return nil, fmt.Errorf("attribute %q: chroot= is not supported by moat (commands run in the host's file system with the user= identity; use directory= for the working directory)", arg)
 		case "eol":
-			a.eol = unescape(value)
+			a.eol = config.Unescape(value)
 		case "null_sender":
 			a.nullSender = value
 		case "size":
@@ -137,49 +139,4 @@ func parseFlags(s string) (int, error) {
 		}
 	}
 	return f, nil
-}
-
-// unescape interprets the C-style escapes pipe(8) documents for eol=:
-// \a \b \f \n \r \t \v \ddd (up to three octal digits) and \\. Any other
-// backslash is kept as written, as Postfix's unescape() does.
-func unescape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 == len(s) {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		switch c = s[i]; c {
-		case 'a':
-			b.WriteByte('\a')
-		case 'b':
-			b.WriteByte('\b')
-		case 'f':
-			b.WriteByte('\f')
-		case 'n':
-			b.WriteByte('\n')
-		case 'r':
-			b.WriteByte('\r')
-		case 't':
-			b.WriteByte('\t')
-		case 'v':
-			b.WriteByte('\v')
-		case '\\':
-			b.WriteByte('\\')
-		case '0', '1', '2', '3', '4', '5', '6', '7':
-			v := 0
-			for n := 0; n < 3 && i < len(s) && s[i] >= '0' && s[i] <= '7'; n++ {
-				v = v*8 + int(s[i]-'0')
-				i++
-			}
-			i--
-			b.WriteByte(byte(v))
-		default:
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }

@@ -80,7 +80,7 @@ func TestUnescape(t *testing.T) {
 		`\n`: "\n", `\r\n`: "\r\n", `\a\b\f\t\v`: "\a\b\f\t\v", `\\`: `\`,
 		`\101\0x`: "A\x00x", `\1234`: "S4", `\q`: `\q`, `x\`: `x\`, ``: ``,
 	} {
-		if got := unescape(in); got != want {
+		if got := config.Unescape(in); got != want {
 			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
 		}
 	}
