@@ -1,7 +1,6 @@
 package restrict
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -75,100 +74,17 @@ func (e *eval) query(name, filter string) listing {
 }
 
 // matchFilter matches an A record against "=d.d.d.d" (each d a number,
-// "[n..m]" or "[n;m;...]") or "&mask" (any common bit).
+// "[n..m]" or "[n;m;...]") or "&mask" (any common bit), with the DNS
+// package's parser; a filter that does not parse matches nothing.
 func matchFilter(filter, value string) bool {
 	a, err := netip.ParseAddr(value)
 	if err != nil || !a.Is4() {
 		return false
 	}
-	b := a.As4()
-	if strings.HasPrefix(filter, "&") {
-		m, err := netip.ParseAddr(filter[1:])
-		if err != nil || !m.Is4() {
-			return false
-		}
-		mb := m.As4()
-		for i := range b {
-			if b[i]&mb[i] != 0 {
-				return true
-			}
-		}
-		return false
-	}
-	parts := splitOctets(strings.TrimPrefix(filter, "="))
-	if len(parts) != 4 {
-		return false
-	}
-	for i, p := range parts {
-		if !matchOctet(p, int(b[i])) {
-			return false
-		}
-	}
-	return true
+	f, err := dns.ParseFilter(strings.TrimPrefix(filter, "="))
+	return err == nil && f.Match(a)
 }
 
-// splitOctets splits a filter on the dots outside "[...]".
-func splitOctets(f string) []string {
-	var out []string
-	depth, start := 0, 0
-	for i := 0; i < len(f); i++ {
-		switch f[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		case '.':
-			if depth == 0 {
-				out = append(out, f[start:i])
-				start = i + 1
-			}
-		}
-	}
-	return append(out, f[start:])
-}
-
-func matchOctet(p string, v int) bool {
-	if strings.HasPrefix(p, "[") && strings.HasSuffix(p, "]") {
-		for _, alt := range strings.Split(p[1:len(p)-1], ";") {
-			if lo, hi, ok := strings.Cut(alt, ".."); ok {
-				l, e1 := strconv.Atoi(lo)
-				h, e2 := strconv.Atoi(hi)
-				if e1 == nil && e2 == nil && v >= l && v <= h {
-					return true
-				}
-				continue
-			}
-			if n, err := strconv.Atoi(alt); err == nil && n == v {
-				return true
-			}
-		}
-		return false
-	}
-	n, err := strconv.Atoi(p)
-	return err == nil && n == v
-}
-
-// reverseQuery is the DNS list query for an address: reversed octets
-// (IPv4) or nibbles (IPv6), then the list's domain.
-func reverseQuery(a netip.Addr, domain string) string {
-	a = a.Unmap()
-	var sb strings.Builder
-	if a.Is4() {
-		b := a.As4()
-		fmt.Fprintf(&sb, "%d.%d.%d.%d.", b[3], b[2], b[1], b[0])
-	} else {
-		b := a.As16()
-		const hex = "0123456789abcdef"
-		for i := 15; i >= 0; i-- {
-			sb.WriteByte(hex[b[i]&0xf])
-			sb.WriteByte('.')
-			sb.WriteByte(hex[b[i]>>4])
-			sb.WriteByte('.')
-		}
-	}
-	sb.WriteString(domain)
-	return sb.String()
-}
 
 // rblAddr is reject_rbl_client.
 func (e *eval) rblAddr(arg string, addr netip.Addr, rc string) status {
@@ -176,7 +92,7 @@ func (e *eval) rblAddr(arg string, addr netip.Addr, rc string) status {
 		return dunno
 	}
 	domain, filter := splitListDomain(arg)
-	l := e.query(reverseQuery(addr, domain), filter)
+	l := e.query(dns.ReverseQuery(addr, domain), filter)
 	if !l.listed {
 		return dunno
 	}
@@ -213,7 +129,7 @@ func (e *eval) dnswlAddr(arg, rc string) status {
 		return dunno
 	}
 	domain, filter := splitListDomain(arg)
-	return e.whitelisted(reverseQuery(e.v.ClientAddr, domain), filter, rc)
+	return e.whitelisted(dns.ReverseQuery(e.v.ClientAddr, domain), filter, rc)
 }
 
 // rhswl is permit_rhswl_client: the client's verified name.
