@@ -85,7 +85,6 @@ func matchFilter(filter, value string) bool {
 	return err == nil && f.Match(a)
 }
 
-
 // rblAddr is reject_rbl_client.
 func (e *eval) rblAddr(arg string, addr netip.Addr, rc string) status {
 	if !addr.IsValid() {
