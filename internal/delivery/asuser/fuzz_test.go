@@ -74,6 +74,8 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte(`{"Op":"read","Read":{"Path":"/home/u/.forward","Limit":4096,"Follow":true}}` + "\n"))
 	f.Add([]byte(`{"Op":"run","Cmd":{"Argv":["x"]}}` + "\n\xff\xff\xff\xff"))
 	f.Add([]byte("{}\n"))
+	f.Add([]byte(`{"Op":"deliver","Creds":{"UID":1000,"GID":1000},"Job":{"Kind":"maildir","Path":"/home/u/Maildir/"},"Probe":{"Paths":["/home/u/.forward+x","/home/u/.forward"],"Limit":4096}}` + "\n\x00\x00\x00\x00"))
+	f.Add([]byte(`{"Op":"read","Read":{"Path":"/a","Limit":1},"Probe":{"Paths":["/a"],"Limit":1}}` + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(data), 64)
 		req, err := readRequest(br)
@@ -94,6 +96,18 @@ func FuzzRequest(f *testing.F) {
 			req.Op == opRun && (req.Cmd == nil || len(req.Cmd.Argv) == 0 || req.Cmd.OutputLimit > maxOutputLimit),
 			req.Op == opRead && (req.Read == nil || req.Read.Limit <= 0 || req.Read.Limit > MaxReadLimit || !strings.HasPrefix(req.Read.Path, "/")):
 			t.Fatalf("accepted %+v", req)
+		}
+		if p := req.Probe; p != nil {
+			// Files read first only for a delivery, each an
+			// absolute path within the read bounds.
+			if req.Op != opDeliver || len(p.Paths) == 0 || len(p.Paths) > maxProbePaths || p.Limit <= 0 || p.Limit > MaxReadLimit {
+				t.Fatalf("accepted probe %+v", req)
+			}
+			for _, path := range p.Paths {
+				if !strings.HasPrefix(path, "/") {
+					t.Fatalf("accepted probe path %q", path)
+				}
+			}
 		}
 		ended := 0
 		fr := &frameReader{r: br, ended: func() { ended++ }}

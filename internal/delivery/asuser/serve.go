@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -188,6 +189,16 @@ func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self str
 	}
 	switch req.Op {
 	case opDeliver:
+		if req.Probe != nil {
+			if i, r := probeIn(ctx, pool, self, req.Creds, req.Probe); i >= 0 {
+				// A file (a .forward) settles what happens instead:
+				// the message is read to its end frame, unused, so
+				// that the connection stays in step.
+				_, _ = io.Copy(io.Discard, body)
+				resp.Found = &wireFound{Index: i, Result: r}
+				break
+			}
+		}
 		path, err := deliverFileIn(ctx, pool, self, req.Creds, *req.Job, body)
 		r := wireResult{OK: true, Path: path}
 		if err != nil {

@@ -47,6 +47,9 @@ type request struct {
 	Job   *Job         `json:",omitempty"`
 	Cmd   *wireCommand `json:",omitempty"`
 	Read  *wireRead    `json:",omitempty"`
+	// Probe, with a Job, names files read first: the job is done only
+	// when none exists (DeliverUnlessFile).
+	Probe *wireProbe `json:",omitempty"`
 }
 
 // wireCommand is a Command without its standard input, which follows as
@@ -77,6 +80,8 @@ type response struct {
 	Run    *wireRun    `json:",omitempty"`
 	Error  string      `json:",omitempty"`
 	Keep   bool        `json:",omitempty"`
+	// Found answers a probe that found a file: the job was not done.
+	Found *wireFound `json:",omitempty"`
 }
 
 // wireRun is a CommandResult on the wire.
@@ -156,6 +161,9 @@ func parseRequest(line []byte) (request, error) {
 	if set != 1 {
 		return request{}, errors.New("a request carries exactly one of job, command and read")
 	}
+	if r.Probe != nil && r.Op != opDeliver {
+		return request{}, errors.New("only a deliver request reads files first")
+	}
 	switch r.Op {
 	case opDeliver:
 		if r.Job == nil {
@@ -163,6 +171,11 @@ func parseRequest(line []byte) (request, error) {
 		}
 		if err := r.Job.validate(); err != nil {
 			return request{}, err
+		}
+		if r.Probe != nil {
+			if err := r.Probe.validate(); err != nil {
+				return request{}, err
+			}
 		}
 	case opRun:
 		if r.Cmd == nil {

@@ -224,9 +224,16 @@ func (j *job) deliverSwitch(st attrs, noAlias bool) {
 				return
 			}
 		}
-		if j.dotforward(st, acct) {
+		// The mailbox step is decided first (lookups only), so that a
+		// mailbox write can go with the .forward read in one request.
+		plan := j.planMailbox(st)
+		if j.dotforward(st, acct, &plan) {
 			return
 		}
+		if !j.doMailbox(st, plan) {
+			j.unknown(st)
+		}
+		return
 	}
 	if !j.mailbox(st) {
 		j.unknown(st)

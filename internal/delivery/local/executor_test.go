@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"moat/internal/delivery/asuser"
@@ -47,4 +48,66 @@ func TestThroughExecutor(t *testing.T) {
 	// what the user forwards), the recipient is deferred.
 	f.agent.run = asuser.NewRunner(moatBin, filepath.Join(f.base, "none"))
 	wantState(t, f.deliver(a.name+"+y@example.com"), queue.RcptDeferred, "4.3.0", "cannot read file "+a.home+"/.forward")
+}
+
+// TestThroughExecutorOneRequest: with the executor, the .forward read and
+// the mailbox write go in one request; every .forward outcome that does
+// not settle the recipient (none, empty, unsafe) still ends in the
+// mailbox, once, under the same Maildir key, and one that redirects is
+// acted on without a mailbox copy.
+func TestThroughExecutorOneRequest(t *testing.T) {
+	f := newFixture(t, "home_mailbox = Maildir/\n", "")
+	sock := filepath.Join(f.base, "local")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- asuser.Serve(ctx, ln, moatBin, f.agent.d.Log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	f.agent.run = asuser.NewRunner(moatBin, sock)
+	a := f.account()
+	md := filepath.Join(a.home, "Maildir")
+	fwd := filepath.Join(a.home, ".forward")
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to maildir")
+	if n := len(maildirFiles(t, md)); n != 1 {
+		t.Fatalf("%d Maildir files, want 1", n)
+	}
+	// An empty .forward ("do not forward"): the mailbox, with the key
+	// of the write before, so the retry of the same recipient is not a
+	// second copy.
+	writeFile(t, fwd, "# nothing\n", 0o600, a.uid, a.gid)
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to maildir")
+	if n := len(maildirFiles(t, md)); n != 1 {
+		t.Errorf("%d Maildir files after an empty .forward, want 1 (same key)", n)
+	}
+	// An unsafe .forward is skipped with a warning: the mailbox.
+	writeFile(t, fwd, "elsewhere@remote.example\n", 0o620, a.uid, a.gid)
+	if err := os.Chmod(fwd, 0o620); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, f.deliverContent(a.name+"@example.com", testContent+"second\r\n"), queue.RcptDelivered, "2.0.0", "delivered to maildir")
+	if !strings.Contains(f.logText(), "group or world writable") {
+		t.Errorf("no warning for a group-writable .forward: %s", f.logText())
+	}
+	// A .forward that redirects: forwarded, no mailbox copy, and the
+	// executor's connection is still good for the next request.
+	if err := os.Chmod(fwd, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := len(maildirFiles(t, md))
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "forwarded as ")
+	if n := len(maildirFiles(t, md)); n != before {
+		t.Errorf("%d Maildir files after forwarding, want %d", n, before)
+	}
+	if err := os.Remove(fwd); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to maildir")
 }

@@ -26,7 +26,14 @@ const maxListFile = 4 << 20
 // file that exists and is safe, expanded with the user's rights. It
 // reports whether the file settled the recipient (an empty file does
 // not: "do not forward").
-func (j *job) dotforward(st attrs, acct *account) bool {
+//
+// When plan is a mailbox write, the reads and the write go to the
+// executor as one request (asuser.Runner.DeliverUnlessFile): the write is
+// done there only when no forward_path file exists, which is what
+// local(8) would do next, and then dotforward reports the recipient
+// settled. A file that exists is acted on here exactly as before, the
+// later paths read one by one, and the mailbox left to the caller.
+func (j *job) dotforward(st attrs, acct *account, plan *mboxPlan) bool {
 	set := j.a.set
 	// A user listed in her own .forward file gets the mailbox.
 	if st.expType == expForward && (st.expFrom == st.user || st.expFrom == st.local) {
@@ -40,6 +47,8 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 	// ${extension}, $home/.forward"): a path already tried gives the same
 	// answer again, so it is not read twice (each read is a round trip
 	// to the executor).
+	type candidate struct{ tmpl, path string }
+	var cands []candidate
 	tried := make(map[string]bool, len(set.forwardPath))
 	for _, tmpl := range set.forwardPath {
 		path, stat := expandLocal(tmpl, m, set.fwdFilter)
@@ -51,7 +60,52 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 			j.warn("forward_path entry %q expands to relative path %q: skipped", tmpl, path)
 			continue
 		}
-		data, err := j.readOwnedFile(path, acct)
+		cands = append(cands, candidate{tmpl, path})
+	}
+	start := 0
+	var first *asuser.Found
+	if w := plan.write; w != nil && len(cands) > 0 && (strings.HasSuffix(w.path, "/") || !set.strictOwner) {
+		// (An mbox under strict_mailbox_ownership is checked before
+		// its write, which must not come before the .forward: that
+		// case keeps two requests.)
+		job, ok := j.mailboxJob(st, w.creds, w.path, true)
+		if !ok {
+			return true
+		}
+		paths := make([]string, len(cands))
+		for i, c := range cands {
+			paths[i] = c.path
+		}
+		found, err := j.a.run.DeliverUnlessFile(j.ctx, acct.creds(), paths, asuser.ReadOptions{Limit: maxListFile}, job, j.req.Content())
+		if found.Index < 0 && asuser.Failed(err) {
+			// The executor did not answer: whether a .forward exists
+			// is unknown, so the recipient is deferred as an unread
+			// .forward defers it.
+			what := "cannot read file " + paths[0] + " or deliver to the mailbox"
+			j.warn("%s: %v", what, err)
+			j.fail("4.3.0", what+": "+err.Error())
+			return true
+		}
+		if found.Index < 0 {
+			j.wrote(job, w.path, true, err)
+			return true
+		}
+		if job.Kind == asuser.KindMaildir {
+			// The key was not used: the mailbox write after an
+			// empty .forward takes it.
+			j.maildirs--
+		}
+		start, first = found.Index, &found
+	}
+	for i := start; i < len(cands); i++ {
+		tmpl, path := cands[i].tmpl, cands[i].path
+		var data []byte
+		var err error
+		if first != nil && i == start {
+			data, err = ownedFile(path, acct, first.File, first.Err)
+		} else {
+			data, err = j.readOwnedFile(path, acct)
+		}
 		if asuser.Failed(err) {
 			// The file may well be there: unread, it is neither
 			// absent nor empty (moat would deliver to the mailbox
@@ -104,7 +158,14 @@ func (j *job) dotforward(st attrs, acct *account) bool {
 // when the queue manager is not root (asuser.Runner).
 func (j *job) readOwnedFile(path string, acct *account) ([]byte, error) {
 	f, err := j.a.run.ReadFile(j.ctx, acct.creds(), path, asuser.ReadOptions{Limit: maxListFile})
+	return ownedFile(path, acct, f, err)
+}
+
+// ownedFile applies readOwnedFile's checks to a read's outcome.
+func ownedFile(path string, acct *account, f asuser.File, err error) ([]byte, error) {
 	switch {
+	case asuser.Failed(err):
+		return nil, err
 	case errors.Is(err, os.ErrNotExist):
 		return nil, os.ErrNotExist
 	case errors.Is(err, syscall.ELOOP):

@@ -27,46 +27,63 @@ const outputLimit = 2048
 // home_mailbox or mail_spool_directory. It returns false for an unknown
 // user.
 func (j *job) mailbox(st attrs) bool {
+	return j.doMailbox(st, j.planMailbox(st))
+}
+
+// mboxPlan is what deliver_mailbox() will do for a recipient, decided
+// without doing it, so that a mailbox write can go to the executor in
+// one request with the .forward read that comes before it.
+type mboxPlan struct {
+	unknown   bool   // not a local user: deliver_unknown()
+	transport string // pass to this transport
+	dsn       string // fail with dsn and reason (warning first, if any)
+	reason    string
+	warning   string
+	cmdAcct   *account // run cmd as mailbox_command with these rights
+	cmd       string
+	write     *mboxWrite // write the mailbox
+}
+
+// mboxWrite is a mailbox write: the executor's job and what to log.
+type mboxWrite struct {
+	creds asuser.Creds
+	path  string
+}
+
+// planMailbox decides deliver_mailbox()'s action for st with table and
+// passwd lookups only: nothing is written, run or logged.
+func (j *job) planMailbox(st attrs) mboxPlan {
 	set := j.a.set
 	if tr, found, err := lookupFirst(set.mailboxTransportMaps, st.user); err != nil {
-		j.fail("4.3.0", "mailbox_transport_maps lookup failure")
-		return true
+		return mboxPlan{dsn: "4.3.0", reason: "mailbox_transport_maps lookup failure"}
 	} else if found {
-		j.pass(st, tr)
-		return true
+		return mboxPlan{transport: tr}
 	}
 	if set.mailboxTransport != "" {
-		j.pass(st, set.mailboxTransport)
-		return true
+		return mboxPlan{transport: set.mailboxTransport}
 	}
 	acct, err := j.a.set.users.lookupUser(st.user)
 	if err != nil {
-		j.fail("4.3.0", err.Error())
-		return true
+		return mboxPlan{dsn: "4.3.0", reason: err.Error()}
 	}
 	if acct == nil {
-		return false
+		return mboxPlan{unknown: true}
 	}
 	if acct.uid == 0 {
 		// local(8) writes root's mailbox as root; moat never writes as
 		// root, and default_privs cannot write root's mailbox.
-		j.warn("%s: mail for %s: moat does not deliver to the mailbox of uid 0; alias %s to a user in alias_maps", j.req.QueueID, st.rcpt, st.user)
-		j.fail("4.3.0", "mailbox delivery for uid 0 is not allowed; alias "+st.user+" to another user")
-		return true
+		return mboxPlan{dsn: "4.3.0", reason: "mailbox delivery for uid 0 is not allowed; alias " + st.user + " to another user",
+			warning: fmt.Sprintf("%s: mail for %s: moat does not deliver to the mailbox of uid 0; alias %s to a user in alias_maps", j.req.QueueID, st.rcpt, st.user)}
 	}
 	cmd, found, err := lookupFirst(set.mailboxCommandMaps, st.user)
 	if err != nil {
-		j.fail("4.3.0", "mailbox_command_maps lookup failure")
-		return true
+		return mboxPlan{dsn: "4.3.0", reason: "mailbox_command_maps lookup failure"}
 	}
 	if !found {
 		cmd = set.mailboxCommand
 	}
 	if cmd != "" {
-		sub := st
-		sub.rights = acct
-		j.command(sub, cmd, true)
-		return true
+		return mboxPlan{cmd: cmd, cmdAcct: acct}
 	}
 	creds := acct.creds()
 	var path string
@@ -77,8 +94,7 @@ func (j *job) mailbox(st attrs) bool {
 		}
 	} else {
 		if strings.ContainsAny(st.user, "/") || st.user == "." || st.user == ".." {
-			j.fail("5.1.1", `unknown user: "`+st.user+`"`)
-			return true
+			return mboxPlan{dsn: "5.1.1", reason: `unknown user: "` + st.user + `"`}
 		}
 		path = filepath.Join(set.spoolDir, st.user)
 		if strings.HasSuffix(set.spoolDir, "/") {
@@ -88,7 +104,28 @@ func (j *job) mailbox(st attrs) bool {
 			creds.Groups = append(creds.Groups, gid)
 		}
 	}
-	j.writeMailbox(st, creds, path, true)
+	return mboxPlan{write: &mboxWrite{creds: creds, path: path}}
+}
+
+// doMailbox carries out a plan; false is an unknown user.
+func (j *job) doMailbox(st attrs, p mboxPlan) bool {
+	switch {
+	case p.unknown:
+		return false
+	case p.transport != "":
+		j.pass(st, p.transport)
+	case p.dsn != "":
+		if p.warning != "" {
+			j.warn("%s", p.warning)
+		}
+		j.fail(p.dsn, p.reason)
+	case p.cmd != "":
+		sub := st
+		sub.rights = p.cmdAcct
+		j.command(sub, p.cmd, true)
+	case p.write != nil:
+		j.writeMailbox(st, p.write.creds, p.write.path, true)
+	}
 	return true
 }
 
@@ -96,6 +133,16 @@ func (j *job) mailbox(st attrs) bool {
 // creds. mailbox says it is the user's mailbox rather than a /file
 // target, which changes the log text and the Delivered-To: policy.
 func (j *job) writeMailbox(st attrs, creds asuser.Creds, path string, mailbox bool) {
+	job, ok := j.mailboxJob(st, creds, path, mailbox)
+	if !ok {
+		return
+	}
+	j.wrote(job, path, mailbox, j.a.run.Deliver(j.ctx, creds, job, j.req.Content()))
+}
+
+// mailboxJob builds the executor's job for writeMailbox; false means the
+// write was refused (and recorded as failed).
+func (j *job) mailboxJob(st attrs, creds asuser.Creds, path string, mailbox bool) (asuser.Job, bool) {
 	set := j.a.set
 	rcptHdr := strings.ToLower(j.delivered)
 	if !mailbox && !set.hdrFile {
@@ -141,11 +188,16 @@ func (j *job) writeMailbox(st attrs, creds asuser.Creds, path string, mailbox bo
 			if uid, _ := statUID(fi); uid != creds.UID {
 				j.warn("%s: mailbox %s is owned by uid %d, not by %s", j.req.QueueID, path, uid, creds.User)
 				j.fail("4.2.0", "mailbox "+path+": wrong ownership")
-				return
+				return job, false
 			}
 		}
 	}
-	if err := j.a.run.Deliver(j.ctx, creds, job, j.req.Content()); err != nil {
+	return job, true
+}
+
+// wrote records the outcome of a mailboxJob.
+func (j *job) wrote(job asuser.Job, path string, mailbox bool, err error) {
+	if err != nil {
 		j.failErr(err, "4.3.0")
 		return
 	}
