@@ -90,6 +90,13 @@ type Result struct {
 	// recipient without its alias expansion changes).
 	Pass    string
 	Address string
+	// RemoteMTA and Diagnostic are what a delivery status notification
+	// says beyond the log (RFC 3464 section 2.3.5 and 2.3.6): the name of
+	// the server that answered ("mx.example.com") and its reply with its
+	// type ("smtp; 550 5.1.1 <a@b>: unknown"). Empty when the agent
+	// decided itself; the notice then gives Reason as "X-Postfix; ...".
+	RemoteMTA  string
+	Diagnostic string
 }
 
 // Agent is a delivery agent (one master.cf service: "local", "virtual", a

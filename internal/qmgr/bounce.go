@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"moat/internal/queue"
-	"moat/internal/resolve"
 	"moat/internal/smtp"
 )
 
@@ -47,42 +46,58 @@ func wantsNotice(n smtp.Notify) bool {
 	return n&smtp.NotifyNever == 0 && n&smtp.NotifyFailure != 0
 }
 
-// queueNotice commits a short plain-text notice from MAILER-DAEMON to the
-// sender into incoming/, with the null sender so that it can never bounce
-// in turn (RFC 5321 section 4.5.5). It does so only for a sender in a local
-// domain: full RFC 3464 reports, and notices to remote senders, come with
-// outbound delivery (a remote notice could not leave yet, and backscatter
-// to forged senders is what a half-built bounce path would send).
+// queueNotice queues the notices a bounce makes, as Postfix's bounce(8)
+// does (bounce_notify_service.c): an RFC 3464 report to the sender, from
+// the null sender so that it can never bounce in turn (RFC 5321 section
+// 4.5.5), for the recipients whose NOTIFY asks for one, plus a header-only
+// copy to bounce_notice_recipient when notify_classes has "bounce". A
+// bounce of mail from the null sender is not answered to anyone but the
+// postmaster (2bounce_notice_recipient, when notify_classes has
+// "2bounce"), and a failed postmaster notice (from double_bounce_sender)
+// is dropped: neither can loop. The notices go through the queue, so a
+// remote sender's leaves through the smtp agent. A notice that cannot be
+// queued is an error: the recipients stay unsettled and bounce again at
+// the next run, so a notice queued before the failure may be sent twice,
+// never lost.
 func (m *Manager) queueNotice(msg *queue.Message, items []bounceItem) error {
 	env := &msg.Envelope
-	if env.Sender == "" {
+	d := &m.set.dsn
+	switch {
+	case strings.EqualFold(env.Sender, d.doubleBounce):
+		m.agents.bounce.Warning("%s: undeliverable postmaster notification discarded", msg.ID)
 		return nil
+	case env.Sender == "":
+		if !d.classes["2bounce"] || d.twoBounceRcpt == "" {
+			return nil
+		}
+		return m.notice(msg, items, dsnNotice{to: d.twoBounceRcpt, postmaster: true},
+			d.doubleBounce, "postmaster non-delivery notification")
 	}
-	_, domain := splitAddress(env.Sender)
-	class, err := m.classify(domain)
-	if err != nil {
-		return fmt.Errorf("resolving <%s>: %w", env.Sender, err)
-	}
-	if class != resolve.Local {
-		return nil
-	}
-	var lines []string
+	var want []bounceItem
 	for _, it := range items {
-		r := env.Recipients[it.index]
-		if wantsNotice(r.Notify) {
-			lines = append(lines, "<"+r.Address+">: "+it.res.reason)
+		if wantsNotice(env.Recipients[it.index].Notify) {
+			want = append(want, it)
 		}
 	}
-	if len(lines) == 0 {
-		return nil
+	if len(want) > 0 {
+		if err := m.notice(msg, want, dsnNotice{to: env.Sender}, "", "sender non-delivery notification"); err != nil {
+			return err
+		}
 	}
-	body := []string{"Your message could not be delivered to one or more recipients.", "The mail system said:", ""}
-	body = append(body, lines...)
-	body = append(body, "", "Queue ID: "+msg.ID)
-	if env.MessageID != "" {
-		body = append(body, "Message-ID: "+env.MessageID)
+	if d.classes["bounce"] && d.bounceRcpt != "" {
+		return m.notice(msg, items, dsnNotice{to: d.bounceRcpt, postmaster: true, headersOnly: true},
+			d.doubleBounce, "postmaster non-delivery notification")
 	}
-	return m.sendNotice(msg.ID, env.Sender, "Undelivered Mail Returned to Sender", "sender non-delivery notification", body)
+	return nil
+}
+
+// notice builds one report and queues it from sender to n.to.
+func (m *Manager) notice(msg *queue.Message, items []bounceItem, n dsnNotice, sender, kind string) error {
+	content, err := m.buildDSN(msg, items, n, nil)
+	if err != nil {
+		return err
+	}
+	return m.commitNotice(msg.ID, sender, n.to, kind, content)
 }
 
 // sendNotice commits a plain-text notice from MAILER-DAEMON to a local

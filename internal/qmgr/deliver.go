@@ -34,6 +34,9 @@ type result struct {
 	// quiet: recorded without a log line of its own (expired recipients,
 	// whose message gets one line).
 	quiet bool
+	// remoteMTA and diagnostic are the DSN's Remote-MTA and
+	// Diagnostic-Code (delivery.Result), "" when the agent has none.
+	remoteMTA, diagnostic string
 }
 
 // status is the word Postfix logs after "status=".
@@ -411,7 +414,7 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 		}
 		out[r.Index] = result{state: r.State, dsn: r.DSN, reason: r.Reason, relay: r.Relay,
 			handoff: handoff, done: done, log: t.log, replayable: r.Replayable,
-			pass: r.Pass, passAddr: r.Address}
+			pass: r.Pass, passAddr: r.Address, remoteMTA: r.RemoteMTA, diagnostic: r.Diagnostic}
 	}
 	for _, i := range idxs {
 		if _, ok := out[i]; !ok {

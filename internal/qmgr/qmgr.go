@@ -412,6 +412,7 @@ type settings struct {
 	bounceLifetime time.Duration
 	resolution     int
 	workers        int
+	dsn            dsnSettings
 }
 
 // workers is how many messages are in delivery at once; each
@@ -450,6 +451,9 @@ func loadSettings(cfg *config.Config) (settings, error) {
 	}
 	if s.bounceLifetime, err = cfg.Duration("bounce_queue_lifetime"); err != nil {
 		return s, wrap("bounce_queue_lifetime", err)
+	}
+	if s.dsn, err = loadDSNSettings(cfg); err != nil {
+		return s, err
 	}
 	return s, nil
 }

@@ -323,7 +323,7 @@ func TestUnsafeUserBouncedWithNotice(t *testing.T) {
 	e.wantLog(`^postfix/bounce\[PID\]: ` + id + `: sender non-delivery notification: \w+$`)
 	notice := e.readOne("bob")
 	for _, want := range []string{"Return-Path: <>\n", "From: MAILER-DAEMON@mx.test", "Subject: Undelivered Mail",
-		"<-rf@mx.test>: unknown user: \"-rf\"", "Queue ID: " + id} {
+		"<-rf@mx.test>: unknown user: \"-rf\"", "X-Postfix-Queue-ID: " + id} {
 		if !strings.Contains(notice, want) {
 			t.Errorf("notice lacks %q:\n%s", want, notice)
 		}
@@ -492,15 +492,16 @@ func TestAddressClassesChooseTransport(t *testing.T) {
 }
 
 // A message over mailbox_size_limit bounces with 5.2.2 (local(8)), and the
-// local sender gets the notice, which is small enough to arrive.
+// local sender gets the notice, which returns only the headers of a
+// message over bounce_size_limit and so is small enough to arrive.
 func TestMailboxSizeLimitBounces(t *testing.T) {
-	e := newEnv(t, "mailbox_size_limit = 1000\nmessage_size_limit = 1000\n")
+	e := newEnv(t, "mailbox_size_limit = 2000\nmessage_size_limit = 2000\nbounce_size_limit = 1000\n")
 	w, err := e.fix.Queue.NewMessage()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Abort()
-	if _, err := w.WriteString("Subject: big\r\n\r\n" + strings.Repeat("x\r\n", 600)); err != nil {
+	if _, err := w.WriteString("Subject: big\r\n\r\n" + strings.Repeat("x\r\n", 1000)); err != nil {
 		t.Fatal(err)
 	}
 	w.Envelope.Sender = "pat@mx.test"
