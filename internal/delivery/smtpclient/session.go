@@ -91,6 +91,9 @@ func (d *Delivery) Results() []delivery.Result {
 	out := make([]delivery.Result, len(oc))
 	for i, o := range oc {
 		out[i] = o.Result
+		if o.Reply != "" { // the DSN's Remote-MTA and Diagnostic-Code
+			out[i].RemoteMTA, out[i].Diagnostic = o.RemoteMTA, "smtp; "+o.Reply
+		}
 	}
 	return out
 }
