@@ -62,10 +62,10 @@ func TestSMTPUTF8Required(t *testing.T) {
 	}
 }
 
-// Settings that demand TLS or SASL, which this agent does not do yet,
+// Settings that demand TLS, which this agent does not do yet,
 // stop the agent from starting rather than letting mail out in clear.
 func TestUnsupportedRefused(t *testing.T) {
-	for k, v := range map[string]string{"smtp_tls_security_level": "encrypt", "smtp_sasl_auth_enable": "yes",
+	for k, v := range map[string]string{"smtp_tls_security_level": "encrypt",
 		"smtp_tls_policy_maps": "inline:{x=secure}", "smtp_enforce_tls": "yes"} {
 		o := map[string]string{"myhostname": "client.example", "dns_servers": "127.0.0.1:1", k: v}
 		if _, err := New(delivery.Deps{Config: config.Empty(t.TempDir()).WithOverrides(o), Service: "smtp"}); err == nil {

@@ -53,6 +53,10 @@ type Agent struct {
 	connect   time.Duration
 	bind4     netip.Addr
 	bind6     netip.Addr
+
+	// auth holds smtp_sasl_password_maps (nil without
+	// smtp_sasl_auth_enable); see auth.go.
+	auth *clientAuth
 }
 
 // New reads the smtp_* parameters from d.Config (the master.cf row's -o
@@ -119,12 +123,17 @@ func New(d delivery.Deps) (*Agent, error) {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
 	a.own = a.classes.IsOwnAddr
+	if a.auth, a.st.Auth, err = readAuth(cfg, mo); err != nil {
+		a.resolver.Close()
+		a.classes.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
 // unsupported refuses settings that ask for what this agent cannot do
-// yet (outbound TLS and SASL, issue 8 items 2 and 3), so that mail whose
-// policy demands encryption or authentication waits in the queue
+// yet (outbound TLS, issue 8 item 2), so that mail whose
+// policy demands encryption waits in the queue
 // ("mail transport unavailable") instead of going out in clear. Level
 // "may" (moat's default) and "none" let mail go in plaintext, as
 // Postfix's "may" does with a server that offers no STARTTLS.
@@ -135,7 +144,7 @@ func unsupported(cfg *config.Config) error {
 	default:
 		return fmt.Errorf("smtp: smtp_tls_security_level = %s needs outbound TLS, which this version of moat does not implement yet", level)
 	}
-	for _, p := range []string{"smtp_enforce_tls", "smtp_tls_wrappermode", "smtp_sasl_auth_enable"} {
+	for _, p := range []string{"smtp_enforce_tls", "smtp_tls_wrappermode"} {
 		on, err := cfg.Bool(p)
 		if err != nil {
 			return fmt.Errorf("smtp: %s: %w", p, err)
@@ -189,7 +198,7 @@ func Factory(d delivery.Deps) (delivery.Agent, error) {
 // resolver.
 func (a *Agent) Close() error {
 	a.cache.Close()
-	return errors.Join(a.resolver.Close(), a.classes.Close())
+	return errors.Join(a.resolver.Close(), a.classes.Close(), a.auth.close())
 }
 
 // Deliver sends req to the servers of req.Nexthop and returns one result
@@ -278,7 +287,9 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 
 // finish runs one session and caches or ends its connection.
 func (a *Agent) finish(d *smtpclient.Delivery, key string, w *smtpclient.Conn, final bool) {
-	if d.Session(w, final) && !a.cache.Put(key, w, a.now()) {
+	// A session logged in with the sender's own login is not for
+	// another sender's mail, so it is not cached.
+	if d.Session(w, final) && (a.auth != nil && a.auth.senderDep || !a.cache.Put(key, w, a.now())) {
 		d.Quit(w)
 	}
 }

@@ -321,6 +321,9 @@ func (s *session) handshake() bool {
 		return false
 	}
 	// STARTTLS and AUTH go here (issue 8 items 2 and 3).
+	if s.d.st.Auth != nil && !s.auth() {
+		return false
+	}
 	return true
 }
 

@@ -45,6 +45,9 @@ type Settings struct {
 	// the greeting and EHLO as smtp_helo_timeout does.
 	Helo, Mail, Rcpt, DataInit, DataXfer, DataDone, Quit, RSET time.Duration
 
+	// Auth is SMTP AUTH after EHLO (smtp_sasl_auth_enable); nil for none.
+	Auth *Auth
+
 	// Log receives warnings and the info lines of skipped servers.
 	Log *maillog.Logger
 	// Now is the clock.
