@@ -2,6 +2,7 @@ package smtpclient
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"net"
 	"time"
@@ -37,6 +38,19 @@ type Conn struct {
 	helloDone bool
 	// sevenBit says the current transaction sends the body downgraded.
 	sevenBit bool
+
+	// TLS is the destination's TLS policy, set by the agent before the
+	// first Session; nil means no STARTTLS (level none, or LMTP).
+	TLS *TLSPolicy
+	// TLSState is the completed handshake after STARTTLS, nil in clear.
+	TLSState *tls.ConnectionState
+	// RetryPlain says a STARTTLS handshake failed at level "may": the
+	// agent connects again without TLS, as Postfix's smtp(8) does
+	// (smtp_connect.c), and no recipient has an outcome from this try.
+	RetryPlain bool
+	// tc is the TLS layer over c once STARTTLS completed; deadlines
+	// are still set on c, which tls.Conn reads and writes through.
+	tc *tls.Conn
 }
 
 // NewConn wraps a connected socket; host, namaddr and relay are as in
@@ -56,6 +70,9 @@ type deadlineWriter struct{ w *Conn }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
 	setDeadline(d.w.c.SetWriteDeadline, d.w.wtimeout)
+	if d.w.tc != nil {
+		return d.w.tc.Write(p)
+	}
 	return d.w.c.Write(p)
 }
 

@@ -320,7 +320,11 @@ func (s *session) handshake() bool {
 		s.quit()
 		return false
 	}
-	// STARTTLS and AUTH go here (issue 8 items 2 and 3).
+	// STARTTLS before AUTH: credentials go over the encrypted channel.
+	if !s.startTLS() {
+		return false
+	}
+	// AUTH goes here (issue 8 item 3).
 	if s.d.st.Auth != nil && !s.auth() {
 		return false
 	}
