@@ -62,14 +62,21 @@ func TestSMTPUTF8Required(t *testing.T) {
 	}
 }
 
-// Settings that demand TLS, which this agent does not do yet,
-// stop the agent from starting rather than letting mail out in clear.
+// Settings that ask for what this agent does not do yet (DANE,
+// fingerprint, wrapper mode) stop the agent from starting rather than
+// letting mail out with less protection.
 func TestUnsupportedRefused(t *testing.T) {
-	for k, v := range map[string]string{"smtp_tls_security_level": "encrypt",
-		"smtp_tls_policy_maps": "inline:{x=secure}", "smtp_enforce_tls": "yes"} {
+	for k, v := range map[string]string{"smtp_tls_security_level": "dane",
+		"smtp_tls_wrappermode": "yes"} {
 		o := map[string]string{"myhostname": "client.example", "dns_servers": "127.0.0.1:1", k: v}
 		if _, err := New(delivery.Deps{Config: config.Empty(t.TempDir()).WithOverrides(o), Service: "smtp"}); err == nil {
 			t.Errorf("%s = %s accepted", k, v)
+		}
+	}
+	for _, v := range []string{"fingerprint", "dane-only", "bogus"} {
+		o := map[string]string{"myhostname": "client.example", "dns_servers": "127.0.0.1:1", "smtp_tls_security_level": v}
+		if _, err := New(delivery.Deps{Config: config.Empty(t.TempDir()).WithOverrides(o), Service: "smtp"}); err == nil {
+			t.Errorf("smtp_tls_security_level = %s accepted", v)
 		}
 	}
 }

@@ -16,7 +16,9 @@ type server struct {
 	pref uint16
 	// best says the address is one of the most preferred MX hosts (or
 	// the destination has no MX): a mail loop there is permanent.
-	best bool
+	best bool // dest is the destination the address came from, whose TLS policy
+	// applies (a fallback relay has its own).
+	dest Destination
 }
 
 // lookupError is why a destination has no address, in Postfix's words

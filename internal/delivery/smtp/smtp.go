@@ -53,6 +53,8 @@ type Agent struct {
 	connect   time.Duration
 	bind4     netip.Addr
 	bind6     netip.Addr
+	// tls is smtp_tls_* and smtp_tls_policy_maps; see tls.go.
+	tls *tlsPolicy
 
 	// auth holds smtp_sasl_password_maps (nil without
 	// smtp_sasl_auth_enable); see auth.go.
@@ -123,6 +125,11 @@ func New(d delivery.Deps) (*Agent, error) {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
 	a.own = a.classes.IsOwnAddr
+	if a.tls, err = newTLSPolicy(cfg, mo, warn); err != nil {
+		a.resolver.Close()
+		a.classes.Close()
+		return nil, err
+	}
 	if a.auth, a.st.Auth, err = readAuth(cfg, mo); err != nil {
 		a.resolver.Close()
 		a.classes.Close()
@@ -132,19 +139,12 @@ func New(d delivery.Deps) (*Agent, error) {
 }
 
 // unsupported refuses settings that ask for what this agent cannot do
-// yet (outbound TLS, issue 8 item 2), so that mail whose
-// policy demands encryption waits in the queue
-// ("mail transport unavailable") instead of going out in clear. Level
-// "may" (moat's default) and "none" let mail go in plaintext, as
-// Postfix's "may" does with a server that offers no STARTTLS.
+// yet (smtp_tls_wrappermode; the dane and fingerprint levels are refused
+// by tlsconf.NewClient), so that mail whose policy demands them waits in
+// the queue ("mail transport unavailable") instead of going out with
+// less protection.
 func unsupported(cfg *config.Config) error {
-	level := strings.ToLower(strings.TrimSpace(cfg.Get("smtp_tls_security_level")))
-	switch level {
-	case "", "none", "may":
-	default:
-		return fmt.Errorf("smtp: smtp_tls_security_level = %s needs outbound TLS, which this version of moat does not implement yet", level)
-	}
-	for _, p := range []string{"smtp_enforce_tls", "smtp_tls_wrappermode"} {
+	for _, p := range []string{"smtp_tls_wrappermode"} {
 		on, err := cfg.Bool(p)
 		if err != nil {
 			return fmt.Errorf("smtp: %s: %w", p, err)
@@ -152,9 +152,6 @@ func unsupported(cfg *config.Config) error {
 		if on {
 			return fmt.Errorf("smtp: %s = yes is not implemented yet in this version of moat", p)
 		}
-	}
-	if v := strings.TrimSpace(cfg.Get("smtp_tls_policy_maps")); v != "" {
-		return fmt.Errorf("smtp: smtp_tls_policy_maps is not implemented yet in this version of moat")
 	}
 	return nil
 }
@@ -198,7 +195,7 @@ func Factory(d delivery.Deps) (delivery.Agent, error) {
 // resolver.
 func (a *Agent) Close() error {
 	a.cache.Close()
-	return errors.Join(a.resolver.Close(), a.classes.Close(), a.auth.close())
+	return errors.Join(a.resolver.Close(), a.classes.Close(), a.auth.close(), a.tls.close())
 }
 
 // Deliver sends req to the servers of req.Nexthop and returns one result
@@ -250,11 +247,18 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 		return d
 	}
 	last := lookupError{"4.4.1", "no server answered"}
+	policyFail := false
 	for i, srv := range servers {
 		if ctx.Err() != nil {
 			break
 		}
 		final := i == len(servers)-1 || a.sessLimit > 0 && sessions+1 >= a.sessLimit
+		tp, dsn, reason := a.tlsFor(srv)
+		if dsn != "" {
+			// Not a dead destination: its TLS policy is at fault.
+			last, policyFail = lookupError{dsn, reason}, true
+			continue
+		}
 		w, why := a.dial(ctx, srv)
 		if w == nil {
 			last = lookupError{"4.4.1", why}
@@ -265,7 +269,17 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 		}
 		sessions++
 		d.BestMX = srv.best
+		w.TLS = tp
 		a.finish(d, key, w, final)
+		if w.RetryPlain {
+			// "may": the TLS handshake failed, so the same server is
+			// tried again in clear (Postfix's smtp_connect.c).
+			if w, why = a.dial(ctx, srv); w == nil {
+				last = lookupError{"4.4.1", why}
+				continue
+			}
+			a.finish(d, key, w, final)
+		}
 		if d.Done() || final {
 			break
 		}
@@ -273,7 +287,7 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 	switch {
 	case sessions > 0:
 		a.dead.clear(key)
-	case ctx.Err() == nil:
+	case ctx.Err() == nil && !policyFail:
 		a.dead.mark(key, a.now(), last.dsn, last.reason)
 	}
 	if !d.Done() {
@@ -316,6 +330,9 @@ func (a *Agent) resolve(ctx context.Context, dests []Destination) ([]server, *lo
 			last = err
 			continue
 		}
+		for i := range list {
+			list[i].dest = dest
+		}
 		out = append(out, list...)
 	}
 	if len(out) == 0 && last != nil && hard {
@@ -328,6 +345,9 @@ func (a *Agent) resolve(ctx context.Context, dests []Destination) ([]server, *lo
 				last = err
 			}
 			continue
+		}
+		for i := range list {
+			list[i].dest = dest
 		}
 		out = append(out, list...)
 	}
