@@ -85,4 +85,14 @@ func TestOutboundAuthSecurityOptions(t *testing.T) {
 	id = sendVia(t, cram, "user@moat.test", "user@dest.test", "CRAM-MD5")
 	cram.waitLog(`postfix/smtp\[\d+\]: `+id+`: to=<user@dest\.test>, relay=`+relay+`, .*dsn=2\.0\.0, status=sent`, 30*time.Second)
 	b.waitLog(`client=\S+, sasl_method=CRAM-MD5, sasl_username=alice@moat\.test`, 10*time.Second)
+
+	// Inside TLS smtp_sasl_tls_security_options applies: PLAIN, which
+	// the default options refuse in clear, goes over the encrypted
+	// channel after STARTTLS and its second EHLO.
+	tlsc := authClient(t, b, maps+"smtp_sasl_mechanism_filter = plain, login\n"+
+		"smtp_tls_security_level = encrypt\nsmtp_sasl_tls_security_options = noanonymous\nsmtp_tls_loglevel = 1\n")
+	id = sendVia(t, tlsc, "user@moat.test", "user@dest.test", "PLAIN inside TLS")
+	tlsc.waitLog(`postfix/smtp\[\d+\]: `+id+`: to=<user@dest\.test>, relay=`+relay+`, .*dsn=2\.0\.0, status=sent`, 30*time.Second)
+	b.waitLog(`client=\S+, sasl_method=PLAIN, sasl_username=alice@moat\.test`, 10*time.Second)
+	tlsc.waitLog(`postfix/smtp\[\d+\]: Untrusted TLS connection established to `+relay+`: TLSv1\.3`, 5*time.Second)
 }

@@ -1,7 +1,6 @@
 package smtpclient
 
 import (
-	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -38,11 +37,10 @@ type Auth struct {
 // whileAuth is the state named when the connection fails during AUTH.
 const whileAuth = "sending AUTH command"
 
-// secured reports whether the session runs inside TLS, which chooses
-// between the two sets of security options.
+// secured reports whether the session runs inside TLS (STARTTLS
+// completed), which chooses between the two sets of security options.
 func (w *Conn) secured() bool {
-	_, ok := w.c.(*tls.Conn)
-	return ok
+	return w.tc != nil || w.TLSState != nil
 }
 
 // auth logs in when the server offers AUTH and the tables have a login

@@ -324,7 +324,8 @@ func (s *session) handshake() bool {
 	if !s.startTLS() {
 		return false
 	}
-	// AUTH goes here (issue 8 item 3).
+	// AUTH after the EHLO that followed STARTTLS (RFC 4954 section 4),
+	// so its mechanisms and security options are the encrypted ones.
 	if s.d.st.Auth != nil && !s.auth() {
 		return false
 	}
