@@ -83,3 +83,18 @@ func TestClientVerifyAndSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestClientSNI(t *testing.T) {
+	for _, tc := range []struct{ param, want string }{{"", ""}, {"hostname", "mx.example.com"}, {"nexthop", "example.com"}, {"fixed.example.net", "fixed.example.net"}} {
+		cl, err := NewClient(load(t, "smtp_tls_servername = "+tc.param+"\n"), func(string) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cl.SNI("mx.example.com", "example.com"); got != tc.want {
+			t.Errorf("smtp_tls_servername = %q: SNI %q, want %q", tc.param, got, tc.want)
+		}
+		if got := cl.Config(ClientMay, cl.SNI("mx.example.com", "example.com")).ServerName; got != tc.want {
+			t.Errorf("ServerName %q", got)
+		}
+	}
+}

@@ -26,6 +26,8 @@ import (
 type tlsPeer struct {
 	mu        sync.Mutex
 	committed int
+	log       *maillog.Logger
+	logs      *maillogtest.Sink
 }
 
 func (p *tlsPeer) count() int { p.mu.Lock(); defer p.mu.Unlock(); return p.committed }
@@ -48,7 +50,7 @@ func startPeer(t *testing.T, addr, port string, cert *tlsconftest.Cert, more ...
 	}
 	ls := &maillogtest.Sink{}
 	log := maillog.New(maillog.Options{Sink: ls, Fallback: ls, SyslogName: "peer", Daemon: "smtpd", PID: 2})
-	p := &tlsPeer{}
+	p := &tlsPeer{log: log, logs: ls}
 	srv, err := smtpd.New(smtpd.Deps{Config: config.Empty(dir).WithOverrides(o), Service: "smtp", Log: log, Queue: q,
 		Committed: func(string) { p.mu.Lock(); p.committed++; p.mu.Unlock() }})
 	if err != nil {
@@ -272,5 +274,24 @@ func TestOutboundTLSHandshakeFailure(t *testing.T) {
 	checkResult(t, deliver(t, a, request("[127.0.0.23]:"+port, msg, "b@old.test"))[0], queue.RcptDeferred, "4.7.5", "Cannot start TLS: handshake failure", relay)
 	if n := peer.count(); n != 1 {
 		t.Errorf("peer queued %d messages, want 1", n)
+	}
+}
+
+// smtp_tls_cert_file is offered to a server that asks for a client
+// certificate (the peer logs it as Trusted under its CA).
+func TestOutboundTLSClientCert(t *testing.T) {
+	w := newTLSWorld(t)
+	dir := t.TempDir()
+	port := smtpsink.FreePort(t, "127.0.0.24")
+	srvCert := tlsconftest.New(t, dir, "mx", "mx.cc.test", tlsconftest.ECDSA, w.ca, false)
+	cli := tlsconftest.New(t, dir, "cli", "client.example", tlsconftest.ECDSA, w.ca, false)
+	peer := startPeer(t, "127.0.0.24", port, srvCert, "smtpd_tls_ask_ccert", "yes", "smtpd_tls_CAfile", w.ca.CertFile, "smtpd_tls_loglevel", "1")
+	a, _ := w.agent(t, map[string]string{"smtp_tls_security_level": "encrypt", "smtp_tls_cert_file": cli.CertFile, "smtp_tls_key_file": cli.KeyFile})
+	checkResult(t, deliver(t, a, request("[127.0.0.24]:"+port, msg, "a@cc.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", relayOf("127.0.0.24", "127.0.0.24", port))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	peer.log.Flush(ctx)
+	if l := strings.Join(peer.logs.Lines(maillogtest.Text), "\n"); !strings.Contains(l, "Trusted TLS connection established from") {
+		t.Errorf("peer log:\n%s", l)
 	}
 }
