@@ -6,9 +6,11 @@
 // smtp_helo_name, smtp_bind_address, smtp_connection_cache_*,
 // smtp_fallback_relay) and log texts.
 //
-// The protocol (EHLO, PIPELINING, SIZE, 8BITMIME and the downgrade to
-// quoted-printable, SMTPUTF8, DSN parameters, per-recipient replies) is
-// the client session shared with lmtp(8), internal/delivery/smtpclient.
+// The protocol (EHLO, STARTTLS, PIPELINING, SIZE, 8BITMIME and the
+// downgrade to quoted-printable, SMTPUTF8, DSN parameters, per-recipient
+// replies) is the client session shared with lmtp(8),
+// internal/delivery/smtpclient; the TLS level of each destination
+// (smtp_tls_security_level, smtp_tls_policy_maps) is chosen in tls.go.
 package smtp
 
 import (

@@ -6,9 +6,9 @@
 // internal/delivery/smtp and internal/delivery/lmtp choose the servers
 // and make the connections; this package talks to them.
 //
-// The handshake is where STARTTLS (RFC 3207) and AUTH (RFC 4954) will go:
-// Delivery.Handshake runs greeting, EHLO, then the hooks in Settings
-// (none yet), and a new EHLO after STARTTLS.
+// The handshake runs the greeting and EHLO, then STARTTLS (RFC 3207) when
+// the connection's TLSPolicy asks for it, with a new EHLO after it, then
+// AUTH (RFC 4954) when Settings.Auth is set.
 package smtpclient
 
 import (
