@@ -95,4 +95,12 @@ func TestOutboundAuthSecurityOptions(t *testing.T) {
 	tlsc.waitLog(`postfix/smtp\[\d+\]: `+id+`: to=<user@dest\.test>, relay=`+relay+`, .*dsn=2\.0\.0, status=sent`, 30*time.Second)
 	b.waitLog(`client=\S+, sasl_method=PLAIN, sasl_username=alice@moat\.test`, 10*time.Second)
 	tlsc.waitLog(`postfix/smtp\[\d+\]: Untrusted TLS connection established to `+relay+`: TLSv1\.3`, 5*time.Second)
+
+	// A filter that leaves none of the server's mechanisms: no AUTH at
+	// all (Postfix's warning), and the smarthost, which delivers
+	// dest.test itself, takes the mail anyway.
+	none := authClient(t, b, maps+"smtp_sasl_mechanism_filter = gssapi\n")
+	id = sendVia(t, none, "user@moat.test", "user@dest.test", "no AUTH")
+	none.waitLog(`postfix/smtp\[\d+\]: warning: `+id+`: 127\.0\.0\.1\[127\.0\.0\.1\] offered no supported AUTH mechanisms: '[^']*PLAIN[^']*'`, 30*time.Second)
+	none.waitLog(`postfix/smtp\[\d+\]: `+id+`: to=<user@dest\.test>, relay=`+relay+`, .*dsn=2\.0\.0, status=sent`, 30*time.Second)
 }

@@ -134,22 +134,24 @@ func (ca *clientAuth) lookup(req *delivery.Request, host string) (user, pass str
 // mechFilter reads smtp_sasl_mechanism_filter: mechanism names, each
 // optionally negated with "!", matched case-insensitively, the first
 // match deciding and no match excluding, as Postfix's string_list does;
-// empty keeps every mechanism. Tables and /file entries are refused at
-// start rather than ignored.
+// empty keeps every mechanism. A static: table matches every name, as in
+// postconf(5)'s "!gssapi, !login, static:rest"; other tables and /file
+// entries are refused at start rather than ignored.
 func mechFilter(v string) (func(string) bool, error) {
 	items := config.SplitList(v)
 	if len(items) == 0 {
 		return nil, nil
 	}
 	for _, it := range items {
-		if strings.ContainsAny(it, ":/") {
-			return nil, fmt.Errorf("%q: only mechanism names are supported in this version of moat", it)
+		if strings.ContainsAny(it, ":/") && !strings.HasPrefix(strings.TrimPrefix(it, "!"), "static:") {
+			return nil, fmt.Errorf("%q: only mechanism names and static: are supported in this version of moat", it)
 		}
 	}
 	return func(mech string) bool {
 		for _, it := range items {
 			neg := strings.HasPrefix(it, "!")
-			if strings.EqualFold(strings.TrimPrefix(it, "!"), mech) {
+			name := strings.TrimPrefix(it, "!")
+			if strings.HasPrefix(name, "static:") || strings.EqualFold(name, mech) {
 				return !neg
 			}
 		}

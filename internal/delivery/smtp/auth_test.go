@@ -67,13 +67,30 @@ func TestAuthReadAndLookup(t *testing.T) {
 	}
 }
 
+// postconf(5)'s example filter: negations first, static:rest for the rest.
+func TestAuthMechFilterStatic(t *testing.T) {
+	f, err := mechFilter("!gssapi, !login, static:rest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m, want := range map[string]bool{"GSSAPI": false, "LOGIN": false, "PLAIN": true, "CRAM-MD5": true} {
+		if f(m) != want {
+			t.Errorf("filter %s = %v", m, !want)
+		}
+	}
+	if f, err := mechFilter(""); f != nil || err != nil {
+		t.Errorf("empty filter: %v %v", f != nil, err)
+	}
+}
+
 // Bad values stop the agent at start.
 func TestAuthConfigErrors(t *testing.T) {
 	for k, v := range map[string]string{
-		"smtp_sasl_security_options":     "noplaintext, nosuch",
-		"smtp_sasl_tls_security_options": "bogus",
-		"smtp_sasl_mechanism_filter":     "hash:/etc/postfix/mechs",
-		"smtp_sasl_password_maps":        "nosuchtype:/x",
+		"smtp_sasl_security_options":           "noplaintext, nosuch",
+		"smtp_sasl_tls_security_options":       "bogus",
+		"smtp_sasl_mechanism_filter":           "hash:/etc/postfix/mechs",
+		"smtp_sender_dependent_authentication": "maybe",
+		"smtp_sasl_password_maps":              "nosuchtype:/x",
 	} {
 		o := map[string]string{"myhostname": "client.example", "dns_servers": "127.0.0.1:1", "smtp_sasl_auth_enable": "yes", k: v}
 		if _, err := New(delivery.Deps{Config: config.Empty(t.TempDir()).WithOverrides(o), Service: "smtp"}); err == nil {
