@@ -189,15 +189,25 @@ func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self str
 	}
 	switch req.Op {
 	case opDeliver:
+		var path string
 		if req.Probe != nil {
-			if i, r := probeIn(ctx, pool, self, req.Creds, req.Probe); i >= 0 {
+			i, found, p, err := probeDeliverIn(ctx, pool, self, req.Creds, req.Probe, *req.Job, body)
+			if i >= 0 {
 				// A file (a .forward) settles what happens instead:
 				// the message is read to its end frame, unused, so
 				// that the connection stays in step.
 				_, _ = io.Copy(io.Discard, body)
-				resp.Found = &wireFound{Index: i, Result: r}
+				resp.Found = &wireFound{Index: i, Result: found}
 				break
 			}
+			path = p
+			if err != nil {
+				r := failure(err)
+				resp.Result = &r
+				break
+			}
+			resp.Result = &wireResult{OK: true, Path: path}
+			break
 		}
 		path, err := deliverFileIn(ctx, pool, self, req.Creds, *req.Job, body)
 		r := wireResult{OK: true, Path: path}
