@@ -93,7 +93,7 @@ func (m *Manager) queueNotice(msg *queue.Message, items []bounceItem) error {
 
 // notice builds one report and queues it from sender to n.to.
 func (m *Manager) notice(msg *queue.Message, items []bounceItem, n dsnNotice, sender, kind string) error {
-	content, err := m.buildDSN(msg, items, n, nil)
+	content, err := m.buildDSN(msg.ID, &msg.Envelope, msg.Content(), items, n, nil)
 	if err != nil {
 		return err
 	}

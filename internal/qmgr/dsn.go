@@ -113,22 +113,23 @@ func (n dsnNotice) subject() string {
 }
 
 // buildDSN writes an RFC 3464 delivery status notification about items of
-// msg as Postfix's bounce(8) lays one out (bounce_notify_util.c): a
+// message id (its envelope env, its content read from content) as
+// Postfix's bounce(8) lays one out (bounce_notify_util.c): a
 // multipart/report (RFC 6522) with the human-readable text, the
 // message/delivery-status part (RFC 3464 sections 2.2 and 2.3) and the
 // returned message, whole (message/rfc822) or its header
 // (text/rfc822-headers) when the sender asked RET=HDRS (RFC 3461 section
 // 4.3) or the message is over bounce_size_limit.
-func (m *Manager) buildDSN(msg *queue.Message, items []bounceItem, n dsnNotice, extra []string) ([]byte, error) {
-	env := &msg.Envelope
+func (m *Manager) buildDSN(id string, env *queue.Envelope, content io.Reader, items []bounceItem, n dsnNotice, extra []string) ([]byte, error) {
 	now := m.now()
 	host := m.set.myhostname
-	boundary := fmt.Sprintf("%s.%d/%s", msg.ID, now.Unix(), host)
+	boundary := fmt.Sprintf("%s.%d/%s", id, now.Unix(), host)
 	var b bytes.Buffer
 	// Every field comes from the envelope, a reason text or the
 	// configuration: keep CR and LF out so none can add a header or end
-	// the header block, or a part.
-	line := func(s string) { b.WriteString(oneLine(s) + "\r\n") }
+	// the header block, or a part, and other controls out of the header
+	// fields (RFC 5322 section 3.2.5 leaves them out of text).
+	line := func(s string) { b.WriteString(dsnText(s) + "\r\n") }
 	line("From: MAILER-DAEMON@" + host + " (Mail Delivery System)")
 	line("Subject: " + n.subject())
 	line("To: " + n.to)
@@ -137,7 +138,7 @@ func (m *Manager) buildDSN(msg *queue.Message, items []bounceItem, n dsnNotice, 
 	line("Content-Type: multipart/report; report-type=delivery-status;")
 	line("\tboundary=\"" + boundary + "\"")
 	line("Content-Transfer-Encoding: 8bit")
-	line(fmt.Sprintf("Message-Id: <%d.%s@%s>", now.UnixNano(), msg.ID, host))
+	line(fmt.Sprintf("Message-Id: <%d.%s@%s>", now.UnixNano(), id, host))
 	line("Date: " + mailDate(now))
 	line("")
 	line("This is a MIME-encapsulated message.")
@@ -170,7 +171,7 @@ func (m *Manager) buildDSN(msg *queue.Message, items []bounceItem, n dsnNotice, 
 	if env.EnvID != "" {
 		line("Original-Envelope-Id: " + env.EnvID)
 	}
-	line("X-Postfix-Queue-ID: " + msg.ID)
+	line("X-Postfix-Queue-ID: " + id)
 	line("X-Postfix-Sender: rfc822; " + env.Sender)
 	if !env.Arrival.IsZero() {
 		line("Arrival-Date: " + mailDate(env.Arrival))
@@ -195,8 +196,8 @@ func (m *Manager) buildDSN(msg *queue.Message, items []bounceItem, n dsnNotice, 
 		line("Content-Transfer-Encoding: 8bit")
 	}
 	line("")
-	if err := copyOriginal(&b, msg.Content(), full, boundary); err != nil {
-		return nil, fmt.Errorf("returning %s: %w", msg.ID, err)
+	if err := copyOriginal(&b, content, full, boundary); err != nil {
+		return nil, fmt.Errorf("returning %s: %w", id, err)
 	}
 	line("")
 	line("--" + boundary + "--")
@@ -269,6 +270,22 @@ func copyOriginal(w *bytes.Buffer, r io.Reader, full bool, boundary string) erro
 		}
 	}
 	return nil
+}
+
+// dsnText is s with CR and LF as spaces and every other control
+// character but tab as '?', so that it is one line of header text.
+func dsnText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\r' || r == '\n':
+			return ' '
+		case r == '\t':
+			return r
+		case r < 0x20 || r == 0x7f:
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // mailDate is Postfix's mail_date(3): RFC 5322 with the zone name in a

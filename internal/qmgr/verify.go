@@ -195,9 +195,9 @@ func reportLine(rc queue.Recipient, r result) string {
 // queueReport commits the delivery status report to the sender into
 // incoming/: from MAILER-DAEMON with the null sender, so it can never
 // bounce in turn (RFC 5321 section 4.5.5), with the text of Postfix's
-// verify_template (postconf -t) and one record per recipient. As for
-// non-delivery notices (queueNotice), only a sender in a local domain gets
-// one: there is no outbound delivery to carry it elsewhere yet. A null
+// verify_template (postconf -t) and one record per recipient. Unlike
+// non-delivery notices (queueNotice, RFC 3464 reports to any sender), it
+// is plain text and only a sender in a local domain gets one. A null
 // sender gets none (nothing to send it to).
 func (m *Manager) queueReport(msg *queue.Message, out []verdict) error {
 	env := &msg.Envelope
