@@ -99,21 +99,27 @@ func (s *session) auth() bool {
 		cmd += " " + encode64(ir)
 	}
 	rep, ok := s.authLine(cmd)
-	// Each 334 is a challenge; a bounded number of rounds keeps a server
-	// that never ends the exchange from holding the session.
-	for i := 0; ok && rep.Code == 334 && i < 8; i++ {
-		var line string
-		ch, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(rep.Text()))
-		if derr == nil {
-			var resp []byte
-			if resp, derr = c.Next(ch); derr == nil {
-				line = encode64(resp)
-			}
+	// Each 3xx is a challenge (smtp_sasl_authenticate()); a server that
+	// never ends the exchange is cut off after 100 steps as there.
+	for steps := 0; ok && rep.Code/100 == 3; steps++ {
+		if steps >= 100 {
+			s.failRest("4.3.0", fmt.Sprintf("SASL authentication failed; authentication protocol loop with server %s", s.w.Namaddr), nil, "")
+			s.quit()
+			return false
 		}
-		if derr != nil {
-			line = "*" // RFC 4954 section 4: cancel the exchange.
+		ch, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rep.Text()))
+		var resp []byte
+		if err == nil {
+			resp, err = c.Next(ch)
 		}
-		rep, ok = s.authLine(line)
+		if err != nil {
+			// Postfix's client gives up on a challenge its SASL library
+			// cannot answer, without a cancel, and defers.
+			s.failRest("4.7.0", fmt.Sprintf("SASL authentication failed; cannot authenticate to server %s: %v", s.w.Namaddr, err), nil, "")
+			s.quit()
+			return false
+		}
+		rep, ok = s.authLine(encode64(resp))
 	}
 	if !ok {
 		return false
@@ -125,7 +131,7 @@ func (s *session) auth() bool {
 	if rep.Code/100 != 4 && rep.Code/100 != 5 {
 		dsn = "5.5.0"
 	}
-	if dsn[0] == '5' && a.SoftBounce {
+	if rep.Code/100 == 5 && a.SoftBounce {
 		dsn = "4" + dsn[1:]
 	}
 	s.failRest(dsn, fmt.Sprintf("SASL authentication failed; server %s said: %s", s.w.Namaddr, rep.LogText()), &rep, "AUTH command")
