@@ -111,3 +111,33 @@ func TestThroughExecutorOneRequest(t *testing.T) {
 	}
 	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to maildir")
 }
+
+// TestThroughExecutorSpoolGroup: the mail spool is written with the
+// spool's group as well (Debian's /var/mail, root:mail 2775); the .forward
+// is read with the user's own rights only, so that case keeps the read
+// and the write apart, and both still work.
+func TestThroughExecutorSpoolGroup(t *testing.T) {
+	f := newFixture(t, "", "")
+	sock := filepath.Join(f.base, "local")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- asuser.Serve(ctx, ln, moatBin, f.agent.d.Log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	f.agent.run = asuser.NewRunner(moatBin, sock)
+	a := f.account()
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to mailbox")
+	if !strings.Contains(readFile(t, filepath.Join(f.spool, a.name)), "hello") {
+		t.Errorf("mailbox lacks the message")
+	}
+	writeFile(t, filepath.Join(a.home, ".forward"), "elsewhere@remote.example\n", 0o600, a.uid, a.gid)
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "forwarded as ")
+}

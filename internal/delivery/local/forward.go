@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -64,10 +65,12 @@ func (j *job) dotforward(st attrs, acct *account, plan *mboxPlan) bool {
 	}
 	start := 0
 	var first *asuser.Found
-	if w := plan.write; w != nil && len(cands) > 0 && (strings.HasSuffix(w.path, "/") || !set.strictOwner) {
+	if w := plan.write; w != nil && len(cands) > 0 && (strings.HasSuffix(w.path, "/") || !set.strictOwner) && sameCreds(w.creds, acct.creds()) {
 		// (An mbox under strict_mailbox_ownership is checked before
-		// its write, which must not come before the .forward: that
-		// case keeps two requests.)
+		// its write, which must not come before the .forward; a
+		// spool written with the spool's group as well must not lend
+		// that group to the .forward read: those cases keep two
+		// requests.)
 		job, ok := j.mailboxJob(st, w.creds, w.path, true)
 		if !ok {
 			return true
@@ -76,7 +79,7 @@ func (j *job) dotforward(st attrs, acct *account, plan *mboxPlan) bool {
 		for i, c := range cands {
 			paths[i] = c.path
 		}
-		found, err := j.a.run.DeliverUnlessFile(j.ctx, acct.creds(), paths, asuser.ReadOptions{Limit: maxListFile}, job, j.req.Content())
+		found, err := j.a.run.DeliverUnlessFile(j.ctx, w.creds, paths, asuser.ReadOptions{Limit: maxListFile}, job, j.req.Content())
 		if found.Index < 0 && asuser.Failed(err) {
 			// The executor did not answer: whether a .forward exists
 			// is unknown, so the recipient is deferred as an unread
@@ -145,6 +148,12 @@ func (j *job) dotforward(st attrs, acct *account, plan *mboxPlan) bool {
 		return true
 	}
 	return false
+}
+
+// sameCreds says a and b are one identity: uid, gid and the same
+// supplementary groups in the same order.
+func sameCreds(a, b asuser.Creds) bool {
+	return a.UID == b.UID && a.GID == b.GID && slices.Equal(a.Groups, b.Groups)
 }
 
 // readOwnedFile reads a .forward file as local(8) accepts it, with the
