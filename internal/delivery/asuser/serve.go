@@ -190,8 +190,11 @@ func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self str
 	switch req.Op {
 	case opDeliver:
 		var path string
+		var err error
 		if req.Probe != nil {
-			i, found, p, err := probeDeliverIn(ctx, pool, self, req.Creds, req.Probe, *req.Job, body)
+			var i int
+			var found wireResult
+			i, found, path, err = probeDeliverIn(ctx, pool, self, req.Creds, req.Probe, *req.Job, body)
 			if i >= 0 {
 				// A file (a .forward) settles what happens instead:
 				// the message is read to its end frame, unused, so
@@ -200,16 +203,9 @@ func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self str
 				resp.Found = &wireFound{Index: i, Result: found}
 				break
 			}
-			path = p
-			if err != nil {
-				r := failure(err)
-				resp.Result = &r
-				break
-			}
-			resp.Result = &wireResult{OK: true, Path: path}
-			break
+		} else {
+			path, err = deliverFileIn(ctx, pool, self, req.Creds, *req.Job, body)
 		}
-		path, err := deliverFileIn(ctx, pool, self, req.Creds, *req.Job, body)
 		r := wireResult{OK: true, Path: path}
 		if err != nil {
 			r = failure(err)
