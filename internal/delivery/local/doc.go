@@ -5,12 +5,17 @@
 // the order local(8) "DELIVERY METHOD CONTROLS" gives, or back to the
 // sender as undeliverable (fallback_transport, luser_relay, 5.1.1).
 //
-// Every mailbox and file write and every command runs in a short-lived
-// child with the rights of the user it is done for (internal/delivery/
-// asuser), never as root: the recipient for mailboxes, mailbox_command
+// Every mailbox and file write and every command runs with the rights of
+// the user it is done for (internal/delivery/asuser: a command in a
+// child, a write or a file read on an OS thread of the root executor
+// that carries only that user's file-system identity), never as root: the recipient for mailboxes, mailbox_command
 // and .forward entries; the alias table's owner, or default_privs when
 // root (or mail_owner) owns it, for aliases; the owner of an :include:
 // file named by a root-owned alias (local(8) "DELIVERY RIGHTS").
+// When the recipient's mailbox step is a write under her own identity,
+// the forward_path reads and that write go to the executor as one
+// request, done there only if no .forward exists (one round trip per
+// ordinary delivery instead of two); the order and outcome are local(8)'s.
 //
 // One request recipient gives one Result. Aliases are expanded here,
 // recursively; every address an expansion yields that is not itself an
