@@ -15,8 +15,10 @@ package lmtp
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	"moat/internal/config"
 	"moat/internal/delivery"
 	"moat/internal/delivery/smtpclient"
 	"moat/internal/maillog"
@@ -53,6 +55,9 @@ func New(d delivery.Deps) (*Agent, error) {
 		return nil, err
 	}
 	cfg := d.Config
+	if err := unsupported(cfg); err != nil {
+		return nil, err
+	}
 	s := settings{myhostname: cfg.Get("myhostname"), queueDir: cfg.Get("queue_directory")}
 	if s.tcpPort, err = smtpclient.ParsePort(cfg.Get("lmtp_tcp_port")); err != nil {
 		return nil, fmt.Errorf("lmtp: lmtp_tcp_port: %w", err)
@@ -126,3 +131,25 @@ func (a *Agent) Deliver(ctx context.Context, req *delivery.Request) []Result {
 }
 
 var _ delivery.Agent = (*Agent)(nil)
+
+// unsupported refuses the lmtp_* settings that ask for TLS or SASL, which
+// moat's lmtp(8) does not speak yet: a service told to encrypt or log in
+// must not quietly deliver in clear or without credentials, so it fails at
+// start and its mail waits in the queue ("mail transport unavailable").
+func unsupported(cfg *config.Config) error {
+	for _, p := range []string{"lmtp_sasl_auth_enable", "lmtp_use_tls", "lmtp_enforce_tls", "lmtp_tls_wrappermode"} {
+		on, err := cfg.Bool(p)
+		if err != nil {
+			return fmt.Errorf("lmtp: %s: %w", p, err)
+		}
+		if on {
+			return fmt.Errorf("lmtp: %s = yes is not implemented yet in this version of moat", p)
+		}
+	}
+	switch lvl := strings.TrimSpace(cfg.Get("lmtp_tls_security_level")); lvl {
+	case "", "none":
+	default:
+		return fmt.Errorf("lmtp: lmtp_tls_security_level = %s is not implemented yet in this version of moat (LMTP has no TLS here)", lvl)
+	}
+	return nil
+}

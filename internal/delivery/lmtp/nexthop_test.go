@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"moat/internal/config"
+	"moat/internal/delivery"
 )
 
 func TestParseNexthop(t *testing.T) {
@@ -67,4 +70,29 @@ func FuzzParseNexthop(f *testing.F) {
 			t.Fatalf("%q: %+v renders %q, which parses as %+v, %v", s, nh, nh.String(), again, err)
 		}
 	})
+}
+
+// TestTLSAndSASLRefused: settings that ask lmtp(8) to encrypt or log in
+// stop the agent at start instead of being ignored (mail then waits in
+// the queue), while the defaults and level none start it.
+func TestTLSAndSASLRefused(t *testing.T) {
+	for _, over := range []map[string]string{
+		{"lmtp_sasl_auth_enable": "yes"},
+		{"lmtp_tls_security_level": "encrypt"},
+		{"lmtp_tls_security_level": "may"},
+		{"lmtp_use_tls": "yes"},
+		{"lmtp_enforce_tls": "yes"},
+	} {
+		o := map[string]string{"myhostname": testHost, "queue_directory": t.TempDir()}
+		for k, v := range over {
+			o[k] = v
+		}
+		if a, err := New(delivery.Deps{Config: config.Empty(t.TempDir()).WithOverrides(o), Service: "lmtp"}); err == nil {
+			a.Close()
+			t.Errorf("%v: the agent started", over)
+		} else if !strings.Contains(err.Error(), "not implemented yet") {
+			t.Errorf("%v: %v", over, err)
+		}
+	}
+	newAgent(t, t.TempDir(), map[string]string{"lmtp_tls_security_level": "none"})
 }
