@@ -429,12 +429,11 @@ func TestDeliverLocalMbox(t *testing.T) {
 		// caller does); moat's local agent does not yet.
 		t.Logf("DIFFERENCE: bounce reason %q, Postfix writes %q", line, want)
 	}
-	notice := waitFileContains(t, s, filepath.Join(spool, sender.name), "Queue ID: "+id+"\n")
+	// bounce(8)'s RFC 3464 report: the delivery-status part names the
+	// queue ID, and the returned message follows (bounce_size_limit).
+	notice := waitFileContains(t, s, filepath.Join(spool, sender.name), "X-Postfix-Queue-ID: "+id+"\n")
 	if !strings.Contains(notice, "Subject: too much\n") || !strings.Contains(notice, "message/delivery-status") {
-		// Postfix's bounce(8) sends a multipart/report with a
-		// message/delivery-status part and the returned message
-		// (bounce_size_limit); moat's notice is plain text.
-		t.Logf("DIFFERENCE: the non-delivery notice has no delivery-status part and no returned message")
+		t.Errorf("the non-delivery notice lacks the delivery-status part or the returned message:\n%s", notice)
 	}
 	for _, want := range []string{"From MAILER-DAEMON ", "\nReturn-Path: <>\n", "\nSubject: Undelivered Mail Returned to Sender\n", "<" + full.name + dom + ">", "File too large"} {
 		if !strings.Contains(notice, want) {

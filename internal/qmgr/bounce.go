@@ -2,6 +2,7 @@ package qmgr
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,11 @@ func wantsNotice(n smtp.Notify) bool {
 // never lost.
 func (m *Manager) queueNotice(msg *queue.Message, items []bounceItem) error {
 	env := &msg.Envelope
+	// Recipients finish in whatever order their deliveries end; the
+	// report lists them in the envelope's order, so it reads the same
+	// every time.
+	items = slices.Clone(items)
+	slices.SortStableFunc(items, func(a, b bounceItem) int { return a.index - b.index })
 	d := &m.set.dsn
 	switch {
 	case strings.EqualFold(env.Sender, d.doubleBounce):
