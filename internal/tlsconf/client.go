@@ -183,29 +183,13 @@ func SplitMatch(v string) []string {
 // does. Verification is done after the handshake (Verify), because Postfix
 // matches names its own way and logs untrusted peers at "may".
 func (cl *Client) config(c *config.Config, protoParam, cipherParam string, mandatory bool, warn func(string)) (*tls.Config, error) {
-	min, max, ws, err := versionRange(protoParam, c.Get(protoParam))
-	if err != nil {
-		return nil, err
-	}
-	custom := func(name string) bool {
-		def, _ := c.Default(name)
-		raw, set := c.Raw(name)
-		return set && strings.TrimSpace(raw) != strings.TrimSpace(def)
-	}
 	excl := map[string]string{"smtp_tls_exclude_ciphers": c.Get("smtp_tls_exclude_ciphers")}
 	if mandatory {
 		excl["smtp_tls_mandatory_exclude_ciphers"] = c.Get("smtp_tls_mandatory_exclude_ciphers")
 	}
-	suites, ws2, err := cipherSuites(cipherParam, c.Get(cipherParam), custom, excl)
+	min, max, suites, ws, err := versionsAndSuites(c, protoParam, cipherParam, excl)
 	if err != nil {
 		return nil, err
-	}
-	ws = append(ws, ws2...)
-	if len(suites) == 0 {
-		if max < tls.VersionTLS13 {
-			return nil, fmt.Errorf("%s: the exclusions leave no TLS 1.2 cipher suite", cipherParam)
-		}
-		min = tls.VersionTLS13
 	}
 	for _, w := range ws {
 		warn(w)

@@ -188,6 +188,35 @@ func loadCerts(c *config.Config) ([]tls.Certificate, error) {
 	return certs, nil
 }
 
+// versionsAndSuites maps a protocol and a cipher parameter (with their
+// exclusion lists) onto crypto/tls versions and TLS 1.2 suites, for the
+// server and the client alike; what cannot be expressed comes back as
+// warnings. Exclusions that leave no TLS 1.2 suite mean TLS 1.3 only.
+func versionsAndSuites(c *config.Config, protoParam, cipherParam string, excl map[string]string) (min, max uint16, suites []uint16, ws []string, err error) {
+	min, max, ws, err = versionRange(protoParam, c.Get(protoParam))
+	if err != nil {
+		return 0, 0, nil, nil, err
+	}
+	custom := func(name string) bool {
+		def, _ := c.Default(name)
+		raw, set := c.Raw(name)
+		return set && strings.TrimSpace(raw) != strings.TrimSpace(def)
+	}
+	suites, ws2, err := cipherSuites(cipherParam, c.Get(cipherParam), custom, excl)
+	if err != nil {
+		return 0, 0, nil, nil, err
+	}
+	ws = append(ws, ws2...)
+	if len(suites) == 0 {
+		if max < tls.VersionTLS13 {
+			return 0, 0, nil, nil, fmt.Errorf("%s: the exclusions leave no TLS 1.2 cipher suite", cipherParam)
+		}
+		ws = append(ws, fmt.Sprintf("%s: the exclusions leave no TLS 1.2 cipher suite; only TLSv1.3 is offered", cipherParam))
+		min = tls.VersionTLS13
+	}
+	return min, max, suites, ws, nil
+}
+
 // tlsConfig is the crypto/tls side: versions, suites, client certificates,
 // session tickets.
 func (s *Server) tlsConfig(c *config.Config, certs []tls.Certificate, warn func(string)) (*tls.Config, error) {
@@ -197,26 +226,9 @@ func (s *Server) tlsConfig(c *config.Config, certs []tls.Certificate, warn func(
 		protoParam, cipherParam = "smtpd_tls_mandatory_protocols", "smtpd_tls_mandatory_ciphers"
 		excl["smtpd_tls_mandatory_exclude_ciphers"] = c.Get("smtpd_tls_mandatory_exclude_ciphers")
 	}
-	min, max, ws, err := versionRange(protoParam, c.Get(protoParam))
+	min, max, suites, ws, err := versionsAndSuites(c, protoParam, cipherParam, excl)
 	if err != nil {
 		return nil, err
-	}
-	custom := func(name string) bool {
-		def, _ := c.Default(name)
-		raw, set := c.Raw(name)
-		return set && strings.TrimSpace(raw) != strings.TrimSpace(def)
-	}
-	suites, ws2, err := cipherSuites(cipherParam, c.Get(cipherParam), custom, excl)
-	if err != nil {
-		return nil, err
-	}
-	ws = append(ws, ws2...)
-	if len(suites) == 0 {
-		if max < tls.VersionTLS13 {
-			return nil, fmt.Errorf("%s: the exclusions leave no TLS 1.2 cipher suite", cipherParam)
-		}
-		ws = append(ws, fmt.Sprintf("%s: the exclusions leave no TLS 1.2 cipher suite; only TLSv1.3 is offered", cipherParam))
-		min = tls.VersionTLS13
 	}
 	ws = append(ws, unmapped(c)...)
 	for _, w := range ws {
