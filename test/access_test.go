@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"moat/internal/testutil/dnsserver"
+	"moat/internal/testutil/postgrey"
 )
 
 // Source addresses: mynetworks in the seed 002 configuration is
@@ -337,51 +338,6 @@ func TestOpenRelayForms(t *testing.T) {
 	}
 }
 
-// startPostgrey runs Debian's postgrey on a free loopback port with its own
-// database and delay, and returns "host:port".
-func startPostgrey(t *testing.T, delay int) string {
-	t.Helper()
-	bin := "/usr/sbin/postgrey"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skip("postgrey is not installed (Debian package postgrey)")
-	}
-	pu, err := user.Lookup("postgrey")
-	if err != nil || os.Geteuid() != 0 {
-		t.Skip("postgrey needs root and its postgrey account")
-	}
-	uid, _ := strconv.Atoi(pu.Uid)
-	// Not t.TempDir: its 0700 parent is closed to postgrey's account.
-	db, err := os.MkdirTemp("", "postgrey-db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(db) })
-	if err := os.Chown(db, uid, -1); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin, "--inet="+addr, "--dbdir="+db, "--delay="+strconv.Itoa(delay),
-		"--user=postgrey", "--auto-whitelist-clients=0")
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for range 100 {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return addr
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("postgrey did not listen on %s:\n%s", addr, out.String())
-	return ""
-}
-
 // TestPolicyPostgrey: check_policy_service with the real postgrey: the
 // first attempt is greylisted (450 with postgrey's text, logged as a
 // reject), the retry after the delay is accepted and delivered with
@@ -389,7 +345,7 @@ func startPostgrey(t *testing.T, delay int) string {
 func TestPolicyPostgrey(t *testing.T) {
 	t.Parallel()
 	const delay = 2
-	pg := startPostgrey(t, delay)
+	pg := postgrey.Start(t, delay)
 	s := startAccess(t, "smtpd_peername_lookup = no\nsmtpd_recipient_restrictions = reject_unauth_destination, check_policy_service inet:"+pg+"\n",
 		"127.0.0.1:{{PORT}} inet n - n - - smtpd\n", nil, nil, nil)
 	send := func(subject string) string {
