@@ -39,7 +39,7 @@ func TestLMTPToDovecot(t *testing.T) {
 	id := m[1]
 	line := s.waitLog(`postfix/\w+\[\d+\]: `+id+`: to=<alice@example\.com>, .*status=.*`, 20*time.Second)
 	if strings.Contains(line, "not available yet") {
-		t.Skip("the queue manager has no lmtp agent yet: internal/postfix/services.go agents() must register lmtp.Factory")
+		t.Skip("the queue manager has no lmtp agent yet: internal/postfix/services.go agents() must register lmtp")
 	}
 	relay := regexp.QuoteMeta("mx.moat.test[private/dovecot-lmtp]")
 	s.waitLog(`postfix/lmtp\[\d+\]: `+id+`: to=<alice@example\.com>, relay=`+relay+

@@ -205,3 +205,16 @@ func sysexits() [15]sysexit {
 		{"5.3.5", false, "local configuration error"},
 	}
 }
+
+// Factory adapts an agent package's New to the signature the queue manager
+// registers agents with (qmgr.AgentFactory), so that a failed New gives a
+// nil Agent, never a non-nil interface around a nil pointer.
+func Factory[A Agent](newAgent func(Deps) (A, error)) func(Deps) (Agent, error) {
+	return func(d Deps) (Agent, error) {
+		a, err := newAgent(d)
+		if err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+}

@@ -224,11 +224,11 @@ func newQmgr(d master.RoleDeps) (master.Role, error) {
 // agents are the delivery agents by master.cf command.
 func agents() map[string]qmgr.AgentFactory {
 	return map[string]qmgr.AgentFactory{
-		"local":   func(d delivery.Deps) (delivery.Agent, error) { return local.New(d) },
-		"lmtp":    lmtp.Factory,
-		"pipe":    func(d delivery.Deps) (delivery.Agent, error) { return pipe.New(d) },
-		"smtp":    smtpagent.Factory,
-		"virtual": virtual.Factory,
+		"local":   delivery.Factory(local.New),
+		"lmtp":    delivery.Factory(lmtp.New),
+		"pipe":    delivery.Factory(pipe.New),
+		"smtp":    delivery.Factory(smtpagent.New),
+		"virtual": delivery.Factory(virtual.New),
 	}
 }
 

@@ -75,17 +75,6 @@ func New(d delivery.Deps) (*Agent, error) {
 	return &Agent{s: s, st: st, log: d.Log, now: st.Now, cache: cache}, nil
 }
 
-// Factory is New with the signature of qmgr.AgentFactory, for the
-// process that registers agents by master.cf command ("lmtp"); it keeps
-// a failed New from becoming a non-nil interface around a nil *Agent.
-func Factory(d delivery.Deps) (delivery.Agent, error) {
-	a, err := New(d)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
 // Close ends the cached idle connections with QUIT.
 func (a *Agent) Close() error {
 	a.cache.Close()

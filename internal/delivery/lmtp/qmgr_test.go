@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"moat/internal/config"
+	"moat/internal/delivery"
 	"moat/internal/delivery/lmtp"
 	"moat/internal/maillog"
 	"moat/internal/maillog/maillogtest"
@@ -34,7 +35,7 @@ func TestQueueManagerToDovecot(t *testing.T) {
 	log := maillog.New(maillog.Options{Sink: sink, Fallback: sink, SyslogName: "postfix", Daemon: "qmgr", PID: 1})
 	t.Cleanup(func() { _ = log.Close(context.Background()) })
 	m, err := qmgr.New(qmgr.Deps{Config: cfg, Log: log, Queue: fix.Queue,
-		Agents: map[string]qmgr.AgentFactory{"lmtp": lmtp.Factory}})
+		Agents: map[string]qmgr.AgentFactory{"lmtp": delivery.Factory(lmtp.New)}})
 	if err != nil {
 		t.Fatal(err)
 	}

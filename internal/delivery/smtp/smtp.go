@@ -182,17 +182,6 @@ func bindAddrs(cfg *config.Config) (v4, v6 netip.Addr, err error) {
 // cacheKey names a next hop in the connection cache.
 func cacheKey(nexthop string) string { return strings.ToLower(strings.TrimSpace(nexthop)) }
 
-// Factory is New with the signature of qmgr.AgentFactory, for the
-// process that registers agents by master.cf command ("smtp"); it keeps
-// a failed New from becoming a non-nil interface around a nil *Agent.
-func Factory(d delivery.Deps) (delivery.Agent, error) {
-	a, err := New(d)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
 // Close ends the cached idle connections with QUIT and releases the
 // resolver.
 func (a *Agent) Close() error {

@@ -148,17 +148,6 @@ func New(d delivery.Deps) (*Agent, error) {
 	return a, nil
 }
 
-// Factory is New with the signature of qmgr.AgentFactory, for the process
-// that registers agents by master.cf command ("virtual"): a failed New
-// must not become a non-nil delivery.Agent around a nil *Agent.
-func Factory(d delivery.Deps) (delivery.Agent, error) {
-	a, err := New(d)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
 func (a *Agent) openTables(cfg *config.Config) error {
 	warn := func(msg string) { a.warn("%s", msg) }
 	opts, err := maps.DaemonOptions(cfg, warn)

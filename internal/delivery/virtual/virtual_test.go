@@ -260,7 +260,7 @@ func TestConfig(t *testing.T) {
 		if _, err := New(delivery.Deps{Config: cfg}); err == nil {
 			t.Errorf("%q accepted", p)
 		}
-		if a, err := Factory(delivery.Deps{Config: cfg}); err == nil || a != nil {
+		if a, err := delivery.Factory(New)(delivery.Deps{Config: cfg}); err == nil || a != nil {
 			t.Errorf("Factory(%q) = %v, %v", p, a, err)
 		}
 	}
