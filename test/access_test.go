@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"moat/internal/testutil/dnsserver"
+	"moat/internal/testutil/policyserver"
 	"moat/internal/testutil/postgrey"
 )
 
@@ -476,74 +477,6 @@ func TestFail2ban(t *testing.T) {
 	})
 }
 
-// policyRecorder is a policy server for the end-to-end tests: it records
-// every request moat sends and answers with reply(request).
-type policyRecorder struct {
-	ln    net.Listener
-	reply func(map[string]string) string
-	reqs  chan map[string]string
-}
-
-func startPolicyRecorder(t *testing.T, reply func(map[string]string) string) *policyRecorder {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &policyRecorder{ln: ln, reply: reply, reqs: make(chan map[string]string, 100)}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *policyRecorder) serve(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	br := bufio.NewReader(c)
-	for range 100 {
-		req := map[string]string{}
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			line = strings.TrimSuffix(line, "\n")
-			if line == "" {
-				break
-			}
-			k, v, _ := strings.Cut(line, "=")
-			req[k] = v
-		}
-		select {
-		case p.reqs <- req:
-		default:
-		}
-		if _, err := fmt.Fprintf(c, "action=%s\n\n", p.reply(req)); err != nil {
-			return
-		}
-	}
-}
-
-// next returns the next recorded request, waiting a bounded time.
-func (p *policyRecorder) next(t *testing.T) map[string]string {
-	t.Helper()
-	select {
-	case r := <-p.reqs:
-		return r
-	case <-time.After(20 * time.Second):
-		t.Fatal("no policy request within 20s")
-		return nil
-	}
-}
-
 // TestPolicyService: check_policy_service through moat: the request
 // carries the session's attributes at RCPT and END-OF-MESSAGE, the
 // server's PREPEND reaches the delivered message, a dead server in the
@@ -552,7 +485,7 @@ func (p *policyRecorder) next(t *testing.T) map[string]string {
 // 451 4.3.5 Server configuration problem.
 func TestPolicyService(t *testing.T) {
 	t.Parallel()
-	rec := startPolicyRecorder(t, func(r map[string]string) string {
+	rec := policyserver.Start(t, func(r map[string]string) string {
 		if r["protocol_state"] == "RCPT" {
 			return "PREPEND X-Policy: seen " + r["recipient"]
 		}
@@ -563,7 +496,7 @@ func TestPolicyService(t *testing.T) {
 		"smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service inet:%s,\n"+
 		"  check_policy_service { inet:127.0.0.1:%d, default_action=DUNNO, try_limit=1 }\n"+
 		"smtpd_end_of_data_restrictions = check_policy_service inet:%s\n",
-		rec.ln.Addr(), dead, rec.ln.Addr()),
+		rec.Addr(), dead, rec.Addr()),
 		"127.0.0.1:{{PORT}} inet n - n - - smtpd\n", nil, nil, nil)
 	out, _ := runTool(t, 30*time.Second, "", "swaks", "--server", s.addr(), "--local-interface", outsider,
 		"--helo", "client.example.net", "--from", "sender@example.net", "--to", "user@mx.moat.test",
@@ -571,7 +504,7 @@ func TestPolicyService(t *testing.T) {
 	if !swaksQueued.MatchString(out) {
 		t.Fatalf("not accepted:\n%s\nlog:\n%s", out, s.log())
 	}
-	rcpt, eod := rec.next(t), rec.next(t)
+	rcpt, eod := rec.Next(t), rec.Next(t)
 	want := map[string]string{
 		"request": "smtpd_access_policy", "protocol_state": "RCPT", "protocol_name": "ESMTP",
 		"helo_name": "client.example.net", "sender": "sender@example.net", "recipient": "user@mx.moat.test",
@@ -645,23 +578,12 @@ func TestPolicyServiceJailed(t *testing.T) {
 	if err := os.Chmod(sock, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	rec := &policyRecorder{ln: ln, reqs: make(chan map[string]string, 10),
-		reply: func(map[string]string) string { return "REJECT 5.7.1 jailed policy says no" }}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go rec.serve(c)
-		}
-	}()
+	rec := policyserver.Serve(t, ln, func(map[string]string) string { return "REJECT 5.7.1 jailed policy says no" })
 	got := swaksRcpt(t, s.addr(), outsider, "client.example.net", "sender@example.net", "user@mx.moat.test")
 	if got != "554 5.7.1 <user@mx.moat.test>: Recipient address rejected: jailed policy says no" {
 		t.Errorf("RCPT through the jailed policy socket: %q\nlog:\n%s", got, s.log())
 	}
-	if r := rec.next(t); r["recipient"] != "user@mx.moat.test" {
+	if r := rec.Next(t); r["recipient"] != "user@mx.moat.test" {
 		t.Errorf("policy request %v", r)
 	}
 }

@@ -1,81 +1,16 @@
 package restrict
 
 import (
-	"bufio"
 	"net"
-	"strings"
-	"sync"
 	"testing"
+
+	"moat/internal/testutil/policyserver"
 )
-
-// policyServer is a real policy server on loopback speaking Postfix's
-// protocol (SMTPD_POLICY_README): it answers each request with
-// answer(attributes) and records the requests.
-type policyServer struct {
-	ln       net.Listener
-	mu       sync.Mutex
-	requests []map[string]string
-}
-
-func startPolicy(t *testing.T, answer func(map[string]string) string) *policyServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &policyServer{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c, answer)
-		}
-	}()
-	return p
-}
-
-func (p *policyServer) serve(c net.Conn, answer func(map[string]string) string) {
-	defer c.Close()
-	br := bufio.NewReader(c)
-	for n := 0; n < 100; n++ {
-		attrs := map[string]string{}
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			line = strings.TrimRight(line, "\n")
-			if line == "" {
-				break
-			}
-			k, v, _ := strings.Cut(line, "=")
-			attrs[k] = v
-		}
-		p.mu.Lock()
-		p.requests = append(p.requests, attrs)
-		p.mu.Unlock()
-		if _, err := c.Write([]byte("action=" + answer(attrs) + "\n\n")); err != nil {
-			return
-		}
-	}
-}
-
-func (p *policyServer) last() map[string]string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.requests) == 0 {
-		return nil
-	}
-	return p.requests[len(p.requests)-1]
-}
 
 // TestPolicyService: check_policy_service's answer is an access(5)
 // action, with the request carrying the session's attributes.
 func TestPolicyService(t *testing.T) {
-	p := startPolicy(t, func(a map[string]string) string {
+	p := policyserver.Start(t, func(a map[string]string) string {
 		switch a["recipient"] {
 		case "grey@x.test":
 			return "DEFER_IF_PERMIT Greylisted, see http://x"
@@ -88,11 +23,11 @@ func TestPolicyService(t *testing.T) {
 		}
 		return "DUNNO"
 	})
-	h := newHarness(t, "smtpd_recipient_restrictions = check_policy_service inet:"+p.ln.Addr().String()+", permit\n", nil)
+	h := newHarness(t, "smtpd_recipient_restrictions = check_policy_service inet:"+p.Addr()+", permit\n", nil)
 	h.helo("client.example")
 	h.mail("s@y.test")
 	expect(t, "dunno", h.rcpt("ok@x.test"), "OK")
-	req := p.last()
+	req := p.Last()
 	for k, want := range map[string]string{"request": "smtpd_access_policy", "protocol_state": "RCPT", "sender": "s@y.test",
 		"recipient": "ok@x.test", "client_address": "127.0.0.1", "client_name": "localhost", "helo_name": "client.example"} {
 		if req[k] != want {
