@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"moat/internal/dns"
 	"moat/internal/maps"
 )
 
@@ -107,6 +108,15 @@ func (l *Lists) validate(param string, list []string, opts maps.Options) error {
 				}
 				if err := l.policy.add(arg); err != nil {
 					return fmt.Errorf("parameter %s: %w", param, err)
+				}
+			case argDomain:
+				// The reply filter is parsed here, once, not per query.
+				if _, filter := splitListDomain(arg); filter != "" {
+					f, err := dns.ParseFilter(strings.TrimPrefix(filter, "="))
+					if err != nil {
+						return fmt.Errorf("parameter %s: restriction %s %s: %w", param, name, arg, err)
+					}
+					l.filters[filter] = f
 				}
 			case argNumber:
 				if strings.Trim(arg, "0123456789") != "" || arg == "" {

@@ -43,7 +43,7 @@ func (e *eval) query(name, filter string) listing {
 	}
 	listed := filter == ""
 	for _, rr := range r.RRs {
-		if filter != "" && matchFilter(filter, rr.Value) {
+		if filter != "" && e.l.matchFilter(filter, rr.Value) {
 			listed = true
 		}
 	}
@@ -74,15 +74,21 @@ func (e *eval) query(name, filter string) listing {
 }
 
 // matchFilter matches an A record against "=d.d.d.d" (each d a number,
-// "[n..m]" or "[n;m;...]") or "&mask" (any common bit), with the DNS
-// package's parser; a filter that does not parse matches nothing.
-func matchFilter(filter, value string) bool {
+// "[n..m]" or "[n;m;...]") or "&mask" (any common bit). Filters named in
+// the lists were parsed at start-up; one from an access table's nested
+// list is parsed here. A filter that does not parse matches nothing.
+func (l *Lists) matchFilter(filter, value string) bool {
 	a, err := netip.ParseAddr(value)
 	if err != nil || !a.Is4() {
 		return false
 	}
-	f, err := dns.ParseFilter(strings.TrimPrefix(filter, "="))
-	return err == nil && f.Match(a)
+	f, ok := l.filters[filter]
+	if !ok {
+		if f, err = dns.ParseFilter(strings.TrimPrefix(filter, "=")); err != nil {
+			return false
+		}
+	}
+	return f.Match(a)
 }
 
 // rblAddr is reject_rbl_client.
@@ -158,7 +164,7 @@ func (e *eval) whitelisted(name, filter, rc string) status {
 	}
 	listed := filter == ""
 	for _, rr := range r.RRs {
-		if filter != "" && matchFilter(filter, rr.Value) {
+		if filter != "" && e.l.matchFilter(filter, rr.Value) {
 			listed = true
 		}
 	}

@@ -30,6 +30,9 @@ type Lists struct {
 	lists   map[smtpd.Stage][]string
 	classes map[string][]string
 	tables  map[string]maps.Table
+	// filters are the DNS list reply filters the lists name, parsed at
+	// start-up ("=127.0.0.[2..11]", "&0.0.0.4").
+	filters map[string]*dns.AddrFilter
 
 	mynetworks, permMX *matchlist.List
 	mynetworksErr      error // NewStandalone: why mynetworks is nil
@@ -83,7 +86,7 @@ func NewStandalone(cfg *config.Config, opts maps.Options, resolver *dns.Resolver
 func build(cfg *config.Config, opts maps.Options, resolver *dns.Resolver, standalone bool) (_ *Lists, err error) {
 	l := &Lists{
 		lists: map[smtpd.Stage][]string{}, classes: map[string][]string{},
-		tables: map[string]maps.Table{}, dns: resolver,
+		tables: map[string]maps.Table{}, filters: map[string]*dns.AddrFilter{}, dns: resolver,
 	}
 	defer func() {
 		if err != nil {

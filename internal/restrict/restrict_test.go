@@ -96,6 +96,7 @@ func TestFailClosed(t *testing.T) {
 		{"smtpd_recipient_restrictions = reject_unauth_destination, reject_bogus_thing\n", `unknown restriction "reject_bogus_thing"`},
 		{"smtpd_recipient_restrictions = reject_unauth_destination, reject_unverified_recipient\n", `address verification`},
 		{"smtpd_recipient_restrictions = reject_unauth_destination, reject_rbl_client\n", `needs an argument`},
+		{"smtpd_recipient_restrictions = reject_unauth_destination, reject_rbl_client zen.example=127.0.0.[9..2]\n", `reject_rbl_client zen.example=127.0.0.[9..2]`},
 		{"smtpd_recipient_restrictions = reject_unauth_destination, check_sender_access\n", `needs an argument`},
 		{"smtpd_recipient_restrictions = reject_unauth_destination, check_sender_access nomap\n", `need maptype:mapname`},
 		{"smtpd_restriction_classes = foo\nsmtpd_recipient_restrictions = reject_unauth_destination\n", "needs a definition"},
