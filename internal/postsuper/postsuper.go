@@ -3,7 +3,8 @@
 // (-r) messages by queue ID, for ALL messages, or for IDs read from
 // standard input ("-"), optionally limited to named queues. It works on
 // the queue through internal/queue's consumer API, so every change is one
-// atomic rename or unlink made durable before the command reports it.
+// atomic rename or unlink, and the command fsyncs each directory it changed
+// once (queue.Batch) before it reports the totals.
 //
 // As in Postfix, the ALL operations run first, in one pass over the
 // queues in which each message gets the first that applies (delete,
@@ -116,7 +117,11 @@ func run(env *cli.Env, prog string, args []string, uid int) int {
 	if err != nil {
 		return env.Fatalf(prog, "%v", err)
 	}
-	if err := massOps(q, byFlag, names); err != nil {
+	// One batch for the whole command: every move and removal is one
+	// rename or unlink, and their directories are fsynced once each
+	// before the totals are reported (queue.Batch says why).
+	b := q.NewBatch()
+	if err := massOps(q, b, byFlag, names); err != nil {
 		return env.Fatalf(prog, "%v", err)
 	}
 	stdin := env.Stdin
@@ -136,11 +141,14 @@ func run(env *cli.Env, prog string, args []string, uid int) int {
 				stdin = nil
 			}
 			for _, id := range ids {
-				if err := o.byID(env, prog, q, queues, id); err != nil {
+				if err := o.byID(env, prog, q, b, queues, id); err != nil {
 					return env.Fatalf(prog, "%v", err)
 				}
 			}
 		}
+	}
+	if err := b.Sync(); err != nil {
+		return env.Fatalf(prog, "%v", err)
 	}
 	for _, f := range []byte{'r', 'd', 'h', 'H'} {
 		if o := byFlag[f]; o.count > 0 {

@@ -93,36 +93,102 @@ func (q *Queue) Stat(name, id string) (Info, error) {
 // crash must not undo, so those directories are made durable
 // (group-committed like Commit).
 func (q *Queue) Move(id, from, to string) error {
-	src, err := q.path(from, id)
-	if err != nil {
+	moved, err := q.rename(id, from, to)
+	if err != nil || !moved || (schedulerQueue(from) && schedulerQueue(to)) {
 		return err
-	}
-	dst, err := q.path(to, id)
-	if err != nil {
-		return err
-	}
-	if from == to {
-		return nil
-	}
-	// The source first: a missing message is "not found" (fs.ErrNotExist)
-	// whatever the target holds.
-	if _, err := os.Lstat(src); err != nil {
-		return fmt.Errorf("queue: move %s from %s: %w", id, from, err)
-	}
-	if _, err := os.Lstat(dst); err == nil {
-		return fmt.Errorf("queue: move %s to %s: %s exists", id, to, dst)
-	}
-	if err := os.Rename(src, dst); err != nil {
-		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
-	}
-	if schedulerQueue(from) && schedulerQueue(to) {
-		return nil
 	}
 	if err := q.syncerFor(to, id).sync(); err != nil {
 		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
 	}
 	if err := q.syncerFor(from, id).sync(); err != nil {
 		return fmt.Errorf("queue: move %s to %s: %w", id, to, err)
+	}
+	return nil
+}
+
+// rename is Move's atomic step. It reports false (and no error) when from
+// and to are the same queue, where there is nothing to do.
+func (q *Queue) rename(id, from, to string) (bool, error) {
+	src, err := q.path(from, id)
+	if err != nil {
+		return false, err
+	}
+	dst, err := q.path(to, id)
+	if err != nil {
+		return false, err
+	}
+	if from == to {
+		return false, nil
+	}
+	// A missing source is "not found" (fs.ErrNotExist) whatever the
+	// target holds, so the source is looked at only when the target
+	// exists; otherwise rename(2) says ENOENT itself. syscall.Rename, not
+	// os.Rename, which stats the target a second time (one stat per move
+	// instead of three: postsuper makes thousands).
+	if _, err := os.Lstat(dst); err == nil {
+		if _, err := os.Lstat(src); err != nil {
+			return false, fmt.Errorf("queue: move %s from %s: %w", id, from, err)
+		}
+		return false, fmt.Errorf("queue: move %s to %s: %s exists", id, to, dst)
+	}
+	if err := syscall.Rename(src, dst); err != nil {
+		return false, fmt.Errorf("queue: move %s from %s to %s: %w", id, from, to,
+			&os.LinkError{Op: "rename", Old: src, New: dst, Err: err})
+	}
+	return true, nil
+}
+
+// Batch collects the directories that a series of moves and removals
+// touched, so that one fsync of each makes them all durable. postsuper
+// moves or deletes thousands of messages in one command, and an fsync per
+// message, even group-committed among 64 concurrent moves, cost ~4300
+// fsyncs and 0.8 s for a release of 5000 held messages (Postfix's postsuper
+// fsyncs nothing). Nothing a batch does is durable until Sync returns; a
+// crash before that leaves each message whole in its old queue or in its
+// new one (each step is one rename or unlink), never lost or doubled.
+type Batch struct {
+	q     *Queue
+	dirty map[*dirSync]bool
+}
+
+// NewBatch starts a batch of moves and removals.
+func (q *Queue) NewBatch() *Batch {
+	return &Batch{q: q, dirty: map[*dirSync]bool{}}
+}
+
+// Move is Queue.Move without the directory fsyncs, which Sync does once for
+// the whole batch. Like Queue.Move it reports fs.ErrNotExist for a message
+// that is not in from.
+func (b *Batch) Move(id, from, to string) error {
+	moved, err := b.q.rename(id, from, to)
+	if err != nil || !moved {
+		return err
+	}
+	b.dirty[b.q.syncerFor(to, id)] = true
+	b.dirty[b.q.syncerFor(from, id)] = true
+	return nil
+}
+
+// Remove deletes a message; Sync makes the removal durable, as
+// RemoveDurably does for one message.
+func (b *Batch) Remove(name, id string) error {
+	s, err := b.q.remove(name, id)
+	if err != nil {
+		return err
+	}
+	b.dirty[s] = true
+	return nil
+}
+
+// Sync fsyncs every directory the batch changed, once each. After an error
+// the batch keeps the directories not yet synced, so a later Sync retries
+// them (the queue's sticky fsync error makes that fail too, as it must).
+func (b *Batch) Sync() error {
+	for s := range b.dirty {
+		if err := s.sync(); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		delete(b.dirty, s)
 	}
 	return nil
 }
