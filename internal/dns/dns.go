@@ -36,6 +36,9 @@ const (
 	MX   Type = 15
 	TXT  Type = 16
 	AAAA Type = 28
+	// TLSA is RFC 6698's certificate association, which smtp(8) asks
+	// for DANE (RFC 7672 section 2.2).
+	TLSA Type = 52
 )
 
 // String is the type's mnemonic, as in a reply filter's "name TTL IN TYPE
@@ -104,8 +107,12 @@ type RR struct {
 	// Pref is an MX record's preference (0 otherwise).
 	Pref uint16
 	// Value is the address text (A, AAAA), the target host without the
-	// trailing dot (MX, NS, PTR), or the TXT strings joined.
+	// trailing dot (MX, NS, PTR), the TXT strings joined, or a TLSA
+	// record's certificate association data in lower-case hex.
 	Value string
+	// Usage, Selector and Matching are a TLSA record's first three
+	// fields (RFC 6698 section 2.1); zero for other types.
+	Usage, Selector, Matching uint8
 }
 
 // Result is a lookup's records or why there are none.
@@ -122,6 +129,13 @@ type Result struct {
 	// not found, try again", or "Error looking up name=x type=A: DNS reply
 	// filter drops all results".
 	Why string
+	// Authentic says every reply the answer came from (each CNAME hop
+	// included) had the AD bit set by the configured name server, with
+	// Options.DNSSEC on: Postfix's dnssec_valid (smtp_dns_support_level
+	// = dnssec), which trusts its resolver to validate as moat does
+	// (RFC 6840 section 5.7; RFC 7672 section 2.1.1 needs it for DANE).
+	// It covers negative answers too (authenticated denial).
+	Authentic bool
 }
 
 // Options configure a Resolver.
@@ -152,6 +166,13 @@ type Options struct {
 	// reply filter drops ("ignoring DNS RR: name. TTL IN A 1.2.3.4"). nil
 	// discards them.
 	Info func(string)
+	// DNSSEC asks for DNSSEC-validated answers (smtp_dns_support_level
+	// = dnssec): queries carry the EDNS0 DO bit and the AD bit, and
+	// Result.Authentic reports the reply's AD bit. The servers must be
+	// a validating resolver reached over a trusted path (the local host),
+	// as Postfix requires of its resolver (postconf(5)
+	// smtp_dns_support_level).
+	DNSSEC bool
 }
 
 // Resolver asks name servers; it is safe for concurrent use, and keeps no
@@ -166,6 +187,7 @@ type Resolver struct {
 	warn     func(string)
 	info     func(string)
 	hosts    *etcHosts
+	dnssec   bool
 }
 
 // New makes a Resolver. Without Options.Servers it reads /etc/resolv.conf
@@ -179,6 +201,7 @@ func New(o Options) (*Resolver, error) {
 		ipv6:     o.IPv6,
 		warn:     o.Warn,
 		info:     o.Info,
+		dnssec:   o.DNSSEC,
 	}
 	if r.info == nil {
 		r.info = func(string) {}

@@ -14,7 +14,7 @@ import (
 // allows (Postfix's dns_lookup_l with T_A, T_AAAA). The result is OK when
 // either family has an address; otherwise the failure Postfix ranks
 // highest (see worse), so a temporary error is never reported as a
-// permanent one.
+// permanent one. Authentic is set only when every family's answer was.
 func (s *Session) HostAddrs(ctx context.Context, name string) Result {
 	var types []Type
 	if s.r.ipv4 {
@@ -25,8 +25,13 @@ func (s *Session) HostAddrs(ctx context.Context, name string) Result {
 	}
 	var out, bad Result
 	found, failed := false, false
+	authentic := true
 	for _, t := range types {
 		res := s.Lookup(ctx, name, t)
+		// Every family's answer (a denial included) must be
+		// authenticated: a forged "no AAAA" could hide a secure
+		// address.
+		authentic = authentic && res.Authentic
 		if res.Status == OK {
 			out.RRs = append(out.RRs, res.RRs...)
 			found = true
@@ -38,6 +43,7 @@ func (s *Session) HostAddrs(ctx context.Context, name string) Result {
 	}
 	if found {
 		out.Status = OK
+		out.Authentic = authentic
 		return out
 	}
 	bad.RRs = nil

@@ -31,7 +31,11 @@ const maxCNAME = 10
 // lookup asks the servers for name/t, follows CNAMEs and, when filter is
 // set, applies the reply filter; it does not cache. Its statuses and
 // texts follow Postfix's dns_lookup.c.
-func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool) Result {
+func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool) (res Result) {
+	// Every reply on the way (each CNAME hop) must be authenticated for
+	// the answer to be; no reply at all is not.
+	asked, authentic := false, true
+	defer func() { res.Authentic = r.dnssec && asked && authentic }()
 	// dns_lookup refuses numeric names (some servers invent A records
 	// for them) and malformed ones without asking: "not found".
 	if hostname.ValidAddr(name) || !validRRName(name) {
@@ -46,6 +50,10 @@ func (r *Resolver) lookup(ctx context.Context, name string, t Type, filter bool)
 			return Result{Status: NotFound, Reason: reasonNotFound, Why: "Name server loop for " + name}
 		}
 		msg, err := r.exchange(ctx, qname, t)
+		if err == nil {
+			asked = true
+			authentic = authentic && msg.AuthenticatedData
+		}
 		if err != nil {
 			// No answer, or one that does not parse: Postfix's
 			// resolver and its reply parser both call that TRY_AGAIN.
@@ -203,6 +211,9 @@ func convert(rr mdns.RR) (RR, bool) {
 		x.Value = strings.TrimSuffix(v.Ns, ".")
 	case *mdns.PTR:
 		x.Value = strings.TrimSuffix(v.Ptr, ".")
+	case *mdns.TLSA:
+		x.Usage, x.Selector, x.Matching = v.Usage, v.Selector, v.MatchingType
+		x.Value = strings.ToLower(v.Certificate)
 	case *mdns.TXT:
 		// Postfix keeps a TXT record's first character-string, its
 		// unprintable bytes made spaces (dns_lookup.c dns_get_rr).
@@ -257,6 +268,8 @@ func (x RR) Text() string {
 		}
 	case NS, PTR:
 		v += "."
+	case TLSA:
+		v = fmt.Sprintf("%d %d %d %s", x.Usage, x.Selector, x.Matching, x.Value)
 	}
 	return fmt.Sprintf("%s. %d IN %s %s", x.Name, x.TTL, x.Type, v)
 }
@@ -299,7 +312,10 @@ func (r *Resolver) exchange(ctx context.Context, name string, t Type) (*mdns.Msg
 	q := new(mdns.Msg)
 	q.SetQuestion(mdns.Fqdn(name), uint16(t))
 	q.RecursionDesired = true
-	q.SetEdns0(1232, false)
+	// With DNSSEC the DO bit asks for signatures and the AD bit for the
+	// validation result (RFC 3225, RFC 6840 section 5.7).
+	q.SetEdns0(1232, r.dnssec)
+	q.AuthenticatedData = r.dnssec
 	lastErr := errNoServers
 	for attempt := 0; attempt < r.attempts; attempt++ {
 		for _, srv := range r.servers {

@@ -30,6 +30,7 @@ type Server struct {
 	fail    map[string]int
 	delay   map[string]time.Duration
 	garble  map[string]bool
+	secure  map[string]bool
 	queries int
 }
 
@@ -44,6 +45,7 @@ func Start(t testing.TB, records ...string) *Server {
 		fail:   map[string]int{},
 		delay:  map[string]time.Duration{},
 		garble: map[string]bool{},
+		secure: map[string]bool{},
 	}
 	s.Add(records...)
 	var pc net.PacketConn
@@ -139,6 +141,31 @@ func (s *Server) Garble(name string) {
 	s.garble[strings.ToLower(mdns.Fqdn(name))] = true
 }
 
+// Secure marks names, and every name below them, as DNSSEC-signed zones:
+// the server then plays the validating resolver moat trusts (RFC 6840
+// section 5.7) and sets the AD bit on answers about them when the query
+// asks with the DO or AD bit, for DANE tests (RFC 7672 section 2.1.1).
+// An answer whose CNAME chain leaves the secure names is not marked.
+func (s *Server) Secure(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		s.secure[strings.ToLower(mdns.Fqdn(n))] = true
+	}
+}
+
+// isSecure reports whether name is at or below a Secure name. Called with
+// s.mu held.
+func (s *Server) isSecure(name string) bool {
+	labels := mdns.SplitDomainName(name)
+	for i := range labels {
+		if s.secure[mdns.Fqdn(strings.Join(labels[i:], "."))] {
+			return true
+		}
+	}
+	return s.secure["."]
+}
+
 // Queries counts the questions the server has answered (or started to
 // answer), so tests can see a cache at work.
 func (s *Server) Queries() int {
@@ -179,15 +206,35 @@ func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 		return
 	}
 	m.Answer, m.Rcode = s.answer(name, q.Qtype)
+	do := req.IsEdns0() != nil && req.IsEdns0().Do()
+	if do || req.AuthenticatedData {
+		m.AuthenticatedData = s.chainSecure(name, m.Answer)
+	}
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
 		size := 512
 		if o := req.IsEdns0(); o != nil {
 			size = int(o.UDPSize())
-			m.SetEdns0(o.UDPSize(), false)
+			m.SetEdns0(o.UDPSize(), do)
 		}
 		m.Truncate(size)
 	}
 	_ = w.WriteMsg(m)
+}
+
+// chainSecure reports whether name and every CNAME target in answer are
+// Secure.
+func (s *Server) chainSecure(name string, answer []mdns.RR) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.isSecure(name) {
+		return false
+	}
+	for _, rr := range answer {
+		if c, ok := rr.(*mdns.CNAME); ok && !s.isSecure(strings.ToLower(c.Target)) {
+			return false
+		}
+	}
+	return true
 }
 
 // answer looks name/qtype up in the data, chasing CNAMEs.

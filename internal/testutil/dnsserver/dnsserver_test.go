@@ -83,3 +83,40 @@ func q0(name string) *mdns.Msg {
 	q.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
 	return q
 }
+
+// Secure zones get the AD bit when the query asks (DO or AD), never
+// otherwise; TLSA records parse from master-file lines.
+func TestSecure(t *testing.T) {
+	s := Start(t,
+		"_25._tcp.mx.sec.example. IN TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"mx.sec.example. IN A 127.0.0.2",
+		"mx.plain.example. IN A 127.0.0.3",
+	)
+	s.Secure("sec.example.")
+	askDO := func(name string, qtype uint16, do bool) *mdns.Msg {
+		q := new(mdns.Msg)
+		q.SetQuestion(mdns.Fqdn(name), qtype)
+		q.SetEdns0(1232, do)
+		m, _, err := (&mdns.Client{Timeout: 2 * time.Second}).Exchange(q, s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := askDO("_25._tcp.mx.sec.example", mdns.TypeTLSA, true)
+	if !m.AuthenticatedData || len(m.Answer) != 1 {
+		t.Fatalf("TLSA: %v", m)
+	}
+	if tlsa, ok := m.Answer[0].(*mdns.TLSA); !ok || tlsa.Usage != 3 || tlsa.Selector != 1 || tlsa.MatchingType != 1 {
+		t.Errorf("TLSA record %v", m.Answer[0])
+	}
+	if m := askDO("nx.sec.example", mdns.TypeA, true); !m.AuthenticatedData || m.Rcode != mdns.RcodeNameError {
+		t.Errorf("secure NXDOMAIN: %v", m)
+	}
+	if m := askDO("mx.sec.example", mdns.TypeA, false); m.AuthenticatedData {
+		t.Errorf("AD without DO: %v", m)
+	}
+	if m := askDO("mx.plain.example", mdns.TypeA, true); m.AuthenticatedData {
+		t.Errorf("AD outside the secure names: %v", m)
+	}
+}
