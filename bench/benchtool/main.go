@@ -11,6 +11,9 @@
 //	benchtool report -in RAW
 //	benchtool freeport
 //	benchtool wait -addr HOST:PORT
+//	benchtool relay -pid PID -sinks FILE,... -sent N -queue DIR -- CMD ...
+//	benchtool relayreport -in RAW
+//	benchtool freeports -addrs 127.0.0.11,...
 package main
 
 import (
@@ -20,7 +23,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool measure|idle|report|freeport|wait [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool measure|idle|report|freeport|wait|relay|relayreport|freeports [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -35,6 +38,12 @@ func main() {
 		err = freePort(os.Stdout)
 	case "wait":
 		err = waitListen(os.Args[2:])
+	case "relay":
+		err = relayMeasure(os.Args[2:], os.Stdout)
+	case "relayreport":
+		err = relayReport(os.Args[2:], os.Stdout)
+	case "freeports":
+		err = freePorts(os.Args[2:], os.Stdout)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
