@@ -70,6 +70,14 @@ func MoatParams() []Param {
 		// The built-in SASL backend's users (smtpd_sasl_type = moat):
 		// login name -> password hash, any table type.
 		{Name: "smtpd_sasl_password_maps", Default: "", Type: TypeString, Moat: true},
+		// MTA-STS (RFC 8461) is built in rather than an external policy
+		// daemon; it is opt-in because an enforce policy can hold mail
+		// back (internal/mtasts, docs/MTA-STS.md).
+		{Name: "smtp_mta_sts", Default: "no", Type: TypeBool, Moat: true},
+		{Name: "smtp_mta_sts_cache_directory", Default: "$data_directory/mta-sts", Type: TypeString, Moat: true},
+		// Empty: the system roots. A file for private PKI and tests.
+		{Name: "smtp_mta_sts_CAfile", Default: "", Type: TypeString, Moat: true},
+		{Name: "smtp_mta_sts_timeout", Default: "10s", Type: TypeTime, Unit: 's', Moat: true},
 	}
 }
 
