@@ -132,6 +132,7 @@ func Check(dir string, o Options) []Problem {
 	k.queue(c, o, acct)
 	k.dataDir(c, o, owner)
 	k.tables(c, mf, owner)
+	k.smtpdServices(c, mf, o)
 	return k.probs
 }
 

@@ -160,6 +160,15 @@ func TestCheckProblems(t *testing.T) {
 		{name: "master.cf override table", setup: func(f *fixture) {
 			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_client_restrictions=check_client_access,cidr:/nonexistent/c\n"
 		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 2: service smtp/inet: smtpd_client_restrictions: table cidr:/nonexistent/c: open /nonexistent/c: no such file or directory\n"},
+		{name: "restriction unknown", setup: func(f *fixture) {
+			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_helo_restrictions=permit_mynetworks,reject_unknown_helo\n"
+		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 1: service smtp/inet: parameter smtpd_helo_restrictions: unknown restriction \"reject_unknown_helo\" (not a Postfix restriction or a smtpd_restriction_classes name)\n"},
+		{name: "restriction open relay", setup: func(f *fixture) {
+			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_relay_restrictions=permit\n  -o smtpd_recipient_restrictions=permit\n"
+		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 1: service smtp/inet: in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains (without one the server is an open relay)\n"},
+		{name: "tls certificate missing", setup: func(f *fixture) {
+			f.master = "smtp inet n - n - - smtpd\n  -o smtpd_tls_security_level=may\n  -o smtpd_tls_cert_file=/nonexistent/cert.pem\n  -o smtpd_tls_key_file=/nonexistent/cert.key\n"
+		}, status: 1, want: "postfix: fatal: ROOT/etc/master.cf, line 1: service smtp/inet: smtpd_tls_cert_file: open /nonexistent/cert.pem: no such file or directory\n"},
 		{name: "queue missing dir", after: func(f *fixture) { os.RemoveAll(filepath.Join(f.q, "deferred")) }, want: "postfix/postfix-script: warning: missing queue directory ROOT/spool/deferred: postfix start creates it\n"},
 		{name: "queue mode", after: func(f *fixture) { os.Chmod(filepath.Join(f.q, "hold"), 0o755) }, status: 1, want: "postfix: fatal: queue: ROOT/spool/hold has mode 0755, want 0700: chmod 0700 ROOT/spool/hold\n"},
 		{name: "queue owner", after: func(f *fixture) { os.Chown(filepath.Join(f.q, "active"), 0, 0) }, status: 1, want: "postfix: fatal: queue: ROOT/spool/active is owned by uid 0, want 4242: chown 4242 ROOT/spool/active\n"},

@@ -11,6 +11,7 @@ import (
 	"moat/internal/privsep"
 	"moat/internal/queue"
 	"moat/internal/testutil"
+	"moat/internal/tlsconf/tlsconftest"
 )
 
 func runMain(args ...string) (string, int) {
@@ -101,6 +102,24 @@ func TestExamplesDev(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Check builds each smtpd service's TLS settings, as its start would:
+	// without make run's certificates the TLS services are refused.
+	if out, st := runMain("-c", "examples/dev", "check"); st != 1 || !strings.Contains(out, "service 127.0.0.1:2587/inet: smtpd_tls_") {
+		t.Fatalf("without certificates: status %d, output:\n%s", st, out)
+	}
+	tdir := filepath.Join(root, "var", "tls")
+	if err := os.MkdirAll(tdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		kind tlsconftest.Kind
+	}{{"rsa", tlsconftest.RSA}, {"ec", tlsconftest.ECDSA}} {
+		cert := tlsconftest.New(t, tdir, c.name, "mx.moat.test", c.kind, nil, false)
+		if err := os.Rename(cert.CertFile, filepath.Join(tdir, c.name+".pem")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if out, st := runMain("-c", "examples/dev", "check"); st != 0 || out != "" {
 		t.Fatalf("examples/dev: status %d, output:\n%s", st, out)
