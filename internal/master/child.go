@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -178,6 +179,17 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 		}
 		if c.role, err = spec.New(deps); err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Name, err)
+		}
+		if opts.Role == "local" {
+			// The delivery executor (asuser.Serve) is latency-bound:
+			// each job blocks in a few system calls on one credentialed
+			// thread, so more Ps only add scheduler and sysmon wake-ups
+			// and futex hand-offs between threads. Measured on the
+			// Maildir benchmark: GOMAXPROCS=1 cut its CPU per delivery by
+			// ~17 % with no change in wall time (docs/BENCHMARKS.md,
+			// issue 5 item 9). Blocking calls still get threads of their
+			// own (LockOSThread jobs are unaffected by GOMAXPROCS).
+			runtime.GOMAXPROCS(1)
 		}
 		if opts.Role == "qmgr" {
 			// Read-write, so the FIFO never reports end of file.
