@@ -3,6 +3,8 @@ package mtasts
 import (
 	"context"
 	"crypto/tls"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -74,6 +76,8 @@ func startPolicyServer(t *testing.T, certName, body string) *policyServer {
 	p := &policyServer{caFile: ca.CertFile, status: http.StatusOK, contentType: "text/plain; charset=utf-8", body: body}
 	p.srv = httptest.NewUnstartedServer(p)
 	p.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	// Handshakes the tests make fail on purpose are not news.
+	p.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	p.srv.StartTLS()
 	t.Cleanup(p.srv.Close)
 	_, port, _ := net.SplitHostPort(p.srv.Listener.Addr().String())

@@ -157,7 +157,7 @@ func ParsePolicy(text string) (*Policy, error) {
 			if err != nil {
 				return nil, fmt.Errorf("policy line %d: max_age: %w", n+1, err)
 			}
-			p.MaxAge = min(time.Duration(secs)*time.Second, MaxMaxAge)
+			p.MaxAge = time.Duration(min(secs, int64(MaxMaxAge/time.Second))) * time.Second
 			haveAge = true
 		case "mx":
 			if !validPattern(value) {
