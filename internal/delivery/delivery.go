@@ -97,6 +97,18 @@ type Result struct {
 	// decided itself; the notice then gives Reason as "X-Postfix; ...".
 	RemoteMTA  string
 	Diagnostic string
+	// SiteFailure says the destination itself failed, not this
+	// recipient: no server of the next hop could be reached (connection
+	// refused or timed out, a DNS lookup that failed for now), a server
+	// refused the session (4xx/5xx greeting), or the connection was lost
+	// or timed out (Postfix's smtp_site_fail and smtp_sess_fail, the "hop
+	// status" a delivery agent reports to qmgr(8)). The queue manager
+	// lowers the destination's concurrency on it and, after
+	// <transport>_destination_concurrency_failed_cohort_limit such
+	// failures at concurrency 1, defers the destination's other mail
+	// without trying it ("delivery temporarily suspended", qmgr(8)
+	// STRATEGIES). A recipient's own 4xx or 5xx reply is not one.
+	SiteFailure bool
 }
 
 // Agent is a delivery agent (one master.cf service: "local", "virtual", a

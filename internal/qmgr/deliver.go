@@ -384,8 +384,16 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 	if t.rcptLimit == 1 {
 		dest = strings.ToLower(addr(idxs[0]))
 	}
-	t.limits.acquire(dest)
-	defer t.limits.release(dest)
+	if sus := t.limits.acquire(dest); sus != nil {
+		// A dead destination: its mail waits without an attempt
+		// (qmgr_defer_todo), with the failure that killed it.
+		for _, i := range idxs {
+			out[i] = m.qmgrResult(queue.RcptDeferred, sus.dsn, "delivery temporarily suspended: "+sus.reason)
+		}
+		return out
+	}
+	fb := outcome{}
+	defer func() { t.limits.release(dest, fb) }()
 	req := &delivery.Request{
 		QueueID:  msg.ID,
 		Envelope: env,
@@ -403,7 +411,9 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 		})
 	}
 	handoff := m.now()
-	for _, r := range t.agent.Deliver(ctx, req) {
+	results := t.agent.Deliver(ctx, req)
+	fb = feedbackOf(ctx, results)
+	for _, r := range results {
 		if _, want := addrs[r.Index]; !want && !slices.Contains(idxs, r.Index) {
 			m.log.Warning("%s: transport %s answered for recipient %d it was not given", msg.ID, t.name, r.Index)
 			continue
@@ -423,4 +433,21 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 		}
 	}
 	return out
+}
+
+// feedbackOf is what a request's results tell the scheduler about its
+// destination: a site failure (the hop status of Postfix's delivery
+// agents) when any recipient has one, with that recipient's status and
+// text for the suspension; nothing when ctx ended (an interrupted
+// delivery says nothing about the destination); otherwise success.
+func feedbackOf(ctx context.Context, results []delivery.Result) outcome {
+	if ctx.Err() != nil {
+		return outcome{}
+	}
+	for _, r := range results {
+		if r.SiteFailure {
+			return outcome{feedback: true, site: true, dsn: r.DSN, reason: r.Reason}
+		}
+	}
+	return outcome{feedback: true}
 }

@@ -245,6 +245,13 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.dispatch(ctx, jobs, queue.Incoming, false)
 		}
 		if deferred {
+			if flush {
+				// postqueue -f: dead destinations get a new
+				// attempt now, as Postfix's qmgr_enable_all.
+				for _, t := range m.transports {
+					t.limits.reviveAll()
+				}
+			}
 			m.dispatch(ctx, jobs, queue.Deferred, flush)
 			deferred, flush = false, false
 		}

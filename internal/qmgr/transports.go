@@ -66,82 +66,6 @@ func (t *transport) ready() {
 	})
 }
 
-// limiter bounds a transport's deliveries in progress: at most procs in
-// all (the service's maxproc, or default_process_limit) and at most dest
-// per destination (<transport>_destination_concurrency_limit).
-//
-// A freed slot goes straight to the longest-waiting request it fits, so
-// one release wakes one worker: with a broadcast, every release of the
-// one-recipient Maildir benchmark woke all ~30 workers waiting on the
-// same destination to find the slot taken, on the delivery's critical
-// path (docs/BENCHMARKS.md). Requests for other destinations that fit
-// are not held behind them.
-type limiter struct {
-	procs, dest int
-	mu          sync.Mutex
-	busy        int
-	perDest     map[string]int
-	waiting     []*slotWait // in arrival order
-}
-
-// slotWait is a request waiting for a slot; ready is closed once the slot
-// has been taken for it.
-type slotWait struct {
-	dest  string
-	ready chan struct{}
-}
-
-func newLimiter(procs, dest int) *limiter {
-	return &limiter{procs: max(procs, 1), dest: dest, perDest: map[string]int{}}
-}
-
-// fits reports whether a slot for d is free; l.mu is held.
-func (l *limiter) fits(d string) bool {
-	return l.busy < l.procs && (l.dest <= 0 || l.perDest[d] < l.dest)
-}
-
-// take occupies a slot for d; l.mu is held.
-func (l *limiter) take(d string) {
-	l.busy++
-	l.perDest[d]++
-}
-
-// acquire waits for a free slot for destination d.
-func (l *limiter) acquire(d string) {
-	l.mu.Lock()
-	if l.fits(d) {
-		// A waiter for d would have been given the free slot already.
-		l.take(d)
-		l.mu.Unlock()
-		return
-	}
-	w := &slotWait{dest: d, ready: make(chan struct{})}
-	l.waiting = append(l.waiting, w)
-	l.mu.Unlock()
-	<-w.ready
-}
-
-// release frees d's slot and hands the free capacity to the waiters it
-// fits, oldest first.
-func (l *limiter) release(d string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.busy--
-	if l.perDest[d]--; l.perDest[d] <= 0 {
-		delete(l.perDest, d) // one entry per destination in progress only
-	}
-	for i := 0; i < len(l.waiting) && l.busy < l.procs; {
-		w := l.waiting[i]
-		if !l.fits(w.dest) {
-			i++
-			continue
-		}
-		l.take(w.dest)
-		l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
-		close(w.ready)
-	}
-}
-
 // builtinCommands are the agents the queue manager runs itself: they need
 // no privileges and no I/O beyond the queue (discard(8), error(8) and
 // error(8) as retry).
@@ -233,7 +157,7 @@ func (m *Manager) buildTransports(d Deps) error {
 		if t.rcptLimit, err = transportInt(cfg, s.Name, "destination_recipient_limit"); err != nil {
 			return err
 		}
-		dest, err := transportInt(cfg, s.Name, "destination_concurrency_limit")
+		sched, err := loadSchedParams(cfg, s.Name)
 		if err != nil {
 			return err
 		}
@@ -246,7 +170,7 @@ func (m *Manager) buildTransports(d Deps) error {
 				procs = maxProcs
 			}
 		}
-		t.limits = newLimiter(min(procs, maxProcs), dest)
+		t.limits = newLimiter(min(procs, maxProcs), sched)
 		if t.rcptLimit <= 0 {
 			t.rcptLimit = maxRecipientsPerRequest
 		}

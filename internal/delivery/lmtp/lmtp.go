@@ -22,6 +22,7 @@ import (
 	"moat/internal/delivery"
 	"moat/internal/delivery/smtpclient"
 	"moat/internal/maillog"
+	"moat/internal/queue"
 )
 
 // Agent delivers requests to LMTP servers. It holds its settings and a
@@ -108,7 +109,13 @@ func (a *Agent) Deliver(ctx context.Context, req *delivery.Request) []Result {
 		var dsn, reason string
 		if w, dsn, reason = a.connect(ctx, nh); w == nil {
 			d.Fail(dsn, reason, "none")
-			return d.Results()
+			out := d.Results()
+			for i := range out {
+				// No server to talk to: the destination failed
+				// (Postfix's smtp_site_fail), not the recipient.
+				out[i].SiteFailure = ctx.Err() == nil && out[i].State == queue.RcptDeferred
+			}
+			return out
 		}
 	}
 	// One server: an LMTP destination has no backup, so every soft
@@ -116,7 +123,24 @@ func (a *Agent) Deliver(ctx context.Context, req *delivery.Request) []Result {
 	if d.Session(w, true) && !a.cache.Put(key, w, a.now()) {
 		d.Quit(w)
 	}
-	return d.Results()
+	out := d.Results()
+	for i := range out {
+		out[i].SiteFailure = sessionFailure(out[i])
+	}
+	return out
+}
+
+// sessionFailure reports whether a deferral came from the session rather
+// than a reply to the recipient or message: a greeting or LHLO refused,
+// the connection lost or timed out (Postfix's smtp_sess_fail, which
+// throttles the destination, against smtp_rcpt_fail).
+func sessionFailure(r Result) bool {
+	if r.State != queue.RcptDeferred {
+		return false
+	}
+	return strings.HasPrefix(r.Reason, "lost connection with ") ||
+		strings.HasPrefix(r.Reason, "conversation with ") ||
+		strings.HasPrefix(r.Reason, "host ") && strings.Contains(r.Reason, " refused to talk to me: ")
 }
 
 var _ delivery.Agent = (*Agent)(nil)

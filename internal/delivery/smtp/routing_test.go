@@ -3,8 +3,8 @@ package smtp
 import (
 	"net"
 	"testing"
-	"time"
 
+	"moat/internal/delivery"
 	"moat/internal/delivery/smtp/smtpsink"
 	"moat/internal/queue"
 	"moat/internal/testutil/dnsserver"
@@ -97,31 +97,35 @@ func TestMXSelf(t *testing.T) {
 	}
 }
 
-// A next hop where no server answers is suspended for
-// minimal_backoff_time: more mail for it is deferred at once with
-// Postfix's "delivery temporarily suspended" text, while other next hops
-// are unaffected; after the time one request tries again.
-func TestDeadDestinationSuspended(t *testing.T) {
+// A next hop where no server answers is reported as a site failure, for
+// the queue manager's dead-destination throttling (qmgr(8)); the agent
+// itself suspends nothing, so the next request tries again, and a
+// delivered recipient or a recipient's own refusal is no site failure.
+func TestSiteFailureReported(t *testing.T) {
 	port := smtpsink.FreePort(t, "127.0.0.22", "127.0.0.23")
 	smtpsink.Start(t, "127.0.0.23", port)
 	ns := dnsserver.Start(t, "dead.test. IN A 127.0.0.22", "live.test. IN A 127.0.0.23")
-	a, _ := newAgent(t, ns.Addr(), port, map[string]string{"minimal_backoff_time": "1s"})
+	a, _ := newAgent(t, ns.Addr(), port, nil)
 	refused := "connect to dead.test[127.0.0.22]:" + port + ": Connection refused"
-	checkResult(t, deliver(t, a, request("dead.test", msg, "a@dead.test"))[0], queue.RcptDeferred, "4.4.1", refused, "none")
-	checkResult(t, deliver(t, a, request("dead.test", msg, "a@dead.test"))[0], queue.RcptDeferred, "4.4.1",
-		"delivery temporarily suspended: "+refused, "none")
-	checkResult(t, deliver(t, a, request("live.test", msg, "a@live.test"))[0], queue.RcptDelivered, "2.0.0", "250 *",
-		relayOf("live.test", "127.0.0.23", port))
-	smtpsink.Start(t, "127.0.0.22", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for range 2 {
 		r := deliver(t, a, request("dead.test", msg, "a@dead.test"))[0]
-		if r.State == queue.RcptDelivered {
-			break
+		checkResult(t, r, queue.RcptDeferred, "4.4.1", refused, "none")
+		if !r.SiteFailure {
+			t.Errorf("no site failure: %+v", r)
 		}
-		if r.Reason != "delivery temporarily suspended: "+refused || time.Now().After(deadline) {
-			t.Fatalf("result %+v", r)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	r := deliver(t, a, request("live.test", msg, "a@live.test"))[0]
+	checkResult(t, r, queue.RcptDelivered, "2.0.0", "250 *", relayOf("live.test", "127.0.0.23", port))
+	if r.SiteFailure {
+		t.Errorf("site failure on a delivery: %+v", r)
+	}
+	if siteFailure(delivery.Result{State: queue.RcptDeferred, Reason: "host x[1.2.3.4] said: 450 4.2.0 busy (in reply to RCPT TO command)"}) {
+		t.Error("a recipient's 4xx counted as a site failure")
+	}
+	if !siteFailure(delivery.Result{State: queue.RcptDeferred, Reason: "host x[1.2.3.4] refused to talk to me: 421 4.3.2 go away"}) {
+		t.Error("a 421 greeting is not a site failure")
+	}
+	smtpsink.Start(t, "127.0.0.22", port)
+	checkResult(t, deliver(t, a, request("dead.test", msg, "a@dead.test"))[0], queue.RcptDelivered, "2.0.0", "250 *",
+		relayOf("dead.test", "127.0.0.22", port))
 }

@@ -29,6 +29,7 @@ import (
 	"moat/internal/dns"
 	"moat/internal/maillog"
 	"moat/internal/maps"
+	"moat/internal/queue"
 	"moat/internal/resolve"
 )
 
@@ -46,7 +47,6 @@ type Agent struct {
 	// proxy_interfaces), for the MX self-check.
 	own     func(netip.Addr) bool
 	classes *resolve.Resolver
-	dead    *deadHops
 
 	port      int
 	fallback  []Destination
@@ -93,10 +93,6 @@ func New(d delivery.Deps) (*Agent, error) {
 			return nil, fmt.Errorf("smtp: %s: %w", p.name, err)
 		}
 		*p.dst = int(n)
-	}
-	a.dead = &deadHops{}
-	if a.dead.ttl, err = cfg.Duration("minimal_backoff_time"); err != nil {
-		return nil, fmt.Errorf("smtp: minimal_backoff_time: %w", err)
 	}
 	if a.connect, err = cfg.Duration("smtp_connect_timeout"); err != nil {
 		return nil, fmt.Errorf("smtp: smtp_connect_timeout: %w", err)
@@ -190,18 +186,49 @@ func (a *Agent) Close() error {
 }
 
 // Deliver sends req to the servers of req.Nexthop and returns one result
-// per recipient.
+// per recipient. A deferral caused by the destination rather than the
+// recipient carries SiteFailure, for the queue manager's concurrency
+// feedback and dead-destination throttling (qmgr(8) STRATEGIES); the
+// agent itself keeps no list of dead destinations.
 func (a *Agent) Deliver(ctx context.Context, req *delivery.Request) []delivery.Result {
-	return a.deliver(ctx, req).Results()
+	d, site := a.deliver(ctx, req)
+	out := d.Results()
+	for i := range out {
+		out[i].SiteFailure = site || siteFailure(out[i])
+	}
+	return out
 }
 
 // DeliverOutcomes is Deliver with the details a delivery status
 // notification needs (Remote-MTA, the server's reply).
 func (a *Agent) DeliverOutcomes(ctx context.Context, req *delivery.Request) []smtpclient.Outcome {
-	return a.deliver(ctx, req).Outcomes()
+	d, site := a.deliver(ctx, req)
+	out := d.Outcomes()
+	for i := range out {
+		out[i].SiteFailure = site || siteFailure(out[i].Result)
+	}
+	return out
 }
 
-func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.Delivery {
+// siteFailure reports whether a deferral came from the session with the
+// server rather than from a reply to this recipient or message: the
+// greeting or EHLO refused ("refused to talk to me"), the connection lost
+// or timed out, as Postfix's smtp_site_fail and smtp_sess_fail (which
+// throttle the destination) against smtp_rcpt_fail and smtp_mesg_fail
+// (which do not).
+func siteFailure(r delivery.Result) bool {
+	if r.State != queue.RcptDeferred {
+		return false
+	}
+	return strings.HasPrefix(r.Reason, "lost connection with ") ||
+		strings.HasPrefix(r.Reason, "conversation with ") ||
+		strings.HasPrefix(r.Reason, "host ") && strings.Contains(r.Reason, " refused to talk to me: ")
+}
+
+// deliver runs req; site says that no server of the next hop could be
+// reached, or its servers could not be found for now (a site failure
+// without a session).
+func (a *Agent) deliver(ctx context.Context, req *delivery.Request) (_ *smtpclient.Delivery, site bool) {
 	d := smtpclient.NewDelivery(ctx, &a.st, req)
 	dests, err := ParseDestinations(req.Nexthop, a.port)
 	if err != nil {
@@ -209,13 +236,9 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 			a.log.Warning("%s: %v", req.QueueID, err)
 		}
 		d.Fail("4.3.5", "Server configuration error", "none")
-		return d
+		return d, false
 	}
 	key := cacheKey(req.Nexthop)
-	if h, dead := a.dead.check(key, a.now()); dead {
-		d.Fail(h.dsn, "delivery temporarily suspended: "+h.reason, "none")
-		return d
-	}
 	sessions := 0
 	if w := a.cache.Get(key, a.now()); w != nil && d.Probe(w) {
 		// A cached connection is a first try: what it defers is
@@ -226,16 +249,14 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 		d.BestMX = true
 		a.finish(d, key, w, false)
 		if d.Done() {
-			return d
+			return d, false
 		}
 	}
 	servers, lerr := a.resolve(ctx, dests)
 	if len(servers) == 0 {
-		if !lerr.hard() && sessions == 0 {
-			a.dead.mark(key, a.now(), lerr.dsn, lerr.reason)
-		}
+		site = !lerr.hard() && sessions == 0 && ctx.Err() == nil
 		d.Fail(lerr.dsn, lerr.reason, "none")
-		return d
+		return d, site
 	}
 	last := lookupError{"4.4.1", "no server answered"}
 	policyFail := false
@@ -275,19 +296,16 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) *smtpclient.
 			break
 		}
 	}
-	switch {
-	case sessions > 0:
-		a.dead.clear(key)
-	case ctx.Err() == nil && !policyFail:
-		a.dead.mark(key, a.now(), last.dsn, last.reason)
-	}
+	// A TLS policy problem is not a dead destination: the policy is at
+	// fault, not the servers.
+	site = sessions == 0 && ctx.Err() == nil && !policyFail
 	if !d.Done() {
 		if ctx.Err() != nil {
 			last = lookupError{"4.4.2", "delivery interrupted: mail system shutting down"}
 		}
 		d.Fail(last.dsn, last.reason, "none")
 	}
-	return d
+	return d, site
 }
 
 // finish runs one session and caches or ends its connection.
