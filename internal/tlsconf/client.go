@@ -14,28 +14,35 @@ import (
 // TLS security levels"), the levels moat's smtp(8) implements.
 type ClientLevel int
 
-// The client levels in Postfix's order: each one above "may" never sends
-// mail in clear.
+// The client levels: each one above "may" never sends mail in clear.
+// ClientDane and ClientDaneOnly (RFC 7672) are decided per MX host from
+// its TLSA records (the smtp agent's dane.go); a connection that DANE
+// authenticates carries a *DANE.
 const (
 	ClientNone ClientLevel = iota
 	ClientMay
 	ClientEncrypt
 	ClientVerify
 	ClientSecure
+	ClientDane
+	ClientDaneOnly
 )
 
 // String is the parameter value.
 func (l ClientLevel) String() string {
-	return [...]string{"none", "may", "encrypt", "verify", "secure"}[l]
+	return [...]string{"none", "may", "encrypt", "verify", "secure", "dane", "dane-only"}[l]
 }
+
+// DANE reports whether the level asks for DANE (dane or dane-only).
+func (l ClientLevel) DANE() bool { return l == ClientDane || l == ClientDaneOnly }
 
 // Mandatory reports whether the level forbids plaintext, which selects
 // smtp_tls_mandatory_protocols and _ciphers as in Postfix.
 func (l ClientLevel) Mandatory() bool { return l >= ClientEncrypt }
 
-// ParseClientLevel reads a level name. dane, dane-only and fingerprint
-// are refused: moat does not implement them yet, and mail that asks for
-// them must wait, not go out with less.
+// ParseClientLevel reads a level name. fingerprint is refused: moat does
+// not implement it yet, and mail that asks for it must wait, not go out
+// with less.
 func ParseClientLevel(v string) (ClientLevel, error) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "none":
@@ -48,10 +55,14 @@ func ParseClientLevel(v string) (ClientLevel, error) {
 		return ClientVerify, nil
 	case "secure":
 		return ClientSecure, nil
-	case "dane", "dane-only", "fingerprint":
+	case "dane":
+		return ClientDane, nil
+	case "dane-only":
+		return ClientDaneOnly, nil
+	case "fingerprint":
 		return 0, fmt.Errorf("TLS security level %q is not implemented yet in this version of moat", v)
 	}
-	return 0, fmt.Errorf("invalid TLS security level %q (none, may, encrypt, verify or secure)", v)
+	return 0, fmt.Errorf("invalid TLS security level %q (none, may, encrypt, dane, dane-only, verify or secure)", v)
 }
 
 // Client is the smtp(8) side of TLS, read once per agent from the

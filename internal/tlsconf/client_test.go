@@ -77,7 +77,7 @@ func TestClientVerifyAndSummary(t *testing.T) {
 	if s := ServerSummary(tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256}, false, false, "h[a]:25"); !strings.HasPrefix(s, "Anonymous ") {
 		t.Errorf("summary %s", s)
 	}
-	for _, v := range []string{"dane", "dane-only", "fingerprint", "maybe"} {
+	for _, v := range []string{"fingerprint", "maybe"} {
 		if _, err := ParseClientLevel(v); err == nil {
 			t.Errorf("level %s accepted", v)
 		}

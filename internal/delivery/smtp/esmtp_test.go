@@ -62,18 +62,18 @@ func TestSMTPUTF8Required(t *testing.T) {
 	}
 }
 
-// Settings that ask for what this agent does not do yet (DANE,
-// fingerprint, wrapper mode) stop the agent from starting rather than
-// letting mail out with less protection.
+// Settings that ask for what this agent does not do yet (fingerprint,
+// wrapper mode) stop the agent from starting rather than letting mail
+// out with less protection.
 func TestUnsupportedRefused(t *testing.T) {
-	for k, v := range map[string]string{"smtp_tls_security_level": "dane",
+	for k, v := range map[string]string{"smtp_dns_support_level": "bogus",
 		"smtp_tls_wrappermode": "yes"} {
 		o := map[string]string{"myhostname": "client.example", "dns_servers": "127.0.0.1:1", k: v}
 		if _, err := New(delivery.Deps{Config: config.Empty(t.TempDir()).WithOverrides(o), Service: "smtp"}); err == nil {
 			t.Errorf("%s = %s accepted", k, v)
 		}
 	}
-	for _, v := range []string{"fingerprint", "dane-only", "bogus"} {
+	for _, v := range []string{"fingerprint", "bogus"} {
 		o := map[string]string{"myhostname": "client.example", "dns_servers": "127.0.0.1:1", "smtp_tls_security_level": v}
 		if _, err := New(delivery.Deps{Config: config.Empty(t.TempDir()).WithOverrides(o), Service: "smtp"}); err == nil {
 			t.Errorf("smtp_tls_security_level = %s accepted", v)

@@ -16,9 +16,16 @@ type server struct {
 	pref uint16
 	// best says the address is one of the most preferred MX hosts (or
 	// the destination has no MX): a mail loop there is permanent.
-	best bool // dest is the destination the address came from, whose TLS policy
+	best bool
+	// dest is the destination the address came from, whose TLS policy
 	// applies (a fallback relay has its own).
 	dest Destination
+	// DNSSEC state for DANE (dane.go): viaMX says the host came from an
+	// MX lookup (or the lookup said there is no MX), mxSecure that the
+	// answer was authentic, addrSecure that the host's addresses were;
+	// sess is the request's DNS session, for the TLSA lookup.
+	viaMX, mxSecure, addrSecure bool
+	sess                        *dns.Session
 }
 
 // lookupError is why a destination has no address, in Postfix's words
@@ -47,7 +54,12 @@ func (a *Agent) servers(ctx context.Context, sess *dns.Session, d Destination, l
 	case dns.OK:
 	case dns.NotFound:
 		// RFC 5321 section 5.1: no MX, the domain is its own host.
-		return a.hostServers(ctx, sess, d.Host, d.Port, true, limit)
+		// Whether "no MX" was itself authenticated decides DANE.
+		list, err := a.hostServers(ctx, sess, d.Host, d.Port, true, limit)
+		for i := range list {
+			list[i].viaMX, list[i].mxSecure = true, mx.Authentic
+		}
+		return list, err
 	case dns.NullMX:
 		return nil, &lookupError{"5.1.0", "Domain " + d.Host + " does not accept mail (nullMX)"}
 	case dns.Fail:
@@ -73,6 +85,7 @@ func (a *Agent) servers(ctx context.Context, sess *dns.Session, d Destination, l
 		}
 		for i := range list {
 			list[i].pref = rr.Pref
+			list[i].viaMX, list[i].mxSecure = true, mx.Authentic
 		}
 		out = append(out, list...)
 	}
@@ -136,7 +149,7 @@ func (a *Agent) hostServers(ctx context.Context, sess *dns.Session, host string,
 		if err != nil || len(out) >= limit {
 			continue
 		}
-		out = append(out, server{host: host, addr: ip.Unmap(), port: port, best: best})
+		out = append(out, server{host: host, addr: ip.Unmap(), port: port, best: best, addrSecure: res.Authentic, sess: sess})
 	}
 	return out, nil
 }

@@ -115,7 +115,7 @@ func New(d delivery.Deps) (*Agent, error) {
 	// the reply filter is smtp_dns_reply_filter.
 	view := cfg.WithOverrides(map[string]string{"smtpd_dns_reply_filter": cfg.Get("smtp_dns_reply_filter")})
 	mo := maps.Options{Fold: true, ProxySocket: d.ProxySocket, Warn: warn}
-	if a.resolver, err = dns.FromConfig(view, mo, warn); err != nil {
+	if a.resolver, err = newResolver(view, mo, warn); err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
 	if a.classes, err = resolve.New(cfg, mo); err != nil {
@@ -137,8 +137,8 @@ func New(d delivery.Deps) (*Agent, error) {
 }
 
 // unsupported refuses settings that ask for what this agent cannot do
-// yet (smtp_tls_wrappermode; the dane and fingerprint levels are refused
-// by tlsconf.NewClient), so that mail whose policy demands them waits in
+// yet (smtp_tls_wrappermode; the fingerprint level is refused by
+// tlsconf.NewClient), so that mail whose policy demands them waits in
 // the queue ("mail transport unavailable") instead of going out with
 // less protection.
 func unsupported(cfg *config.Config) error {
@@ -265,7 +265,7 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) (_ *smtpclie
 			break
 		}
 		final := i == len(servers)-1 || a.sessLimit > 0 && sessions+1 >= a.sessLimit
-		tp, dsn, reason := a.tlsFor(srv)
+		tp, dsn, reason := a.tlsFor(ctx, srv)
 		if dsn != "" {
 			// Not a dead destination: its TLS policy is at fault.
 			last, policyFail = lookupError{dsn, reason}, true

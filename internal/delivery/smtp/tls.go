@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,6 +19,9 @@ import (
 type tlsPolicy struct {
 	client *tlsconf.Client
 	tables []maps.Table
+	// dnssec is smtp_dns_support_level = dnssec, without which the
+	// dane levels cannot apply (dane.go).
+	dnssec bool
 }
 
 // newTLSPolicy reads smtp_tls_* and opens smtp_tls_policy_maps.
@@ -27,6 +31,9 @@ func newTLSPolicy(cfg *config.Config, mo maps.Options, warn func(string)) (*tlsP
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
 	p := &tlsPolicy{client: cl}
+	if p.dnssec, err = dnssecLevel(cfg); err != nil {
+		return nil, err
+	}
 	specs, err := cfg.List("smtp_tls_policy_maps")
 	if err != nil {
 		return nil, fmt.Errorf("smtp: smtp_tls_policy_maps: %w", err)
@@ -68,9 +75,10 @@ type Policy struct {
 var errPolicy = errors.New("invalid TLS policy")
 
 // ParsePolicy reads an smtp_tls_policy_maps value: "level
-// [name=value ...]" (TLS_README). dane, dane-only and fingerprint, and
-// attributes moat does not know, are errors: a destination whose policy
-// cannot be honoured waits rather than getting less protection.
+// [name=value ...]" (TLS_README). fingerprint, and attributes moat does
+// not know, are errors: a destination whose policy cannot be honoured
+// waits rather than getting less protection. dane and dane-only are
+// decided per MX host from its TLSA records (dane.go).
 func ParsePolicy(v string) (Policy, error) {
 	f := strings.Fields(v)
 	if len(f) == 0 {
@@ -176,8 +184,9 @@ func (p *tlsPolicy) connPolicy(pol Policy, d Destination, srv server) *smtpclien
 }
 
 // tlsFor is the TLS policy of a connection to srv; a dsn says the
-// destination's policy cannot be honoured and srv is skipped.
-func (a *Agent) tlsFor(srv server) (tp *smtpclient.TLSPolicy, dsn, reason string) {
+// destination's policy cannot be honoured and srv is skipped. The dane
+// levels look up srv's TLSA records (dane.go).
+func (a *Agent) tlsFor(ctx context.Context, srv server) (tp *smtpclient.TLSPolicy, dsn, reason string) {
 	warn := func(s string) {
 		if a.log != nil {
 			a.log.Warning("%s", s)
@@ -186,6 +195,9 @@ func (a *Agent) tlsFor(srv server) (tp *smtpclient.TLSPolicy, dsn, reason string
 	pol, dsn, reason := a.tls.forDest(srv.dest, a.port, warn)
 	if dsn != "" {
 		return nil, dsn, reason
+	}
+	if pol.Level.DANE() {
+		return a.danePolicy(ctx, pol, srv, warn)
 	}
 	return a.tls.connPolicy(pol, srv.dest, srv), "", ""
 }

@@ -184,7 +184,7 @@ func TestOutboundTLSPolicyMaps(t *testing.T) {
 		".test verify match=mx.tls.test\n" +
 		"alias.test secure match=nowhere.test\n" +
 		"[127.0.0.22]:" + w.port + " none\n" +
-		"bad.test dane\n"
+		"bad.test fingerprint\n"
 	if err := os.WriteFile(pm, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,9 @@ func TestParsePolicy(t *testing.T) {
 		{"secure match=.example.com", true, "secure [.example.com]"},
 		{"encrypt protocols=>=TLSv1.2", true, "encrypt []"},
 		{"none", true, "none []"},
-		{"dane", false, ""},
+		{"dane", true, "dane []"},
+		{"dane-only", true, "dane-only []"},
+		{"dane match=nexthop", false, ""},
 		{"fingerprint match=AA:BB", false, ""},
 		{"may match=x", false, ""},
 		{"verify tafile=/x", false, ""},

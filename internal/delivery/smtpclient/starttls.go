@@ -24,6 +24,10 @@ type TLSPolicy struct {
 	// Host is the server's name (the MX host), Nexthop the next-hop
 	// domain, for SNI and certificate name matching.
 	Host, Nexthop string
+	// DANE is set when the server's TLSA records authenticate it (RFC
+	// 7672; Level is then ClientDane): the handshake itself checks the
+	// chain against them.
+	DANE *tlsconf.DANE
 }
 
 // STARTTLS texts and DSNs of Postfix's smtp_proto.c and smtp_trouble.c.
@@ -43,6 +47,14 @@ func (s *session) startTLS() bool {
 	p := s.w.TLS
 	if p == nil || p.Level == tlsconf.ClientNone || s.w.tc != nil {
 		return true
+	}
+	if p.Level.DANE() && p.DANE == nil {
+		// The agent turns dane into may or encrypt when DANE does
+		// not apply; a dane level without records must not go on
+		// as anything weaker.
+		s.failRest("4.7.5", "client TLS configuration problem", nil, "")
+		s.quit()
+		return false
 	}
 	if !s.w.Ext.Has("STARTTLS") {
 		if p.Level == tlsconf.ClientMay {
@@ -73,7 +85,12 @@ func (s *session) startTLS() bool {
 		s.quit()
 		return false
 	}
-	cfg := p.Client.Config(p.Level, p.Client.SNI(p.Host, p.Nexthop))
+	var cfg *tls.Config
+	if p.DANE != nil {
+		cfg = p.Client.DANEConfig(p.DANE, p.Host)
+	} else {
+		cfg = p.Client.Config(p.Level, p.Client.SNI(p.Host, p.Nexthop))
+	}
 	tc := tls.Client(s.w.c, cfg)
 	ctx := s.d.ctx
 	if to := p.Client.HandshakeTimeout; to > 0 {
@@ -82,6 +99,16 @@ func (s *session) startTLS() bool {
 		defer cancel()
 	}
 	if err := tc.HandshakeContext(ctx); err != nil {
+		if reason, ok := tlsconf.IsDANEError(err); ok {
+			// tls_client.c's words for a chain that fails the
+			// TLSA records; smtp_proto.c then defers the
+			// untrusted server.
+			if s.d.st.Log != nil {
+				s.d.st.Log.Info("server certificate verification failed for %s: %s", s.w.Relay, reason)
+			}
+			s.failRest("4.7.5", "Server certificate not trusted", nil, "")
+			return false
+		}
 		if s.d.st.Log != nil {
 			s.d.st.Log.Info("SSL_connect error to %s: %v", s.w.Relay, err)
 		}
@@ -96,11 +123,15 @@ func (s *session) startTLS() bool {
 	s.w.br = bufio.NewReaderSize(tc, 4096)
 	cs := tc.ConnectionState()
 	s.w.TLSState = &cs
-	trusted, matched := p.Client.Verify(cs, p.Match, p.Host, p.Nexthop)
+	trusted, matched := true, true
+	if p.DANE == nil {
+		// DANE's check ran in the handshake (VerifyConnection).
+		trusted, matched = p.Client.Verify(cs, p.Match, p.Host, p.Nexthop)
+	}
 	if p.Client.LogLevel >= 1 && s.d.st.Log != nil {
 		s.d.st.Log.Info("%s", tlsconf.ServerSummary(cs, trusted, matched, s.w.Relay))
 	}
-	if p.Level >= tlsconf.ClientVerify {
+	if p.Level == tlsconf.ClientVerify || p.Level == tlsconf.ClientSecure {
 		if !trusted {
 			s.failRest("4.7.5", "Server certificate not trusted", nil, "")
 			s.quit()
