@@ -14,7 +14,7 @@ import (
 // only the totals are reported. The queues are those named on the command line, else
 // the hold queues when -h ALL is the only operation, the hold queue when
 // -H ALL is, and every queue otherwise.
-func massOps(q *queue.Queue, b *queue.Batch, by map[byte]*op, names []string) error {
+func massOps(q *queue.Queue, b *queue.Batch, rq *requeuer, by map[byte]*op, names []string) error {
 	del, req, hold, rel := by['d'], by['r'], by['h'], by['H']
 	if !del.all && !req.all && !hold.all && !rel.all {
 		return nil
@@ -62,7 +62,7 @@ func massOps(q *queue.Queue, b *queue.Batch, by map[byte]*op, names []string) er
 			// end, so there is no fsync to share by running moves side by
 			// side (the earlier 64 concurrent moves still made ~4300
 			// fsyncs for 5000 messages).
-			done, err := apply(q, b, name, id, to)
+			done, err := apply(q, b, rq, name, id, to)
 			if err != nil {
 				return fmt.Errorf("%s: %w", id, err)
 			}
@@ -78,7 +78,7 @@ func massOps(q *queue.Queue, b *queue.Batch, by map[byte]*op, names []string) er
 // which o applies, reporting it as Postfix does. An invalid ID is warned
 // about and skipped; an ID found nowhere (delivered meanwhile, or a typo) is
 // silently not counted.
-func (o *op) byID(env *cli.Env, prog string, q *queue.Queue, b *queue.Batch, queues []string, id string) error {
+func (o *op) byID(env *cli.Env, prog string, q *queue.Queue, b *queue.Batch, rq *requeuer, queues []string, id string) error {
 	if !queue.ValidID(id) {
 		env.Warnf(prog, "invalid mail queue id: %s", id)
 		return nil
@@ -103,7 +103,7 @@ func (o *op) byID(env *cli.Env, prog string, q *queue.Queue, b *queue.Batch, que
 			}
 			to = queue.Deferred
 		}
-		done, err := apply(q, b, name, id, to)
+		done, err := apply(q, b, rq, name, id, to)
 		if err != nil {
 			return fmt.Errorf("%s: %w", id, err)
 		}
@@ -117,20 +117,15 @@ func (o *op) byID(env *cli.Env, prog string, q *queue.Queue, b *queue.Batch, que
 }
 
 // apply removes message id from queue name (to == "") or moves it to queue
-// to, as part of batch b, which the caller syncs. It reports false when the
-// message is not there, which is not an error: the scheduler may have
-// delivered or moved it meanwhile.
-func apply(q *queue.Queue, b *queue.Batch, name, id, to string) (bool, error) {
-	var err error
-	if to == name {
-		// Requeueing from incoming moves nothing; only say whether the
-		// message is there.
-		_, err = q.Stat(name, id)
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		return true, nil
+// to, as part of batch b, which the caller syncs; a requeue (to ==
+// incoming) goes through rq instead. It reports false when the message is
+// not there, which is not an error: the scheduler may have delivered or
+// moved it meanwhile.
+func apply(q *queue.Queue, b *queue.Batch, rq *requeuer, name, id, to string) (bool, error) {
+	if to == queue.Incoming {
+		return rq.requeue(name, id)
 	}
+	var err error
 	if to == "" {
 		err = b.Remove(name, id)
 	} else {

@@ -113,15 +113,22 @@ func run(env *cli.Env, prog string, args []string, uid int) int {
 			o.args = nil
 		}
 	}
-	q, _, err := postqueue.OpenQueue(env.ConfigDir(cdir))
+	q, cfg, err := postqueue.OpenQueue(env.ConfigDir(cdir))
 	if err != nil {
 		return env.Fatalf(prog, "%v", err)
+	}
+	var rq *requeuer
+	if r := byFlag['r']; r.all || len(r.args) > 0 {
+		if rq, err = newRequeuer(q, cfg, func(msg string) { env.Warnf(prog, "%s", msg) }); err != nil {
+			return env.Fatalf(prog, "%v", err)
+		}
+		defer rq.close()
 	}
 	// One batch for the whole command: every move and removal is one
 	// rename or unlink, and their directories are fsynced once each
 	// before the totals are reported (queue.Batch says why).
 	b := q.NewBatch()
-	if err := massOps(q, b, byFlag, names); err != nil {
+	if err := massOps(q, b, rq, byFlag, names); err != nil {
 		return env.Fatalf(prog, "%v", err)
 	}
 	stdin := env.Stdin
@@ -141,7 +148,7 @@ func run(env *cli.Env, prog string, args []string, uid int) int {
 				stdin = nil
 			}
 			for _, id := range ids {
-				if err := o.byID(env, prog, q, b, queues, id); err != nil {
+				if err := o.byID(env, prog, q, b, rq, queues, id); err != nil {
 					return env.Fatalf(prog, "%v", err)
 				}
 			}
