@@ -300,3 +300,39 @@ func TestNilSourceAndBadDomain(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyHostWithoutAddress(t *testing.T) {
+	_, r := startDNS(t, `_mta-sts.other.test. IN TXT "v=STSv1; id=1"`)
+	ps := startPolicyServer(t, "mta-sts.other.test", enforcePolicy)
+	s := newSource(t, r, ps, "", nil)
+	p, err := lookup(t, s, "other.test")
+	if p != nil || err == nil || !strings.Contains(err.Error(), "look up mta-sts.other.test") {
+		t.Fatalf("Lookup = %+v, %v", p, err)
+	}
+}
+
+func TestDamagedCacheFileIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "example.test")
+	if err := os.WriteFile(path, []byte(`{"domain":"example.test","id":"x","policy":"mode: enforce"`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, r := startDNS(t, txtID1)
+	ps := startPolicyServer(t, "mta-sts.example.test", enforcePolicy)
+	var warned []string
+	s, err := New(Options{Resolver: r, CacheDir: dir, CAFile: ps.caFile, Port: ps.port,
+		Warn: func(w string) { warned = append(warned, w) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := lookup(t, s, "example.test"); err != nil || !p.Enforce() {
+		t.Fatalf("Lookup = %+v, %v", p, err)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "MTA-STS cache") {
+		t.Fatalf("warnings %q", warned)
+	}
+	s2 := newSource(t, r, ps, dir, nil)
+	if p, err := lookup(t, s2, "example.test"); err != nil || !p.Enforce() || ps.count() != 1 {
+		t.Fatalf("after rewrite: Lookup = %+v, %v, %d fetches", p, err, ps.count())
+	}
+}
