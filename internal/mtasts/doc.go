@@ -19,7 +19,7 @@
 //     max_age; unknown keys ignored.
 //   - §4.1: MX host matching, a leading "*." standing for exactly one label
 //     (Policy.Match).
-//   - §5.1 and §10.2: a policy is kept until max_age after it was fetched, in
+//   - §5.1: a policy is kept until max_age after it was fetched, in
 //     memory and in one file per domain under smtp_mta_sts_cache_directory,
 //     so a restart keeps it. A changed TXT id makes it fetch again; when the
 //     TXT lookup or the fetch fails, an unexpired cached policy stays in
@@ -38,7 +38,7 @@
 //
 // What it does not do: TLS reporting (RFC 8460, TLSRPT: the _smtp._tls
 // record and aggregate reports); proactive refresh of policies before they
-// expire (§10.2 "SHOULD", done here on the next delivery instead); the
-// DANE-over-MTA-STS precedence (§2: a domain with DNSSEC-validated TLSA
-// records uses DANE, which is the agent's choice since it holds both).
+// expire, which the RFC recommends (here the next delivery after expiry
+// refreshes it); choosing between DANE and MTA-STS for a domain that has
+// both, which is the agent's choice since it holds both.
 package mtasts
