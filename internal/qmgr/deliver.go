@@ -95,6 +95,9 @@ func (m *Manager) process(ctx context.Context, j job) {
 	if len(run.deferred) > 0 && m.expired(env) {
 		run.expire()
 	}
+	if len(run.deferred) > 0 {
+		m.warnDelayed(msg, run.deferred)
+	}
 	if len(run.bounced) > 0 && !m.settleBounces(msg, run.bounced, active) {
 		run.unrecorded = true
 	}

@@ -26,6 +26,8 @@ type dsnSettings struct {
 	// bounceRcpt, twoBounceRcpt are bounce_notice_recipient and
 	// 2bounce_notice_recipient, qualified with myorigin as cleanup would.
 	bounceRcpt, twoBounceRcpt string
+	// delayRcpt is delay_notice_recipient, qualified the same way.
+	delayRcpt string
 	// doubleBounce is double_bounce_sender@myhostname, the envelope
 	// sender of postmaster notices (Postfix's mail_addr_double_bounce): a
 	// notice from it that fails is dropped, never answered.
@@ -56,6 +58,7 @@ func loadDSNSettings(cfg *config.Config) (dsnSettings, error) {
 	}
 	s.bounceRcpt = qualify(cfg.Get("bounce_notice_recipient"))
 	s.twoBounceRcpt = qualify(cfg.Get("2bounce_notice_recipient"))
+	s.delayRcpt = qualify(cfg.Get("delay_notice_recipient"))
 	s.doubleBounce = cfg.Get("double_bounce_sender") + "@" + cfg.Get("myhostname")
 	return s, nil
 }
@@ -154,7 +157,11 @@ func (m *Manager) buildDSN(id string, env *queue.Envelope, content io.Reader, it
 	for _, l := range extra {
 		line(l)
 	}
-	for _, l := range failureText {
+	text := failureText
+	if n.kind == dsnDelay {
+		text = m.delayText()
+	}
+	for _, l := range text {
 		line(l)
 	}
 	line("")
@@ -180,6 +187,9 @@ func (m *Manager) buildDSN(id string, env *queue.Envelope, content io.Reader, it
 		line("")
 		for _, f := range recipientFields(env.Recipients[it.index], it.res, n.kind) {
 			line(f)
+		}
+		if n.kind == dsnDelay {
+			line("Will-Retry-Until: " + mailDate(m.retryUntil(env)))
 		}
 	}
 	line("")

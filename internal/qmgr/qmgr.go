@@ -417,9 +417,11 @@ type settings struct {
 	// still deferred after it is returned to its sender.
 	maxLifetime    time.Duration
 	bounceLifetime time.Duration
-	resolution     int
-	workers        int
-	dsn            dsnSettings
+	// delayWarn is delay_warning_time: 0 sends no delay warnings.
+	delayWarn  time.Duration
+	resolution int
+	workers    int
+	dsn        dsnSettings
 }
 
 // workers is how many messages are in delivery at once; each
@@ -458,6 +460,9 @@ func loadSettings(cfg *config.Config) (settings, error) {
 	}
 	if s.bounceLifetime, err = cfg.Duration("bounce_queue_lifetime"); err != nil {
 		return s, wrap("bounce_queue_lifetime", err)
+	}
+	if s.delayWarn, err = cfg.Duration("delay_warning_time"); err != nil {
+		return s, wrap("delay_warning_time", err)
 	}
 	if s.dsn, err = loadDSNSettings(cfg); err != nil {
 		return s, err

@@ -54,6 +54,12 @@ package queue
 // append, fails its sum; readers stop there and the next append truncates it.
 // Appending instead of overwriting in place (as Postfix does) keeps the
 // committed part of the file immutable and checksummed.
+//
+// The state log also holds 'w' records (payload: Unix microseconds,
+// uvarint; same CRC), "the delay warning went out at" (delay_warning_time;
+// Postfix's WARN record, which it zeroes in place after sending), so a
+// message is warned about once, across restarts (warn.go). A reader that
+// predates 'w' stops its log there: a downgrade forgets what follows.
 
 import (
 	"bufio"
@@ -183,6 +189,9 @@ type Envelope struct {
 	Filter string
 	// Size is the content size in bytes; set by readers.
 	Size int64
+	// Warned is when the delay warning (delay_warning_time) was sent,
+	// from the state log; zero when none was. Writers leave it zero.
+	Warned time.Time
 }
 
 type recWriter struct {
@@ -506,7 +515,7 @@ func decodeStateLog(r *recReader, e *Envelope, limit int64) int64 {
 		r.sum = true
 		r.crc = 0
 		typ, err := r.readByte()
-		if err != nil || typ != 's' {
+		if err != nil || typ != 's' && typ != warnType {
 			return valid
 		}
 		p, err := r.readPayload(limit)
@@ -517,6 +526,13 @@ func decodeStateLog(r *recReader, e *Envelope, limit int64) int64 {
 		var sum [4]byte
 		if err := r.readFull(sum[:]); err != nil || binary.BigEndian.Uint32(sum[:]) != got {
 			return valid
+		}
+		if typ == warnType {
+			if !decodeWarn(p, e) {
+				return valid
+			}
+			valid = r.n
+			continue
 		}
 		idx, n := binary.Uvarint(p)
 		if n <= 0 || n >= len(p) || idx >= uint64(len(e.Recipients)) {
