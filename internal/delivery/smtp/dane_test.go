@@ -87,6 +87,8 @@ func newDANEWorld(t *testing.T) *daneWorld {
 		"insecure.test. IN MX 10 mx.insecure.test.",
 		"mx.insecure.test. IN A 127.0.0.25",
 		tlsa("mx.insecure.test", "3 1 1 "+strings.Repeat("ab", 32)),
+		// An insecure MX answer naming a host with secure TLSA records.
+		"insecmx.test. IN MX 10 mx.dane.test.",
 	)
 	w.srv.Secure("dane.test", "bad.test", "ta.test", "wrongname.test", "plain.test", "sf.test", "unusable.test", "notlsa.test")
 	w.srv.Fail("_"+w.port+"._tcp.mx.sf.test", mdns.RcodeServerFailure)
@@ -158,6 +160,13 @@ func TestDANE(t *testing.T) {
 		t.Errorf("insecure log:\n%s", logs())
 	}
 	checkResult(t, deliver(t, a, request("notlsa.test", msg, "a@notlsa.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", rel("mx.notlsa.test", "127.0.0.25"))
+	// An insecure MX lookup: no DANE even though the host has secure
+	// TLSA records (RFC 7672 section 2.2.1; Postfix's
+	// smtp_tls_dane_insecure_mx_policy is not implemented).
+	checkResult(t, deliver(t, a, request("insecmx.test", msg, "a@insecmx.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", rel("mx.dane.test", "127.0.0.25"))
+	if !logHas(logs, "Untrusted TLS connection established to "+rel("mx.dane.test", "127.0.0.25")) {
+		t.Errorf("insecure MX log:\n%s", logs())
+	}
 	// Unusable records: encrypt, so a server without STARTTLS would wait.
 	checkResult(t, deliver(t, a, request("unusable.test", msg, "a@unusable.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", rel("mx.unusable.test", "127.0.0.25"))
 
@@ -167,6 +176,7 @@ func TestDANE(t *testing.T) {
 	n = w.peer.count()
 	checkResult(t, deliver(t, a, request("insecure.test", msg, "b@insecure.test"))[0], queue.RcptDeferred, "4.7.5", "non DNSSEC destination", "none")
 	checkResult(t, deliver(t, a, request("notlsa.test", msg, "b@notlsa.test"))[0], queue.RcptDeferred, "4.7.5", "no TLSA records found", "none")
+	checkResult(t, deliver(t, a, request("insecmx.test", msg, "b@insecmx.test"))[0], queue.RcptDeferred, "4.7.5", "non DNSSEC destination", "none")
 	checkResult(t, deliver(t, a, request("unusable.test", msg, "b@unusable.test"))[0], queue.RcptDeferred, "4.7.5", "TLSA records unusable", "none")
 	if w.peer.count() != n {
 		t.Errorf("dane-only sent mail without DANE")
