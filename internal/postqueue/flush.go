@@ -78,21 +78,31 @@ func WriteRequest(queueDir string, r Request) error {
 		os.Remove(tmp)
 		return fmt.Errorf("trigger: %w", err)
 	}
-	wakeQmgr(dir)
+	wakeQmgr(dir, 'D')
 	return nil
 }
 
-// wakeQmgr writes one request byte ('D', Postfix's QMGR_REQ_SCAN_DEFERRED)
-// to the queue manager's FIFO (public/qmgr, the one the master creates and
+// WakeQmgr asks the queue manager to scan incoming/ now (Postfix's
+// QMGR_REQ_SCAN_INCOMING, the byte cleanup writes after a commit), for
+// commands that put mail there: postsuper -r, whose copies Postfix's
+// cleanup would announce. Without a running queue manager it does
+// nothing; the next start finds the mail.
+func WakeQmgr(queueDir string) {
+	wakeQmgr(filepath.Join(queueDir, TriggerDir), 'I')
+}
+
+// wakeQmgr writes one request byte (req: 'D', Postfix's
+// QMGR_REQ_SCAN_DEFERRED, or 'I', QMGR_REQ_SCAN_INCOMING) to the queue
+// manager's FIFO (public/qmgr, the one the master creates and
 // smtpd writes to), so the request is taken now rather than at the next
 // periodic scan. It never blocks: without a reader (moat stopped) or with a
 // full FIFO the request file alone is enough.
-func wakeQmgr(dir string) {
+func wakeQmgr(dir string, req byte) {
 	fd, err := syscall.Open(filepath.Join(dir, "qmgr"), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
-	syscall.Write(fd, []byte{'D'})
+	syscall.Write(fd, []byte{req})
 	syscall.Close(fd)
 }
 

@@ -157,6 +157,9 @@ func run(env *cli.Env, prog string, args []string, uid int) int {
 	if err := b.Sync(); err != nil {
 		return env.Fatalf(prog, "%v", err)
 	}
+	if byFlag['r'].count > 0 {
+		postqueue.WakeQmgr(q.Dir())
+	}
 	for _, f := range []byte{'r', 'd', 'h', 'H'} {
 		if o := byFlag[f]; o.count > 0 {
 			s := "s"

@@ -59,6 +59,16 @@ func (q *Queue) NewMessage() (*Writer, error) {
 		}
 	}
 	w := &Writer{q: q, f: f, tmp: tmp, bw: bufio.NewWriterSize(f, 64<<10)}
+	if os.Geteuid() == 0 && q.owner != 0 {
+		// Root writing into mail_owner's queue (postsuper -r copies a
+		// message): the queue manager, which runs as mail_owner, must be
+		// able to read and update the file, as with every file smtpd
+		// writes after its privilege drop.
+		if err := f.Chown(q.owner, -1); err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("queue: new message: %w", err)
+		}
+	}
 	if err := w.assignID(); err != nil {
 		w.Abort()
 		return nil, err
