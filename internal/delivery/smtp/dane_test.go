@@ -89,8 +89,11 @@ func newDANEWorld(t *testing.T) *daneWorld {
 		tlsa("mx.insecure.test", "3 1 1 "+strings.Repeat("ab", 32)),
 		// An insecure MX answer naming a host with secure TLSA records.
 		"insecmx.test. IN MX 10 mx.dane.test.",
+		// The better MX fails DANE; the next one passes.
+		"two.test. IN MX 10 mx.bad.test.",
+		"two.test. IN MX 20 mx.dane.test.",
 	)
-	w.srv.Secure("dane.test", "bad.test", "ta.test", "wrongname.test", "plain.test", "sf.test", "unusable.test", "notlsa.test")
+	w.srv.Secure("two.test", "dane.test", "bad.test", "ta.test", "wrongname.test", "plain.test", "sf.test", "unusable.test", "notlsa.test")
 	w.srv.Fail("_"+w.port+"._tcp.mx.sf.test", mdns.RcodeServerFailure)
 	w.dns = w.srv.Addr()
 	return w
@@ -146,6 +149,8 @@ func TestDANE(t *testing.T) {
 	if !logHas(logs, "server certificate verification failed for "+rel("mx.wrongname.test", "127.0.0.25")+": subject name mismatch") {
 		t.Errorf("DANE-TA name log:\n%s", logs())
 	}
+	checkResult(t, deliver(t, a, request("two.test", msg, "a@two.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", rel("mx.dane.test", "127.0.0.25"))
+	n = w.peer.count()
 	checkResult(t, deliver(t, a, request("plain.test", msg, "a@plain.test"))[0], queue.RcptDeferred, "4.7.4",
 		"TLS is required, but was not offered by host mx.plain.test[127.0.0.26]", rel("mx.plain.test", "127.0.0.26"))
 	checkResult(t, deliver(t, a, request("sf.test", msg, "a@sf.test"))[0], queue.RcptDeferred, "4.7.5", "TLSA lookup error for mx.sf.test:"+w.port, "none")
