@@ -26,9 +26,7 @@ func probeDeliverIn(ctx context.Context, pool *threadPool, self string, creds Cr
 	if err := job.validate(); err != nil {
 		return -1, wireResult{}, "", childFailed(err)
 	}
-	if pool != nil && job.Kind == KindMaildir {
-		job.Maildir.SyncNew = pool.syncNew(credKey(creds))
-	}
+	pool.maildirJob(creds, &job)
 	index := -1
 	var read wireResult
 	var path string

@@ -41,9 +41,7 @@ import (
 func deliverOnThread(ctx context.Context, pool *threadPool, creds Creds, job Job, content io.Reader) (string, error) {
 	var path string
 	var err error
-	if pool != nil && job.Kind == KindMaildir {
-		job.Maildir.SyncNew = pool.syncNew(credKey(creds))
-	}
+	pool.maildirJob(creds, &job)
 	if terr := pool.run(creds, func() {
 		path, err = writeMailbox(job, &ctxReader{ctx: ctx, r: content})
 	}); terr != nil {

@@ -1,6 +1,7 @@
 package asuser
 
 import (
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -40,11 +41,28 @@ type threadPool struct {
 	// syncs are the group commits of new/ fsyncs in progress, by
 	// identity and directory (groupSync).
 	syncs map[string]*groupSync
+	// host is the host name in Maildir file names, read once: Postfix's
+	// local(8) also takes it once (get_hostname()), and os.Hostname is a
+	// uname(2) per delivery otherwise. "" leaves it to maildir.Deliver.
+	host string
 }
 
 // newThreadPool returns an empty pool; close ends its threads.
 func newThreadPool() *threadPool {
-	return &threadPool{idle: map[string][]*credThread{}, quit: make(chan struct{})}
+	host, _ := os.Hostname()
+	return &threadPool{idle: map[string][]*credThread{}, quit: make(chan struct{}), host: host}
+}
+
+// maildirJob fills in what the pool gives a Maildir delivery: the shared
+// new/ fsync of creds' identity and the host name read once.
+func (p *threadPool) maildirJob(creds Creds, job *Job) {
+	if p == nil || job.Kind != KindMaildir {
+		return
+	}
+	job.Maildir.SyncNew = p.syncNew(credKey(creds))
+	if job.Maildir.Hostname == "" {
+		job.Maildir.Hostname = p.host
+	}
 }
 
 // close ends the idle threads, and the busy ones after their job.

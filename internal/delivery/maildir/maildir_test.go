@@ -218,8 +218,10 @@ func TestNotADirectory(t *testing.T) {
 	if err := os.WriteFile(dir, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Deliver(dir, strings.NewReader("x\r\n"), Options{})
-	wantError(t, err, "4.2.0", "deferred", "maildir delivery failed: create maildir file "+filepath.Join(dir, "tmp")+": Not a directory")
+	// As Postfix's local(8) (maildir.c): the open of the tmp/ file fails
+	// with something other than ENOENT, and the text names that file.
+	_, err := Deliver(dir, strings.NewReader("x\r\n"), Options{Key: "ID.0", Arrival: time.Unix(1700000000, 0), Hostname: "h"})
+	wantError(t, err, "4.2.0", "deferred", "maildir delivery failed: create maildir file "+filepath.Join(dir, "tmp", "1700000000.KID.0.h")+": Not a directory")
 }
 
 func TestPermissionDenied(t *testing.T) {
@@ -424,5 +426,31 @@ func TestKeyedIdempotent(t *testing.T) {
 	opts.Key = "bad/key"
 	if _, err := Deliver(dir, strings.NewReader(msg), opts); err == nil {
 		t.Error("unsafe key accepted")
+	}
+}
+
+// TestHalfMadeMaildir: the directories are not checked before each
+// delivery, so a Maildir with tmp/ but no new/ or cur/ (an admin's
+// half-made one) must still be completed when the link finds new/
+// missing, for unique and keyed names alike.
+func TestHalfMadeMaildir(t *testing.T) {
+	for _, opts := range []Options{{}, {Key: "ID.1", Arrival: time.Unix(1700000000, 0)}} {
+		dir := filepath.Join(t.TempDir(), "Maildir")
+		if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Deliver(dir, strings.NewReader("x\r\n"), opts)
+		if err != nil {
+			t.Fatalf("%+v: %v", opts, err)
+		}
+		if filepath.Dir(p) != filepath.Join(dir, "new") {
+			t.Errorf("delivered to %s", p)
+		}
+		for _, d := range []string{"tmp", "new", "cur"} {
+			if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+				t.Errorf("%s: %v", d, err)
+			}
+		}
+		assertEmpty(t, filepath.Join(dir, "tmp"))
 	}
 }
