@@ -237,3 +237,22 @@ func TestParseFeedback(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseFeedback: any text is an error or a feedback amount between 0
+// and 1 at every concurrency, so the window arithmetic cannot run away.
+func FuzzParseFeedback(f *testing.F) {
+	for _, s := range []string{"1", "1/concurrency", "0.5", "1/4", " 1 / concurrency ", "", "2", "1/0", "NaN", "1e-300/1e300", "Inf"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fb, err := parseFeedback(s)
+		if err != nil {
+			return
+		}
+		for _, w := range []int{0, 1, 5, 1000} {
+			if v := fb.value(w); !(v >= 0 && v <= 1) {
+				t.Fatalf("%q at %d: %v", s, w, v)
+			}
+		}
+	})
+}

@@ -99,7 +99,7 @@ func parseFeedback(s string) (feedback, error) {
 	s = strings.TrimSpace(s)
 	num, den, frac := strings.Cut(s, "/")
 	c, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if err != nil || c < 0 || c > 1 {
+	if err != nil || !(c >= 0 && c <= 1) { // NaN fails too
 		return feedback{}, fmt.Errorf("bad feedback %q: want a number between 0 and 1, optionally / number or / concurrency", s)
 	}
 	if !frac {
@@ -110,7 +110,7 @@ func parseFeedback(s string) (feedback, error) {
 		return feedback{coef: c, perConcy: true}, nil
 	}
 	d, err := strconv.ParseFloat(den, 64)
-	if err != nil || d < 1 {
+	if err != nil || !(d >= 1) {
 		return feedback{}, fmt.Errorf("bad feedback %q: the divisor must be a number of at least 1 or \"concurrency\"", s)
 	}
 	return feedback{coef: c / d}, nil
