@@ -263,7 +263,7 @@ func (q *Queue) UpdateRecipients(name, id string, updates []RecipientUpdate) err
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	f, err := openPlain(p, syscall.O_RDWR)
 	if err != nil {
 		return fmt.Errorf("queue: update %s: %w", id, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"syscall"
 )
 
 // Message is an open queue file: its envelope, with each recipient's state
@@ -131,7 +132,7 @@ func (q *Queue) Open(name, id string) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, err := openPlain(p, syscall.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -155,4 +156,17 @@ func openFile(f *os.File) (*Message, error) {
 	}
 	m.f = f
 	return m, nil
+}
+
+// openPlain opens a queue file with open(2) and os.NewFile instead of
+// os.OpenFile, whose attempt to register a regular file with the network
+// poller costs four fcntl(2)s and a failing epoll_ctl(2): the queue
+// manager opens each message twice per delivery (to read it, then to
+// record a result). Errors are *os.PathError, as os.OpenFile's.
+func openPlain(p string, flags int) (*os.File, error) {
+	fd, err := syscall.Open(p, flags|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
