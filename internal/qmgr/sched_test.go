@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 
 	"moat/internal/delivery"
 	"moat/internal/delivery/smtp"
+	"moat/internal/postqueue"
 	"moat/internal/queue"
 )
 
@@ -76,8 +79,11 @@ func (r *receiver) serve(c net.Conn) {
 	r.mu.Unlock()
 	br := bufio.NewReader(c)
 	say := func(s string) bool { _, err := c.Write([]byte(s + "\r\n")); return err == nil }
-	if r.greet != "" {
-		say(r.greet)
+	r.mu.Lock()
+	greet := r.greet
+	r.mu.Unlock()
+	if greet != "" {
+		say(greet)
 		return
 	}
 	say("220 sink.test ESMTP")
@@ -121,6 +127,13 @@ func (r *receiver) serve(c net.Conn) {
 			say("250 2.0.0 ok")
 		}
 	}
+}
+
+// revive makes a refusing receiver accept mail.
+func (r *receiver) revive() {
+	r.mu.Lock()
+	r.greet = ""
+	r.mu.Unlock()
 }
 
 func (r *receiver) counts() (sessions, delivered, maxInData int, early bool) {
@@ -169,7 +182,9 @@ func TestSlowStart(t *testing.T) {
 // TestDeadDestination: a destination whose server answers 421 is
 // declared dead after the failed-cohort limit; its other mail is deferred
 // without an attempt ("delivery temporarily suspended: REASON"), while 50
-// messages to a live destination in the same run are all delivered.
+// messages to a live destination in the same run are all delivered. Once
+// the server answers again, postqueue -f ends the suspension at once
+// (minimal_backoff_time is an hour here).
 func TestDeadDestination(t *testing.T) {
 	dead := startReceiver(t, 0, "421 4.3.2 dead.example closing", 5)
 	live := startReceiver(t, 20*time.Millisecond, "", 5)
@@ -212,6 +227,15 @@ func TestDeadDestination(t *testing.T) {
 	if n+sessions < len(deadIDs) || n == 0 {
 		t.Errorf("%d suspended deferrals and %d sessions for %d messages", n, sessions, len(deadIDs))
 	}
+	dead.revive()
+	if err := os.Mkdir(filepath.Join(e.fix.QueueDir, postqueue.TriggerDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := postqueue.WriteRequest(e.fix.QueueDir, postqueue.Request{Kind: postqueue.FlushAll}); err != nil {
+		t.Fatal(err)
+	}
+	e.m.Wake()
+	e.waitFor("delivery after postqueue -f", 30*time.Second, func() bool { _, d, _, _ := dead.counts(); return d == len(deadIDs) })
 }
 
 // TestRateDelay: with smtp_destination_rate_delay the destination gets one
