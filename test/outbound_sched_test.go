@@ -1,11 +1,20 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"net/textproto"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +75,83 @@ func TestOutboundDeadDestinationDoesNotSlowOthers(t *testing.T) {
 	}
 	if got := len(sink.Messages()); got != 50 {
 		t.Errorf("smtp-sink got %d messages, want 50", got)
+	}
+}
+
+// TestOutboundDelayWarningOnce: a message a remote server keeps
+// deferring (smtp-sink answers RCPT with 4xx) outlives
+// delay_warning_time; the local sender gets one RFC 3464 "delayed"
+// report, and neither later retries nor a restart of moat send a second.
+func TestOutboundDelayWarningOnce(t *testing.T) {
+	needDeliveryRoot(t)
+	t.Parallel()
+	port := smtpsink.FreePort(t, "127.0.0.43")
+	smtpsink.Start(t, "127.0.0.43", port, "-r", "RCPT")
+	ns := dnsserver.Start(t, "slow.test. IN A 127.0.0.43")
+	s := startServer(t, "mynetworks = 127.0.0.0/8\ndns_servers = "+ns.Addr()+"\nsmtp_tcp_port = "+port+"\n"+
+		"delay_warning_time = 1s\nqueue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 1s\n")
+	id := sendVia(t, s, "user@moat.test", "someone@slow.test", "wait for it")
+	deferred := `postfix/smtp\[\d+\]: ` + id + `: to=<someone@slow\.test>, .*status=deferred`
+	s.waitLog(`postfix/bounce\[\d+\]: `+id+`: sender delay notification: \w+`, time.Minute)
+	s.waitDelivered("user", 1, 30*time.Second)
+	files, _ := filepath.Glob(filepath.Join(s.maildir("user"), "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("notices: %v", files)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatalf("notice: %v\n%s", err, raw)
+	}
+	if got := msg.Header.Get("Subject"); got != "Delayed Mail (still being retried)" {
+		t.Errorf("Subject %q", got)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("Content-Type %q: %v", msg.Header.Get("Content-Type"), err)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var types, bodies []string
+	for range 5 {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, p.Header.Get("Content-Type"))
+		bodies = append(bodies, string(b))
+	}
+	if len(types) != 3 || types[1] != "message/delivery-status" || types[2] != "text/rfc822-headers" {
+		t.Fatalf("parts %q", types)
+	}
+	blocks := strings.Split(strings.ReplaceAll(strings.TrimSpace(bodies[1]), "\r\n", "\n"), "\n\n")
+	if len(blocks) != 2 {
+		t.Fatalf("delivery-status blocks %q", blocks)
+	}
+	rcpt, err := textproto.NewReader(bufio.NewReader(strings.NewReader(blocks[1] + "\n\n"))).ReadMIMEHeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rcpt.Get("Action") != "delayed" || !strings.HasPrefix(rcpt.Get("Status"), "4.") ||
+		rcpt.Get("Final-Recipient") != "rfc822; someone@slow.test" || rcpt.Get("Will-Retry-Until") == "" {
+		t.Errorf("per-recipient fields %v", rcpt)
+	}
+	// More retries, a restart, and more retries: still one warning.
+	n := len(regexp.MustCompile(deferred).FindAllString(s.log(), -1))
+	s.waitLogCount(deferred, n+2, time.Minute)
+	s.stop()
+	s.start()
+	s.waitLogCount(deferred, n+4, time.Minute)
+	if w := len(regexp.MustCompile(`sender delay notification`).FindAllString(s.log(), -1)); w != 1 || s.delivered("user") != 1 {
+		t.Errorf("%d delay notifications logged, %d in the Maildir; want one", w, s.delivered("user"))
 	}
 }
