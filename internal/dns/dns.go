@@ -107,9 +107,14 @@ type RR struct {
 	// Pref is an MX record's preference (0 otherwise).
 	Pref uint16
 	// Value is the address text (A, AAAA), the target host without the
-	// trailing dot (MX, NS, PTR), the TXT strings joined, or a TLSA
-	// record's certificate association data in lower-case hex.
+	// trailing dot (MX, NS, PTR), a TXT record's first character-string
+	// (what Postfix's restrictions see), or a TLSA record's certificate
+	// association data in lower-case hex.
 	Value string
+	// Strings are a TXT record's character-strings as published, for
+	// protocols that join them (RFC 8461 section 3.1: an MTA-STS record
+	// split into several strings is one record).
+	Strings []string
 	// Usage, Selector and Matching are a TLSA record's first three
 	// fields (RFC 6698 section 2.1); zero for other types.
 	Usage, Selector, Matching uint8

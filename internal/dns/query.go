@@ -220,6 +220,7 @@ func convert(rr mdns.RR) (RR, bool) {
 		if len(v.Txt) > 0 {
 			x.Value = txtText(v.Txt[0])
 		}
+		x.Strings = v.Txt
 	default:
 		return RR{}, false
 	}

@@ -370,6 +370,9 @@ func start(ctx context.Context, opts Options) (m *master, err error) {
 		if err = m.openTrigger(snap.queueDir, owner); err != nil {
 			return m, err
 		}
+		if err = makeCacheDirs(snap.cfg, owner); err != nil {
+			return m, err
+		}
 		if os.Geteuid() == 0 {
 			// Every Postfix daemon refuses an unsafe mail_owner at start
 			// (mail_params.c), and postfix-script an unsafe queue; the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"moat/internal/config"
@@ -221,8 +222,10 @@ func (s *Source) lookupID(ctx context.Context, d string) (string, error) {
 	}
 	var recs []string
 	for _, rr := range res.RRs {
-		if rr.Type == dns.TXT && IsSTSRecord(rr.Value) {
-			recs = append(recs, rr.Value)
+		// The record's strings are one text (§3.1), not just the
+		// first one Postfix's restrictions read.
+		if txt := strings.Join(rr.Strings, ""); rr.Type == dns.TXT && IsSTSRecord(txt) {
+			recs = append(recs, txt)
 		}
 	}
 	switch len(recs) {

@@ -100,6 +100,15 @@ func TestNoOrBadTXTMeansNoPolicy(t *testing.T) {
 			}
 		})
 	}
+	// A record published as several character-strings is one text.
+	t.Run("split strings", func(t *testing.T) {
+		_, r := startDNS(t, `_mta-sts.example.test. IN TXT "v=STSv1; id=20" "26"`)
+		ps := startPolicyServer(t, "mta-sts.example.test", enforcePolicy)
+		s := newSource(t, r, ps, "", nil)
+		if p, err := lookup(t, s, "example.test"); err != nil || p == nil || p.ID != "2026" {
+			t.Fatalf("Lookup = %+v, %v", p, err)
+		}
+	})
 	t.Run("extra fields and other TXT", func(t *testing.T) {
 		_, r := startDNS(t, `_mta-sts.example.test. IN TXT "v=spf1 -all"`,
 			`_mta-sts.example.test. IN TXT "v=STSv1 ; id=abc ; ext.x=1;"`)

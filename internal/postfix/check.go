@@ -364,8 +364,9 @@ func ownerOf(path string) int {
 
 // dataDir repeats postfix-script's warning about data_directory: the
 // daemons that keep caches there (verify, postscreen, tlsmgr) run as
-// mail_owner and cannot write a directory someone else owns. A missing
-// data_directory is not a problem: nothing in moat writes it yet.
+// mail_owner and cannot write a directory someone else owns; in moat the
+// smtp agent's MTA-STS policy cache. A missing data_directory is not a
+// problem: the master makes the cache directory when it starts.
 func (k *checker) dataDir(c *config.Config, o Options, owner int) {
 	d := c.Get("data_directory")
 	if d == "" || owner <= 0 || o.Euid != 0 {

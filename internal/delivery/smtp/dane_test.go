@@ -149,6 +149,9 @@ func TestDANE(t *testing.T) {
 	if !logHas(logs, "server certificate verification failed for "+rel("mx.wrongname.test", "127.0.0.25")+": subject name mismatch") {
 		t.Errorf("DANE-TA name log:\n%s", logs())
 	}
+	if w.peer.count() != n {
+		t.Fatalf("mail sent despite a DANE failure")
+	}
 	checkResult(t, deliver(t, a, request("two.test", msg, "a@two.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", rel("mx.dane.test", "127.0.0.25"))
 	n = w.peer.count()
 	checkResult(t, deliver(t, a, request("plain.test", msg, "a@plain.test"))[0], queue.RcptDeferred, "4.7.4",

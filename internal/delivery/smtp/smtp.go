@@ -29,6 +29,7 @@ import (
 	"moat/internal/dns"
 	"moat/internal/maillog"
 	"moat/internal/maps"
+	"moat/internal/mtasts"
 	"moat/internal/queue"
 	"moat/internal/resolve"
 )
@@ -61,6 +62,9 @@ type Agent struct {
 	// auth holds smtp_sasl_password_maps (nil without
 	// smtp_sasl_auth_enable); see auth.go.
 	auth *clientAuth
+	// sts is the MTA-STS policy source (nil unless smtp_mta_sts); see
+	// mtasts.go.
+	sts *mtasts.Source
 }
 
 // New reads the smtp_* parameters from d.Config (the master.cf row's -o
@@ -132,6 +136,12 @@ func New(d delivery.Deps) (*Agent, error) {
 		a.resolver.Close()
 		a.classes.Close()
 		return nil, err
+	}
+	// Policies are fetched through the agent's own resolver, so
+	// dns_servers applies to them as to the MX lookups.
+	if a.sts, err = mtasts.FromConfig(cfg, a.resolver, warn); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("smtp: %w", err)
 	}
 	return a, nil
 }

@@ -64,6 +64,9 @@ type Policy struct {
 	// Match replaces smtp_tls_verify_cert_match or _secure_cert_match
 	// when set.
 	Match []string
+	// explicit says the policy came from smtp_tls_policy_maps, which
+	// MTA-STS does not override.
+	explicit bool
 	// Ignored are attributes moat reads but does not apply (TLS_README:
 	// protocols=, ciphers=, exclude= tune OpenSSL; moat keeps the
 	// global settings, which never go below its TLS 1.2 floor).
@@ -160,6 +163,7 @@ func (p *tlsPolicy) forDest(d Destination, defPort int, warn func(string)) (pol 
 			for _, a := range pp.Ignored {
 				warn(fmt.Sprintf("smtp_tls_policy_maps, next-hop destination %q: attribute %s= is not applied by moat (global settings used)", key, a))
 			}
+			pp.explicit = true
 			return pp, "", ""
 		}
 	}
@@ -185,7 +189,9 @@ func (p *tlsPolicy) connPolicy(pol Policy, d Destination, srv server) *smtpclien
 
 // tlsFor is the TLS policy of a connection to srv; a dsn says the
 // destination's policy cannot be honoured and srv is skipped. The dane
-// levels look up srv's TLSA records (dane.go).
+// levels look up srv's TLSA records (dane.go); where neither a policy
+// table entry nor DANE decided, the domain's MTA-STS policy may raise
+// the level (mtasts.go).
 func (a *Agent) tlsFor(ctx context.Context, srv server) (tp *smtpclient.TLSPolicy, dsn, reason string) {
 	warn := func(s string) {
 		if a.log != nil {
@@ -196,8 +202,14 @@ func (a *Agent) tlsFor(ctx context.Context, srv server) (tp *smtpclient.TLSPolic
 	if dsn != "" {
 		return nil, dsn, reason
 	}
+	tp = a.tls.connPolicy(pol, srv.dest, srv)
 	if pol.Level.DANE() {
-		return a.danePolicy(ctx, pol, srv, warn)
+		if tp, dsn, reason = a.danePolicy(ctx, pol, srv, warn); dsn != "" || tp != nil && tp.DANE != nil {
+			return tp, dsn, reason
+		}
 	}
-	return a.tls.connPolicy(pol, srv.dest, srv), "", ""
+	if pol.explicit {
+		return tp, "", ""
+	}
+	return a.stsPolicy(ctx, srv, tp, warn)
 }

@@ -92,6 +92,7 @@ func startPeer(t *testing.T, addr, port string, cert *tlsconftest.Cert, more ...
 type tlsWorld struct {
 	ca        *tlsconftest.Cert
 	port, dns string
+	dnsSrv    *dnsserver.Server
 	tlsPeer   *tlsPeer
 	plainPeer *tlsPeer
 	tmp       string
@@ -105,13 +106,14 @@ func newTLSWorld(t *testing.T) *tlsWorld {
 	w.port = smtpsink.FreePort(t, "127.0.0.21", "127.0.0.22")
 	w.tlsPeer = startPeer(t, "127.0.0.21", w.port, srvCert)
 	w.plainPeer = startPeer(t, "127.0.0.22", w.port, nil)
-	w.dns = dnsserver.Start(t,
+	w.dnsSrv = dnsserver.Start(t,
 		"tls.test. IN MX 10 mx.tls.test.",
 		"mx.tls.test. IN A 127.0.0.21",
 		"alias.test. IN MX 10 mx.tls.test.",
 		"bad.test. IN MX 10 mx.tls.test.",
 		"plain.test. IN MX 10 mx.plain.test.",
-		"mx.plain.test. IN A 127.0.0.22").Addr()
+		"mx.plain.test. IN A 127.0.0.22")
+	w.dns = w.dnsSrv.Addr()
 	return w
 }
 
