@@ -254,6 +254,15 @@ start_tracer() {
 		TRACER_PID=$!
 		sleep 1 # attach before the load starts
 		;;
+	fsync)
+		# Each fsync-family call with the path of its descriptor (-y), to
+		# tell queue files from directories.
+		pids=$(tree_pids "$SERVER_PID")
+		# shellcheck disable=SC2046
+		strace -f -y -e trace=fsync,fdatasync,sync_file_range,syncfs,sync -o "$CURRENT/fsync-$name.txt" $(echo "$pids" | tr ',' '\n' | sed 's/^/-p /') 2>>"$CURRENT/strace.log" &
+		TRACER_PID=$!
+		sleep 1
+		;;
 	perf)
 		perf record -a -g -F 499 -o "$CURRENT/perf-$name.data" >>"$CURRENT/perf.log" 2>&1 &
 		TRACER_PID=$!
@@ -350,6 +359,11 @@ facts() {
 	echo "- disk: $dev ($(df --output=fstype "$BASE" | tail -1), rotational=$rota as the kernel reports it)"
 	echo "- kernel: $(uname -r)"
 	echo "- Postfix: $(postconf -d mail_version 2>/dev/null | sed 's/.*= //') (Debian package)"
-	echo "- moat: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null), $(go version | cut -d' ' -f3)"
+	if [ -n "${MOAT_BIN:-}" ]; then
+		# A binary from elsewhere: the tree's revision says nothing about it.
+		echo "- moat: MOAT_BIN=$MOAT (sha256 $(sha256sum "$MOAT" | cut -c1-12), built $(date -u -r "$MOAT" '+%H:%M UTC')); tree now $(cd "$ROOT" && git describe --always --dirty 2>/dev/null), $(go version | cut -d' ' -f3)"
+	else
+		echo "- moat: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null), $(go version | cut -d' ' -f3)"
+	fi
 	echo "- load: smtp-source → server → smtp transport → smtp-sink, $SIZE-byte messages, one recipient each, one connection per message on the client side, loopback"
 }
