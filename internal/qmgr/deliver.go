@@ -56,19 +56,33 @@ func (r result) status() string {
 // in deferred/ (some deferred) or, when ctx ended part way, back in
 // incoming/ for the next run.
 func (m *Manager) process(ctx context.Context, j job) {
-	defer m.release(j.id)
+	parked := false
+	defer func() {
+		if !parked {
+			m.release(j.id)
+		}
+	}()
 	id := j.id
+	resumed := j.from == queue.Active // a parked message
 	if ctx.Err() != nil {
+		if resumed {
+			m.moveOrWarn(id, queue.Active, queue.Incoming)
+		}
 		return // shutting down: leave it where it is
 	}
-	if err := m.q.Move(id, j.from, queue.Active); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) { // gone: postsuper -d, or another qmgr
-			m.log.Warning("%s: %v", id, err)
+	if !resumed {
+		if err := m.q.Move(id, j.from, queue.Active); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) { // gone: postsuper -d, or another qmgr
+				m.log.Warning("%s: %v", id, err)
+			}
+			return
 		}
-		return
 	}
 	active := m.now()
 	msg, err := m.q.Open(queue.Active, id)
+	if resumed && errors.Is(err, fs.ErrNotExist) {
+		return // deleted while parked
+	}
 	if err != nil {
 		// Unreadable now (Recover at the next start moves a damaged file
 		// to corrupt/): retry it with the deferred mail.
@@ -80,7 +94,11 @@ func (m *Manager) process(ctx context.Context, j job) {
 	defer msg.Close()
 	env := &msg.Envelope
 	pending := env.Unsettled()
-	m.log.Info("%s", maillog.QueueActive(id, env.Sender, env.Size, len(pending)))
+	if resumed {
+		pending = slices.DeleteFunc(pending, func(i int) bool { return !slices.Contains(j.only, i) })
+	} else {
+		m.log.Info("%s", maillog.QueueActive(id, env.Sender, env.Size, len(pending)))
+	}
 	if env.Flags&queue.FlagVerify != 0 {
 		m.verify(ctx, msg, pending, active) // sendmail -bv: a report, no delivery
 		return
@@ -101,8 +119,15 @@ func (m *Manager) process(ctx context.Context, j job) {
 	if len(run.bounced) > 0 && !m.settleBounces(msg, run.bounced, active) {
 		run.unrecorded = true
 	}
+	carry := j.carry || len(run.deferred) > 0 || run.unrecorded
+	if len(run.parked) > 0 {
+		// Stays in active/ and claimed until the limiter calls back.
+		parked = true
+		m.parkJob(job{id: id, from: queue.Active, only: run.parked, carry: carry})
+		return
+	}
 	switch {
-	case len(run.deferred) > 0 || run.unrecorded:
+	case carry:
 		m.backoff(id, env.Arrival)
 		m.moveOrWarn(id, queue.Active, queue.Deferred)
 	default:
@@ -141,6 +166,10 @@ type attempt struct {
 	// unrecorded: a result could not be written to the queue file; the
 	// recipient stays unsettled and the message is retried.
 	unrecorded bool
+	// parked are recipients whose destination was too busy to wait for
+	// (limiter.acquire): the message resumes with them later. Once one
+	// request parks, the rest of the run parks too.
+	parked []int
 }
 
 // maxPasses bounds how often one recipient is passed from agent to agent
@@ -198,6 +227,10 @@ func (m *Manager) routeFailure(id, addr string, err error) result {
 // pass-on); passes counts the pass-ons so far.
 func (a *attempt) request(ctx context.Context, rt route, idxs []int, addrs map[int]string, passes int) {
 	m := a.m
+	if len(a.parked) > 0 {
+		a.parked = append(a.parked, idxs...)
+		return
+	}
 	t := m.transports[rt.transport]
 	if t == nil {
 		for _, i := range idxs {
@@ -205,7 +238,16 @@ func (a *attempt) request(ctx context.Context, rt route, idxs []int, addrs map[i
 		}
 		return
 	}
-	for i, r := range m.runTransport(ctx, t, rt, a.msg, idxs, addrs) {
+	results, parked := m.runTransport(ctx, t, rt, a.msg, idxs, addrs)
+	if parked && ctx.Err() != nil {
+		a.interrupted = true
+		return
+	}
+	if parked {
+		a.parked = append(a.parked, idxs...)
+		return
+	}
+	for i, r := range results {
 		if r.pass == "" {
 			a.settle(i, r)
 			continue
@@ -350,8 +392,10 @@ func (m *Manager) retryAgent(rt route, log *maillog.Logger) result {
 
 // runTransport delivers recipients idxs of msg through transport t and
 // returns each one's result. The transport's limits hold the request
-// back while its process or destination limit is reached.
-func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg *queue.Message, idxs []int, addrs map[int]string) map[int]result {
+// back while its process or destination limit is reached, or park it
+// (parked, no results) when enough requests wait for the destination
+// already.
+func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg *queue.Message, idxs []int, addrs map[int]string) (_ map[int]result, parked bool) {
 	out := make(map[int]result, len(idxs))
 	env := &msg.Envelope
 	t.ready()
@@ -366,34 +410,38 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 		for _, i := range idxs {
 			out[i] = m.qmgrResult(queue.RcptDeferred, "4.3.0", t.unavailable)
 		}
-		return out
+		return out, false
 	case t.command == "discard":
 		for _, i := range idxs {
 			out[i] = m.discard(rt, t.log)
 		}
-		return out
+		return out, false
 	case t.command == "error":
 		for _, i := range idxs {
 			out[i] = m.errorAgent(rt, t.log)
 		}
-		return out
+		return out, false
 	case t.command == "retry":
 		for _, i := range idxs {
 			out[i] = m.retryAgent(rt, t.log)
 		}
-		return out
+		return out, false
 	}
 	dest := rt.nexthop
 	if t.rcptLimit == 1 {
 		dest = strings.ToLower(addr(idxs[0]))
 	}
-	if sus := t.limits.acquire(dest); sus != nil {
+	sus, parked := t.limits.acquire(ctx, dest, m.parkFunc(msg.ID))
+	if parked {
+		return nil, true
+	}
+	if sus != nil {
 		// A dead destination: its mail waits without an attempt
 		// (qmgr_defer_todo), with the failure that killed it.
 		for _, i := range idxs {
 			out[i] = m.qmgrResult(queue.RcptDeferred, sus.dsn, "delivery temporarily suspended: "+sus.reason)
 		}
-		return out
+		return out, false
 	}
 	fb := outcome{}
 	defer func() { t.limits.release(dest, fb) }()
@@ -435,7 +483,7 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 			out[i] = m.qmgrResult(queue.RcptDeferred, "4.3.0", "delivery agent gave no result")
 		}
 	}
-	return out
+	return out, false
 }
 
 // feedbackOf is what a request's results tell the scheduler about its

@@ -1,6 +1,7 @@
 package qmgr
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 func acquired(l *limiter, d string) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
-		if l.acquire(d) != nil {
+		if sus(l.acquire(context.Background(), d, nil)) != nil {
 			panic("suspended")
 		}
 		close(done)
@@ -27,6 +28,9 @@ func isDone(c <-chan struct{}, wait time.Duration) bool {
 	}
 }
 
+// sus drops acquire's parked result for the tests that never park.
+func sus(s *suspension, _ bool) *suspension { return s }
+
 // fixed is a destination concurrency of n from the start (no slow start).
 func fixed(n int) schedParams {
 	return schedParams{limit: n, init: n, pos: feedback{coef: 1}, neg: feedback{coef: 1}, cohorts: 1}
@@ -38,8 +42,8 @@ var ok = outcome{feedback: true}
 // fits; a request for another destination is not held behind a busy one.
 func TestLimiterHandsSlotsInOrder(t *testing.T) {
 	l := newLimiter(3, fixed(2))
-	l.acquire("a")
-	l.acquire("a")
+	sus(l.acquire(context.Background(), "a", nil))
+	sus(l.acquire(context.Background(), "a", nil))
 	a3 := acquired(l, "a")
 	if isDone(a3, 50*time.Millisecond) {
 		t.Fatal("a third slot for a destination limited to two")
@@ -75,7 +79,7 @@ func TestLimiterBoundsUnderLoad(t *testing.T) {
 	for i := range 200 {
 		d := string(rune('a' + i%5))
 		wg.Go(func() {
-			if l.acquire(d) != nil {
+			if sus(l.acquire(context.Background(), d, nil)) != nil {
 				t.Error("suspended without a failure")
 				return
 			}
@@ -110,8 +114,8 @@ func TestLimiterBoundsUnderLoad(t *testing.T) {
 func TestLimiterSlowStart(t *testing.T) {
 	p := schedParams{limit: 8, init: 2, pos: feedback{coef: 1}, neg: feedback{coef: 1}, cohorts: 1}
 	l := newLimiter(64, p)
-	l.acquire("d")
-	l.acquire("d")
+	sus(l.acquire(context.Background(), "d", nil))
+	sus(l.acquire(context.Background(), "d", nil))
 	third := acquired(l, "d")
 	if isDone(third, 50*time.Millisecond) {
 		t.Fatal("a third delivery at an initial concurrency of 2")
@@ -129,7 +133,7 @@ func TestLimiterSlowStart(t *testing.T) {
 			t.Fatalf("window %d over the limit %d", w, p.limit)
 		}
 		for ; held < w; held++ {
-			l.acquire("d")
+			sus(l.acquire(context.Background(), "d", nil))
 		}
 		l.release("d", ok)
 		held--
@@ -153,13 +157,13 @@ func TestLimiterDeadDestination(t *testing.T) {
 	p := schedParams{limit: 1, init: 1, pos: feedback{coef: 1}, neg: feedback{coef: 1}, cohorts: 2, deadFor: time.Hour}
 	l := newLimiter(64, p)
 	site := outcome{feedback: true, site: true, dsn: "4.4.1", reason: "connect to x: Connection refused"}
-	l.acquire("dead")
+	sus(l.acquire(context.Background(), "dead", nil))
 	l.release("dead", site)
-	if s := l.acquire("dead"); s != nil {
+	if s := sus(l.acquire(context.Background(), "dead", nil)); s != nil {
 		t.Fatalf("dead after one failed cohort of two: %+v", s)
 	}
 	waiter := make(chan *suspension, 1)
-	go func() { waiter <- l.acquire("dead") }()
+	go func() { waiter <- sus(l.acquire(context.Background(), "dead", nil)) }()
 	time.Sleep(20 * time.Millisecond)
 	l.release("dead", site)
 	select {
@@ -170,15 +174,15 @@ func TestLimiterDeadDestination(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a waiter for a dead destination was not released")
 	}
-	if s := l.acquire("dead"); s == nil {
+	if s := sus(l.acquire(context.Background(), "dead", nil)); s == nil {
 		t.Fatal("a dead destination was tried")
 	}
-	if s := l.acquire("live"); s != nil {
+	if s := sus(l.acquire(context.Background(), "live", nil)); s != nil {
 		t.Fatalf("another destination suspended: %+v", s)
 	}
 	l.release("live", ok)
 	l.reviveAll()
-	if s := l.acquire("dead"); s != nil {
+	if s := sus(l.acquire(context.Background(), "dead", nil)); s != nil {
 		t.Fatalf("still dead after reviveAll: %+v", s)
 	}
 	l.release("dead", ok)
@@ -193,7 +197,7 @@ func TestLimiterSuccessClearsCohorts(t *testing.T) {
 	site := outcome{feedback: true, site: true, dsn: "4.4.1", reason: "refused"}
 	for range 10 {
 		for _, o := range []outcome{site, ok} {
-			if s := l.acquire("d"); s != nil {
+			if s := sus(l.acquire(context.Background(), "d", nil)); s != nil {
 				t.Fatalf("suspended: %+v", s)
 			}
 			l.release("d", o)
@@ -208,7 +212,7 @@ func TestLimiterRateDelay(t *testing.T) {
 	p := fixed(5)
 	p.destDelay = time.Hour
 	l := newLimiter(64, p)
-	l.acquire("d")
+	sus(l.acquire(context.Background(), "d", nil))
 	l.release("d", ok)
 	next := acquired(l, "d")
 	if isDone(next, 100*time.Millisecond) {

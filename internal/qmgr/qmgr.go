@@ -93,7 +93,8 @@ type Manager struct {
 	wake chan struct{}
 
 	mu       sync.Mutex
-	inflight map[string]bool      // queue IDs claimed by a worker
+	inflight map[string]bool // queue IDs claimed by a worker
+	park     parking
 	retryAt  map[string]time.Time // deferred messages' next attempt
 	// publicMtime is public/'s modification time when last looked at.
 	publicMtime time.Time
@@ -131,6 +132,8 @@ func New(d Deps) (*Manager, error) {
 		wake:     make(chan struct{}, 1),
 		inflight: map[string]bool{},
 		retryAt:  map[string]time.Time{},
+		park: parking{jobs: map[string]job{}, early: map[string]bool{},
+			signal: make(chan struct{}, 1)},
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -186,8 +189,13 @@ func (m *Manager) Wake() {
 }
 
 // job is one message for a worker: its queue ID and the queue it is in.
+// A parked message resumes from active/ with only the recipients it
+// parked (only) and carry set when its earlier part left recipients
+// deferred or unrecorded.
 type job struct {
 	id, from string
+	only     []int
+	carry    bool
 }
 
 // Run recovers messages left in active/ by a previous run, then delivers
@@ -228,6 +236,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer func() {
 		close(jobs)
 		wg.Wait()
+		m.unparkAll()
 	}()
 
 	scan := time.NewTicker(scanInterval)
@@ -267,11 +276,19 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		case <-scan.C:
 			incoming = true
+			// A parked request whose message went elsewhere (deleted,
+			// parked at another destination first) triggers no
+			// release: free slots reach the others at the latest now.
+			for _, t := range m.transports {
+				t.limits.kick()
+			}
 			if m.flushRequested() {
 				deferred, flush = true, true
 			}
 		case <-retry.C:
 			deferred = true
+		case <-m.park.signal:
+			m.resume(ctx, jobs)
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package qmgr
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,9 +128,15 @@ func parseFeedback(s string) (feedback, error) {
 // idle, or a destination whose mail comes one message at a time would
 // never be declared dead.
 type destState struct {
-	busy    int
-	waiting int
-	window  int
+	busy int
+	// waiting counts the requests waiting for a slot, blocked those of
+	// them that hold a worker (the rest are parked); resuming counts
+	// parked requests called back that have not asked again (an
+	// estimate: any request for the destination counts as one, and the
+	// periodic kick resets it, so a message that went elsewhere cannot
+	// hold it up).
+	waiting, blocked, resuming int
+	window                     int
 	// success and failure are the hysteresis accumulators.
 	success, failure float64
 	failCohorts      float64
@@ -161,11 +169,22 @@ type outcome struct {
 
 // slotWait is a request waiting for a slot; ready is closed once the slot
 // has been taken for it, or the destination was declared dead (dead set).
+// A parked request (park set) holds no worker: when a slot could be its,
+// or its destination dies, park is called (with l.mu held; it must not
+// block) and the request is tried again from the start.
 type slotWait struct {
 	dest  string
 	ready chan struct{}
 	dead  *suspension
+	park  func()
 }
+
+// maxBlocked is how many requests for one destination may hold a worker
+// while they wait for its slot; more are parked, so that a slow or
+// rate-delayed destination with many messages does not take every worker
+// from mail for other destinations (Postfix's in-memory queue holds such
+// mail without a process; moat's workers each carry one message).
+const maxBlocked = 2
 
 func newLimiter(procs int, p schedParams) *limiter {
 	if p.limit > 0 && p.init > p.limit {
@@ -223,31 +242,70 @@ func (l *limiter) take(st *destState) {
 
 // acquire waits for a free slot for destination d. It returns a
 // suspension instead, without a slot, when d is dead: the caller defers
-// the request with it, and must not call release.
-func (l *limiter) acquire(d string) *suspension {
+// the request with it, and must not call release. When park is not nil
+// and maxBlocked requests for d already wait, it returns parked at once,
+// without a slot: park is called later, when the request should be tried
+// again (see slotWait). When ctx ends first it returns parked without
+// a slot and without a call-back: the caller sees ctx's error.
+func (l *limiter) acquire(ctx context.Context, d string, park func()) (sus *suspension, parked bool) {
 	now := time.Now()
 	l.mu.Lock()
 	if len(l.dests) > sweepAt && now.Sub(l.swept) >= time.Second {
 		l.sweep(now)
 	}
 	st := l.state(d, now)
+	if st.resuming > 0 {
+		st.resuming--
+	}
 	if !st.deadUntil.IsZero() {
 		s := st.dead
 		l.mu.Unlock()
-		return &s
+		return &s, false
 	}
 	if st.waiting == 0 && l.fits(st, now) {
 		// A waiter for d would have been given the free slot already.
 		l.take(st)
 		l.mu.Unlock()
-		return nil
+		return nil, false
 	}
 	w := &slotWait{dest: d, ready: make(chan struct{})}
 	st.waiting++
+	if park != nil && st.blocked >= maxBlocked {
+		w.park = park
+		l.waiting = append(l.waiting, w)
+		l.mu.Unlock()
+		return nil, true
+	}
+	st.blocked++
 	l.waiting = append(l.waiting, w)
+	// Parked requests called back hold no slot, so a slot may be free
+	// while they wait: hand it out now, or this request could wait for
+	// a release that never comes.
+	l.handout(now)
 	l.mu.Unlock()
-	<-w.ready
-	return w.dead
+	select {
+	case <-w.ready:
+		return w.dead, false
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-w.ready: // handed a slot (or a suspension) meanwhile
+		if w.dead == nil {
+			l.mu.Unlock()
+			l.release(d, outcome{})
+			l.mu.Lock()
+		}
+	default:
+		if i := slices.Index(l.waiting, w); i >= 0 {
+			l.waiting = slices.Delete(l.waiting, i, i+1)
+			st.waiting--
+			st.blocked--
+			l.drop(d, st, time.Now())
+		}
+	}
+	return nil, true
 }
 
 // release frees d's slot, applies the delivery's feedback, and hands the
@@ -345,37 +403,61 @@ func (l *limiter) failWaiters(d string, st *destState) {
 			kept = append(kept, w)
 			continue
 		}
+		st.waiting--
+		if w.park != nil {
+			w.park()
+			continue
+		}
+		st.blocked--
 		s := st.dead
 		w.dead = &s
-		st.waiting--
 		close(w.ready)
 	}
 	clear(l.waiting[len(kept):])
 	l.waiting = kept
 }
 
-// handout gives free slots to the waiters they fit, oldest first; l.mu is
-// held.
+// handout gives free slots to the waiters they fit, oldest first, and
+// calls back parked requests while their destination has fewer than
+// maxBlocked requests waiting with a worker (counting those called back
+// and not yet returned), so that the next free slot finds a request
+// ready instead of waiting for a call-back's round trip; l.mu is held.
 func (l *limiter) handout(now time.Time) {
 	for i := 0; i < len(l.waiting) && l.busy < l.procs; {
 		w := l.waiting[i]
 		st := l.state(w.dest, now)
+		if w.park != nil {
+			if st.blocked+st.resuming >= maxBlocked {
+				i++
+				continue
+			}
+			st.waiting--
+			st.resuming++
+			l.waiting = slices.Delete(l.waiting, i, i+1)
+			w.park()
+			continue
+		}
 		if !l.fits(st, now) {
 			i++
 			continue
 		}
-		l.take(st)
 		st.waiting--
-		l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
+		st.blocked--
+		l.waiting = slices.Delete(l.waiting, i, i+1)
+		l.take(st)
 		close(w.ready)
 	}
 }
 
-// kick hands out slots a rate delay held back.
+// kick hands out slots a rate delay held back, and (from the periodic
+// scan) forgets the call-backs still out.
 func (l *limiter) kick() {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for _, st := range l.dests {
+		st.resuming = 0
+	}
 	l.handout(now)
 	l.sweep(now)
 }

@@ -255,3 +255,36 @@ func TestRateDelay(t *testing.T) {
 	}
 	e.waitFor("all three", 30*time.Second, func() bool { _, d, _, _ := rcv.counts(); return d == 3 })
 }
+
+// TestBusyDestinationDoesNotHoldWorkers: 40 messages for a destination
+// with an hour's rate delay are older than 20 for another; the first
+// takes its one delivery and the rest park instead of holding the
+// workers, so the other destination's mail is all delivered, and Run
+// still stops at once.
+func TestBusyDestinationDoesNotHoldWorkers(t *testing.T) {
+	slow := startReceiver(t, 0, "", 5)
+	live := startReceiver(t, 0, "", 5)
+	e := newEnvWith(t, "transport_maps = inline:{ slow.example=slow:[127.0.0.1]:"+slow.port()+
+		", live.example=smtp:[127.0.0.1]:"+live.port()+" }\nslow_destination_rate_delay = 1h\n",
+		"slow unix - - n - - smtp\n", smtpAgents())
+	for range 40 {
+		e.put("s@example.org", "u@slow.example")
+	}
+	for range 20 {
+		e.put("s@example.org", "u@live.example")
+	}
+	e.start()
+	e.waitFor("20 live deliveries", 60*time.Second, func() bool { _, d, _, _ := live.counts(); return d == 20 })
+	if _, d, _, _ := slow.counts(); d != 1 {
+		t.Errorf("%d deliveries to the rate-delayed destination, want 1", d)
+	}
+	begin := time.Now()
+	e.stop()
+	if time.Since(begin) > 10*time.Second {
+		t.Error("Run waited for the rate delay before it stopped")
+	}
+	active, err := e.fix.Queue.List(queue.Active)
+	if err != nil || len(active) != 0 {
+		t.Errorf("active/ after Run: %v (%v)", active, err)
+	}
+}
