@@ -33,6 +33,7 @@ type requeuer struct {
 	q      *queue.Queue
 	rw     *rewrite.Rewriter
 	filter string
+	warn   func(string)
 }
 
 func newRequeuer(q *queue.Queue, cfg *config.Config, warn func(string)) (*requeuer, error) {
@@ -44,7 +45,7 @@ func newRequeuer(q *queue.Queue, cfg *config.Config, warn func(string)) (*requeu
 	if err != nil {
 		return nil, err
 	}
-	return &requeuer{q: q, rw: rw, filter: strings.TrimSpace(cfg.Get("content_filter"))}, nil
+	return &requeuer{q: q, rw: rw, filter: strings.TrimSpace(cfg.Get("content_filter")), warn: warn}, nil
 }
 
 func (r *requeuer) close() {
@@ -122,8 +123,18 @@ func (r *requeuer) requeue(name, id string) (bool, error) {
 		return back(fmt.Errorf("copying: %w", err))
 	}
 	w.Envelope = env
-	if _, err := w.Commit(); err != nil {
+	newID, err := w.Commit()
+	if err != nil {
 		return back(err)
+	}
+	if warned := msg.Envelope.Warned; !warned.IsZero() {
+		// The delay warning already sent stays sent (Postfix's cleanup
+		// copies the WARN record), or the copy would warn a second time.
+		// The queue manager may take the copy first; then the worst is
+		// that second warning, so this is reported, not fatal.
+		if err := r.q.MarkWarned(queue.Incoming, newID, warned); err != nil {
+			r.warn(fmt.Sprintf("%s: requeued as %s without its delay-warning mark: %v", id, newID, err))
+		}
 	}
 	if err := b.Remove(queue.Hold, id); err != nil {
 		return false, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"moat/internal/queue"
 	"moat/internal/queue/queuetest"
@@ -12,7 +13,7 @@ import (
 // TestRequeueRewrites checks postsuper -r against postsuper(1): the
 // message goes into a new queue file through cleanup's address rewriting
 // (a canonical_maps entry added after it was queued applies), keeps its
-// arrival time, content and DSN details, loses the recipients already
+// arrival time, delay-warning mark, content and DSN details, loses the recipients already
 // delivered, and takes main.cf's content_filter as a new local submission.
 func TestRequeueRewrites(t *testing.T) {
 	qf := queuetest.New(t, "canonical_maps = inline:{ b@example.com=c@example.org }\ncontent_filter = scan:[127.0.0.1]:10025\n")
@@ -31,6 +32,10 @@ func TestRequeueRewrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := f.q.UpdateRecipients(queue.Incoming, old, []queue.RecipientUpdate{{Index: 1, State: queue.RcptDelivered}}); err != nil {
+		t.Fatal(err)
+	}
+	warned := time.UnixMicro(1700000000123456)
+	if err := f.q.MarkWarned(queue.Incoming, old, warned); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.q.Move(old, queue.Incoming, queue.Deferred); err != nil {
@@ -54,8 +59,8 @@ func TestRequeueRewrites(t *testing.T) {
 	}
 	defer m.Close()
 	e := m.Envelope
-	got := fmt.Sprintf("%q %q %v %q %+v", e.Sender, e.EnvID, e.Arrival.Equal(before.Arrival), e.Filter, e.Recipients)
-	want := fmt.Sprintf("%q %q %v %q %+v", "a@example.com", "env-1", true, "scan:[127.0.0.1]:10025",
+	got := fmt.Sprintf("%q %q %v %v %q %+v", e.Sender, e.EnvID, e.Arrival.Equal(before.Arrival), e.Warned.Equal(warned), e.Filter, e.Recipients)
+	want := fmt.Sprintf("%q %q %v %v %q %+v", "a@example.com", "env-1", true, true, "scan:[127.0.0.1]:10025",
 		[]queue.Recipient{{Address: "c@example.org", ORCPT: "rfc822;b@example.com", Orig: "b@example.com"}})
 	if got != want {
 		t.Errorf("requeued envelope\n got %s\nwant %s", got, want)
