@@ -13,8 +13,9 @@ import (
 // TestRequeueRewrites checks postsuper -r against postsuper(1): the
 // message goes into a new queue file through cleanup's address rewriting
 // (a canonical_maps entry added after it was queued applies), keeps its
-// arrival time, delay-warning mark, content and DSN details, loses the recipients already
-// delivered, and takes main.cf's content_filter as a new local submission.
+// arrival time, delay-warning mark, content and DSN details, loses the
+// recipients already delivered, and takes main.cf's content_filter as a
+// new local submission.
 func TestRequeueRewrites(t *testing.T) {
 	qf := queuetest.New(t, "canonical_maps = inline:{ b@example.com=c@example.org }\ncontent_filter = scan:[127.0.0.1]:10025\n")
 	f := &fixture{cfg: qf.ConfigDir, q: qf.Queue}
