@@ -2,9 +2,10 @@
 // maintenance command: delete (-d), hold (-h), release (-H) and requeue
 // (-r) messages by queue ID, for ALL messages, or for IDs read from
 // standard input ("-"), optionally limited to named queues. It works on
-// the queue through internal/queue's consumer API, so every change is one
-// atomic rename or unlink, and the command fsyncs each directory it changed
-// once (queue.Batch) before it reports the totals.
+// the queue through internal/queue's consumer API: a delete, hold or
+// release is one atomic rename or unlink, and the command fsyncs each
+// directory it changed once (queue.Batch) before it reports the totals; a
+// requeue is a rewritten copy in a new queue file (requeue.go).
 //
 // As in Postfix, the ALL operations run first, in one pass over the
 // queues in which each message gets the first that applies (delete,
