@@ -123,24 +123,9 @@ func (a *Agent) Deliver(ctx context.Context, req *delivery.Request) []Result {
 	if d.Session(w, true) && !a.cache.Put(key, w, a.now()) {
 		d.Quit(w)
 	}
-	out := d.Results()
-	for i := range out {
-		out[i].SiteFailure = sessionFailure(out[i])
-	}
-	return out
-}
-
-// sessionFailure reports whether a deferral came from the session rather
-// than a reply to the recipient or message: a greeting or LHLO refused,
-// the connection lost or timed out (Postfix's smtp_sess_fail, which
-// throttles the destination, against smtp_rcpt_fail).
-func sessionFailure(r Result) bool {
-	if r.State != queue.RcptDeferred {
-		return false
-	}
-	return strings.HasPrefix(r.Reason, "lost connection with ") ||
-		strings.HasPrefix(r.Reason, "conversation with ") ||
-		strings.HasPrefix(r.Reason, "host ") && strings.Contains(r.Reason, " refused to talk to me: ")
+	// A failed session (greeting or LHLO refused, connection lost) marks
+	// its deferrals SiteFailure in smtpclient.
+	return d.Results()
 }
 
 var _ delivery.Agent = (*Agent)(nil)

@@ -4,7 +4,6 @@ import (
 	"net"
 	"testing"
 
-	"moat/internal/delivery"
 	"moat/internal/delivery/smtp/smtpsink"
 	"moat/internal/queue"
 	"moat/internal/testutil/dnsserver"
@@ -102,7 +101,7 @@ func TestMXSelf(t *testing.T) {
 // itself suspends nothing, so the next request tries again, and a
 // delivered recipient or a recipient's own refusal is no site failure.
 func TestSiteFailureReported(t *testing.T) {
-	port := smtpsink.FreePort(t, "127.0.0.22", "127.0.0.23")
+	port := smtpsink.FreePort(t, "127.0.0.22", "127.0.0.23", "127.0.0.24", "127.0.0.25", "127.0.0.26")
 	smtpsink.Start(t, "127.0.0.23", port)
 	ns := dnsserver.Start(t, "dead.test. IN A 127.0.0.22", "live.test. IN A 127.0.0.23")
 	a, _ := newAgent(t, ns.Addr(), port, nil)
@@ -119,11 +118,23 @@ func TestSiteFailureReported(t *testing.T) {
 	if r.SiteFailure {
 		t.Errorf("site failure on a delivery: %+v", r)
 	}
-	if siteFailure(delivery.Result{State: queue.RcptDeferred, Reason: "host x[1.2.3.4] said: 450 4.2.0 busy (in reply to RCPT TO command)"}) {
-		t.Error("a recipient's 4xx counted as a site failure")
-	}
-	if !siteFailure(delivery.Result{State: queue.RcptDeferred, Reason: "host x[1.2.3.4] refused to talk to me: 421 4.3.2 go away"}) {
-		t.Error("a 421 greeting is not a site failure")
+	// A recipient's own 4xx is no site failure; a 421 greeting or a
+	// connection dropped mid-session is (smtpclient's failSession).
+	ns.Add("busy.test. IN A 127.0.0.24", "greet.test. IN A 127.0.0.25", "drop.test. IN A 127.0.0.26")
+	for _, c := range []struct {
+		domain, addr string
+		opts         []string
+		site         bool
+	}{
+		{"busy.test", "127.0.0.24", []string{"-r", "RCPT"}, false},
+		{"greet.test", "127.0.0.25", []string{"-Q", "CONNECT"}, true},
+		{"drop.test", "127.0.0.26", []string{"-q", "MAIL"}, true},
+	} {
+		smtpsink.Start(t, c.addr, port, c.opts...)
+		r := deliver(t, a, request(c.domain, msg, "a@"+c.domain))[0]
+		if r.State != queue.RcptDeferred || r.SiteFailure != c.site {
+			t.Errorf("%s (%v): SiteFailure %v, want %v: %+v", c.domain, c.opts, r.SiteFailure, c.site, r)
+		}
 	}
 	smtpsink.Start(t, "127.0.0.22", port)
 	checkResult(t, deliver(t, a, request("dead.test", msg, "a@dead.test"))[0], queue.RcptDelivered, "2.0.0", "250 *",

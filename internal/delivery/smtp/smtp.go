@@ -30,7 +30,6 @@ import (
 	"moat/internal/maillog"
 	"moat/internal/maps"
 	"moat/internal/mtasts"
-	"moat/internal/queue"
 	"moat/internal/resolve"
 )
 
@@ -197,14 +196,15 @@ func (a *Agent) Close() error {
 
 // Deliver sends req to the servers of req.Nexthop and returns one result
 // per recipient. A deferral caused by the destination rather than the
-// recipient carries SiteFailure, for the queue manager's concurrency
+// recipient carries SiteFailure (no server reachable here, a failed
+// session in smtpclient), for the queue manager's concurrency
 // feedback and dead-destination throttling (qmgr(8) STRATEGIES); the
 // agent itself keeps no list of dead destinations.
 func (a *Agent) Deliver(ctx context.Context, req *delivery.Request) []delivery.Result {
 	d, site := a.deliver(ctx, req)
 	out := d.Results()
 	for i := range out {
-		out[i].SiteFailure = site || siteFailure(out[i])
+		out[i].SiteFailure = site || out[i].SiteFailure
 	}
 	return out
 }
@@ -215,24 +215,9 @@ func (a *Agent) DeliverOutcomes(ctx context.Context, req *delivery.Request) []sm
 	d, site := a.deliver(ctx, req)
 	out := d.Outcomes()
 	for i := range out {
-		out[i].SiteFailure = site || siteFailure(out[i].Result)
+		out[i].SiteFailure = site || out[i].SiteFailure
 	}
 	return out
-}
-
-// siteFailure reports whether a deferral came from the session with the
-// server rather than from a reply to this recipient or message: the
-// greeting or EHLO refused ("refused to talk to me"), the connection lost
-// or timed out, as Postfix's smtp_site_fail and smtp_sess_fail (which
-// throttle the destination) against smtp_rcpt_fail and smtp_mesg_fail
-// (which do not).
-func siteFailure(r delivery.Result) bool {
-	if r.State != queue.RcptDeferred {
-		return false
-	}
-	return strings.HasPrefix(r.Reason, "lost connection with ") ||
-		strings.HasPrefix(r.Reason, "conversation with ") ||
-		strings.HasPrefix(r.Reason, "host ") && strings.Contains(r.Reason, " refused to talk to me: ")
 }
 
 // deliver runs req; site says that no server of the next hop could be

@@ -211,6 +211,23 @@ func (s *session) failRest(dsn, reason string, rep *smtp.Reply, command string) 
 	}
 }
 
+// failSession is failRest for a failure of the session itself, not a
+// reply to a recipient or the message: the greeting or EHLO/LHLO refused,
+// the connection lost or timed out (Postfix's smtp_site_fail and
+// smtp_sess_fail, which throttle the destination, against smtp_rcpt_fail
+// and smtp_mesg_fail, which do not). The deferrals it decides carry
+// SiteFailure, the queue manager's negative feedback for the destination.
+func (s *session) failSession(dsn, reason string, rep *smtp.Reply) {
+	pending := s.d.Pending()
+	s.failRest(dsn, reason, rep, "")
+	for _, r := range pending {
+		if o, ok := s.d.out[r.Index]; ok && o.State == queue.RcptDeferred {
+			o.SiteFailure = true
+			s.d.out[r.Index] = o
+		}
+	}
+}
+
 // said is Postfix's "host H[A] said: REPLY (in reply to COMMAND)" with
 // its DSN; a reply that is neither 4xx nor 5xx where a failure is judged
 // is a protocol error (vsmtp_fill_dsn).
@@ -234,13 +251,13 @@ func (s *session) ioFail(err error, where string) {
 	var ne net.Error
 	switch {
 	case isTimeout(err, &ne):
-		s.failRest("4.4.2", fmt.Sprintf("conversation with %s timed out while %s", s.w.Namaddr, where), nil, "")
+		s.failSession("4.4.2", fmt.Sprintf("conversation with %s timed out while %s", s.w.Namaddr, where), nil)
 	case isBadReply(err):
 		// Postfix would read on; a server that breaks reply syntax is
 		// out of sync, so moat ends the session and retries later.
-		s.failRest("4.5.0", fmt.Sprintf("malformed reply from %s while %s", s.w.Namaddr, where), nil, "")
+		s.failSession("4.5.0", fmt.Sprintf("malformed reply from %s while %s", s.w.Namaddr, where), nil)
 	default:
-		s.failRest("4.4.2", fmt.Sprintf("lost connection with %s while %s", s.w.Namaddr, where), nil, "")
+		s.failSession("4.4.2", fmt.Sprintf("lost connection with %s while %s", s.w.Namaddr, where), nil)
 	}
 }
 
@@ -281,7 +298,7 @@ func (s *session) handshake() bool {
 			// none is left, defer rather than bounce.
 			dsn = "4" + dsn[1:]
 		}
-		s.failRest(dsn, fmt.Sprintf("host %s refused to talk to me: %s", s.w.Namaddr, greet.LogText()), &greet, "")
+		s.failSession(dsn, fmt.Sprintf("host %s refused to talk to me: %s", s.w.Namaddr, greet.LogText()), &greet)
 		return false
 	}
 	verb, while := "EHLO", whileEHLO
@@ -302,7 +319,7 @@ func (s *session) handshake() bool {
 		}
 	}
 	if rep.Code/100 != 2 {
-		s.failRest(rep.DSN(), fmt.Sprintf("host %s refused to talk to me: %s", s.w.Namaddr, rep.LogText()), &rep, "")
+		s.failSession(rep.DSN(), fmt.Sprintf("host %s refused to talk to me: %s", s.w.Namaddr, rep.LogText()), &rep)
 		s.quit()
 		return false
 	}

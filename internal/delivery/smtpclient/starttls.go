@@ -149,7 +149,7 @@ func (s *session) startTLS() bool {
 		return false
 	}
 	if rep.Code/100 != 2 {
-		s.failRest(rep.DSN(), fmt.Sprintf("host %s refused to talk to me: %s", s.w.Namaddr, rep.LogText()), &rep, "")
+		s.failSession(rep.DSN(), fmt.Sprintf("host %s refused to talk to me: %s", s.w.Namaddr, rep.LogText()), &rep)
 		s.quit()
 		return false
 	}
