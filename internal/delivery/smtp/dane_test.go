@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"moat/internal/delivery/smtp/smtpsink"
 	"moat/internal/queue"
@@ -106,18 +105,6 @@ func (w *daneWorld) agent(t *testing.T, level string, more ...string) (*Agent, f
 	}
 	a, ls := newAgent(t, w.dns, w.port, o)
 	return a, func() string { return logLines(ls) }
-}
-
-// logHas waits (at most 5 s) for the asynchronous log to contain want.
-func logHas(logs func() string, want string) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for range 100 {
-		if strings.Contains(logs(), want) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return strings.Contains(logs(), want)
 }
 
 // RFC 7672 with the trusted resolver's AD bit: DANE-EE and DANE-TA

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"moat/internal/config"
 	"moat/internal/delivery"
@@ -56,3 +57,21 @@ func logLines(ls *maillogtest.Sink) string {
 }
 
 func relayOf(host, addr, port string) string { return fmt.Sprintf("%s[%s]:%s", host, addr, port) }
+
+// logHas waits (at most 5 s) for the asynchronous log to contain want.
+func logHas(logs func() string, want string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for range 100 {
+		if strings.Contains(logs(), want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return strings.Contains(logs(), want)
+}
+
+// waitLog is logHas on a sink, with the log for the failure message.
+func waitLog(ls *maillogtest.Sink, want string) (string, bool) {
+	ok := logHas(func() string { return logLines(ls) }, want)
+	return logLines(ls), ok
+}

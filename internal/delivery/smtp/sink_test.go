@@ -32,7 +32,7 @@ func TestMXNextHost(t *testing.T) {
 		!strings.Contains(m[0], "X-Helo-Args: client.example") || !strings.Contains(m[0], "\n.dot line\n") {
 		t.Errorf("sink got %q", m)
 	}
-	if l := logLines(ls); !strings.Contains(l, "connect to mx1.example.test[127.0.0.2]:"+port+": Connection refused") {
+	if l, ok := waitLog(ls, "connect to mx1.example.test[127.0.0.2]:"+port+": Connection refused"); !ok {
 		t.Errorf("log:\n%s", l)
 	}
 }
@@ -149,7 +149,7 @@ func TestSoftFailureNextMX(t *testing.T) {
 			if len(bad.Messages()) != 0 || len(good.Messages()) != 1 {
 				t.Errorf("messages: %d at mx1, %d at mx2", len(bad.Messages()), len(good.Messages()))
 			}
-			if l := logLines(ls); !strings.Contains(l, "4Xg7Hn1F2Bz9abc: host mx1.two.test[127.0.0.8] ") {
+			if l, ok := waitLog(ls, "4Xg7Hn1F2Bz9abc: host mx1.two.test[127.0.0.8] "); !ok {
 				t.Errorf("log:\n%s", l)
 			}
 		})

@@ -132,7 +132,7 @@ func TestOutboundTLSLevels(t *testing.T) {
 	// may: STARTTLS is used, the certificate checked for the log only.
 	a, ls := w.agent(t, map[string]string{"smtp_tls_security_level": "may", "smtp_tls_CAfile": ""})
 	checkResult(t, deliver(t, a, request("tls.test", msg, "a@tls.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", relay)
-	if l := logLines(ls); !strings.Contains(l, "Untrusted TLS connection established to "+relay+": TLSv1.3 with cipher TLS_") {
+	if l, ok := waitLog(ls, "Untrusted TLS connection established to "+relay+": TLSv1.3 with cipher TLS_"); !ok {
 		t.Errorf("may log:\n%s", l)
 	}
 	// may to a server without STARTTLS: plaintext.
@@ -142,7 +142,7 @@ func TestOutboundTLSLevels(t *testing.T) {
 	// verify with the CA and the MX host name.
 	a, ls = w.agent(t, map[string]string{"smtp_tls_security_level": "verify"})
 	checkResult(t, deliver(t, a, request("tls.test", msg, "b@tls.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", relay)
-	if l := logLines(ls); !strings.Contains(l, "Verified TLS connection established to "+relay+": TLSv1.3") {
+	if l, ok := waitLog(ls, "Verified TLS connection established to "+relay+": TLSv1.3"); !ok {
 		t.Errorf("verify log:\n%s", l)
 	}
 	n := w.tlsPeer.count()
@@ -151,7 +151,7 @@ func TestOutboundTLSLevels(t *testing.T) {
 	// name: deferred, nothing sent.
 	a, ls = w.agent(t, map[string]string{"smtp_tls_security_level": "secure"})
 	checkResult(t, deliver(t, a, request("alias.test", msg, "c@alias.test"))[0], queue.RcptDeferred, "4.7.5", "Server certificate not verified", relay)
-	if l := logLines(ls); !strings.Contains(l, "Trusted TLS connection established to "+relay) {
+	if l, ok := waitLog(ls, "Trusted TLS connection established to "+relay); !ok {
 		t.Errorf("secure log:\n%s", l)
 	}
 	// verify with a match that the certificate does not satisfy.
@@ -194,7 +194,7 @@ func TestOutboundTLSPolicyMaps(t *testing.T) {
 	relay := relayOf("mx.tls.test", "127.0.0.21", w.port)
 	// ".test" applies to tls.test: verify with an explicit match.
 	checkResult(t, deliver(t, a, request("tls.test", msg, "a@tls.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", relay)
-	if l := logLines(ls); !strings.Contains(l, "Verified TLS connection established to "+relay) {
+	if l, ok := waitLog(ls, "Verified TLS connection established to "+relay); !ok {
 		t.Errorf("log:\n%s", l)
 	}
 	// The exact entry wins over ".test".
@@ -209,7 +209,7 @@ func TestOutboundTLSPolicyMaps(t *testing.T) {
 	for range 2 {
 		checkResult(t, deliver(t, a, request("bad.test", msg, "a@bad.test"))[0], queue.RcptDeferred, "4.7.5", "client TLS configuration problem", "none")
 	}
-	if l := logLines(ls); !strings.Contains(l, `smtp_tls_policy_maps, next-hop destination "bad.test"`) {
+	if l, ok := waitLog(ls, `smtp_tls_policy_maps, next-hop destination "bad.test"`); !ok {
 		t.Errorf("log:\n%s", l)
 	}
 }
@@ -271,7 +271,7 @@ func TestOutboundTLSHandshakeFailure(t *testing.T) {
 	relay := relayOf("127.0.0.23", "127.0.0.23", port)
 	a, ls := w.agent(t, map[string]string{"smtp_tls_security_level": "may", "smtp_tls_protocols": ">=TLSv1.3"})
 	checkResult(t, deliver(t, a, request("[127.0.0.23]:"+port, msg, "a@old.test"))[0], queue.RcptDelivered, "2.0.0", "250 *", relay)
-	if l := logLines(ls); !strings.Contains(l, "SSL_connect error to "+relay) || strings.Contains(l, "TLS connection established") {
+	if l, ok := waitLog(ls, "SSL_connect error to "+relay); !ok || strings.Contains(l, "TLS connection established") {
 		t.Errorf("log:\n%s", l)
 	}
 	a, _ = w.agent(t, map[string]string{"smtp_tls_security_level": "encrypt", "smtp_tls_mandatory_protocols": ">=TLSv1.3"})
