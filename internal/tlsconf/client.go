@@ -303,24 +303,16 @@ func MatchName(strategy, certName, host, nexthop string) bool {
 		}
 	}
 	want = strings.ToLower(strings.TrimSuffix(want, "."))
+	if !sub {
+		return hostMatches(want, certName)
+	}
 	if want == "" || certName == "" {
 		return false
 	}
-	if sub {
-		// Any name below want; a wildcard certificate for a
-		// subdomain of want matches too.
-		return strings.HasSuffix(certName, "."+want) && !strings.HasPrefix(certName, "*.") ||
-			strings.HasPrefix(certName, "*.") && strings.HasSuffix(certName[1:], "."+want)
-	}
-	if certName == want {
-		return true
-	}
-	if rest, ok := strings.CutPrefix(certName, "*."); ok {
-		if i := strings.IndexByte(want, '.'); i > 0 && want[i+1:] == rest {
-			return true
-		}
-	}
-	return false
+	// Any name below want; a wildcard certificate for a subdomain of
+	// want matches too.
+	return strings.HasSuffix(certName, "."+want) && !strings.HasPrefix(certName, "*.") ||
+		strings.HasPrefix(certName, "*.") && strings.HasSuffix(certName[1:], "."+want)
 }
 
 // ServerSummary is the line Postfix's smtp(8) logs at smtp_tls_loglevel 1

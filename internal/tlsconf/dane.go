@@ -208,9 +208,10 @@ func (d *DANE) chainTo(chain []*x509.Certificate, ta int) error {
 		strings.Join(names, ", "), strings.Join(d.Names, " or "))}
 }
 
-// hostMatches compares a reference identifier with a certificate name:
-// equal, or a "*" as the whole left-most label standing for one label
-// (RFC 7672 section 3.2.3).
+// hostMatches compares a reference identifier (lower case) with a
+// certificate name: equal, or a "*" as the whole left-most label standing
+// for one label (RFC 7672 section 3.2.3, RFC 6125 section 6.4.3); DANE-TA
+// and the verify/secure match strategies (MatchName) share it.
 func hostMatches(want, certName string) bool {
 	certName = strings.ToLower(strings.TrimSuffix(certName, "."))
 	if want == "" || certName == "" {
