@@ -59,27 +59,7 @@ func TestDSNFromSMTPBounce(t *testing.T) {
 			t.Errorf("%s: %q, want %q", name, got, want)
 		}
 	}
-	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("Content-Type %q: %v", msg.Header.Get("Content-Type"), err)
-	}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	var types, bodies []string
-	for i := 0; i < 5; i++ {
-		p, err := mr.NextRawPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		types = append(types, p.Header.Get("Content-Type"))
-		bodies = append(bodies, string(b))
-	}
+	types, bodies := reportParts(t, msg)
 	if len(types) != 3 || types[1] != "message/delivery-status" || types[2] != "message/rfc822" {
 		t.Fatalf("parts %q", types)
 	}
@@ -137,4 +117,31 @@ func TestDSNFromSMTPBounce(t *testing.T) {
 	if n := len(regexp.MustCompile(`non-delivery notification`).FindAllString(s.log(), -1)); n != 2 {
 		t.Errorf("%d notices, want 2 (one per original message):\n%s", n, s.log())
 	}
+}
+
+// reportParts checks that msg is an RFC 3464 report (multipart/report;
+// report-type=delivery-status) and returns its parts' types and bodies.
+func reportParts(t *testing.T, msg *mail.Message) (types, bodies []string) {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("Content-Type %q: %v", msg.Header.Get("Content-Type"), err)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for range 5 {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, p.Header.Get("Content-Type"))
+		bodies = append(bodies, string(b))
+	}
+	return types, bodies
 }

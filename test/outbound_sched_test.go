@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/mail"
 	"net/textproto"
 	"os"
@@ -109,27 +106,7 @@ func TestOutboundDelayWarningOnce(t *testing.T) {
 	if got := msg.Header.Get("Subject"); got != "Delayed Mail (still being retried)" {
 		t.Errorf("Subject %q", got)
 	}
-	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("Content-Type %q: %v", msg.Header.Get("Content-Type"), err)
-	}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	var types, bodies []string
-	for range 5 {
-		p, err := mr.NextRawPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		types = append(types, p.Header.Get("Content-Type"))
-		bodies = append(bodies, string(b))
-	}
+	types, bodies := reportParts(t, msg)
 	if len(types) != 3 || types[1] != "message/delivery-status" || types[2] != "text/rfc822-headers" {
 		t.Fatalf("parts %q", types)
 	}
