@@ -1,18 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"sync"
-	"syscall"
 	"time"
 )
 
@@ -50,69 +44,14 @@ func measure(args []string, out io.Writer) error {
 		base = countFiles(filepath.Join(*maildir, "new"))
 	}
 
-	var (
-		mu      sync.Mutex
-		peak    int64
-		procs   int
-		stopped = make(chan struct{})
-		wg      sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(*every)
-		defer t.Stop()
-		for {
-			if u, err := sampleTree("/proc", *pid, false); err == nil {
-				mu.Lock()
-				peak = max(peak, u.RSSBytes)
-				procs = max(procs, u.Procs)
-				mu.Unlock()
-			}
-			select {
-			case <-stopped:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	defer func() {
-		select {
-		case <-stopped:
-		default:
-			close(stopped)
-		}
-		wg.Wait()
-	}()
+	smp := startSampler(*pid, *every)
+	defer smp.stop()
 
-	// bench/run's watchdog and Ctrl-C send SIGTERM/SIGINT: stop the
-	// generator's process group rather than leave it running.
-	sctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	sctx, stop := interrupts()
 	defer stop()
-	ctx, cancel := context.WithTimeout(sctx, *timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, cmdArgs[0], cmdArgs[1:]...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	// Its own process group, so a timeout kills every smtp-source thread's
-	// connections at once and the shell's Ctrl-C reaches bench/run first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	start := time.Now()
-	runErr := cmd.Run()
-	wall := time.Since(start)
-	rc := 0
-	if runErr != nil {
-		rc = -1
-		var ee *exec.ExitError
-		if errors.As(runErr, &ee) {
-			rc = ee.ExitCode()
-		}
-		if ctx.Err() != nil {
-			rc = 124
-		}
-		if sctx.Err() != nil {
-			return fmt.Errorf("measure: interrupted: %w", runErr)
-		}
+	start, wall, rc, err := runLoad(sctx, *timeout, cmdArgs)
+	if err != nil {
+		return fmt.Errorf("measure: %w", err)
 	}
 	accepted, err := sampleTree("/proc", *pid, false)
 	if err != nil {
@@ -156,10 +95,7 @@ func measure(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	close(stopped)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	peak, procs := smp.stop()
 	fmt.Fprintf(out, "rc=%d wall=%.3f done=%.3f cpu_accept=%.2f cpu_done=%.2f peak_rss_kb=%d procs=%d delivered=%d queued=%d\n",
 		rc, wall.Seconds(), done.Seconds(), accepted.CPUSeconds()-before.CPUSeconds(),
 		final.CPUSeconds()-before.CPUSeconds(), peak/1024, procs, delivered, left)

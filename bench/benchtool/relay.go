@@ -2,20 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
 
@@ -141,65 +136,14 @@ func relayMeasure(args []string, out io.Writer) error {
 		return err
 	}
 
-	var (
-		mu      sync.Mutex
-		peak    int64
-		procs   int
-		stopped = make(chan struct{})
-		wg      sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(*every)
-		defer t.Stop()
-		for {
-			if u, err := sampleTree("/proc", *pid, false); err == nil {
-				mu.Lock()
-				peak = max(peak, u.RSSBytes)
-				procs = max(procs, u.Procs)
-				mu.Unlock()
-			}
-			select {
-			case <-stopped:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	defer func() {
-		select {
-		case <-stopped:
-		default:
-			close(stopped)
-		}
-		wg.Wait()
-	}()
+	smp := startSampler(*pid, *every)
+	defer smp.stop()
 
-	sctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	sctx, stop := interrupts()
 	defer stop()
-	ctx, cancel := context.WithTimeout(sctx, *timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, cmdArgs[0], cmdArgs[1:]...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	start := time.Now()
-	runErr := cmd.Run()
-	wall := time.Since(start)
-	rc := 0
-	if runErr != nil {
-		rc = -1
-		var ee *exec.ExitError
-		if errors.As(runErr, &ee) {
-			rc = ee.ExitCode()
-		}
-		if ctx.Err() != nil {
-			rc = 124
-		}
-		if sctx.Err() != nil {
-			return fmt.Errorf("relay: interrupted: %w", runErr)
-		}
+	start, wall, rc, err := runLoad(sctx, *timeout, cmdArgs)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 	accepted, err := sampleTree("/proc", *pid, false)
 	if err != nil {
@@ -238,14 +182,11 @@ func relayMeasure(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	close(stopped)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
 	spread := make([]string, len(per))
 	for i := range per {
 		spread[i] = strconv.Itoa(per[i] - basePer[i])
 	}
+	peak, procs := smp.stop()
 	fmt.Fprintf(out, "rc=%d wall=%.3f done=%.3f cpu_accept=%.2f cpu_done=%.2f peak_rss_kb=%d procs=%d received=%d queued=%d per_sink=%s\n",
 		rc, wall.Seconds(), done.Seconds(), accepted.CPUSeconds()-before.CPUSeconds(),
 		final.CPUSeconds()-before.CPUSeconds(), peak/1024, procs, received, left, strings.Join(spread, ","))
