@@ -2,6 +2,7 @@ package asuser
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -154,6 +155,25 @@ func (r *Runner) call(ctx context.Context, req request, content io.Reader, limit
 	line, err := jsonLine(req)
 	if err != nil {
 		return response{}, nil, fmt.Errorf("encoding request: %v", err)
+	}
+	// Content of at most one frame (most mail) is read first and goes
+	// with the request line in one write from this goroutine: no writer
+	// goroutine to start and hand off to, and the executor's first read
+	// holds the whole request, so it need not wait for the poller again
+	// (docs/BENCHMARKS.md, issue 5 item 9, fifth pass). A read error
+	// then ends the call before anything is sent, which the executor
+	// cannot tell from a client that never asked.
+	if content != nil {
+		pre, rerr := io.ReadAll(io.LimitReader(content, maxFrame+1))
+		if rerr != nil {
+			return response{}, rerr, nil
+		}
+		if len(pre) <= maxFrame {
+			line = appendFrames(line, pre)
+			content = nil
+		} else {
+			content = io.MultiReader(bytes.NewReader(pre), content)
+		}
 	}
 	var conn net.Conn
 	if keep {

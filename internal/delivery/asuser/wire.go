@@ -224,6 +224,16 @@ func (c *wireCommand) validate() error {
 	return nil
 }
 
+// appendFrames appends content of at most maxFrame bytes to b as one frame
+// and the end frame: what frameWriter and Close send, in one buffer.
+func appendFrames(b, content []byte) []byte {
+	if len(content) > 0 {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(content)))
+		b = append(b, content...)
+	}
+	return binary.BigEndian.AppendUint32(b, 0)
+}
+
 // frameWriter sends content as frames; Close sends the empty end frame.
 type frameWriter struct{ w io.Writer }
 
