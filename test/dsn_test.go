@@ -37,18 +37,7 @@ func TestDSNFromSMTPBounce(t *testing.T) {
 	s.waitLog(`postfix/smtp\[\d+\]: `+id+`: to=<someone@refuse\.test>, .*dsn=5\.3\.0, status=bounced`, 30*time.Second)
 	s.waitLog(`postfix/bounce\[\d+\]: `+id+`: sender non-delivery notification: \w+`, 10*time.Second)
 	s.waitDelivered("user", 1, 30*time.Second)
-	files, _ := filepath.Glob(filepath.Join(s.maildir("user"), "new", "*"))
-	if len(files) != 1 {
-		t.Fatalf("notices: %v", files)
-	}
-	raw, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := mail.ReadMessage(strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatalf("notice: %v\n%s", err, raw)
-	}
+	msg := onlyNotice(t, s, "user")
 	for name, want := range map[string]string{
 		"From":           "MAILER-DAEMON@mx.moat.test (Mail Delivery System)",
 		"Subject":        "Undelivered Mail Returned to Sender",
@@ -144,4 +133,23 @@ func reportParts(t *testing.T, msg *mail.Message) (types, bodies []string) {
 		bodies = append(bodies, string(b))
 	}
 	return types, bodies
+}
+
+// onlyNotice parses the one message in user's Maildir (a notice from
+// MAILER-DAEMON); any other count fails the test.
+func onlyNotice(t *testing.T, s *server, user string) *mail.Message {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(s.maildir(user), "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("notices: %v", files)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatalf("notice: %v\n%s", err, raw)
+	}
+	return msg
 }

@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net/mail"
 	"net/textproto"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -91,18 +88,7 @@ func TestOutboundDelayWarningOnce(t *testing.T) {
 	deferred := `postfix/smtp\[\d+\]: ` + id + `: to=<someone@slow\.test>, .*status=deferred`
 	s.waitLog(`postfix/bounce\[\d+\]: `+id+`: sender delay notification: \w+`, time.Minute)
 	s.waitDelivered("user", 1, 30*time.Second)
-	files, _ := filepath.Glob(filepath.Join(s.maildir("user"), "new", "*"))
-	if len(files) != 1 {
-		t.Fatalf("notices: %v", files)
-	}
-	raw, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := mail.ReadMessage(strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatalf("notice: %v\n%s", err, raw)
-	}
+	msg := onlyNotice(t, s, "user")
 	if got := msg.Header.Get("Subject"); got != "Delayed Mail (still being retried)" {
 		t.Errorf("Subject %q", got)
 	}
