@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -96,4 +97,42 @@ func runLoad(sctx context.Context, timeout time.Duration, args []string) (start 
 		return start, wall, rc, fmt.Errorf("interrupted: %w", runErr)
 	}
 	return start, wall, rc, nil
+}
+
+// queued counts the messages left in a server's queue directories (0
+// without a queue directory to look at).
+func queued(queue string) int {
+	if queue == "" {
+		return 0
+	}
+	n := 0
+	for _, d := range queueDirs {
+		n += countFiles(filepath.Join(queue, d))
+	}
+	return n
+}
+
+// waitDone calls done until it reports true or fails, at most for
+// timeout, at intervals that grow with the time since start
+// (pollInterval). Running out of time is no error: the caller reports
+// what done saw last. The watchdog's SIGTERM (sctx) ends the wait with an
+// error: ignoring it once kept bench/run (waiting on this command) from
+// running its cleanup trap until timeout's SIGKILL took everything down
+// and left the private Dovecot and the temp dir behind.
+func waitDone(sctx context.Context, start time.Time, timeout time.Duration, done func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := done()
+		if err != nil {
+			return err
+		}
+		if ok || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-sctx.Done():
+			return errors.New("interrupted")
+		case <-time.After(pollInterval(time.Since(start))):
+		}
+	}
 }

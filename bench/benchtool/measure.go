@@ -61,34 +61,17 @@ func measure(args []string, out io.Writer) error {
 	// Delivery (store) or discarding continues after the last 250; wait,
 	// bounded, until the Maildir holds every message and the queue is empty.
 	delivered, left := 0, 0
-	deadline := time.Now().Add(*doneTimeout)
-	for {
+	err = waitDone(sctx, start, *doneTimeout, func() (bool, error) {
 		if *maildir != "" {
 			delivered = countFiles(filepath.Join(*maildir, "new")) - base
 		}
-		left = 0
-		if *queue != "" {
-			for _, d := range queueDirs {
-				left += countFiles(filepath.Join(*queue, d))
-			}
-		}
+		left = queued(*queue)
 		// A generator that failed sent fewer than -sent: then only the
 		// queue draining says the server has finished.
-		if (*maildir == "" || rc != 0 || delivered >= *sent) && left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		// The watchdog's SIGTERM must end the wait too: ignoring it here
-		// kept bench/run (waiting on this command) from running its
-		// cleanup trap until timeout's SIGKILL took everything down and
-		// left the private Dovecot and the temp dir behind.
-		select {
-		case <-sctx.Done():
-			return errors.New("measure: interrupted while waiting for delivery")
-		case <-time.After(pollInterval(time.Since(start))):
-		}
+		return (*maildir == "" || rc != 0 || delivered >= *sent) && left == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("measure: %w while waiting for delivery", err)
 	}
 	done := time.Since(start)
 	final, err := sampleTree("/proc", *pid, false)

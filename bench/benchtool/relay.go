@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -152,30 +151,17 @@ func relayMeasure(args []string, out io.Writer) error {
 
 	var per []int
 	received, left := 0, 0
-	deadline := time.Now().Add(*doneTimeout)
-	for {
+	err = waitDone(sctx, start, *doneTimeout, func() (bool, error) {
 		p, total, err := sinkTotal(files)
 		if err != nil {
-			return fmt.Errorf("relay: %w", err)
+			return false, err
 		}
 		per, received = p, total-base
-		left = 0
-		if *queue != "" {
-			for _, d := range queueDirs {
-				left += countFiles(filepath.Join(*queue, d))
-			}
-		}
-		if (rc != 0 || received >= *sent) && left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-sctx.Done():
-			return errors.New("relay: interrupted while waiting for the sinks")
-		case <-time.After(pollInterval(time.Since(start))):
-		}
+		left = queued(*queue)
+		return (rc != 0 || received >= *sent) && left == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 	done := time.Since(start)
 	final, err := sampleTree("/proc", *pid, false)
