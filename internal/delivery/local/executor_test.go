@@ -17,21 +17,7 @@ import (
 // read as the user and the mailbox written as the user.
 func TestThroughExecutor(t *testing.T) {
 	f := newFixture(t, "home_mailbox = Maildir/\n", "")
-	sock := filepath.Join(f.base, "local")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- asuser.Serve(ctx, ln, moatBin, f.agent.d.Log) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	f.agent.run = asuser.NewRunner(moatBin, sock)
+	f.useExecutor(t)
 	a := f.account()
 	if err := os.Chmod(a.home, 0o700); err != nil {
 		t.Fatal(err)
@@ -57,21 +43,7 @@ func TestThroughExecutor(t *testing.T) {
 // acted on without a mailbox copy.
 func TestThroughExecutorOneRequest(t *testing.T) {
 	f := newFixture(t, "home_mailbox = Maildir/\n", "")
-	sock := filepath.Join(f.base, "local")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- asuser.Serve(ctx, ln, moatBin, f.agent.d.Log) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	f.agent.run = asuser.NewRunner(moatBin, sock)
+	f.useExecutor(t)
 	a := f.account()
 	md := filepath.Join(a.home, "Maildir")
 	fwd := filepath.Join(a.home, ".forward")
@@ -118,6 +90,21 @@ func TestThroughExecutorOneRequest(t *testing.T) {
 // and the write apart, and both still work.
 func TestThroughExecutorSpoolGroup(t *testing.T) {
 	f := newFixture(t, "", "")
+	f.useExecutor(t)
+	a := f.account()
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to mailbox")
+	if !strings.Contains(readFile(t, filepath.Join(f.spool, a.name)), "hello") {
+		t.Errorf("mailbox lacks the message")
+	}
+	writeFile(t, filepath.Join(a.home, ".forward"), "elsewhere@remote.example\n", 0o600, a.uid, a.gid)
+	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "forwarded as ")
+}
+
+// useExecutor starts a root executor (asuser.Serve) on a socket in the
+// fixture's directory for the test's duration and makes the agent send
+// its deliveries there, as the queue manager does.
+func (f *fixture) useExecutor(t *testing.T) {
+	t.Helper()
 	sock := filepath.Join(f.base, "local")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -133,11 +120,4 @@ func TestThroughExecutorSpoolGroup(t *testing.T) {
 		}
 	})
 	f.agent.run = asuser.NewRunner(moatBin, sock)
-	a := f.account()
-	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "delivered to mailbox")
-	if !strings.Contains(readFile(t, filepath.Join(f.spool, a.name)), "hello") {
-		t.Errorf("mailbox lacks the message")
-	}
-	writeFile(t, filepath.Join(a.home, ".forward"), "elsewhere@remote.example\n", 0o600, a.uid, a.gid)
-	wantState(t, f.deliver(a.name+"@example.com"), queue.RcptDelivered, "2.0.0", "forwarded as ")
 }
