@@ -19,21 +19,7 @@ import (
 func TestDeliverUnlessFile(t *testing.T) {
 	cr := account(t)
 	sock, _ := executor(t)
-	home := userDir(t, cr)
-	fwd := filepath.Join(home, ".forward")
-	if err := os.WriteFile(fwd, []byte("someone@example.com\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(fwd, int(cr.UID), int(cr.GID)); err != nil {
-		t.Fatal(err)
-	}
-	rootOnly := filepath.Join(home, "secret")
-	if err := os.WriteFile(rootOnly, []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(fwd, filepath.Join(home, "link")); err != nil {
-		t.Fatal(err)
-	}
+	home, fwd, rootOnly := forwardHome(t, cr)
 	none1, none2 := filepath.Join(home, "none1"), filepath.Join(home, "none2")
 	md := filepath.Join(home, "Maildir")
 	count := func() int {

@@ -130,21 +130,7 @@ func TestRunnerRunOverSocket(t *testing.T) {
 func TestRunnerReadFile(t *testing.T) {
 	cr := account(t)
 	sock, _ := executor(t)
-	home := userDir(t, cr) // 0700, the user's
-	fwd := filepath.Join(home, ".forward")
-	if err := os.WriteFile(fwd, []byte("someone@example.com\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(fwd, int(cr.UID), int(cr.GID)); err != nil {
-		t.Fatal(err)
-	}
-	rootOnly := filepath.Join(home, "secret")
-	if err := os.WriteFile(rootOnly, []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(fwd, filepath.Join(home, "link")); err != nil {
-		t.Fatal(err)
-	}
+	home, fwd, rootOnly := forwardHome(t, cr)
 	for _, r := range []*Runner{NewRunner(moatBin, ""), NewRunner(moatBin, sock)} {
 		f, err := r.ReadFile(context.Background(), cr, fwd, ReadOptions{Limit: 100})
 		if err != nil {
@@ -374,4 +360,27 @@ func TestServeRefusesRoot(t *testing.T) {
 	if f, err := r.ReadFile(context.Background(), Creds{}, secret, ReadOptions{Limit: 10}); err != nil || string(f.Data) != "x" {
 		t.Errorf("world-readable file as root: %+v %v", f, err)
 	}
+}
+
+// forwardHome makes the user's 0700 home with a .forward the user owns,
+// a root-only file ("secret") and a symlink to the .forward ("link"):
+// what the executor's reads as the user must tell apart.
+func forwardHome(t *testing.T, cr Creds) (home, fwd, rootOnly string) {
+	t.Helper()
+	home = userDir(t, cr)
+	fwd = filepath.Join(home, ".forward")
+	if err := os.WriteFile(fwd, []byte("someone@example.com\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(fwd, int(cr.UID), int(cr.GID)); err != nil {
+		t.Fatal(err)
+	}
+	rootOnly = filepath.Join(home, "secret")
+	if err := os.WriteFile(rootOnly, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(fwd, filepath.Join(home, "link")); err != nil {
+		t.Fatal(err)
+	}
+	return home, fwd, rootOnly
 }
