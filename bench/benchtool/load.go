@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -135,4 +136,77 @@ func waitDone(sctx context.Context, start time.Time, timeout time.Duration, done
 		case <-time.After(pollInterval(time.Since(start))):
 		}
 	}
+}
+
+// loadFlags are the flags measure and relay share: the server's root
+// process, the sampling interval and the two time limits.
+type loadFlags struct {
+	pid                  *int
+	every                *time.Duration
+	timeout, doneTimeout *time.Duration
+	sent                 *int
+	queue                *string
+}
+
+func addLoadFlags(fl *flag.FlagSet) loadFlags {
+	return loadFlags{
+		pid:         fl.Int("pid", 0, "root process of the server"),
+		every:       fl.Duration("every", 100*time.Millisecond, "RSS sampling interval"),
+		timeout:     fl.Duration("timeout", 5*time.Minute, "limit for the load generator"),
+		doneTimeout: fl.Duration("done-timeout", 5*time.Minute, "limit for delivery after the generator ends"),
+		sent:        fl.Int("sent", 0, "messages the generator sends"),
+		queue:       fl.String("queue", "", "queue_directory that must drain"),
+	}
+}
+
+// loadRun is what one measured run gives, whatever ends it.
+type loadRun struct {
+	rc                 int
+	wall, done         time.Duration
+	cpuAccept, cpuDone float64
+	peakRSS            int64
+	procs              int
+}
+
+// fields is the start of the raw result line both commands print.
+func (r loadRun) fields() string {
+	return fmt.Sprintf("rc=%d wall=%.3f done=%.3f cpu_accept=%.2f cpu_done=%.2f peak_rss_kb=%d procs=%d",
+		r.rc, r.wall.Seconds(), r.done.Seconds(), r.cpuAccept, r.cpuDone, r.peakRSS/1024, r.procs)
+}
+
+// measureLoad runs the load generator args against the server at
+// lf.pid while sampling its process tree, then waits (waitDone) until
+// finished, given the generator's exit status, says the server is done;
+// the CPU figures are the tree's since just before the generator started.
+func measureLoad(lf loadFlags, args []string, finished func(rc int) (bool, error)) (loadRun, error) {
+	var r loadRun
+	before, err := sampleTree("/proc", *lf.pid, false)
+	if err != nil {
+		return r, err
+	}
+	smp := startSampler(*lf.pid, *lf.every)
+	defer smp.stop()
+	sctx, stop := interrupts()
+	defer stop()
+	start, wall, rc, err := runLoad(sctx, *lf.timeout, args)
+	if err != nil {
+		return r, err
+	}
+	r.rc, r.wall = rc, wall
+	accepted, err := sampleTree("/proc", *lf.pid, false)
+	if err != nil {
+		return r, err
+	}
+	if err := waitDone(sctx, start, *lf.doneTimeout, func() (bool, error) { return finished(rc) }); err != nil {
+		return r, fmt.Errorf("%w while waiting for the server to finish", err)
+	}
+	r.done = time.Since(start)
+	final, err := sampleTree("/proc", *lf.pid, false)
+	if err != nil {
+		return r, err
+	}
+	r.cpuAccept = accepted.CPUSeconds() - before.CPUSeconds()
+	r.cpuDone = final.CPUSeconds() - before.CPUSeconds()
+	r.peakRSS, r.procs = smp.stop()
+	return r, nil
 }

@@ -21,67 +21,35 @@ var queueDirs = [...]string{"maildrop", "incoming", "active", "deferred", "hold"
 // sampled every -every, and how many messages reached the Maildir.
 func measure(args []string, out io.Writer) error {
 	fl := flag.NewFlagSet("measure", flag.ContinueOnError)
-	pid := fl.Int("pid", 0, "root process of the server")
-	every := fl.Duration("every", 100*time.Millisecond, "RSS sampling interval")
-	timeout := fl.Duration("timeout", 5*time.Minute, "limit for the load generator")
-	doneTimeout := fl.Duration("done-timeout", 5*time.Minute, "limit for delivery after the generator ends")
+	lf := addLoadFlags(fl)
 	maildir := fl.String("maildir", "", "Maildir whose new/ must grow by -sent messages")
-	sent := fl.Int("sent", 0, "messages the generator sends")
-	queue := fl.String("queue", "", "queue_directory that must drain")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	cmdArgs := fl.Args()
-	if *pid <= 0 || len(cmdArgs) == 0 {
+	if *lf.pid <= 0 || len(cmdArgs) == 0 {
 		return errors.New("measure: need -pid and a command after --")
-	}
-	before, err := sampleTree("/proc", *pid, false)
-	if err != nil {
-		return err
 	}
 	base := 0
 	if *maildir != "" {
 		base = countFiles(filepath.Join(*maildir, "new"))
 	}
-
-	smp := startSampler(*pid, *every)
-	defer smp.stop()
-
-	sctx, stop := interrupts()
-	defer stop()
-	start, wall, rc, err := runLoad(sctx, *timeout, cmdArgs)
-	if err != nil {
-		return fmt.Errorf("measure: %w", err)
-	}
-	accepted, err := sampleTree("/proc", *pid, false)
-	if err != nil {
-		return err
-	}
-
 	// Delivery (store) or discarding continues after the last 250; wait,
 	// bounded, until the Maildir holds every message and the queue is empty.
 	delivered, left := 0, 0
-	err = waitDone(sctx, start, *doneTimeout, func() (bool, error) {
+	r, err := measureLoad(lf, cmdArgs, func(rc int) (bool, error) {
 		if *maildir != "" {
 			delivered = countFiles(filepath.Join(*maildir, "new")) - base
 		}
-		left = queued(*queue)
+		left = queued(*lf.queue)
 		// A generator that failed sent fewer than -sent: then only the
 		// queue draining says the server has finished.
-		return (*maildir == "" || rc != 0 || delivered >= *sent) && left == 0, nil
+		return (*maildir == "" || rc != 0 || delivered >= *lf.sent) && left == 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("measure: %w while waiting for delivery", err)
+		return fmt.Errorf("measure: %w", err)
 	}
-	done := time.Since(start)
-	final, err := sampleTree("/proc", *pid, false)
-	if err != nil {
-		return err
-	}
-	peak, procs := smp.stop()
-	fmt.Fprintf(out, "rc=%d wall=%.3f done=%.3f cpu_accept=%.2f cpu_done=%.2f peak_rss_kb=%d procs=%d delivered=%d queued=%d\n",
-		rc, wall.Seconds(), done.Seconds(), accepted.CPUSeconds()-before.CPUSeconds(),
-		final.CPUSeconds()-before.CPUSeconds(), peak/1024, procs, delivered, left)
+	fmt.Fprintf(out, "%s delivered=%d queued=%d\n", r.fields(), delivered, left)
 	return nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // The relay benchmark (issue 8, item 6: smtp-source → server → smtp-sink)
@@ -111,18 +110,13 @@ func sinkTotal(paths []string) ([]int, int, error) {
 // generator's start to that moment (issue 8, item 6).
 func relayMeasure(args []string, out io.Writer) error {
 	fl := flag.NewFlagSet("relay", flag.ContinueOnError)
-	pid := fl.Int("pid", 0, "root process of the server")
-	every := fl.Duration("every", 100*time.Millisecond, "RSS sampling interval")
-	timeout := fl.Duration("timeout", 5*time.Minute, "limit for the load generator")
-	doneTimeout := fl.Duration("done-timeout", 5*time.Minute, "limit for delivery after the generator ends")
+	lf := addLoadFlags(fl)
 	sinks := fl.String("sinks", "", "comma-separated smtp-sink -c output files")
-	sent := fl.Int("sent", 0, "messages the generator sends")
-	queue := fl.String("queue", "", "queue_directory that must drain")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	cmdArgs := fl.Args()
-	if *pid <= 0 || len(cmdArgs) == 0 || *sinks == "" {
+	if *lf.pid <= 0 || len(cmdArgs) == 0 || *sinks == "" {
 		return errors.New("relay: need -pid, -sinks and a command after --")
 	}
 	files := strings.Split(*sinks, ",")
@@ -130,52 +124,25 @@ func relayMeasure(args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	before, err := sampleTree("/proc", *pid, false)
-	if err != nil {
-		return err
-	}
-
-	smp := startSampler(*pid, *every)
-	defer smp.stop()
-
-	sctx, stop := interrupts()
-	defer stop()
-	start, wall, rc, err := runLoad(sctx, *timeout, cmdArgs)
-	if err != nil {
-		return fmt.Errorf("relay: %w", err)
-	}
-	accepted, err := sampleTree("/proc", *pid, false)
-	if err != nil {
-		return err
-	}
-
 	var per []int
 	received, left := 0, 0
-	err = waitDone(sctx, start, *doneTimeout, func() (bool, error) {
+	r, err := measureLoad(lf, cmdArgs, func(rc int) (bool, error) {
 		p, total, err := sinkTotal(files)
 		if err != nil {
 			return false, err
 		}
 		per, received = p, total-base
-		left = queued(*queue)
-		return (rc != 0 || received >= *sent) && left == 0, nil
+		left = queued(*lf.queue)
+		return (rc != 0 || received >= *lf.sent) && left == 0, nil
 	})
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
-	}
-	done := time.Since(start)
-	final, err := sampleTree("/proc", *pid, false)
-	if err != nil {
-		return err
 	}
 	spread := make([]string, len(per))
 	for i := range per {
 		spread[i] = strconv.Itoa(per[i] - basePer[i])
 	}
-	peak, procs := smp.stop()
-	fmt.Fprintf(out, "rc=%d wall=%.3f done=%.3f cpu_accept=%.2f cpu_done=%.2f peak_rss_kb=%d procs=%d received=%d queued=%d per_sink=%s\n",
-		rc, wall.Seconds(), done.Seconds(), accepted.CPUSeconds()-before.CPUSeconds(),
-		final.CPUSeconds()-before.CPUSeconds(), peak/1024, procs, received, left, strings.Join(spread, ","))
+	fmt.Fprintf(out, "%s received=%d queued=%d per_sink=%s\n", r.fields(), received, left, strings.Join(spread, ","))
 	return nil
 }
 
