@@ -217,37 +217,3 @@ func TestClientCertificates(t *testing.T) {
 	h.waitLog("NOQUEUE: abort: TLS from " + h.client + ": No client certificate presented")
 }
 
-// TestSTARTTLSForgetsLogin: a SASL login made in clear (where
-// smtpd_tls_auth_only = no allows it) does not survive STARTTLS (RFC 3207
-// §4.2).
-func TestSTARTTLSForgetsLogin(t *testing.T) {
-	var mu sync.Mutex
-	var users []string
-	p := PolicyFunc(func(ctx context.Context, st Stage, v *View) (*Decision, error) {
-		if st == StageRcpt {
-			mu.Lock()
-			users = append(users, v.SASLUser)
-			mu.Unlock()
-		}
-		return nil, nil
-	})
-	params := authParams(t)
-	for k, v := range tlsParams(t, "may") {
-		params[k] = v
-	}
-	h := newHarness(t, params, p, "")
-	c := h.greeted()
-	c.ehlo()
-	c.cmd("AUTH PLAIN "+b64("\x00alice@example.org\x00pw1"), "235 2.7.0")
-	c.cmd("STARTTLS", "220 2.0.0")
-	c.startTLS(nil)
-	c.ehlo()
-	c.cmd("MAIL FROM:<alice@example.org>", "250")
-	c.cmd("RCPT TO:<x@example.com>", "250")
-	c.cmd("QUIT", "221")
-	mu.Lock()
-	defer mu.Unlock()
-	if len(users) != 1 || users[0] != "" {
-		t.Fatalf("SASL users seen after STARTTLS: %q", users)
-	}
-}
