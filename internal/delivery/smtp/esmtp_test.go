@@ -6,18 +6,13 @@ import (
 
 	"moat/internal/config"
 	"moat/internal/delivery"
-	"moat/internal/delivery/smtp/smtpsink"
 	"moat/internal/queue"
 	"moat/internal/smtp"
-	"moat/internal/testutil/dnsserver"
 )
 
 // A server that does not speak ESMTP gets HELO and plain commands.
 func TestHELOFallback(t *testing.T) {
-	port := smtpsink.FreePort(t, "127.0.0.14")
-	s := smtpsink.Start(t, "127.0.0.14", port, "-e")
-	ns := dnsserver.Start(t, "old.test. IN A 127.0.0.14")
-	a, _ := newAgent(t, ns.Addr(), port, nil)
+	a, s, port := oneSink(t, "old.test", "127.0.0.14", nil, "-e")
 	req := request("old.test", msg, "a@old.test")
 	req.Envelope.Flags |= queue.Flag8BitMIME
 	checkResult(t, deliver(t, a, req)[0], queue.RcptDelivered, "2.0.0", "250 *", relayOf("old.test", "127.0.0.14", port))
@@ -30,10 +25,7 @@ func TestHELOFallback(t *testing.T) {
 // RFC 3461 parameters from the queue file go to a server that offers
 // DSN.
 func TestDSNPassThrough(t *testing.T) {
-	port := smtpsink.FreePort(t, "127.0.0.15")
-	s := smtpsink.Start(t, "127.0.0.15", port)
-	ns := dnsserver.Start(t, "dsn.test. IN A 127.0.0.15")
-	a, _ := newAgent(t, ns.Addr(), port, nil)
+	a, s, _ := oneSink(t, "dsn.test", "127.0.0.15", nil)
 	req := request("dsn.test", msg, "a@dsn.test")
 	req.Envelope.Ret, req.Envelope.EnvID = "HDRS", "id+1"
 	req.Recipients[0].Notify = uint8(smtp.NotifySuccess | smtp.NotifyFailure)
@@ -49,10 +41,7 @@ func TestDSNPassThrough(t *testing.T) {
 // A message that needs SMTPUTF8 (a UTF-8 address) bounces at a server
 // without it, with Postfix's text.
 func TestSMTPUTF8Required(t *testing.T) {
-	port := smtpsink.FreePort(t, "127.0.0.16")
-	s := smtpsink.Start(t, "127.0.0.16", port)
-	ns := dnsserver.Start(t, "utf.test. IN A 127.0.0.16")
-	a, _ := newAgent(t, ns.Addr(), port, nil)
+	a, s, port := oneSink(t, "utf.test", "127.0.0.16", nil)
 	req := request("utf.test", msg, "j\xc3\xb6rg@utf.test")
 	req.Envelope.Flags |= queue.FlagSMTPUTF8
 	checkResult(t, deliver(t, a, req)[0], queue.RcptBounced, "5.6.7",

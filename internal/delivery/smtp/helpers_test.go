@@ -9,9 +9,11 @@ import (
 
 	"moat/internal/config"
 	"moat/internal/delivery"
+	"moat/internal/delivery/smtp/smtpsink"
 	"moat/internal/delivery/smtpclient/clienttest"
 	"moat/internal/maillog"
 	"moat/internal/maillog/maillogtest"
+	"moat/internal/testutil/dnsserver"
 )
 
 // newAgent builds an agent from Postfix's defaults with over laid on
@@ -74,4 +76,16 @@ func logHas(logs func() string, want string) bool {
 func waitLog(ls *maillogtest.Sink, want string) (string, bool) {
 	ok := logHas(func() string { return logLines(ls) }, want)
 	return logLines(ls), ok
+}
+
+// oneSink starts Postfix's smtp-sink (with opts) on addr, a DNS server
+// giving domain that one address, and an agent (with over) that sends
+// there; it returns the agent, the sink and the port.
+func oneSink(t *testing.T, domain, addr string, over map[string]string, opts ...string) (*Agent, *smtpsink.Sink, string) {
+	t.Helper()
+	port := smtpsink.FreePort(t, addr)
+	s := smtpsink.Start(t, addr, port, opts...)
+	ns := dnsserver.Start(t, domain+". IN A "+addr)
+	a, _ := newAgent(t, ns.Addr(), port, over)
+	return a, s, port
 }

@@ -159,10 +159,7 @@ func TestSoftFailureNextMX(t *testing.T) {
 // Connection reuse: three messages to one destination share one
 // session, which the sink counts when it ends.
 func TestConnectionReuse(t *testing.T) {
-	port := smtpsink.FreePort(t, "127.0.0.10")
-	s := smtpsink.Start(t, "127.0.0.10", port)
-	ns := dnsserver.Start(t, "reuse.test. IN A 127.0.0.10")
-	a, _ := newAgent(t, ns.Addr(), port, map[string]string{"smtp_connection_cache_time_limit": "30s"})
+	a, s, port := oneSink(t, "reuse.test", "127.0.0.10", map[string]string{"smtp_connection_cache_time_limit": "30s"})
 	for range 3 {
 		checkResult(t, deliver(t, a, request("reuse.test", msg, "a@reuse.test"))[0], queue.RcptDelivered, "2.0.0", "250 *",
 			relayOf("reuse.test", "127.0.0.10", port))
@@ -180,10 +177,7 @@ func TestConnectionReuse(t *testing.T) {
 
 // A server without 8BITMIME gets an 8-bit message as quoted-printable.
 func TestDowngrade8BitMIME(t *testing.T) {
-	port := smtpsink.FreePort(t, "127.0.0.11")
-	s := smtpsink.Start(t, "127.0.0.11", port, "-8")
-	ns := dnsserver.Start(t, "seven.test. IN A 127.0.0.11")
-	a, _ := newAgent(t, ns.Addr(), port, nil)
+	a, s, port := oneSink(t, "seven.test", "127.0.0.11", nil, "-8")
 	body := []byte("Subject: caf\xc3\xa9\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9 = ok\r\n")
 	req := request("seven.test", body, "a@seven.test")
 	req.Envelope.Flags |= queue.Flag8BitMIME
@@ -197,10 +191,7 @@ func TestDowngrade8BitMIME(t *testing.T) {
 
 // With 8BITMIME the body goes as it is, declared BODY=8BITMIME.
 func TestEightBitPassThrough(t *testing.T) {
-	port := smtpsink.FreePort(t, "127.0.0.12")
-	s := smtpsink.Start(t, "127.0.0.12", port)
-	ns := dnsserver.Start(t, "eight.test. IN A 127.0.0.12")
-	a, _ := newAgent(t, ns.Addr(), port, nil)
+	a, s, _ := oneSink(t, "eight.test", "127.0.0.12", nil)
 	body := []byte("Subject: x\r\n\r\ncaf\xc3\xa9\r\n")
 	req := request("eight.test", body, "a@eight.test")
 	req.Envelope.Flags |= queue.Flag8BitMIME
