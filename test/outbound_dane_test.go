@@ -27,9 +27,7 @@ import (
 func TestOutboundDANE(t *testing.T) {
 	needDeliveryRoot(t)
 	t.Parallel()
-	certDir := t.TempDir()
-	prepareDir(t, certDir)
-	ca := tlsconftest.New(t, certDir, "ca", "Moat DANE Test CA", tlsconftest.ECDSA, nil, true)
+	certDir, ca := testCA(t, "Moat DANE Test CA")
 	bc := tlsconftest.New(t, certDir, "b", "*.dane.test", tlsconftest.ECDSA, ca, false)
 	chain := filepath.Join(certDir, "b-chain.crt")
 	if err := os.WriteFile(chain, append(append([]byte(nil), bc.CertPEM...), ca.CertPEM...), 0o644); err != nil {

@@ -29,9 +29,7 @@ import (
 func TestOutboundMTASTS(t *testing.T) {
 	needDeliveryRoot(t)
 	t.Parallel()
-	certDir := t.TempDir()
-	prepareDir(t, certDir)
-	ca := tlsconftest.New(t, certDir, "ca", "Moat MTA-STS Test CA", tlsconftest.ECDSA, nil, true)
+	certDir, ca := testCA(t, "Moat MTA-STS Test CA")
 	mx := tlsconftest.New(t, certDir, "mx", "mx.sts.test", tlsconftest.ECDSA, ca, false)
 	b := startServer(t, "myhostname = b.moat.test\nmydestination = b.moat.test, sts.test, unlisted.test\n"+
 		"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = "+mx.CertFile+"\nsmtpd_tls_key_file = "+mx.KeyFile+"\n")

@@ -21,9 +21,7 @@ import (
 func TestOutboundTLS(t *testing.T) {
 	needDeliveryRoot(t)
 	t.Parallel()
-	certDir := t.TempDir()
-	prepareDir(t, certDir)
-	ca := tlsconftest.New(t, certDir, "ca", "Moat Test CA", tlsconftest.ECDSA, nil, true)
+	certDir, ca := testCA(t, "Moat Test CA")
 	bc := tlsconftest.New(t, certDir, "b", "b.moat.test", tlsconftest.ECDSA, ca, false)
 	b := startServer(t, "myhostname = b.moat.test\nmydestination = b.moat.test, good.test, wrong.test\n"+
 		"mynetworks = 127.0.0.0/8\nsmtpd_tls_security_level = may\n"+
@@ -58,4 +56,13 @@ func TestOutboundTLS(t *testing.T) {
 	if n := b.delivered("user"); n != 1 {
 		t.Errorf("b delivered %d messages, want 1", n)
 	}
+}
+
+// testCA makes a directory the servers' unprivileged children can read
+// and a test CA (ECDSA) in it named cn, for certificates the test signs.
+func testCA(t *testing.T, cn string) (string, *tlsconftest.Cert) {
+	t.Helper()
+	dir := t.TempDir()
+	prepareDir(t, dir)
+	return dir, tlsconftest.New(t, dir, "ca", cn, tlsconftest.ECDSA, nil, true)
 }
