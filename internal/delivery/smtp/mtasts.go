@@ -5,8 +5,14 @@ import (
 	"fmt"
 
 	"moat/internal/delivery/smtpclient"
+	"moat/internal/mtasts"
 	"moat/internal/tlsconf"
 )
+
+// stsPolicies are the MTA-STS policies (nil: none) one delivery request
+// has looked up, by next-hop domain: the TXT lookup, and any warning
+// about it, happen once per request, not once per MX address tried.
+type stsPolicies map[string]*mtasts.Policy
 
 // stsPolicy applies the next-hop domain's MTA-STS policy (RFC 8461
 // section 4, internal/mtasts) to the connection to srv whose TLS policy
@@ -24,14 +30,18 @@ import (
 // section 4.2). In mode testing only the unlisted host is logged (the
 // certificate is still checked as tp says; moat does not send TLSRPT
 // reports, RFC 8460).
-func (a *Agent) stsPolicy(ctx context.Context, srv server, tp *smtpclient.TLSPolicy, warn func(string)) (*smtpclient.TLSPolicy, string, string) {
+func (a *Agent) stsPolicy(ctx context.Context, srv server, tp *smtpclient.TLSPolicy, sts stsPolicies, warn func(string)) (*smtpclient.TLSPolicy, string, string) {
 	if a.sts == nil || !srv.viaMX {
 		return tp, "", ""
 	}
 	domain := srv.dest.Host
-	pol, err := a.sts.Lookup(ctx, domain)
-	if err != nil {
-		warn(fmt.Sprintf("MTA-STS policy for %s: %v", domain, err))
+	pol, seen := sts[domain]
+	if !seen {
+		var err error
+		if pol, err = a.sts.Lookup(ctx, domain); err != nil {
+			warn(fmt.Sprintf("MTA-STS policy for %s: %v", domain, err))
+		}
+		sts[domain] = pol
 	}
 	if pol == nil {
 		return tp, "", ""

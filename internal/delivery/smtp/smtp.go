@@ -255,12 +255,15 @@ func (a *Agent) deliver(ctx context.Context, req *delivery.Request) (_ *smtpclie
 	}
 	last := lookupError{"4.4.1", "no server answered"}
 	policyFail := false
+	// MTA-STS policies of this request's destinations, looked up once
+	// for all their servers (mtasts.go).
+	sts := stsPolicies{}
 	for i, srv := range servers {
 		if ctx.Err() != nil {
 			break
 		}
 		final := i == len(servers)-1 || a.sessLimit > 0 && sessions+1 >= a.sessLimit
-		tp, dsn, reason := a.tlsFor(ctx, srv)
+		tp, dsn, reason := a.tlsFor(ctx, srv, sts)
 		if dsn != "" {
 			// Not a dead destination: its TLS policy is at fault.
 			last, policyFail = lookupError{dsn, reason}, true

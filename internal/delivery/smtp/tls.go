@@ -192,7 +192,7 @@ func (p *tlsPolicy) connPolicy(pol Policy, d Destination, srv server) *smtpclien
 // levels look up srv's TLSA records (dane.go); where neither a policy
 // table entry nor DANE decided, the domain's MTA-STS policy may raise
 // the level (mtasts.go).
-func (a *Agent) tlsFor(ctx context.Context, srv server) (tp *smtpclient.TLSPolicy, dsn, reason string) {
+func (a *Agent) tlsFor(ctx context.Context, srv server, sts stsPolicies) (tp *smtpclient.TLSPolicy, dsn, reason string) {
 	warn := func(s string) {
 		if a.log != nil {
 			a.log.Warning("%s", s)
@@ -211,5 +211,5 @@ func (a *Agent) tlsFor(ctx context.Context, srv server) (tp *smtpclient.TLSPolic
 	if pol.explicit {
 		return tp, "", ""
 	}
-	return a.stsPolicy(ctx, srv, tp, warn)
+	return a.stsPolicy(ctx, srv, tp, sts, warn)
 }
