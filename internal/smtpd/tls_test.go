@@ -216,4 +216,3 @@ func TestClientCertificates(t *testing.T) {
 	c.closed()
 	h.waitLog("NOQUEUE: abort: TLS from " + h.client + ": No client certificate presented")
 }
-
