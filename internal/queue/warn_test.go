@@ -54,7 +54,12 @@ func TestMarkWarned(t *testing.T) {
 	}
 	// A damaged 'w' record ends the log there, as a torn 's' does.
 	data, _ := os.ReadFile(p)
-	i := bytes.LastIndexByte(data, warnType)
+	// Find the record itself: a lone 'w' byte may also occur in a
+	// later record's payload or checksum.
+	i := bytes.Index(data, warnRecord(at))
+	if i < 0 {
+		t.Fatalf("no 'w' record for %v in the file", at)
+	}
 	bad := bytes.Clone(data)
 	bad[i+2] ^= 0xff
 	env, err := ReadFile(bytes.NewReader(bad), int64(len(bad)))
