@@ -50,10 +50,19 @@ type limiter struct {
 	procs int
 	sched schedParams
 
-	mu      sync.Mutex
-	busy    int
-	dests   map[string]*destState
-	waiting []*slotWait // in arrival order
+	mu    sync.Mutex
+	busy  int
+	dests map[string]*destState
+	// blocked are the requests waiting with a worker, in arrival order:
+	// at most maxBlocked per destination, so a short list. Parked
+	// requests wait in their destination's own list, and parkedDests
+	// names the destinations that have some (few: a destination parks
+	// only once maxBlocked of its requests are blocked). Before, one
+	// list held both, and every release walked the thousands parked for
+	// the one-recipient Maildir benchmark: 11 % of moat's CPU in that
+	// benchmark (docs/BENCHMARKS.md, sixth pass).
+	blocked     []*slotWait
+	parkedDests []string
 	// nextAt is the earliest start of the transport's next delivery
 	// under a transport rate delay.
 	nextAt time.Time
@@ -137,6 +146,8 @@ type destState struct {
 	// hold it up).
 	waiting, blocked, resuming int
 	window                     int
+	// parked are the parked requests, in arrival order.
+	parked []*slotWait
 	// success and failure are the hysteresis accumulators.
 	success, failure float64
 	failCohorts      float64
@@ -268,16 +279,18 @@ func (l *limiter) acquire(ctx context.Context, d string, park func()) (sus *susp
 		l.mu.Unlock()
 		return nil, false
 	}
-	w := &slotWait{dest: d, ready: make(chan struct{})}
 	st.waiting++
 	if park != nil && st.blocked >= maxBlocked {
-		w.park = park
-		l.waiting = append(l.waiting, w)
+		if len(st.parked) == 0 {
+			l.parkedDests = append(l.parkedDests, d)
+		}
+		st.parked = append(st.parked, &slotWait{dest: d, park: park})
 		l.mu.Unlock()
 		return nil, true
 	}
+	w := &slotWait{dest: d, ready: make(chan struct{})}
 	st.blocked++
-	l.waiting = append(l.waiting, w)
+	l.blocked = append(l.blocked, w)
 	// Parked requests called back hold no slot, so a slot may be free
 	// while they wait: hand it out now, or this request could wait for
 	// a release that never comes.
@@ -298,8 +311,8 @@ func (l *limiter) acquire(ctx context.Context, d string, park func()) (sus *susp
 			l.mu.Lock()
 		}
 	default:
-		if i := slices.Index(l.waiting, w); i >= 0 {
-			l.waiting = slices.Delete(l.waiting, i, i+1)
+		if i := slices.Index(l.blocked, w); i >= 0 {
+			l.blocked = slices.Delete(l.blocked, i, i+1)
 			st.waiting--
 			st.blocked--
 			l.drop(d, st, time.Now())
@@ -397,55 +410,76 @@ func (l *limiter) throttle(d string, st *destState, o outcome, now time.Time) {
 
 // failWaiters releases d's waiters with its suspension; l.mu is held.
 func (l *limiter) failWaiters(d string, st *destState) {
-	kept := l.waiting[:0]
-	for _, w := range l.waiting {
+	kept := l.blocked[:0]
+	for _, w := range l.blocked {
 		if w.dest != d {
 			kept = append(kept, w)
 			continue
 		}
 		st.waiting--
-		if w.park != nil {
-			w.park()
-			continue
-		}
 		st.blocked--
 		s := st.dead
 		w.dead = &s
 		close(w.ready)
 	}
-	clear(l.waiting[len(kept):])
-	l.waiting = kept
+	clear(l.blocked[len(kept):])
+	l.blocked = kept
+	for _, w := range st.parked {
+		st.waiting--
+		w.park()
+	}
+	l.unpark(d, st, len(st.parked))
 }
 
-// handout gives free slots to the waiters they fit, oldest first, and
-// calls back parked requests while their destination has fewer than
-// maxBlocked requests waiting with a worker (counting those called back
-// and not yet returned), so that the next free slot finds a request
-// ready instead of waiting for a call-back's round trip; l.mu is held.
-func (l *limiter) handout(now time.Time) {
-	for i := 0; i < len(l.waiting) && l.busy < l.procs; {
-		w := l.waiting[i]
-		st := l.state(w.dest, now)
-		if w.park != nil {
-			if st.blocked+st.resuming >= maxBlocked {
-				i++
-				continue
-			}
-			st.waiting--
-			st.resuming++
-			l.waiting = slices.Delete(l.waiting, i, i+1)
-			w.park()
-			continue
+// unpark removes the first n of st's parked requests; l.mu is held.
+func (l *limiter) unpark(d string, st *destState, n int) {
+	if n == 0 {
+		return
+	}
+	clear(st.parked[:n])
+	st.parked = st.parked[n:]
+	if len(st.parked) == 0 {
+		st.parked = nil
+		if i := slices.Index(l.parkedDests, d); i >= 0 {
+			l.parkedDests = slices.Delete(l.parkedDests, i, i+1)
 		}
+	}
+}
+
+// handout gives free slots to the blocked requests they fit, oldest
+// first, and calls back parked requests while their destination has
+// fewer than maxBlocked requests waiting with a worker (counting those
+// called back and not yet returned), so that the next free slot finds a
+// request ready instead of waiting for a call-back's round trip; l.mu is
+// held.
+func (l *limiter) handout(now time.Time) {
+	for i := 0; i < len(l.blocked) && l.busy < l.procs; {
+		w := l.blocked[i]
+		st := l.state(w.dest, now)
 		if !l.fits(st, now) {
 			i++
 			continue
 		}
 		st.waiting--
 		st.blocked--
-		l.waiting = slices.Delete(l.waiting, i, i+1)
+		l.blocked = slices.Delete(l.blocked, i, i+1)
 		l.take(st)
 		close(w.ready)
+	}
+	for i := 0; i < len(l.parkedDests) && l.busy < l.procs; {
+		d := l.parkedDests[i]
+		st := l.state(d, now)
+		n := 0
+		for n < len(st.parked) && st.blocked+st.resuming < maxBlocked {
+			st.waiting--
+			st.resuming++
+			st.parked[n].park()
+			n++
+		}
+		l.unpark(d, st, n)
+		if i < len(l.parkedDests) && l.parkedDests[i] == d {
+			i++
+		}
 	}
 }
 
