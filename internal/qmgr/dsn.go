@@ -69,6 +69,12 @@ type dsnKind int
 const (
 	dsnFailure dsnKind = iota // failure_template, Action: failed
 	dsnDelay                  // delay_template, Action: delayed
+	// dsnVerify is verify_template, the report of a sendmail -bv request
+	// (bounce_trace_service.c): Action: deliverable or undeliverable,
+	// Postfix's own words for a user-requested verification (bounce.c,
+	// defer.c and sent.c under DEL_REQ_FLAG_USR_VRFY), outside RFC 3464
+	// section 2.3.3's list, which has no verdict without a delivery.
+	dsnVerify
 )
 
 // dsnNotice is one notice to build: who it goes to, and which template
@@ -98,12 +104,20 @@ var (
 		"",
 		"                   The mail system",
 	}
+	// verifyText is verify_template's text (postconf -t verify_template).
+	verifyText = []string{
+		"Enclosed is the mail delivery report that you requested.",
+		"",
+		"                   The mail system",
+	}
 )
 
 // subject is the template's Subject, or Postmaster-Subject for a
 // postmaster copy (bounce(5)).
 func (n dsnNotice) subject() string {
 	switch {
+	case n.kind == dsnVerify:
+		return "Mail Delivery Status Report"
 	case n.kind == dsnDelay && n.postmaster:
 		return "Postmaster Warning: Delayed Mail"
 	case n.kind == dsnDelay:
@@ -135,7 +149,15 @@ func (m *Manager) buildDSN(id string, env *queue.Envelope, content io.Reader, it
 	line := func(s string) { b.WriteString(dsnText(s) + "\r\n") }
 	line("From: MAILER-DAEMON@" + host + " (Mail Delivery System)")
 	line("Subject: " + n.subject())
-	line("To: " + n.to)
+	if n.kind == dsnVerify {
+		// Postfix writes the bare address (bounce_template_headers);
+		// moat's verification report has always had the angle-bracket
+		// form, which its end-to-end tests expect. Both are the same
+		// RFC 5322 address.
+		line("To: <" + n.to + ">")
+	} else {
+		line("To: " + n.to)
+	}
 	line("Auto-Submitted: auto-replied")
 	line("MIME-Version: 1.0")
 	line("Content-Type: multipart/report; report-type=delivery-status;")
@@ -158,8 +180,11 @@ func (m *Manager) buildDSN(id string, env *queue.Envelope, content io.Reader, it
 		line(l)
 	}
 	text := failureText
-	if n.kind == dsnDelay {
+	switch n.kind {
+	case dsnDelay:
 		text = m.delayText()
+	case dsnVerify:
+		text = verifyText
 	}
 	for _, l := range text {
 		line(l)
@@ -196,12 +221,18 @@ func (m *Manager) buildDSN(id string, env *queue.Envelope, content io.Reader, it
 
 	line("--" + boundary)
 	full := !n.headersOnly && env.Ret != "HDRS" && env.Size <= m.set.dsn.sizeLimit
+	// bounce_original says "Undelivered" only for failure and delay
+	// reports: a verified message was never meant to be delivered.
+	undelivered := "Undelivered "
+	if n.kind == dsnVerify {
+		undelivered = ""
+	}
 	if full {
-		line("Content-Description: Undelivered Message")
+		line("Content-Description: " + undelivered + "Message")
 		line("Content-Type: message/rfc822")
 		line("Content-Transfer-Encoding: 8bit")
 	} else {
-		line("Content-Description: Undelivered Message Headers")
+		line("Content-Description: " + undelivered + "Message Headers")
 		line("Content-Type: text/rfc822-headers")
 		line("Content-Transfer-Encoding: 8bit")
 	}
@@ -226,7 +257,8 @@ func reasonLine(rc queue.Recipient, r result) string {
 
 // recipientFields are one recipient's per-recipient fields (RFC 3464
 // section 2.3) in Postfix's order: Final-Recipient, Original-Recipient
-// (the client's ORCPT, else the address before rewriting), Action, Status,
+// (the client's ORCPT, else the address before rewriting), Action (the
+// kind's word; a verification's depends on the verdict), Status,
 // Remote-MTA when a server answered, and Diagnostic-Code: the server's
 // reply as "smtp; ...", else Postfix's own text as "X-Postfix; ...".
 func recipientFields(rc queue.Recipient, r result, kind dsnKind) []string {
@@ -238,8 +270,11 @@ func recipientFields(rc queue.Recipient, r result, kind dsnKind) []string {
 		f = append(f, "Original-Recipient: rfc822;"+rc.Orig)
 	}
 	action := "failed"
-	if kind == dsnDelay {
+	switch {
+	case kind == dsnDelay:
 		action = "delayed"
+	case kind == dsnVerify:
+		action = verdictStatus(r)
 	}
 	f = append(f, "Action: "+action, "Status: "+r.dsn)
 	if r.remoteMTA != "" {

@@ -3,6 +3,7 @@ package qmgr
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,31 +175,28 @@ func (m *Manager) logVerdict(id string, env *queue.Envelope, i int, r result, ac
 	m.logStatus(id, env, i, r, active, verdictStatus(r))
 }
 
-// reportLine is one recipient's record in the report, as bounce(8) writes
-// a trace record: "<rcpt> (expanded from <orig>): delivery via RELAY:
-// REASON", where trace_append puts "delivery via RELAY: " before the
-// reason unless the relay is "none".
-func reportLine(rc queue.Recipient, r result) string {
-	var b strings.Builder
-	b.WriteString("<" + rc.Address + ">")
-	if rc.Orig != "" && !strings.EqualFold(rc.Orig, rc.Address) {
-		b.WriteString(" (expanded from <" + rc.Orig + ">)")
-	}
-	b.WriteString(": ")
+// traced is r as bounce(8) reads it back from the trace log: trace_append
+// puts "delivery via RELAY: " before the reason unless the relay is
+// "none", so both the report's text ("<rcpt>: delivery via local: ...")
+// and its Diagnostic-Code carry it.
+func traced(r result) result {
 	if r.relay != "" && r.relay != "none" {
-		b.WriteString("delivery via " + r.relay + ": ")
+		r.reason = "delivery via " + r.relay + ": " + r.reason
 	}
-	b.WriteString(r.reason)
-	return b.String()
+	return r
 }
 
 // queueReport commits the delivery status report to the sender into
-// incoming/: from MAILER-DAEMON with the null sender, so it can never
-// bounce in turn (RFC 5321 section 4.5.5), with the text of Postfix's
-// verify_template (postconf -t) and one record per recipient. Unlike
-// non-delivery notices (queueNotice, RFC 3464 reports to any sender), it
-// is plain text and only a sender in a local domain gets one. A null
-// sender gets none (nothing to send it to).
+// incoming/, as bounce(8)'s trace service sends it
+// (bounce_trace_service.c): an RFC 3464 report (buildDSN, dsnVerify) with
+// verify_template's text, one record per recipient in the envelope's
+// order whatever its NOTIFY (DSN_NOTIFY_OVERRIDE), Action: deliverable or
+// undeliverable, and the message's header only (DSN_RET_HDRS), from the
+// null sender so that it can never bounce in turn (RFC 5321 section
+// 4.5.5). A null sender gets none (nothing to send it to). Unlike
+// Postfix, which reports to any sender, only a sender in a local domain
+// gets one: a -bv request is a local submission, and a remote envelope
+// sender on it is someone else's address.
 func (m *Manager) queueReport(msg *queue.Message, out []verdict) error {
 	env := &msg.Envelope
 	if env.Sender == "" || len(out) == 0 {
@@ -213,10 +211,15 @@ func (m *Manager) queueReport(msg *queue.Message, out []verdict) error {
 		m.log.Info("%s: no delivery status report for <%s>: not a local sender", msg.ID, env.Sender)
 		return nil
 	}
-	body := []string{"Enclosed is the mail delivery report that you requested.", "", "                   The mail system"}
+	items := make([]bounceItem, 0, len(out))
 	for _, v := range out {
-		body = append(body, "", reportLine(env.Recipients[v.index], v.res))
+		items = append(items, bounceItem{index: v.index, res: traced(v.res)})
 	}
-	body = append(body, "", "Queue ID: "+msg.ID)
-	return m.sendNotice(msg.ID, env.Sender, "Mail Delivery Status Report", "sender delivery status notification", body)
+	slices.SortStableFunc(items, func(a, b bounceItem) int { return a.index - b.index })
+	n := dsnNotice{kind: dsnVerify, to: env.Sender, headersOnly: true}
+	content, err := m.buildDSN(msg.ID, env, msg.Content(), items, n, nil)
+	if err != nil {
+		return err
+	}
+	return m.commitNotice(msg.ID, "", env.Sender, "sender delivery status notification", content)
 }

@@ -2,6 +2,8 @@ package qmgr
 
 import (
 	"context"
+	"net/mail"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +47,7 @@ func (e *env) putVerify(sender string, rcpts ...string) string {
 // putVerifyFilter is putVerify for a message with a content filter.
 func (e *env) putVerifyFilter(sender, filter string, rcpts ...string) string {
 	e.t.Helper()
-	return e.putWith(sender, "From: "+sender+"\r\nSubject: probe\r\n", func(env *queue.Envelope) {
+	return e.putWith(sender, "From: "+sender+"\r\nSubject: probe\r\n\r\nsecret body\r\n", func(env *queue.Envelope) {
 		env.Flags = queue.FlagVerify
 		env.Filter = filter
 	}, rcpts...)
@@ -79,20 +81,56 @@ func TestVerifyReport(t *testing.T) {
 	if n := e.count("alice"); n != 0 {
 		t.Errorf("alice got %d messages from a -bv request", n)
 	}
-	report := e.readOne("bob")
+	raw := e.readOne("bob")
 	for _, want := range []string{
 		"Return-Path: <>\n", "From: MAILER-DAEMON@mx.test (Mail Delivery System)\n",
-		"Subject: Mail Delivery Status Report\n",
+		"To: <bob@mx.test>\n",
 		"This is the mail system at host mx.test.\n\nEnclosed is the mail delivery report that you requested.\n",
 		"\n<alice@mx.test>: delivery via local: delivers to maildir\n",
 		"\n<../x@mx.test>: delivery via local: unknown user: \"../x\"\n",
 		"\n<carol@remote.example>: we drop it\n",
 		"\n<dan@fail.example>: no such domain\n",
-		"Queue ID: " + id,
 	} {
-		if !strings.Contains(report, want) {
-			t.Errorf("report lacks %q:\n%s", want, report)
+		if !strings.Contains(raw, want) {
+			t.Errorf("report lacks %q:\n%s", want, raw)
 		}
+	}
+	r := parseReport(t, raw)
+	h := textproto.MIMEHeader(r.header)
+	want(t, "header", h, "Subject", "Mail Delivery Status Report")
+	want(t, "header", h, "Auto-Submitted", "auto-replied")
+	want(t, "part 1", r.parts[0], "Content-Description", "Notification")
+	want(t, "part 2", r.parts[1], "Content-Description", "Delivery report")
+	if len(r.fields) != 5 {
+		t.Fatalf("%d delivery-status blocks, want 5 (message and 4 recipients):\n%s", len(r.fields), r.bodies[1])
+	}
+	pm := r.fields[0]
+	want(t, "per-message", pm, "Reporting-MTA", "dns; mx.test")
+	want(t, "per-message", pm, "X-Postfix-Queue-ID", id)
+	want(t, "per-message", pm, "X-Postfix-Sender", "rfc822; bob@mx.test")
+	if _, err := mail.ParseDate(pm.Get("Arrival-Date")); err != nil {
+		t.Errorf("Arrival-Date %q: %v", pm.Get("Arrival-Date"), err)
+	}
+	for i, w := range []struct{ rcpt, action, status, diag string }{
+		{"alice@mx.test", "deliverable", "2.0.0", "X-Postfix; delivery via local: delivers to maildir"},
+		{"../x@mx.test", "undeliverable", "5.1.1", `X-Postfix; delivery via local: unknown user: "../x"`},
+		{"carol@remote.example", "deliverable", "2.0.0", "X-Postfix; we drop it"},
+		{"dan@fail.example", "undeliverable", "5.7.1", "X-Postfix; no such domain"},
+	} {
+		f := r.fields[i+1]
+		want(t, w.rcpt, f, "Final-Recipient", "rfc822; "+w.rcpt)
+		want(t, w.rcpt, f, "Original-Recipient", "")
+		want(t, w.rcpt, f, "Action", w.action)
+		want(t, w.rcpt, f, "Status", w.status)
+		want(t, w.rcpt, f, "Diagnostic-Code", w.diag)
+		want(t, w.rcpt, f, "Will-Retry-Until", "")
+	}
+	// bounce_trace_service returns the header only (DSN_RET_HDRS), and
+	// not as "Undelivered".
+	want(t, "part 3", r.parts[2], "Content-Type", "text/rfc822-headers")
+	want(t, "part 3", r.parts[2], "Content-Description", "Message Headers")
+	if !strings.Contains(r.bodies[2], "Subject: probe") || strings.Contains(r.bodies[2], "secret body") {
+		t.Errorf("headers part %q", r.bodies[2])
 	}
 	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<alice@mx.test>, relay=local, ` + delaysRE + `dsn=2.0.0, status=deliverable \(delivers to maildir\)$`)
 	e.wantLog(`^postfix/local\[PID\]: ` + id + `: to=<../x@mx.test>, relay=local, .*dsn=5.1.1, status=undeliverable \(unknown user: "../x"\)$`)
