@@ -117,7 +117,7 @@ func TestSendmailVerifyDSN(t *testing.T) {
 
 	// The request's header, parseable as one (the part ends where the
 	// header did, without its blank line).
-	h, err := textproto.NewReader(bufio.NewReader(strings.NewReader(bodies[2]+"\n"))).ReadMIMEHeader()
+	h, err := textproto.NewReader(bufio.NewReader(strings.NewReader(bodies[2] + "\n"))).ReadMIMEHeader()
 	if err != nil {
 		t.Errorf("text/rfc822-headers part does not parse: %v\n%q", err, bodies[2])
 	} else if h.Get("From") == "" {
