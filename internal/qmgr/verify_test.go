@@ -212,3 +212,51 @@ func TestVerifyPassAndFilter(t *testing.T) {
 		t.Errorf("alice got %d messages from -bv requests", n)
 	}
 }
+
+// FuzzVerifyReport: whatever the envelope, the agents' texts and the
+// request hold, a -bv report parses as a three-part RFC 6522 report with
+// one delivery-status block per recipient whose Action is the verdict,
+// returns the header only, and nothing in it can add a header or end a
+// part early.
+func FuzzVerifyReport(f *testing.F) {
+	f.Add("bob@mx.test", "alice@mx.test", "", "local", "delivers to maildir", "Subject: probe\r\n\r\nbody\r\n", true)
+	f.Add("bob@mx.test", "../x@mx.test", "team@mx.test", "local", `unknown user: "../x"`, "From: a\r\n", false)
+	f.Add("s\r\nBcc: evil@x", "r\nX: y>", "o\r\n\r\n", "re\r\nlay", "reason\r\n--", "Subject: x\r\n\r\n--boundary\r\n", false)
+	f.Fuzz(func(t *testing.T, sender, rcpt, orig, relay, reason, content string, ok bool) {
+		m := &Manager{
+			now: func() time.Time { return time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC) },
+			set: settings{myhostname: "mx.test", dsn: dsnSettings{sizeLimit: 50000}},
+		}
+		env := &queue.Envelope{Sender: sender, Arrival: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC),
+			Size: int64(len(content)), Flags: queue.FlagVerify,
+			Recipients: []queue.Recipient{{Address: rcpt, Orig: orig}, {Address: "second@example.org"}}}
+		r := result{state: queue.RcptBounced, dsn: "5.1.1", reason: reason, relay: relay}
+		action := "undeliverable"
+		if ok {
+			r.state, r.dsn, action = queue.RcptDelivered, "2.0.0", "deliverable"
+		}
+		items := []bounceItem{{index: 0, res: traced(r)}, {index: 1, res: traced(r)}}
+		b, err := m.buildDSN("4jXnx21TLXz1SWJj", env, strings.NewReader(content), items, dsnNotice{kind: dsnVerify, to: sender, headersOnly: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := parseReport(t, string(b))
+		if got := rep.header.Get("Subject"); got != "Mail Delivery Status Report" {
+			t.Fatalf("Subject %q", got)
+		}
+		if len(rep.header) != 9 {
+			t.Fatalf("top-level header has %d fields: %v", len(rep.header), rep.header)
+		}
+		if ct := rep.parts[2].Get("Content-Type"); ct != "text/rfc822-headers" {
+			t.Fatalf("third part is %q", ct)
+		}
+		if len(rep.fields) != 3 {
+			t.Fatalf("%d delivery-status blocks, want 3:\n%s", len(rep.fields), rep.bodies[1])
+		}
+		for _, h := range rep.fields[1:] {
+			if h.Get("Final-Recipient") == "" || h.Get("Action") != action || h.Get("Status") != r.dsn {
+				t.Fatalf("recipient block %v", h)
+			}
+		}
+	})
+}
