@@ -27,6 +27,9 @@ type result struct {
 	// replayable: repeating the delivery has no effect (a keyed Maildir
 	// file), so its record need not be fsynced (queue.RecipientUpdate).
 	replayable bool
+	// sync, when set, makes the delivery durable (delivery.Result.Sync):
+	// called after the slot is freed, before the result is recorded.
+	sync func(context.Context) error
 	// pass, when set, is an agent's pass-on ("transport:nexthop",
 	// delivery.Result.Pass) with the address to use (passAddr, "" for the
 	// queued one).
@@ -248,6 +251,11 @@ func (a *attempt) request(ctx context.Context, rt route, idxs []int, addrs map[i
 		return
 	}
 	for i, r := range results {
+		if r.sync != nil {
+			if !a.durable(ctx, i, &r) {
+				return
+			}
+		}
 		if r.pass == "" {
 			a.settle(i, r)
 			continue
@@ -264,6 +272,35 @@ func (a *attempt) request(ctx context.Context, rt route, idxs []int, addrs map[i
 		next := parseTransport(r.pass, domain)
 		a.request(ctx, next, []int{i}, map[int]string{i: addr}, passes+1)
 	}
+}
+
+// durable runs r's deferred fsync (result.sync) before r is recorded or
+// passed on. It fails a delivery whose fsync failed over to a deferral,
+// so the retry (which finds the keyed Maildir file) tries the fsync
+// again; false means ctx ended first, and the run is interrupted with
+// the recipient unsettled.
+func (a *attempt) durable(ctx context.Context, i int, r *result) bool {
+	err := r.sync(ctx)
+	r.sync = nil
+	if err == nil {
+		return true
+	}
+	if ctx.Err() != nil {
+		a.interrupted = true
+		return false
+	}
+	addr := a.msg.Envelope.Recipients[i].Address
+	a.m.log.Warning("%s: <%s>: %v", a.msg.ID, addr, err)
+	if r.state == queue.RcptDelivered || r.pass != "" {
+		dsn, text := "4.3.0", err.Error()
+		var de *delivery.Error
+		if errors.As(err, &de) {
+			dsn, text = de.DSN, de.Text
+		}
+		*r = result{state: queue.RcptDeferred, dsn: dsn, reason: text, relay: r.relay,
+			handoff: r.handoff, done: a.m.now(), log: r.log}
+	}
+	return true
 }
 
 func (a *attempt) address(i int, addrs map[int]string) string {
@@ -474,7 +511,7 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 			done = m.now()
 		}
 		out[r.Index] = result{state: r.State, dsn: r.DSN, reason: r.Reason, relay: r.Relay,
-			handoff: handoff, done: done, log: t.log, replayable: r.Replayable,
+			handoff: handoff, done: done, log: t.log, replayable: r.Replayable, sync: r.Sync,
 			pass: r.Pass, passAddr: r.Address, remoteMTA: r.RemoteMTA, diagnostic: r.Diagnostic}
 	}
 	for _, i := range idxs {

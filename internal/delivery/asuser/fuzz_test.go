@@ -76,6 +76,8 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte("{}\n"))
 	f.Add([]byte(`{"Op":"deliver","Creds":{"UID":1000,"GID":1000},"Job":{"Kind":"maildir","Path":"/home/u/Maildir/"},"Probe":{"Paths":["/home/u/.forward+x","/home/u/.forward"],"Limit":4096}}` + "\n\x00\x00\x00\x00"))
 	f.Add([]byte(`{"Op":"read","Read":{"Path":"/a","Limit":1},"Probe":{"Paths":["/a"],"Limit":1}}` + "\n"))
+	f.Add([]byte(`{"Op":"sync","Creds":{"UID":1000,"GID":1000},"Sync":{"Dir":"/home/u/Maildir/new"}}` + "\n"))
+	f.Add([]byte(`{"Op":"sync","Sync":{"Dir":"/home/u/Maildir/new/../../../etc/new"}}` + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(data), 64)
 		req, err := readRequest(br)
@@ -83,7 +85,7 @@ func FuzzRequest(f *testing.F) {
 			return
 		}
 		n := 0
-		for _, p := range []bool{req.Job != nil, req.Cmd != nil, req.Read != nil} {
+		for _, p := range []bool{req.Job != nil, req.Cmd != nil, req.Read != nil, req.Sync != nil} {
 			if p {
 				n++
 			}
@@ -94,7 +96,8 @@ func FuzzRequest(f *testing.F) {
 		switch {
 		case req.Op == opDeliver && (req.Job == nil || req.Job.validate() != nil),
 			req.Op == opRun && (req.Cmd == nil || len(req.Cmd.Argv) == 0 || req.Cmd.OutputLimit > maxOutputLimit),
-			req.Op == opRead && (req.Read == nil || req.Read.Limit <= 0 || req.Read.Limit > MaxReadLimit || !strings.HasPrefix(req.Read.Path, "/")):
+			req.Op == opRead && (req.Read == nil || req.Read.Limit <= 0 || req.Read.Limit > MaxReadLimit || !strings.HasPrefix(req.Read.Path, "/")),
+			req.Op == opSync && (req.Sync == nil || !strings.HasPrefix(req.Sync.Dir, "/") || !strings.HasSuffix(req.Sync.Dir, "/new") || strings.Contains(req.Sync.Dir, "/../")):
 			t.Fatalf("accepted %+v", req)
 		}
 		if p := req.Probe; p != nil {

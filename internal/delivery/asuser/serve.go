@@ -235,6 +235,13 @@ func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self str
 			r = failure(err)
 		}
 		resp.Result = &r
+	case opSync:
+		watch()
+		r := wireResult{OK: true, Path: req.Sync.Dir}
+		if err := syncHere(pool, req.Creds, req.Sync.Dir); err != nil {
+			r = failure(err)
+		}
+		resp.Result = &r
 	}
 	// The connection carries another request unless the content was not
 	// read to its end (the frames left would be taken for the next

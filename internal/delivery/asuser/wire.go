@@ -27,6 +27,7 @@ const (
 	opDeliver = "deliver"
 	opRun     = "run"
 	opRead    = "read"
+	opSync    = "sync"
 )
 
 // Bounds on what the executor (root) accepts from its less-privileged
@@ -39,14 +40,15 @@ const (
 	maxOutputLimit = 1 << 20  // a command's kept output
 )
 
-// request is one executor request. Exactly one of Job, Cmd and Read is
-// set, the one Op names.
+// request is one executor request. Exactly one of Job, Cmd, Read and
+// Sync is set, the one Op names.
 type request struct {
 	Op    string
 	Creds Creds
 	Job   *Job         `json:",omitempty"`
 	Cmd   *wireCommand `json:",omitempty"`
 	Read  *wireRead    `json:",omitempty"`
+	Sync  *wireSync    `json:",omitempty"`
 	// Probe, with a Job, names files read first: the job is done only
 	// when none exists (DeliverUnlessFile).
 	Probe *wireProbe `json:",omitempty"`
@@ -153,13 +155,13 @@ func parseRequest(line []byte) (request, error) {
 		return request{}, fmt.Errorf("%d supplementary groups (at most %d)", len(r.Creds.Groups), maxGroups)
 	}
 	set := 0
-	for _, p := range []bool{r.Job != nil, r.Cmd != nil, r.Read != nil} {
+	for _, p := range []bool{r.Job != nil, r.Cmd != nil, r.Read != nil, r.Sync != nil} {
 		if p {
 			set++
 		}
 	}
 	if set != 1 {
-		return request{}, errors.New("a request carries exactly one of job, command and read")
+		return request{}, errors.New("a request carries exactly one of job, command, read and sync")
 	}
 	if r.Probe != nil && r.Op != opDeliver {
 		return request{}, errors.New("only a deliver request reads files first")
@@ -190,6 +192,13 @@ func parseRequest(line []byte) (request, error) {
 		}
 		w := wireJob{Job: Job{Kind: kindRead, Path: r.Read.Path}, Limit: r.Read.Limit}
 		if err := w.validate(); err != nil {
+			return request{}, err
+		}
+	case opSync:
+		if r.Sync == nil {
+			return request{}, errors.New("sync request without a directory")
+		}
+		if err := r.Sync.validate(); err != nil {
 			return request{}, err
 		}
 	default:

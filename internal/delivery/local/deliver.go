@@ -9,6 +9,7 @@ import (
 
 	"moat/internal/aliases"
 	"moat/internal/delivery"
+	"moat/internal/delivery/asuser"
 	"moat/internal/queue"
 	"moat/internal/resolve"
 )
@@ -70,6 +71,16 @@ type outcome struct {
 	onlyMaildir bool
 	pass        string
 	passAddr    string
+	// syncs are the Maildir new/ directories written without their
+	// fsync (maildir.Options.DeferSync), which Result.Sync does.
+	syncs []maildirSync
+}
+
+// maildirSync is one new/ directory to fsync, as the identity that wrote
+// it.
+type maildirSync struct {
+	creds asuser.Creds
+	dir   string
 }
 
 type fwdGroup struct {
@@ -118,6 +129,23 @@ func (j *job) ok(reason string, maildir bool) {
 }
 
 func (j *job) result() delivery.Result {
+	r := j.outcome()
+	if syncs := j.out.syncs; len(syncs) > 0 {
+		run := j.a.run
+		r.Sync = func(ctx context.Context) error {
+			for _, s := range syncs {
+				if err := run.SyncDir(ctx, s.creds, s.dir); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return r
+}
+
+// outcome folds the recipient's actions into its Result.
+func (j *job) outcome() delivery.Result {
 	o := &j.out
 	switch {
 	case o.state == queue.RcptDeferred || o.state == queue.RcptBounced:

@@ -137,7 +137,7 @@ func (j *job) writeMailbox(st attrs, creds asuser.Creds, path string, mailbox bo
 	if !ok {
 		return
 	}
-	j.wrote(job, path, mailbox, j.a.run.Deliver(j.ctx, creds, job, j.req.Content()))
+	j.wrote(job, creds, path, mailbox, j.a.run.Deliver(j.ctx, creds, job, j.req.Content()))
 }
 
 // mailboxJob builds the executor's job for writeMailbox; false means the
@@ -162,6 +162,7 @@ func (j *job) mailboxJob(st attrs, creds asuser.Creds, path string, mailbox bool
 			SizeLimit:     set.sizeLimit,
 			Key:           j.mailboxKey(),
 			Arrival:       j.req.Envelope.Arrival,
+			DeferSync:     j.a.run.DefersSync(),
 		}}
 	} else {
 		job = asuser.Job{Kind: asuser.KindMbox, Path: path, Mbox: mbox.Options{
@@ -195,14 +196,17 @@ func (j *job) mailboxJob(st attrs, creds asuser.Creds, path string, mailbox bool
 	return job, true
 }
 
-// wrote records the outcome of a mailboxJob.
-func (j *job) wrote(job asuser.Job, path string, mailbox bool, err error) {
+// wrote records the outcome of a mailboxJob written as creds.
+func (j *job) wrote(job asuser.Job, creds asuser.Creds, path string, mailbox bool, err error) {
 	if err != nil {
 		j.failErr(err, "4.3.0")
 		return
 	}
 	switch {
 	case job.Kind == asuser.KindMaildir:
+		if job.Maildir.DeferSync {
+			j.out.syncs = append(j.out.syncs, maildirSync{creds: creds, dir: filepath.Join(job.Path, "new")})
+		}
 		j.ok("delivered to maildir", true)
 	case mailbox:
 		j.ok("delivered to mailbox", false)

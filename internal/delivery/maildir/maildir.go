@@ -64,6 +64,12 @@ type Options struct {
 	// It must return only once an fsync that began after the call has
 	// ended. Not sent over the wire.
 	SyncNew func(newDir string) error `json:"-"`
+	// DeferSync leaves new/'s fsync to the caller (SyncDir), who must
+	// do it before relying on the delivery: the queue manager batches
+	// one fsync for many deliveries to the same Maildir and records a
+	// delivery only after it (docs/BENCHMARKS.md, sixth pass). The
+	// message file itself is still fsynced before the link.
+	DeferSync bool `json:",omitempty"`
 }
 
 // maxAttempts bounds the retries after a name collision (EEXIST). Names
@@ -153,11 +159,7 @@ func fillTmp(f *os.File, tmpPath string, msg io.Reader, opts Options) (int64, er
 // cannot be synced, a link this delivery made is taken back, so that the
 // queue's retry cannot duplicate the message.
 func settle(tmpPath, newDir, newPath string, linked bool, opts Options) error {
-	sync := opts.SyncNew
-	if sync == nil {
-		sync = SyncDir
-	}
-	if err := sync(newDir); err != nil {
+	if err := syncNew(newDir, opts); err != nil {
 		if linked {
 			os.Remove(newPath)
 		}
@@ -169,6 +171,17 @@ func settle(tmpPath, newDir, newPath string, linked bool, opts Options) error {
 	// removes tmp/ files older than 36 hours; a keyed retry replaces it).
 	os.Remove(tmpPath)
 	return nil
+}
+
+// syncNew makes new/ durable, unless the caller does it (DeferSync).
+func syncNew(newDir string, opts Options) error {
+	switch {
+	case opts.DeferSync:
+		return nil
+	case opts.SyncNew != nil:
+		return opts.SyncNew(newDir)
+	}
+	return SyncDir(newDir)
 }
 
 // deliverKeyed is Deliver with a name derived from opts.Key: if new/
@@ -183,6 +196,12 @@ func deliverKeyed(dir, tmpDir, newDir, host string, msg io.Reader, opts Options)
 	base := fmt.Sprintf("%d.K%s.%s", opts.Arrival.Unix(), opts.Key, host)
 	newPath := filepath.Join(newDir, base)
 	if _, err := os.Lstat(newPath); err == nil {
+		// The earlier attempt may have ended before its fsync of new/
+		// (a crash of the process, not of the machine): this one is
+		// reported, so its link must be as durable as a new one.
+		if err := syncNew(newDir, opts); err != nil {
+			return "", writeError(err)
+		}
 		return newPath, nil
 	}
 	tmpPath := filepath.Join(tmpDir, base)

@@ -454,3 +454,41 @@ func TestHalfMadeMaildir(t *testing.T) {
 		assertEmpty(t, filepath.Join(dir, "tmp"))
 	}
 }
+
+// TestSyncOfNew: new/ is fsynced after the link (through SyncNew when
+// set), also when a keyed retry finds the earlier attempt's file, since
+// that attempt may have ended before its fsync; with DeferSync it is the
+// caller's, and the delivery does none.
+func TestSyncOfNew(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	var synced []string
+	opts := Options{Key: "k1", Arrival: time.Unix(1700000000, 0), Hostname: "mx",
+		SyncNew: func(d string) error { synced = append(synced, d); return nil }}
+	msg := "Subject: s\r\n\r\nbody\r\n"
+	for range 2 {
+		if _, err := Deliver(dir, strings.NewReader(msg), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := filepath.Join(dir, "new"); len(synced) != 2 || synced[0] != want || synced[1] != want {
+		t.Errorf("new/ fsyncs %q, want two of %s (the delivery and the retry that found it)", synced, want)
+	}
+	synced = nil
+	opts.DeferSync = true
+	opts.Key = "k2"
+	for range 2 {
+		if _, err := Deliver(dir, strings.NewReader(msg), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts.Key = ""
+	if _, err := Deliver(dir, strings.NewReader(msg), opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 0 {
+		t.Errorf("new/ fsynced %d times with DeferSync", len(synced))
+	}
+	if n, _ := Count(dir); n != 3 {
+		t.Errorf("%d messages, want 3", n)
+	}
+}
