@@ -1,7 +1,6 @@
 package qmgr
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -106,59 +105,3 @@ func (m *Manager) notice(msg *queue.Message, items []bounceItem, n dsnNotice, se
 	return m.commitNotice(msg.ID, sender, n.to, kind, content)
 }
 
-// sendNotice commits a plain-text notice from MAILER-DAEMON to a local
-// sender into incoming/, with the null sender so that it can never bounce
-// in turn (RFC 5321 section 4.5.5), and logs it as Postfix's bounce(8)
-// does ("ID: KIND: NEWID").
-func (m *Manager) sendNotice(id, to, subject, kind string, body []string) error {
-	now := m.now()
-	host := m.set.myhostname
-	var b strings.Builder
-	// Every field comes from the envelope or a reason text: keep CR and LF
-	// out so none can add a header or end the header block.
-	line := func(s string) { b.WriteString(oneLine(s) + "\r\n") }
-	line("From: MAILER-DAEMON@" + host + " (Mail Delivery System)")
-	line("To: <" + to + ">")
-	line("Subject: " + subject)
-	line("Date: " + now.Format(time.RFC1123Z))
-	line(fmt.Sprintf("Message-ID: <%d.%s@%s>", now.UnixNano(), id, host))
-	line("Auto-Submitted: auto-replied")
-	line("MIME-Version: 1.0")
-	line("Content-Type: text/plain; charset=utf-8")
-	line("Content-Transfer-Encoding: 8bit")
-	line("")
-	line("This is the mail system at host " + host + ".")
-	line("")
-	for _, l := range body {
-		line(l)
-	}
-	w, err := m.q.NewMessage()
-	if err != nil {
-		return err
-	}
-	defer w.Abort()
-	if _, err := w.WriteString(b.String()); err != nil {
-		return err
-	}
-	w.Envelope = queue.Envelope{
-		Recipients: []queue.Recipient{{Address: to}},
-		Arrival:    now,
-	}
-	nid, err := w.Commit()
-	if err != nil {
-		return err
-	}
-	m.agents.bounce.Info("%s: %s: %s", id, kind, nid)
-	m.Wake()
-	return nil
-}
-
-// oneLine replaces CR and LF with spaces.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
-}
