@@ -104,4 +104,3 @@ func (m *Manager) notice(msg *queue.Message, items []bounceItem, n dsnNotice, se
 	}
 	return m.commitNotice(msg.ID, sender, n.to, kind, content)
 }
-
