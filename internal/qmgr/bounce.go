@@ -21,14 +21,13 @@ type bounceItem struct {
 // cannot be queued leaves the recipients unsettled (retried, not lost). It
 // reports whether every recipient was recorded.
 func (m *Manager) settleBounces(msg *queue.Message, items []bounceItem, active time.Time) bool {
-	env := &msg.Envelope
 	if err := m.queueNotice(msg, items); err != nil {
 		m.log.Warning("%s: sender non-delivery notification: %v", msg.ID, err)
 		return false
 	}
 	ok := true
 	for _, it := range items {
-		if !m.record(msg.ID, it.index, it.res, active, env) {
+		if !m.record(msg, it.index, it.res, active) {
 			ok = false
 		}
 	}

@@ -69,6 +69,9 @@ func (m *Manager) process(ctx context.Context, j job) {
 	resumed := j.from == queue.Active // a parked message
 	if ctx.Err() != nil {
 		if resumed {
+			if msg := m.takeKept(j); msg != nil {
+				msg.Close()
+			}
 			m.moveOrWarn(id, queue.Active, queue.Incoming)
 		}
 		return // shutting down: leave it where it is
@@ -82,7 +85,7 @@ func (m *Manager) process(ctx context.Context, j job) {
 		}
 	}
 	active := m.now()
-	msg, err := m.q.Open(queue.Active, id)
+	msg, err := m.reopen(j)
 	if resumed && errors.Is(err, fs.ErrNotExist) {
 		return // deleted while parked
 	}
@@ -94,7 +97,11 @@ func (m *Manager) process(ctx context.Context, j job) {
 		m.moveOrWarn(id, queue.Active, queue.Deferred)
 		return
 	}
-	defer msg.Close()
+	defer func() {
+		if !parked {
+			msg.Close()
+		}
+	}()
 	env := &msg.Envelope
 	pending := env.Unsettled()
 	if resumed {
@@ -126,7 +133,7 @@ func (m *Manager) process(ctx context.Context, j job) {
 	if len(run.parked) > 0 {
 		// Stays in active/ and claimed until the limiter calls back.
 		parked = true
-		m.parkJob(job{id: id, from: queue.Active, only: run.parked, carry: carry})
+		m.parkJob(job{id: id, from: queue.Active, only: run.parked, carry: carry, msg: msg})
 		return
 	}
 	switch {
@@ -319,7 +326,7 @@ func (a *attempt) settle(i int, r result) {
 		a.bounced = append(a.bounced, bounceItem{index: i, res: r})
 		return
 	}
-	if !a.m.record(a.msg.ID, i, r, a.active, &a.msg.Envelope) {
+	if !a.m.record(a.msg, i, r, a.active) {
 		a.unrecorded = true
 		return
 	}
@@ -346,12 +353,13 @@ func (a *attempt) expire() {
 // record makes recipient i's result durable in the queue file and then logs
 // it. If the record cannot be written the result is not logged as final: the
 // recipient stays unsettled and is tried again (at worst a duplicate).
-func (m *Manager) record(id string, i int, r result, active time.Time, env *queue.Envelope) bool {
+func (m *Manager) record(msg *queue.Message, i int, r result, active time.Time) bool {
+	id, env := msg.ID, &msg.Envelope
 	upd := queue.RecipientUpdate{Index: i, State: r.state, Replayable: r.replayable}
 	if r.state != queue.RcptDelivered {
 		upd.Reason = r.reason
 	}
-	if err := m.q.UpdateRecipients(queue.Active, id, []queue.RecipientUpdate{upd}); err != nil {
+	if err := msg.UpdateRecipients([]queue.RecipientUpdate{upd}); err != nil {
 		m.log.Warning("%s: recording the result for <%s>: %v", id, env.Recipients[i].Address, err)
 		return false
 	}

@@ -26,6 +26,8 @@ type parking struct {
 	// signal (capacity 1) tells it there are some.
 	ready  []job
 	signal chan struct{}
+	// open counts the parked jobs holding their queue file open.
+	open int
 }
 
 // parkFunc is the limiter's call-back for message id. It runs with the
@@ -44,11 +46,57 @@ func (m *Manager) parkFunc(id string) func() {
 	}
 }
 
+// maxOpenParked bounds the parked messages whose queue file stays open
+// (job.msg): a descriptor each, far below the process's limit; the rest
+// are opened again when they resume.
+const maxOpenParked = 1024
+
+// closeMsg closes the queue file a parked job kept open, if any.
+func (j job) closeMsg() {
+	if j.msg != nil {
+		j.msg.Close()
+	}
+}
+
+// reopen returns job j's message, open for update: a parked message's
+// file kept open when it is still the one in active/ and unchanged
+// (queue.Current), else the file opened and parsed anew.
+func (m *Manager) reopen(j job) (*queue.Message, error) {
+	if msg := m.takeKept(j); msg != nil {
+		if m.q.Current(msg) {
+			return msg, nil
+		}
+		msg.Close()
+	}
+	return m.q.OpenForUpdate(queue.Active, j.id)
+}
+
+// takeKept returns the queue file a resumed job kept open (nil if none),
+// no longer counted as a parked one's.
+func (m *Manager) takeKept(j job) *queue.Message {
+	if j.msg == nil {
+		return nil
+	}
+	m.mu.Lock()
+	m.park.open--
+	m.mu.Unlock()
+	return j.msg
+}
+
 // parkJob registers a message whose run parked recipients j.only; it
-// stays claimed.
+// stays claimed. Its queue file stays open while fewer than
+// maxOpenParked are.
 func (m *Manager) parkJob(j job) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if j.msg != nil {
+		if m.park.open >= maxOpenParked {
+			j.msg.Close()
+			j.msg = nil
+		} else {
+			m.park.open++
+		}
+	}
 	if m.park.early[j.id] {
 		delete(m.park.early, j.id)
 		m.readyLocked(j)
@@ -90,13 +138,15 @@ func (m *Manager) resume(ctx context.Context, jobs chan<- job) {
 func (m *Manager) unparkAll() {
 	m.mu.Lock()
 	var ids []string
-	for id := range m.park.jobs {
+	for id, j := range m.park.jobs {
 		ids = append(ids, id)
+		j.closeMsg()
 	}
 	for _, j := range m.park.ready {
 		ids = append(ids, j.id)
+		j.closeMsg()
 	}
-	m.park.jobs, m.park.ready = map[string]job{}, nil
+	m.park.jobs, m.park.ready, m.park.open = map[string]job{}, nil, 0
 	m.mu.Unlock()
 	slices.Sort(ids)
 	for _, id := range slices.Compact(ids) {

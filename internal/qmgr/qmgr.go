@@ -196,6 +196,10 @@ type job struct {
 	id, from string
 	only     []int
 	carry    bool
+	// msg, for a parked message, is its queue file still open and
+	// parsed (up to maxOpenParked of them), so that resuming it costs
+	// a stat instead of an open and a parse.
+	msg *queue.Message
 }
 
 // Run recovers messages left in active/ by a previous run, then delivers

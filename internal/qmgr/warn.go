@@ -61,7 +61,7 @@ func (m *Manager) warnDelayed(msg *queue.Message, items []bounceItem) {
 			}
 		}
 	}
-	if err := m.q.MarkWarned(queue.Active, msg.ID, now); err != nil {
+	if err := msg.MarkWarned(now); err != nil {
 		m.log.Warning("%s: recording the delay warning: %v", msg.ID, err)
 		return
 	}

@@ -248,67 +248,6 @@ type RecipientUpdate struct {
 	Replayable bool
 }
 
-// UpdateRecipients appends state records and fsyncs them before returning
-// (unless every one is Replayable).
-// A delivery agent calls it right after the next hop accepted (or refused)
-// the message and before reporting success upward, so that after a crash the
-// recipient is not delivered twice. The window between the hop's acceptance
-// and this fsync remains: there a crash means one duplicate, never a loss
-// (RFC 5321 section 6.1 prefers duplicates to losses).
-//
-// Updates of one file are serialized with flock(2), so concurrent delivery
-// agents working on different recipients of one message are safe.
-func (q *Queue) UpdateRecipients(name, id string, updates []RecipientUpdate) error {
-	p, err := q.path(name, id)
-	if err != nil {
-		return err
-	}
-	f, err := openPlain(p, syscall.O_RDWR)
-	if err != nil {
-		return fmt.Errorf("queue: update %s: %w", id, err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("queue: update %s: lock: %w", id, err)
-	}
-	m, err := openFile(f)
-	if err != nil {
-		return fmt.Errorf("queue: update %s: %w", id, err)
-	}
-	var buf []byte
-	durable := false
-	for _, u := range updates {
-		durable = durable || !u.Replayable
-		if u.Index < 0 || u.Index >= len(m.Envelope.Recipients) {
-			return fmt.Errorf("queue: update %s: no recipient %d", id, u.Index)
-		}
-		if u.State == RcptPending || u.State > RcptDeferred {
-			return fmt.Errorf("queue: update %s: bad state %v", id, u.State)
-		}
-		if err := validField("reason", u.Reason); err != nil {
-			return fmt.Errorf("queue: update %s: %w", id, err)
-		}
-		buf = append(buf, stateRecord(u.Index, u.State, u.Reason)...)
-	}
-	if m.stateEnd < m.fileSize {
-		// A torn record from an earlier crash: cut it off so that the log
-		// stays readable past it.
-		if err := f.Truncate(m.stateEnd); err != nil {
-			return fmt.Errorf("queue: update %s: %w", id, err)
-		}
-	}
-	if _, err := f.WriteAt(buf, m.stateEnd); err != nil {
-		return fmt.Errorf("queue: update %s: %w", id, err)
-	}
-	if !durable {
-		return nil
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("queue: update %s: fsync: %w", id, err)
-	}
-	return nil
-}
-
 // RequeueActive moves every message in active/ back to incoming/. The
 // scheduler calls it when it starts, as Postfix's qmgr does: a message left
 // in active/ was being delivered when the previous scheduler stopped, and

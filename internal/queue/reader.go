@@ -23,6 +23,7 @@ type Message struct {
 	contentCRC uint32
 	stateEnd   int64 // end of the valid state log
 	fileSize   int64
+	writable   bool // opened with OpenForUpdate
 }
 
 // parseFile reads the structure of a queue file of the given size: header,
@@ -128,11 +129,15 @@ func ReadFile(r io.ReaderAt, size int64) (*Envelope, error) {
 
 // Open opens message id in the named queue. The caller must Close it.
 func (q *Queue) Open(name, id string) (*Message, error) {
+	return q.open(name, id, syscall.O_RDONLY)
+}
+
+func (q *Queue) open(name, id string, mode int) (*Message, error) {
 	p, err := q.path(name, id)
 	if err != nil {
 		return nil, err
 	}
-	f, err := openPlain(p, syscall.O_RDONLY)
+	f, err := openPlain(p, mode)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -142,6 +147,7 @@ func (q *Queue) Open(name, id string) (*Message, error) {
 		return nil, fmt.Errorf("queue: %s: %w", p, err)
 	}
 	m.ID, m.Queue = id, name
+	m.writable = mode == syscall.O_RDWR
 	return m, nil
 }
 

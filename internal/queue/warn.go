@@ -2,10 +2,7 @@ package queue
 
 import (
 	"encoding/binary"
-	"fmt"
 	"hash/crc32"
-	"os"
-	"syscall"
 	"time"
 )
 
@@ -31,43 +28,4 @@ func decodeWarn(p []byte, e *Envelope) bool {
 	}
 	e.Warned = time.UnixMicro(int64(v))
 	return true
-}
-
-// MarkWarned records in message id's state log that its delay warning was
-// sent at at, and fsyncs it, so that the queue manager sends one warning
-// per message even across restarts (postconf(5) delay_warning_time;
-// Postfix's qmgr updates the queue file's WARN record in place for the
-// same reason). The queue manager calls it after the warning itself is
-// queued: a crash in between repeats the warning, never loses it.
-// Like UpdateRecipients it appends under flock(2) and cuts off a torn
-// record first.
-func (q *Queue) MarkWarned(name, id string, at time.Time) error {
-	p, err := q.path(name, id)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("queue: mark %s warned: %w", id, err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("queue: mark %s warned: lock: %w", id, err)
-	}
-	m, err := openFile(f)
-	if err != nil {
-		return fmt.Errorf("queue: mark %s warned: %w", id, err)
-	}
-	if m.stateEnd < m.fileSize {
-		if err := f.Truncate(m.stateEnd); err != nil {
-			return fmt.Errorf("queue: mark %s warned: %w", id, err)
-		}
-	}
-	if _, err := f.WriteAt(warnRecord(at), m.stateEnd); err != nil {
-		return fmt.Errorf("queue: mark %s warned: %w", id, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("queue: mark %s warned: fsync: %w", id, err)
-	}
-	return nil
 }
