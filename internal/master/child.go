@@ -183,13 +183,17 @@ func startChild(opts ChildOptions) (_ *child, err error) {
 		if opts.Role == "local" {
 			// The delivery executor (asuser.Serve) is latency-bound:
 			// each job blocks in a few system calls on one credentialed
-			// thread, so more Ps only add scheduler and sysmon wake-ups
-			// and futex hand-offs between threads. Measured on the
-			// Maildir benchmark: GOMAXPROCS=1 cut its CPU per delivery by
-			// ~17 % with no change in wall time (docs/BENCHMARKS.md,
-			// issue 5 item 9). Blocking calls still get threads of their
-			// own (LockOSThread jobs are unaffected by GOMAXPROCS).
-			runtime.GOMAXPROCS(1)
+			// thread, so Ps beyond two only add scheduler and sysmon
+			// wake-ups and futex hand-offs between threads (GOMAXPROCS=1
+			// cut its CPU per delivery by ~17 %). But a goroutine
+			// blocked in a system call keeps its P until sysmon takes it
+			// back, up to 10 ms later when sysmon has been idle: with
+			// one P, the commits' fsyncs (maildir.Commit) held up the
+			// answers to new requests. Two Ps: 4.1-4.3 s for the
+			// benchmark's 5000 deliveries against 4.6-4.8 s with one and
+			// 4.8-4.9 s with four (docs/BENCHMARKS.md, issue 5, sixth
+			// pass).
+			runtime.GOMAXPROCS(2)
 		}
 		if opts.Role == "qmgr" {
 			// Read-write, so the FIFO never reports end of file.

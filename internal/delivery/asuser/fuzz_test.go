@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -76,8 +77,8 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte("{}\n"))
 	f.Add([]byte(`{"Op":"deliver","Creds":{"UID":1000,"GID":1000},"Job":{"Kind":"maildir","Path":"/home/u/Maildir/"},"Probe":{"Paths":["/home/u/.forward+x","/home/u/.forward"],"Limit":4096}}` + "\n\x00\x00\x00\x00"))
 	f.Add([]byte(`{"Op":"read","Read":{"Path":"/a","Limit":1},"Probe":{"Paths":["/a"],"Limit":1}}` + "\n"))
-	f.Add([]byte(`{"Op":"sync","Creds":{"UID":1000,"GID":1000},"Sync":{"Dir":"/home/u/Maildir/new"}}` + "\n"))
-	f.Add([]byte(`{"Op":"sync","Sync":{"Dir":"/home/u/Maildir/new/../../../etc/new"}}` + "\n"))
+	f.Add([]byte(`{"Op":"commit","Creds":{"UID":1000,"GID":1000},"Commit":{"Dir":"/home/u/Maildir","Names":["1700000000.K4jX.0.mx"]}}` + "\n"))
+	f.Add([]byte(`{"Op":"commit","Commit":{"Dir":"/home/u/Maildir/../../etc","Names":["../passwd"]}}` + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(data), 64)
 		req, err := readRequest(br)
@@ -85,7 +86,7 @@ func FuzzRequest(f *testing.F) {
 			return
 		}
 		n := 0
-		for _, p := range []bool{req.Job != nil, req.Cmd != nil, req.Read != nil, req.Sync != nil} {
+		for _, p := range []bool{req.Job != nil, req.Cmd != nil, req.Read != nil, req.Commit != nil} {
 			if p {
 				n++
 			}
@@ -97,7 +98,7 @@ func FuzzRequest(f *testing.F) {
 		case req.Op == opDeliver && (req.Job == nil || req.Job.validate() != nil),
 			req.Op == opRun && (req.Cmd == nil || len(req.Cmd.Argv) == 0 || req.Cmd.OutputLimit > maxOutputLimit),
 			req.Op == opRead && (req.Read == nil || req.Read.Limit <= 0 || req.Read.Limit > MaxReadLimit || !strings.HasPrefix(req.Read.Path, "/")),
-			req.Op == opSync && (req.Sync == nil || !strings.HasPrefix(req.Sync.Dir, "/") || !strings.HasSuffix(req.Sync.Dir, "/new") || strings.Contains(req.Sync.Dir, "/../")):
+			req.Op == opCommit && (req.Commit == nil || !strings.HasPrefix(req.Commit.Dir, "/") || strings.Contains(req.Commit.Dir+"/", "/../") || len(req.Commit.Names) == 0 || slices.ContainsFunc(req.Commit.Names, func(n string) bool { return strings.ContainsAny(n, "/\x00") || n == ".." || n == "" })):
 			t.Fatalf("accepted %+v", req)
 		}
 		if p := req.Probe; p != nil {

@@ -23,6 +23,9 @@ type Found struct {
 	// File and Err are that path's read, as ReadFile returns them.
 	File File
 	Err  error
+	// Path, when Index is -1 and the job was done, is the file written
+	// (DeliverFile's path).
+	Path string
 }
 
 // wireProbe is the file list of a deliver request that reads first.
@@ -72,7 +75,8 @@ func (r *Runner) DeliverUnlessFile(ctx context.Context, creds Creds, paths []str
 			}
 			return Found{Index: i, File: f, Err: err}, nil
 		}
-		return Found{Index: -1}, r.Deliver(ctx, creds, job, content)
+		path, err := r.DeliverFile(ctx, creds, job, content)
+		return Found{Index: -1, Path: path}, err
 	}
 	probe := &wireProbe{Paths: paths, Limit: opt.Limit}
 	if err := probe.validate(); err != nil {
@@ -103,7 +107,7 @@ func (r *Runner) DeliverUnlessFile(ctx context.Context, creds Creds, paths []str
 	case !resp.Result.OK:
 		return Found{Index: -1}, resp.Result.err()
 	}
-	return Found{Index: -1}, nil
+	return Found{Index: -1, Path: resp.Result.Path}, nil
 }
 
 // probeIn is the executor's side of a probe: the index and read of the

@@ -235,10 +235,10 @@ func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self str
 			r = failure(err)
 		}
 		resp.Result = &r
-	case opSync:
+	case opCommit:
 		watch()
-		r := wireResult{OK: true, Path: req.Sync.Dir}
-		if err := syncHere(pool, req.Creds, req.Sync.Dir); err != nil {
+		r := wireResult{OK: true, Path: req.Commit.Dir}
+		if err := commitHere(pool, req.Creds, *req.Commit); err != nil {
 			r = failure(err)
 		}
 		resp.Result = &r

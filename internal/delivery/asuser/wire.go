@@ -27,7 +27,7 @@ const (
 	opDeliver = "deliver"
 	opRun     = "run"
 	opRead    = "read"
-	opSync    = "sync"
+	opCommit  = "commit"
 )
 
 // Bounds on what the executor (root) accepts from its less-privileged
@@ -41,14 +41,14 @@ const (
 )
 
 // request is one executor request. Exactly one of Job, Cmd, Read and
-// Sync is set, the one Op names.
+// Commit is set, the one Op names.
 type request struct {
-	Op    string
-	Creds Creds
-	Job   *Job         `json:",omitempty"`
-	Cmd   *wireCommand `json:",omitempty"`
-	Read  *wireRead    `json:",omitempty"`
-	Sync  *wireSync    `json:",omitempty"`
+	Op     string
+	Creds  Creds
+	Job    *Job         `json:",omitempty"`
+	Cmd    *wireCommand `json:",omitempty"`
+	Read   *wireRead    `json:",omitempty"`
+	Commit *wireCommit  `json:",omitempty"`
 	// Probe, with a Job, names files read first: the job is done only
 	// when none exists (DeliverUnlessFile).
 	Probe *wireProbe `json:",omitempty"`
@@ -155,13 +155,13 @@ func parseRequest(line []byte) (request, error) {
 		return request{}, fmt.Errorf("%d supplementary groups (at most %d)", len(r.Creds.Groups), maxGroups)
 	}
 	set := 0
-	for _, p := range []bool{r.Job != nil, r.Cmd != nil, r.Read != nil, r.Sync != nil} {
+	for _, p := range []bool{r.Job != nil, r.Cmd != nil, r.Read != nil, r.Commit != nil} {
 		if p {
 			set++
 		}
 	}
 	if set != 1 {
-		return request{}, errors.New("a request carries exactly one of job, command, read and sync")
+		return request{}, errors.New("a request carries exactly one of job, command, read and commit")
 	}
 	if r.Probe != nil && r.Op != opDeliver {
 		return request{}, errors.New("only a deliver request reads files first")
@@ -194,11 +194,11 @@ func parseRequest(line []byte) (request, error) {
 		if err := w.validate(); err != nil {
 			return request{}, err
 		}
-	case opSync:
-		if r.Sync == nil {
-			return request{}, errors.New("sync request without a directory")
+	case opCommit:
+		if r.Commit == nil {
+			return request{}, errors.New("commit request without names")
 		}
-		if err := r.Sync.validate(); err != nil {
+		if err := r.Commit.validate(); err != nil {
 			return request{}, err
 		}
 	default:

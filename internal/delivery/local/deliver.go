@@ -71,16 +71,16 @@ type outcome struct {
 	onlyMaildir bool
 	pass        string
 	passAddr    string
-	// syncs are the Maildir new/ directories written without their
-	// fsync (maildir.Options.DeferSync), which Result.Sync does.
-	syncs []maildirSync
+	// commits are the Maildir deliveries staged in tmp/
+	// (maildir.Options.Stage), which Result.Sync commits.
+	commits []staged
 }
 
-// maildirSync is one new/ directory to fsync, as the identity that wrote
-// it.
-type maildirSync struct {
-	creds asuser.Creds
-	dir   string
+// staged is one staged Maildir delivery: the Maildir, the file's name,
+// and the identity that wrote it.
+type staged struct {
+	creds     asuser.Creds
+	dir, name string
 }
 
 type fwdGroup struct {
@@ -130,11 +130,11 @@ func (j *job) ok(reason string, maildir bool) {
 
 func (j *job) result() delivery.Result {
 	r := j.outcome()
-	if syncs := j.out.syncs; len(syncs) > 0 {
+	if commits := j.out.commits; len(commits) > 0 {
 		run := j.a.run
 		r.Sync = func(ctx context.Context) error {
-			for _, s := range syncs {
-				if err := run.SyncDir(ctx, s.creds, s.dir); err != nil {
+			for _, c := range commits {
+				if err := run.Commit(ctx, c.creds, c.dir, c.name); err != nil {
 					return err
 				}
 			}

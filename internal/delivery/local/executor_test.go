@@ -121,3 +121,33 @@ func (f *fixture) useExecutor(t *testing.T) {
 	})
 	f.agent.run = asuser.NewRunner(moatBin, sock)
 }
+
+// TestThroughExecutorStaged: through the executor a Maildir delivery is
+// only staged in tmp/ when the agent answers; the result's Sync (what the
+// queue manager calls after freeing the slot) commits it into new/.
+func TestThroughExecutorStaged(t *testing.T) {
+	f := newFixture(t, "home_mailbox = Maildir/\n", "")
+	f.useExecutor(t)
+	a := f.account()
+	md := filepath.Join(a.home, "Maildir")
+	res := f.agent.Deliver(context.Background(), f.request("sender@remote.example", testContent, a.name+"@example.com"))
+	if len(res) != 1 || res[0].State != queue.RcptDelivered || res[0].Sync == nil {
+		t.Fatalf("results %+v, want one delivered with a Sync", res)
+	}
+	tmp, err := os.ReadDir(filepath.Join(md, "tmp"))
+	if err != nil || len(tmp) != 1 {
+		t.Fatalf("tmp/ holds %d files (%v), want the staged one", len(tmp), err)
+	}
+	if n := len(maildirFiles(t, md)); n != 0 {
+		t.Fatalf("%d files in new/ before the commit", n)
+	}
+	if err := res[0].Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(maildirFiles(t, md)); n != 1 {
+		t.Errorf("%d files in new/ after the commit, want 1", n)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(md, "tmp")); len(tmp) != 0 {
+		t.Errorf("tmp/ holds %d files after the commit", len(tmp))
+	}
+}

@@ -90,7 +90,7 @@ func (j *job) dotforward(st attrs, acct *account, plan *mboxPlan) bool {
 			return true
 		}
 		if found.Index < 0 {
-			j.wrote(job, w.creds, w.path, true, err)
+			j.wrote(job, w.creds, w.path, found.Path, true, err)
 			return true
 		}
 		if job.Kind == asuser.KindMaildir {

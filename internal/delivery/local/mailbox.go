@@ -137,7 +137,8 @@ func (j *job) writeMailbox(st attrs, creds asuser.Creds, path string, mailbox bo
 	if !ok {
 		return
 	}
-	j.wrote(job, creds, path, mailbox, j.a.run.Deliver(j.ctx, creds, job, j.req.Content()))
+	file, err := j.a.run.DeliverFile(j.ctx, creds, job, j.req.Content())
+	j.wrote(job, creds, path, file, mailbox, err)
 }
 
 // mailboxJob builds the executor's job for writeMailbox; false means the
@@ -162,7 +163,7 @@ func (j *job) mailboxJob(st attrs, creds asuser.Creds, path string, mailbox bool
 			SizeLimit:     set.sizeLimit,
 			Key:           j.mailboxKey(),
 			Arrival:       j.req.Envelope.Arrival,
-			DeferSync:     j.a.run.DefersSync(),
+			Stage:         j.a.run.DefersSync(),
 		}}
 	} else {
 		job = asuser.Job{Kind: asuser.KindMbox, Path: path, Mbox: mbox.Options{
@@ -196,16 +197,16 @@ func (j *job) mailboxJob(st attrs, creds asuser.Creds, path string, mailbox bool
 	return job, true
 }
 
-// wrote records the outcome of a mailboxJob written as creds.
-func (j *job) wrote(job asuser.Job, creds asuser.Creds, path string, mailbox bool, err error) {
+// wrote records the outcome of a mailboxJob written as creds into file.
+func (j *job) wrote(job asuser.Job, creds asuser.Creds, path, file string, mailbox bool, err error) {
 	if err != nil {
 		j.failErr(err, "4.3.0")
 		return
 	}
 	switch {
 	case job.Kind == asuser.KindMaildir:
-		if job.Maildir.DeferSync {
-			j.out.syncs = append(j.out.syncs, maildirSync{creds: creds, dir: filepath.Join(job.Path, "new")})
+		if job.Maildir.Stage {
+			j.out.commits = append(j.out.commits, staged{creds: creds, dir: job.Path, name: filepath.Base(file)})
 		}
 		j.ok("delivered to maildir", true)
 	case mailbox:

@@ -64,12 +64,16 @@ type Options struct {
 	// It must return only once an fsync that began after the call has
 	// ended. Not sent over the wire.
 	SyncNew func(newDir string) error `json:"-"`
-	// DeferSync leaves new/'s fsync to the caller (SyncDir), who must
-	// do it before relying on the delivery: the queue manager batches
-	// one fsync for many deliveries to the same Maildir and records a
-	// delivery only after it (docs/BENCHMARKS.md, sixth pass). The
-	// message file itself is still fsynced before the link.
-	DeferSync bool `json:",omitempty"`
+	// Stage, with a Key, writes the message into tmp/ under its keyed
+	// name and stops there, without an fsync: Commit, called later for
+	// many such messages at once, fsyncs each file, links it into new/
+	// and fsyncs new/ once. The queue manager frees the destination's
+	// delivery slot after the write and records the delivery only after
+	// Commit, so the fsyncs leave the slot's critical path
+	// (docs/BENCHMARKS.md, issue 5, sixth pass); a crash in between leaves
+	// the recipient unsettled and the retry overwrites the tmp/ file.
+	// Deliver then returns the path the message will have in new/.
+	Stage bool `json:",omitempty"`
 }
 
 // maxAttempts bounds the retries after a name collision (EEXIST). Names
@@ -104,6 +108,11 @@ func Deliver(dir string, msg io.Reader, opts Options) (string, error) {
 
 	if opts.Key != "" {
 		return deliverKeyed(dir, tmpDir, newDir, host, msg, opts)
+	}
+	if opts.Stage {
+		// Without a key, Commit could not name the file, nor a retry
+		// find it.
+		return "", createError(dir, errors.New("staging a delivery needs a delivery key"))
 	}
 	pid := os.Getpid()
 	var (
@@ -173,10 +182,10 @@ func settle(tmpPath, newDir, newPath string, linked bool, opts Options) error {
 	return nil
 }
 
-// syncNew makes new/ durable, unless the caller does it (DeferSync).
+// syncNew makes new/ durable, unless Commit will (Stage).
 func syncNew(newDir string, opts Options) error {
 	switch {
-	case opts.DeferSync:
+	case opts.Stage:
 		return nil
 	case opts.SyncNew != nil:
 		return opts.SyncNew(newDir)
@@ -212,6 +221,9 @@ func deliverKeyed(dir, tmpDir, newDir, host string, msg io.Reader, opts Options)
 	}
 	if _, err := fillTmp(f, tmpPath, msg, opts); err != nil {
 		return "", err
+	}
+	if opts.Stage {
+		return newPath, nil
 	}
 	err = link(dir, tmpPath, newPath)
 	if err != nil && !errors.Is(err, os.ErrExist) {
@@ -334,6 +346,9 @@ func writeMessage(f *os.File, msg io.Reader, opts Options) (int64, *delivery.Err
 	}
 	if err := bw.Flush(); err != nil {
 		return 0, writeError(unwrapPath(err))
+	}
+	if opts.Stage {
+		return lw.n, nil // Commit fsyncs it
 	}
 	if err := f.Sync(); err != nil {
 		return 0, writeError(unwrapPath(err))

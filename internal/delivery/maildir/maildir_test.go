@@ -457,8 +457,7 @@ func TestHalfMadeMaildir(t *testing.T) {
 
 // TestSyncOfNew: new/ is fsynced after the link (through SyncNew when
 // set), also when a keyed retry finds the earlier attempt's file, since
-// that attempt may have ended before its fsync; with DeferSync it is the
-// caller's, and the delivery does none.
+// that attempt may have ended before its fsync.
 func TestSyncOfNew(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "Maildir")
 	var synced []string
@@ -473,22 +472,70 @@ func TestSyncOfNew(t *testing.T) {
 	if want := filepath.Join(dir, "new"); len(synced) != 2 || synced[0] != want || synced[1] != want {
 		t.Errorf("new/ fsyncs %q, want two of %s (the delivery and the retry that found it)", synced, want)
 	}
-	synced = nil
-	opts.DeferSync = true
-	opts.Key = "k2"
-	for range 2 {
-		if _, err := Deliver(dir, strings.NewReader(msg), opts); err != nil {
+}
+
+// TestStageAndCommit: a staged delivery is in tmp/ only, under the name
+// Deliver returns for new/; Commit links every staged name into new/
+// with one fsync of new/, takes names new/ already has (a retry), and
+// defers (4.3.0) when a staged file is gone, after linking the others.
+// A stage needs a key.
+func TestStageAndCommit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	msg := "Subject: s\r\n\r\nbody\r\n"
+	opts := Options{Arrival: time.Unix(1700000000, 0), Hostname: "mx", Stage: true}
+	var names []string
+	for _, k := range []string{"a.0", "b.0", "c.0"} {
+		opts.Key = k
+		p, err := Deliver(dir, strings.NewReader(msg), opts)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if filepath.Dir(p) != filepath.Join(dir, "new") {
+			t.Fatalf("staged delivery names %s, not a new/ file", p)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "tmp", filepath.Base(p))); err != nil {
+			t.Fatalf("staged file not in tmp/: %v", err)
+		}
+		names = append(names, filepath.Base(p))
 	}
-	opts.Key = ""
+	if n, _ := Count(dir); n != 0 {
+		t.Fatalf("%d messages visible before the commit", n)
+	}
+	var synced int
+	sync := Options{SyncNew: func(string) error { synced++; return nil }}
+	if err := Commit(dir, names[:2], sync); err != nil {
+		t.Fatal(err)
+	}
+	// A retry of the first finds it in new/ and stages nothing.
+	opts.Key = "a.0"
 	if _, err := Deliver(dir, strings.NewReader(msg), opts); err != nil {
 		t.Fatal(err)
 	}
-	if len(synced) != 0 {
-		t.Errorf("new/ fsynced %d times with DeferSync", len(synced))
+	if err := os.Remove(filepath.Join(dir, "tmp", names[2])); err != nil {
+		t.Fatal(err)
 	}
-	if n, _ := Count(dir); n != 3 {
-		t.Errorf("%d messages, want 3", n)
+	err := Commit(dir, names, sync)
+	var de *delivery.Error
+	if !errors.As(err, &de) || de.DSN != "4.3.0" || !strings.Contains(de.Text, names[2]) {
+		t.Errorf("commit with a staged file gone: %v", err)
+	}
+	if n, _ := Count(dir); n != 2 || synced != 2 {
+		t.Errorf("%d messages after the commits, %d fsyncs of new/; want 2 and 2", n, synced)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "new", names[0]))
+	if err != nil || string(b) != "Subject: s\n\nbody\n" {
+		t.Errorf("committed file: %q, %v", b, err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Errorf("tmp/ holds %d files after the commits", len(left))
+	}
+	for _, bad := range [][]string{nil, {"../x"}, {""}} {
+		if err := Commit(dir, bad, Options{}); err == nil {
+			t.Errorf("Commit(%q) accepted", bad)
+		}
+	}
+	opts.Key = ""
+	if _, err := Deliver(dir, strings.NewReader(msg), opts); err == nil {
+		t.Error("a stage without a key accepted")
 	}
 }
