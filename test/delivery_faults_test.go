@@ -259,8 +259,9 @@ func (s *server) deliveryChildren() []int {
 var crashMessageID = regexp.MustCompile(`(?m)^Message-ID: <crash-(\d+)@moat\.test>`)
 
 // TestDeliverCrashExactlyOnce: 300 messages to two local users while
-// the queue manager child and its delivery children are killed with
-// SIGKILL several times mid-delivery; the master restarts the queue
+// the queue manager child, its delivery children and (every other time)
+// the delivery executor are killed with SIGKILL several times
+// mid-delivery; the master restarts the queue
 // manager, and in the end each user's Maildir holds every message
 // exactly once (by Message-ID: Maildir copies are keyed by queue ID and
 // recipient) and the queue is empty.
@@ -298,7 +299,7 @@ s.quit()
 		<-senderDone
 	})
 
-	kills, childKills := 0, 0
+	kills, childKills, execKills := 0, 0, 0
 	deadline := time.Now().Add(60 * time.Second)
 	for kills < 4 && time.Now().Before(deadline) {
 		time.Sleep(400 * time.Millisecond)
@@ -315,6 +316,16 @@ s.quit()
 				childKills++
 			}
 		}
+		if kills%2 == 1 {
+			// The delivery executor too, every other time: staged
+			// Maildir writes it has not committed (or is committing)
+			// are retried, never lost nor doubled.
+			for _, pid := range s.childPIDs("local/unix") {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					execKills++
+				}
+			}
+		}
 		time.Sleep(50 * time.Millisecond)
 		if syscall.Kill(qm[0], syscall.SIGKILL) == nil {
 			kills++
@@ -329,7 +340,7 @@ s.quit()
 	case <-time.After(60 * time.Second):
 		t.Fatal("smtplib did not finish within 60s")
 	}
-	t.Logf("killed the queue manager %d times and %d delivery children", kills, childKills)
+	t.Logf("killed the queue manager %d times, the executor %d times and %d delivery children", kills, execKills, childKills)
 	if kills == 0 {
 		t.Errorf("delivery finished before the queue manager could be killed")
 	}
