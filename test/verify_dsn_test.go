@@ -2,8 +2,6 @@ package test
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -24,9 +22,7 @@ func TestSendmailVerifyDSN(t *testing.T) {
 	e := newSubmitEnv(t, true)
 	sender := &e.rcpt[3]
 	exists := e.rcpt[0].name + "@mx.moat.test"
-	var b [4]byte
-	rand.Read(b[:])
-	nosuch := "nosuch" + hex.EncodeToString(b[:]) + "@mx.moat.test"
+	nosuch := noSuchUser() + "@mx.moat.test"
 	if _, stderr, code := e.run(sender, "", e.sendmail, "-bv", exists, nosuch); code != 0 {
 		t.Fatalf("sendmail -bv exited %d: %s", code, stderr)
 	}

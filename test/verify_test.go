@@ -23,9 +23,7 @@ func TestSendmailVerify(t *testing.T) {
 	e := newSubmitEnv(t, true)
 	sender := &e.rcpt[3]
 	exists := e.rcpt[0].name
-	var b [4]byte
-	rand.Read(b[:])
-	nosuch := "nosuch" + hex.EncodeToString(b[:])
+	nosuch := noSuchUser()
 	stdout, stderr, code := e.run(sender, "Subject: ignored\n\nnot read\n", e.sendmail, "-bv", exists, nosuch+"@mx.moat.test")
 	if code != 0 || stdout != "" || stderr != "" {
 		t.Fatalf("sendmail -bv exited %d, stdout %q, stderr %q", code, stdout, stderr)
@@ -98,4 +96,12 @@ func TestSendmailVerifyAlias(t *testing.T) {
 	if strings.Contains(e.log(), "to=<someone@remote.example>") {
 		t.Errorf("the alias was expanded into mail:\n%s", e.log())
 	}
+}
+
+// noSuchUser is a local part no account has: "nosuch" and 8 random hex
+// digits.
+func noSuchUser() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return "nosuch" + hex.EncodeToString(b[:])
 }

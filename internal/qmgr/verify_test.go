@@ -240,23 +240,9 @@ func FuzzVerifyReport(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep := parseReport(t, string(b))
-		if got := rep.header.Get("Subject"); got != "Mail Delivery Status Report" {
-			t.Fatalf("Subject %q", got)
-		}
-		if len(rep.header) != 9 {
-			t.Fatalf("top-level header has %d fields: %v", len(rep.header), rep.header)
-		}
+		rep := checkFuzzedReport(t, b, "Mail Delivery Status Report", action, r.dsn)
 		if ct := rep.parts[2].Get("Content-Type"); ct != "text/rfc822-headers" {
 			t.Fatalf("third part is %q", ct)
-		}
-		if len(rep.fields) != 3 {
-			t.Fatalf("%d delivery-status blocks, want 3:\n%s", len(rep.fields), rep.bodies[1])
-		}
-		for _, h := range rep.fields[1:] {
-			if h.Get("Final-Recipient") == "" || h.Get("Action") != action || h.Get("Status") != r.dsn {
-				t.Fatalf("recipient block %v", h)
-			}
 		}
 	})
 }
