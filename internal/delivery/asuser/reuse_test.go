@@ -260,3 +260,65 @@ func TestRunnerLeavesStoppingExecutor(t *testing.T) {
 		t.Errorf("%d messages in new/ (%v), want 3", c, err)
 	}
 }
+
+// TestProbeAnswerFromThread: deliveries with a probe are answered from
+// the credentialed thread once it is idle in the pool again, so 40 of
+// them in a row over one connection reuse one thread (the process grows
+// by a few threads at most, not one per delivery), the connection stays
+// in step through a probe that finds its file, and every message lands.
+func TestProbeAnswerFromThread(t *testing.T) {
+	cr := account(t)
+	dir := userDir(t, cr)
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(filepath.Dir(dir), "local")
+	cl, stop := startExecutor(t, sock)
+	defer stop()
+	r := NewRunner(moatBin, sock)
+	defer r.Close()
+	md := filepath.Join(dir, "Maildir") + "/"
+	fwd := filepath.Join(dir, ".forward")
+	threads := func() int {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	probe := func(i int) Found {
+		t.Helper()
+		job := Job{Kind: KindMaildir, Path: md, Maildir: maildir.Options{Key: "p" + strconv.Itoa(i), Arrival: time.Unix(1700000000, 0)}}
+		found, err := r.DeliverUnlessFile(context.Background(), cr, []string{fwd}, ReadOptions{Limit: 1024}, job, strings.NewReader(testMsg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found
+	}
+	probe(0) // starts the identity's thread
+	before := threads()
+	for i := 1; i < 40; i++ {
+		if f := probe(i); f.Index != -1 || f.Path == "" {
+			t.Fatalf("delivery %d: %+v", i, f)
+		}
+	}
+	if grown := threads() - before; grown > 4 {
+		t.Errorf("the process grew by %d threads over 39 deliveries", grown)
+	}
+	if err := os.WriteFile(fwd, []byte("elsewhere@example.org\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f := probe(40); f.Index != 0 || f.Err != nil || !strings.Contains(string(f.File.Data), "elsewhere") {
+		t.Fatalf("probe that finds the .forward: %+v", f)
+	}
+	os.Remove(fwd)
+	if f := probe(41); f.Index != -1 {
+		t.Fatalf("delivery after the found probe: %+v", f)
+	}
+	if c, err := maildir.Count(md); err != nil || c != 41 {
+		t.Errorf("%d messages in new/ (%v), want 41", c, err)
+	}
+	if n := cl.n.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}

@@ -187,30 +187,33 @@ func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self str
 		writeResponse(conn, response{Error: "refusing to work with root privileges"})
 		return nil
 	}
+	// finish sends resp, with Keep, and reports whether it went.
+	finish := func() bool {
+		// The connection carries another request unless the content
+		// was not read to its end (the frames left would be taken for
+		// the next request), it is a command's, which Runner never
+		// reuses, or the executor is stopping (a reload: the next
+		// request goes to the new executor).
+		resp.Keep = watched != nil && req.Op != opRun && srv.Err() == nil
+		return writeResponse(conn, resp)
+	}
+	sent, answered := false, false
 	switch req.Op {
 	case opDeliver:
-		var path string
-		var err error
 		if req.Probe != nil {
-			var i int
-			var found wireResult
-			i, found, path, err = probeDeliverIn(ctx, pool, self, req.Creds, req.Probe, *req.Job, body)
-			if i >= 0 {
-				// A file (a .forward) settles what happens instead:
-				// the message is read to its end frame, unused, so
-				// that the connection stays in step.
-				_, _ = io.Copy(io.Discard, body)
-				resp.Found = &wireFound{Index: i, Result: found}
-				break
+			// Answered from the credentialed thread (probeDeliverIn).
+			answer := func(i int, found wireResult, path string, err error) {
+				deliverResponse(&resp, body, i, found, path, err)
+				sent = finish()
 			}
-		} else {
-			path, err = deliverFileIn(ctx, pool, self, req.Creds, *req.Job, body)
+			i, found, path, err, done := probeDeliverIn(ctx, pool, self, req.Creds, req.Probe, *req.Job, body, answer)
+			if answered = done; !done {
+				deliverResponse(&resp, body, i, found, path, err)
+			}
+			break
 		}
-		r := wireResult{OK: true, Path: path}
-		if err != nil {
-			r = failure(err)
-		}
-		resp.Result = &r
+		path, err := deliverFileIn(ctx, pool, self, req.Creds, *req.Job, body)
+		deliverResponse(&resp, body, -1, wireResult{}, path, err)
 	case opRun:
 		c := Command{
 			Creds: req.Creds, Argv: req.Cmd.Argv, Env: req.Cmd.Env, Dir: req.Cmd.Dir,
@@ -243,16 +246,31 @@ func serveRequest(srv context.Context, conn net.Conn, br *bufio.Reader, self str
 		}
 		resp.Result = &r
 	}
-	// The connection carries another request unless the content was not
-	// read to its end (the frames left would be taken for the next
-	// request), it is a command's, which Runner never reuses, or the
-	// executor is stopping (a reload: the next request goes to the new
-	// executor).
-	resp.Keep = watched != nil && req.Op != opRun && srv.Err() == nil
-	if !writeResponse(conn, resp) || !resp.Keep {
+	if !answered {
+		sent = finish()
+	}
+	if !sent || !resp.Keep {
 		return nil
 	}
 	return watched
+}
+
+// deliverResponse fills in the answer to a deliver request: the file a
+// probe found (index i >= 0, with its read), or the delivery's outcome.
+func deliverResponse(resp *response, body io.Reader, i int, found wireResult, path string, err error) {
+	if i >= 0 {
+		// A file (a .forward) settles what happens instead: the
+		// message is read to its end frame, unused, so that the
+		// connection stays in step.
+		_, _ = io.Copy(io.Discard, body)
+		resp.Found = &wireFound{Index: i, Result: found}
+		return
+	}
+	r := wireResult{OK: true, Path: path}
+	if err != nil {
+		r = failure(err)
+	}
+	resp.Result = &r
 }
 
 // writeResponse sends the answer line and reports whether it went.

@@ -81,10 +81,11 @@ type credThread struct {
 	work chan threadJob
 }
 
-// threadJob is one piece of work and the signal of its end.
+// threadJob is one piece of work and the signal of its end; after, when
+// set, runs on the thread once it is idle again (runThen).
 type threadJob struct {
-	fn   func()
-	done chan struct{}
+	fn, after func()
+	done      chan struct{}
 }
 
 // credKey names an identity: uid, gid and the supplementary groups in the
@@ -104,8 +105,21 @@ func credKey(c Creds) string {
 // run runs work on a thread with creds' file-system identity and waits for
 // it: a kept one if one is idle, else a new one that is kept afterwards.
 func (p *threadPool) run(creds Creds, work func()) error {
+	return p.runThen(creds, work, nil)
+}
+
+// runThen is run, and then after on the same thread once it is idle in
+// the pool again: the executor answers its client there, and a request
+// that follows the answer at once finds the thread instead of starting
+// another.
+func (p *threadPool) runThen(creds Creds, work, after func()) error {
 	if p == nil {
-		return onThread(creds, work)
+		return onThread(creds, func() {
+			work()
+			if after != nil {
+				after()
+			}
+		})
 	}
 	key := credKey(creds)
 	t := p.take(key)
@@ -115,7 +129,7 @@ func (p *threadPool) run(creds Creds, work func()) error {
 			return err
 		}
 	}
-	j := threadJob{fn: work, done: make(chan struct{})}
+	j := threadJob{fn: work, after: after, done: make(chan struct{})}
 	t.work <- j
 	<-j.done
 	return nil
@@ -195,6 +209,9 @@ func (p *threadPool) start(creds Creds, key string) (*credThread, error) {
 			// Idle again before the caller hears of the end, so that
 			// its next job finds this thread.
 			keep := uses < threadMaxUses && p.put(t)
+			if j.after != nil {
+				j.after()
+			}
 			close(j.done)
 			return keep
 		}
