@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -60,10 +59,10 @@ func (w *wireCommit) validate() error {
 	return nil
 }
 
-// DefersSync reports whether Maildir deliveries through r should be
+// StagesMaildir reports whether Maildir deliveries through r should be
 // staged (maildir.Options.Stage) and committed with Commit: only with the
 // executor, where each request is a round trip worth sharing.
-func (r *Runner) DefersSync() bool { return r.socket != "" }
+func (r *Runner) StagesMaildir() bool { return r.socket != "" }
 
 // Commit commits the staged delivery name (a file name Deliver returned
 // for a job with maildir.Options.Stage) into the Maildir dir, written as
@@ -106,8 +105,8 @@ func (r *Runner) callCommit(creds Creds, w wireCommit) error {
 	return nil
 }
 
-// syncBatches are a Runner's SyncDir rounds being gathered, by identity
-// and directory.
+// syncBatches are a Runner's Commit rounds being gathered, by identity
+// and Maildir.
 type syncBatches struct {
 	mu     sync.Mutex
 	rounds map[string]*syncRound
@@ -129,10 +128,14 @@ func (b *syncBatches) join(key, name string, do func(names []string) error) *syn
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if rd := b.rounds[key]; rd != nil {
-		if !slices.Contains(rd.names, name) {
+		// (A name twice in a round is harmless: Commit finds it linked
+		// the second time.)
+		if len(rd.names) < maildir.MaxCommit {
 			rd.names = append(rd.names, name)
+			return rd
 		}
-		return rd
+		// Full: it is sent when its time comes, and a new round
+		// gathers the rest.
 	}
 	if b.rounds == nil {
 		b.rounds = map[string]*syncRound{}
@@ -141,7 +144,9 @@ func (b *syncBatches) join(key, name string, do func(names []string) error) *syn
 	b.rounds[key] = rd
 	time.AfterFunc(syncGather, func() {
 		b.mu.Lock()
-		delete(b.rounds, key)
+		if b.rounds[key] == rd {
+			delete(b.rounds, key)
+		}
 		names := rd.names
 		b.mu.Unlock()
 		rd.err = do(names)

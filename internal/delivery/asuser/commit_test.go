@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,20 +65,45 @@ func TestSyncBatchesShareOneRound(t *testing.T) {
 		t.Errorf("%d requests, want 3", calls.Load())
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	sizes := map[int]int{}
 	for _, names := range got {
 		sizes[len(names)]++
 	}
-	if sizes[5] != 1 || sizes[1] != 2 {
-		t.Errorf("rounds' names %q, want one of the 5 distinct names and two of one", got)
+	if sizes[11] != 1 || sizes[1] != 2 {
+		t.Errorf("rounds' names %q, want one of the 11 joins and two of one", got)
 	}
+	mu.Unlock()
 	b.mu.Lock()
 	left := len(b.rounds)
 	b.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d rounds left in the table", left)
 	}
+
+	// A full round is sent as it is; the names after it gather in the
+	// next.
+	var full, rest *syncRound
+	count := func(names []string) error {
+		mu.Lock()
+		got = append(got, names)
+		mu.Unlock()
+		return nil
+	}
+	got = nil
+	for i := range maildir.MaxCommit + 3 {
+		rd := b.join("big", strconv.Itoa(i), count)
+		if i == 0 {
+			full = rd
+		}
+		rest = rd
+	}
+	<-full.done
+	<-rest.done
+	mu.Lock()
+	if len(got) != 2 || len(got[0])+len(got[1]) != maildir.MaxCommit+3 || max(len(got[0]), len(got[1])) != maildir.MaxCommit {
+		t.Errorf("%d rounds for %d names, want one full round and one of 3", len(got), maildir.MaxCommit+3)
+	}
+	mu.Unlock()
 }
 
 // TestRunnerCommitOverSocket: deliveries staged through a real executor
@@ -90,7 +116,7 @@ func TestRunnerCommitOverSocket(t *testing.T) {
 	sock, _ := executor(t)
 	r := NewRunner(moatBin, sock)
 	defer r.Close()
-	if !r.DefersSync() {
+	if !r.StagesMaildir() {
 		t.Fatal("a Runner with an executor does not stage Maildir deliveries")
 	}
 	md := filepath.Join(userDir(t, cr), "Maildir")

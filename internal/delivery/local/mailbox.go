@@ -163,7 +163,7 @@ func (j *job) mailboxJob(st attrs, creds asuser.Creds, path string, mailbox bool
 			SizeLimit:     set.sizeLimit,
 			Key:           j.mailboxKey(),
 			Arrival:       j.req.Envelope.Arrival,
-			Stage:         j.a.run.DefersSync(),
+			Stage:         j.a.run.StagesMaildir(),
 		}}
 	} else {
 		job = asuser.Job{Kind: asuser.KindMbox, Path: path, Mbox: mbox.Options{
