@@ -281,11 +281,12 @@ func (a *attempt) request(ctx context.Context, rt route, idxs []int, addrs map[i
 	}
 }
 
-// durable runs r's deferred fsync (result.sync) before r is recorded or
-// passed on. It fails a delivery whose fsync failed over to a deferral,
-// so the retry (which finds the keyed Maildir file) tries the fsync
-// again; false means ctx ended first, and the run is interrupted with
-// the recipient unsettled.
+// durable runs what r's agent left for after the slot (result.sync: the
+// commit of a staged Maildir delivery) before r is recorded or passed
+// on. A failure turns a delivery into a deferral, so the retry (which
+// rewrites the staged file, or finds it committed) commits again; false
+// means ctx ended first, and the run is interrupted with the recipient
+// unsettled.
 func (a *attempt) durable(ctx context.Context, i int, r *result) bool {
 	err := r.sync(ctx)
 	r.sync = nil
