@@ -152,10 +152,11 @@ func startExecutorCtl(t *testing.T, sock string) (*countingListener, context.Can
 	return cl, cancel, wait
 }
 
-// TestRunnerKeepsConnection: deliveries and reads share one executor
-// connection; a command gets its own; a delivery that leaves content
-// unread ends its connection and the next one dials again.
-func TestRunnerKeepsConnection(t *testing.T) {
+// userExecutor makes a test account with a directory it owns, an
+// executor whose socket sits beside that directory (counting its
+// connections), and a Runner for it.
+func userExecutor(t *testing.T) (Creds, string, *countingListener, func(), *Runner) {
+	t.Helper()
 	cr := account(t)
 	dir := userDir(t, cr)
 	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
@@ -163,7 +164,14 @@ func TestRunnerKeepsConnection(t *testing.T) {
 	}
 	sock := filepath.Join(filepath.Dir(dir), "local")
 	cl, stop := startExecutor(t, sock)
-	r := NewRunner(moatBin, sock)
+	return cr, dir, cl, stop, NewRunner(moatBin, sock)
+}
+
+// TestRunnerKeepsConnection: deliveries and reads share one executor
+// connection; a command gets its own; a delivery that leaves content
+// unread ends its connection and the next one dials again.
+func TestRunnerKeepsConnection(t *testing.T) {
+	cr, dir, cl, stop, r := userExecutor(t)
 	md := filepath.Join(dir, "Maildir") + "/"
 	deliver := func() {
 		t.Helper()
@@ -267,15 +275,8 @@ func TestRunnerLeavesStoppingExecutor(t *testing.T) {
 // by a few threads at most, not one per delivery), the connection stays
 // in step through a probe that finds its file, and every message lands.
 func TestProbeAnswerFromThread(t *testing.T) {
-	cr := account(t)
-	dir := userDir(t, cr)
-	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(filepath.Dir(dir), "local")
-	cl, stop := startExecutor(t, sock)
+	cr, dir, cl, stop, r := userExecutor(t)
 	defer stop()
-	r := NewRunner(moatBin, sock)
 	defer r.Close()
 	md := filepath.Join(dir, "Maildir") + "/"
 	fwd := filepath.Join(dir, ".forward")
