@@ -77,13 +77,13 @@ type Result struct {
 	// Replayable says that repeating this delivery has no effect (a keyed
 	// Maildir file the retry finds), so its record need not be fsynced.
 	Replayable bool
-	// Sync, when not nil, completes the delivery and makes it durable:
+	// Commit, when not nil, completes the delivery and makes it durable:
 	// the agent only staged the message in a Maildir's tmp/
 	// (maildir.Options.Stage), so that it could answer before the
 	// fsyncs, and shared them with other deliveries to the same mailbox.
 	// The queue manager calls it after freeing the destination's slot
 	// and before it records the result; an error defers the recipient.
-	Sync func(context.Context) error
+	Commit func(context.Context) error
 	// Done is when the agent finished with this recipient (delays=...d).
 	// Zero means the queue manager's clock when it got the result.
 	Done time.Time

@@ -27,9 +27,9 @@ type result struct {
 	// replayable: repeating the delivery has no effect (a keyed Maildir
 	// file), so its record need not be fsynced (queue.RecipientUpdate).
 	replayable bool
-	// sync, when set, makes the delivery durable (delivery.Result.Sync):
+	// commit, when set, completes the delivery (delivery.Result.Commit):
 	// called after the slot is freed, before the result is recorded.
-	sync func(context.Context) error
+	commit func(context.Context) error
 	// pass, when set, is an agent's pass-on ("transport:nexthop",
 	// delivery.Result.Pass) with the address to use (passAddr, "" for the
 	// queued one).
@@ -258,7 +258,7 @@ func (a *attempt) request(ctx context.Context, rt route, idxs []int, addrs map[i
 		return
 	}
 	for i, r := range results {
-		if r.sync != nil {
+		if r.commit != nil {
 			if !a.durable(ctx, i, &r) {
 				return
 			}
@@ -281,15 +281,15 @@ func (a *attempt) request(ctx context.Context, rt route, idxs []int, addrs map[i
 	}
 }
 
-// durable runs what r's agent left for after the slot (result.sync: the
+// durable runs what r's agent left for after the slot (result.commit: the
 // commit of a staged Maildir delivery) before r is recorded or passed
 // on. A failure turns a delivery into a deferral, so the retry (which
 // rewrites the staged file, or finds it committed) commits again; false
 // means ctx ended first, and the run is interrupted with the recipient
 // unsettled.
 func (a *attempt) durable(ctx context.Context, i int, r *result) bool {
-	err := r.sync(ctx)
-	r.sync = nil
+	err := r.commit(ctx)
+	r.commit = nil
 	if err == nil {
 		return true
 	}
@@ -520,7 +520,7 @@ func (m *Manager) runTransport(ctx context.Context, t *transport, rt route, msg 
 			done = m.now()
 		}
 		out[r.Index] = result{state: r.State, dsn: r.DSN, reason: r.Reason, relay: r.Relay,
-			handoff: handoff, done: done, log: t.log, replayable: r.Replayable, sync: r.Sync,
+			handoff: handoff, done: done, log: t.log, replayable: r.Replayable, commit: r.Commit,
 			pass: r.Pass, passAddr: r.Address, remoteMTA: r.RemoteMTA, diagnostic: r.Diagnostic}
 	}
 	for _, i := range idxs {

@@ -12,34 +12,34 @@ import (
 	"moat/internal/queue"
 )
 
-// TestResultSync: a result's deferred fsync (delivery.Result.Sync, a
-// Maildir written without new/'s fsync) runs after the destination's
+// TestResultCommit: a result's deferred commit (delivery.Result.Commit, a
+// staged Maildir delivery's fsyncs and link) runs after the destination's
 // slot is free and before the result is recorded; a failed one defers
 // the recipient with its reason.
-func TestResultSync(t *testing.T) {
+func TestResultCommit(t *testing.T) {
 	rec := &recorder{}
-	var synced atomic.Int32
+	var committed atomic.Int32
 	rec.answer = func(addr string) delivery.Result {
 		ok := delivery.Result{State: queue.RcptDelivered, DSN: "2.0.0", Reason: "delivered to maildir", Relay: "local"}
 		switch {
 		case strings.HasPrefix(strings.ToLower(addr), "first@"):
-			// Each holds its fsync until both deliveries to the
+			// Each holds its commit until both deliveries to the
 			// recipient have begun: the second needs the one slot
 			// (concurrency limit 1), so the first's must be free by
-			// the time its fsync runs.
-			ok.Sync = func(ctx context.Context) error {
+			// the time its commit runs.
+			ok.Commit = func(ctx context.Context) error {
 				deadline := time.Now().Add(5 * time.Second)
 				for firsts(rec) < 2 {
 					if time.Now().After(deadline) {
-						return errors.New("the slot was still held during the fsync")
+						return errors.New("the slot was still held during the commit")
 					}
 					time.Sleep(5 * time.Millisecond)
 				}
-				synced.Add(1)
+				committed.Add(1)
 				return nil
 			}
 		case strings.HasPrefix(addr, "bad@"):
-			ok.Sync = func(context.Context) error {
+			ok.Commit = func(context.Context) error {
 				return &delivery.Error{DSN: "4.3.0", Text: "cannot sync maildir directory /m/new: Input/output error"}
 			}
 		}
@@ -56,8 +56,8 @@ func TestResultSync(t *testing.T) {
 	e.waitFor("delivery", 10*time.Second, func() bool {
 		return e.gone(a) && e.gone(b) && e.inQueue(queue.Deferred, c)
 	})
-	if n := synced.Load(); n != 2 {
-		t.Errorf("%d fsyncs ran, want 2", n)
+	if n := committed.Load(); n != 2 {
+		t.Errorf("%d commits ran, want 2", n)
 	}
 	e.wantLog(`^postfix/local\[PID\]: ` + a + `: to=<first@mx.test>, relay=local, .*status=sent \(delivered to maildir\)$`)
 	e.wantLog(`^postfix/local\[PID\]: ` + c + `: to=<bad@mx.test>, relay=local, .*dsn=4.3.0, status=deferred \(cannot sync maildir directory /m/new: Input/output error\)$`)

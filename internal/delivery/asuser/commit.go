@@ -23,16 +23,16 @@ import (
 // the queue manager asks the executor only to write the message into
 // tmp/, frees the slot, and then asks for Commit, which fsyncs the
 // files, links them into new/ and fsyncs new/: calls for one Maildir
-// within syncGather share one request, and the delivery is recorded only
+// within commitGather share one request, and the delivery is recorded only
 // after it. A crash before the record leaves the recipient unsettled; the
 // retry overwrites the tmp/ file, or finds the message in new/ (only ever
 // linked once whole and durable) and commits again, which only fsyncs.
 
-// syncGather is how long a Commit call waits for others to the same
+// commitGather is how long a Commit call waits for others to the same
 // Maildir before the request is sent: long enough to share the fsync of
 // new/ among the deliveries of a busy mailbox (two at a time by default,
 // one every ~1 ms each), short against a delivery's lifetime.
-const syncGather = 5 * time.Millisecond
+const commitGather = 5 * time.Millisecond
 
 // wireCommit is a Commit request: the staged names to commit into the
 // Maildir Dir, with the request's credentials.
@@ -68,7 +68,7 @@ func (r *Runner) StagesMaildir() bool { return r.socket != "" }
 // for a job with maildir.Options.Stage) into the Maildir dir, written as
 // creds: it returns once the file is linked into new/ and an fsync of
 // new/ that began after the call has ended. Calls for the same Maildir
-// and identity within syncGather share one request to the executor.
+// and identity within commitGather share one request to the executor.
 func (r *Runner) Commit(ctx context.Context, creds Creds, dir, name string) error {
 	w := wireCommit{Dir: dir, Names: []string{name}}
 	if err := w.validate(); err != nil {
@@ -77,7 +77,7 @@ func (r *Runner) Commit(ctx context.Context, creds Creds, dir, name string) erro
 	if r.socket == "" {
 		return commitHere(nil, creds, w)
 	}
-	rd := r.syncs.join(credKey(creds)+"\x00"+dir, name, func(names []string) error {
+	rd := r.commits.join(credKey(creds)+"\x00"+dir, name, func(names []string) error {
 		return r.callCommit(creds, wireCommit{Dir: dir, Names: names})
 	})
 	select {
@@ -105,26 +105,26 @@ func (r *Runner) callCommit(creds Creds, w wireCommit) error {
 	return nil
 }
 
-// syncBatches are a Runner's Commit rounds being gathered, by identity
+// commitRounds are a Runner's Commit rounds being gathered, by identity
 // and Maildir.
-type syncBatches struct {
+type commitRounds struct {
 	mu     sync.Mutex
-	rounds map[string]*syncRound
+	rounds map[string]*commitRound
 }
 
-// syncRound is one shared commit: names are the staged files it
+// commitRound is one shared commit: names are the staged files it
 // commits; done is closed when it has ended, with err its outcome.
-type syncRound struct {
+type commitRound struct {
 	names []string
 	done  chan struct{}
 	err   error
 }
 
 // join adds name to the round for key that is still gathering callers,
-// starting one (which runs do with the names after syncGather) when
+// starting one (which runs do with the names after commitGather) when
 // there is none. A round stops taking callers when its request is made,
 // so every caller's fsync of new/ begins after its call.
-func (b *syncBatches) join(key, name string, do func(names []string) error) *syncRound {
+func (b *commitRounds) join(key, name string, do func(names []string) error) *commitRound {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if rd := b.rounds[key]; rd != nil {
@@ -138,11 +138,11 @@ func (b *syncBatches) join(key, name string, do func(names []string) error) *syn
 		// gathers the rest.
 	}
 	if b.rounds == nil {
-		b.rounds = map[string]*syncRound{}
+		b.rounds = map[string]*commitRound{}
 	}
-	rd := &syncRound{names: []string{name}, done: make(chan struct{})}
+	rd := &commitRound{names: []string{name}, done: make(chan struct{})}
 	b.rounds[key] = rd
-	time.AfterFunc(syncGather, func() {
+	time.AfterFunc(commitGather, func() {
 		b.mu.Lock()
 		if b.rounds[key] == rd {
 			delete(b.rounds, key)

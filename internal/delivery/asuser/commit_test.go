@@ -15,11 +15,11 @@ import (
 	"moat/internal/delivery/maildir"
 )
 
-// TestSyncBatchesShareOneRound: callers that join within syncGather share
+// TestCommitRoundsShareOne: callers that join within commitGather share
 // one request with all their names; a caller after the round's request
 // was made gets a new round, whose fsync begins after its call.
-func TestSyncBatchesShareOneRound(t *testing.T) {
-	var b syncBatches
+func TestCommitRoundsShareOne(t *testing.T) {
+	var b commitRounds
 	var calls atomic.Int32
 	var mu sync.Mutex
 	var got [][]string
@@ -55,7 +55,7 @@ func TestSyncBatchesShareOneRound(t *testing.T) {
 		t.Fatal("a caller joined a round whose request was already made")
 	}
 	close(release)
-	for _, rd := range []*syncRound{first, other, late} {
+	for _, rd := range []*commitRound{first, other, late} {
 		<-rd.done
 		if rd.err != nil {
 			t.Error(rd.err)
@@ -82,7 +82,7 @@ func TestSyncBatchesShareOneRound(t *testing.T) {
 
 	// A full round is sent as it is; the names after it gather in the
 	// next.
-	var full, rest *syncRound
+	var full, rest *commitRound
 	count := func(names []string) error {
 		mu.Lock()
 		got = append(got, names)

@@ -32,7 +32,7 @@ type Runner struct {
 	self, socket string
 	mu           sync.Mutex
 	idle         []idleConn
-	syncs        syncBatches
+	commits      commitRounds
 }
 
 // idleConn is a kept executor connection and when it went idle.

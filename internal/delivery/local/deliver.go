@@ -72,7 +72,7 @@ type outcome struct {
 	pass        string
 	passAddr    string
 	// commits are the Maildir deliveries staged in tmp/
-	// (maildir.Options.Stage), which Result.Sync commits.
+	// (maildir.Options.Stage), which Result.Commit commits.
 	commits []staged
 }
 
@@ -132,7 +132,7 @@ func (j *job) result() delivery.Result {
 	r := j.outcome()
 	if commits := j.out.commits; len(commits) > 0 {
 		run := j.a.run
-		r.Sync = func(ctx context.Context) error {
+		r.Commit = func(ctx context.Context) error {
 			for _, c := range commits {
 				if err := run.Commit(ctx, c.creds, c.dir, c.name); err != nil {
 					return err

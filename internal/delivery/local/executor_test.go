@@ -123,7 +123,7 @@ func (f *fixture) useExecutor(t *testing.T) {
 }
 
 // TestThroughExecutorStaged: through the executor a Maildir delivery is
-// only staged in tmp/ when the agent answers; the result's Sync (what the
+// only staged in tmp/ when the agent answers; the result's Commit (what the
 // queue manager calls after freeing the slot) commits it into new/.
 func TestThroughExecutorStaged(t *testing.T) {
 	f := newFixture(t, "home_mailbox = Maildir/\n", "")
@@ -131,8 +131,8 @@ func TestThroughExecutorStaged(t *testing.T) {
 	a := f.account()
 	md := filepath.Join(a.home, "Maildir")
 	res := f.agent.Deliver(context.Background(), f.request("sender@remote.example", testContent, a.name+"@example.com"))
-	if len(res) != 1 || res[0].State != queue.RcptDelivered || res[0].Sync == nil {
-		t.Fatalf("results %+v, want one delivered with a Sync", res)
+	if len(res) != 1 || res[0].State != queue.RcptDelivered || res[0].Commit == nil {
+		t.Fatalf("results %+v, want one delivered with a Commit", res)
 	}
 	tmp, err := os.ReadDir(filepath.Join(md, "tmp"))
 	if err != nil || len(tmp) != 1 {
@@ -141,7 +141,7 @@ func TestThroughExecutorStaged(t *testing.T) {
 	if n := len(maildirFiles(t, md)); n != 0 {
 		t.Fatalf("%d files in new/ before the commit", n)
 	}
-	if err := res[0].Sync(context.Background()); err != nil {
+	if err := res[0].Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(maildirFiles(t, md)); n != 1 {

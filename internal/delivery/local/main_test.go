@@ -234,13 +234,13 @@ func (f *fixture) deliverContent(rcpt, content string) delivery.Result {
 	if res[0].Relay != "local" {
 		f.t.Errorf("relay %q", res[0].Relay)
 	}
-	if sync := res[0].Sync; sync != nil {
+	if commit := res[0].Commit; commit != nil {
 		// What the queue manager does before it records the result:
 		// commit the staged Maildir writes.
-		if err := sync(ctx); err != nil {
+		if err := commit(ctx); err != nil {
 			f.t.Fatalf("committing the delivery: %v", err)
 		}
-		res[0].Sync = nil
+		res[0].Commit = nil
 	}
 	return res[0]
 }
