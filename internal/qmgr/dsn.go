@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,14 +90,17 @@ type dsnNotice struct {
 	headersOnly bool
 }
 
-// failureText and delayText are the text of Postfix's default
-// failure_template and delay_template (bounce(5), postconf -b), after
-// "This is the mail system at host $myhostname.".
+// failureText is the text of Postfix's default failure_template
+// (bounce(5), postconf -b), after "This is the mail system at host
+// $myhostname."; delayText (warn.go) is delay_template's.
 var (
-	failureText = []string{
+	failureText = slices.Concat([]string{
 		"I'm sorry to have to inform you that your message could not",
 		"be delivered to one or more recipients. It's attached below.",
 		"",
+	}, signOff)
+	// signOff ends failure_template and delay_template alike.
+	signOff = []string{
 		"For further assistance, please send mail to postmaster.",
 		"",
 		"If you do so, please include this problem report. You can",

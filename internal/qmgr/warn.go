@@ -2,6 +2,7 @@ package qmgr
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,7 +74,7 @@ func (m *Manager) warnDelayed(msg *queue.Message, items []bounceItem) {
 // $delay_warning_time_hours and $maximal_queue_lifetime_days filled in
 // (whole hours and days, rounded down, as bounce_template.c does).
 func (m *Manager) delayText() []string {
-	return []string{
+	return slices.Concat([]string{
 		"####################################################################",
 		"# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #",
 		"####################################################################",
@@ -81,13 +82,7 @@ func (m *Manager) delayText() []string {
 		fmt.Sprintf("Your message could not be delivered for more than %d hour(s).", int64(m.set.delayWarn/time.Hour)),
 		fmt.Sprintf("It will be retried until it is %d day(s) old.", int64(m.set.maxLifetime/(24*time.Hour))),
 		"",
-		"For further assistance, please send mail to postmaster.",
-		"",
-		"If you do so, please include this problem report. You can",
-		"delete your own text from the attached returned message.",
-		"",
-		"                   The mail system",
-	}
+	}, signOff)
 }
 
 // retryUntil is the Will-Retry-Until of a delay report (RFC 3464 section
