@@ -2,7 +2,6 @@ package qmgr
 
 import (
 	"context"
-	"errors"
 	"net"
 	"os/exec"
 	"strings"
@@ -41,18 +40,7 @@ func TestSmtplibToMaildir(t *testing.T) {
 		ln.Close()
 		wg.Wait()
 	}()
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					t.Error(err)
-				}
-				return
-			}
-			wg.Go(func() { srv.ServeConn(ctx, c) })
-		}
-	})
+	serveAll(t, ln, &wg, func(c net.Conn) { srv.ServeConn(ctx, c) })
 	e.start()
 	time.Sleep(100 * time.Millisecond) // past the start-up scans
 

@@ -40,14 +40,10 @@ type receiver struct {
 	wg    sync.WaitGroup
 }
 
-func startReceiver(t *testing.T, hold time.Duration, greet string, init int) *receiver {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &receiver{ln: ln, hold: hold, greet: greet, init: init}
-	r.wg.Go(func() {
+// serveAll accepts connections on ln until it is closed, serving each
+// with serve; wg counts the accept loop and every connection.
+func serveAll(t *testing.T, ln net.Listener, wg *sync.WaitGroup, serve func(net.Conn)) {
+	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -56,9 +52,19 @@ func startReceiver(t *testing.T, hold time.Duration, greet string, init int) *re
 				}
 				return
 			}
-			r.wg.Go(func() { r.serve(c) })
+			wg.Go(func() { serve(c) })
 		}
 	})
+}
+
+func startReceiver(t *testing.T, hold time.Duration, greet string, init int) *receiver {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{ln: ln, hold: hold, greet: greet, init: init}
+	serveAll(t, ln, &r.wg, r.serve)
 	t.Cleanup(func() {
 		ln.Close()
 		r.wg.Wait()
