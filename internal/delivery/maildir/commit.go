@@ -60,6 +60,7 @@ func Commit(dir string, names []string, opts Options) error {
 	for _, f := range staged {
 		fail(f.link())
 	}
+	// Only SyncNew is taken from opts: a Stage there must not skip it.
 	if err := syncNew(newDir, Options{SyncNew: opts.SyncNew}); err != nil {
 		fail(fmt.Errorf("fsync %s: %w", newDir, err))
 	}
